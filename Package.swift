@@ -1,0 +1,39 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny")
+]
+
+let package = Package(
+    name: "warden",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "warden", targets: ["warden"]),
+        .library(name: "Cedar", targets: ["Cedar"]),
+        .library(name: "WardenCore", targets: ["WardenCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2")
+    ],
+    targets: [
+        .target(name: "Cedar", swiftSettings: swiftSettings),
+        .target(name: "WardenCore", dependencies: ["Cedar"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "warden",
+            dependencies: [
+                "Cedar", "WardenCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "CedarBenchmark",
+            dependencies: ["Cedar", "WardenCore"],
+            path: "Benchmarks/CedarBenchmark",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "CedarTests", dependencies: ["Cedar"], swiftSettings: swiftSettings),
+        .testTarget(name: "WardenCoreTests", dependencies: ["WardenCore", "Cedar"], swiftSettings: swiftSettings),
+    ]
+)

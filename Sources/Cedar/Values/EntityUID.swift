@@ -1,0 +1,74 @@
+/// A Cedar entity type name, such as `Agent` or `Acme::Service`: a `::`-separated path of identifiers.
+public struct EntityType: Hashable, Sendable, CustomStringConvertible, Comparable {
+    /// The fully qualified name, for example `Acme::Service`.
+    public let name: String
+
+    /// Creates an entity type from its fully qualified name. The name is not validated; use
+    /// ``EntityType/parse(_:)`` for text that comes from outside.
+    public init(_ name: String) { self.name = name }
+
+    /// Parses and validates a fully qualified type name (identifiers separated by `::`).
+    public static func parse(_ text: String) -> EntityType? {
+        guard Name.isValidPath(text) else { return nil }
+        return EntityType(text)
+    }
+
+    /// Whether this is an action type (`Action` or `Namespace::Action`).
+    public var isAction: Bool { name == "Action" || name.hasSuffix("::Action") }
+
+    public var description: String { name }
+    public static func < (lhs: EntityType, rhs: EntityType) -> Bool { lhs.name < rhs.name }
+}
+
+/// A Cedar entity reference: a type and an id, written `Type::"id"`.
+public struct EntityUID: Hashable, Sendable, CustomStringConvertible, Comparable {
+    /// The entity's type.
+    public let type: EntityType
+    /// The entity's id (any string).
+    public let id: String
+
+    /// Creates an entity reference.
+    public init(type: EntityType, id: String) {
+        self.type = type
+        self.id = id
+    }
+
+    /// Creates an entity reference from a type name and an id.
+    public init(_ type: String, _ id: String) {
+        self.type = EntityType(type)
+        self.id = id
+    }
+
+    /// The Cedar source form, `Type::"id"` with the id escaped.
+    public var description: String { "\(type.name)::\(CedarString.quote(id))" }
+
+    public static func < (lhs: EntityUID, rhs: EntityUID) -> Bool {
+        lhs.type.name != rhs.type.name ? lhs.type.name < rhs.type.name : lhs.id < rhs.id
+    }
+}
+
+/// Helpers for Cedar names (identifiers and `::` paths).
+enum Name {
+    /// Words that can never be identifiers.
+    static let reserved: Set<String> = ["true", "false", "if", "then", "else", "in", "is", "like", "has", "__cedar"]
+
+    static func isIdentifierStart(_ c: UInt8) -> Bool {
+        (c >= 0x61 && c <= 0x7A) || (c >= 0x41 && c <= 0x5A) || c == 0x5F
+    }
+
+    static func isIdentifierContinue(_ c: UInt8) -> Bool {
+        isIdentifierStart(c) || (c >= 0x30 && c <= 0x39)
+    }
+
+    static func isValidIdentifier<S: StringProtocol>(_ s: S) -> Bool {
+        let bytes = Array(s.utf8)
+        guard let first = bytes.first, isIdentifierStart(first) else { return false }
+        return bytes.allSatisfy(isIdentifierContinue)
+    }
+
+    /// Whether `text` is a valid entity-type path such as `A::B::C` (whitespace is not allowed here).
+    static func isValidPath(_ text: String) -> Bool {
+        let parts = text.split(separator: "::", omittingEmptySubsequences: false)
+        return parts.allSatisfy { isValidIdentifier($0) && !reserved.contains(String($0)) }
+    }
+}

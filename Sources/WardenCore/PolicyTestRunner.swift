@@ -1,0 +1,134 @@
+import Cedar
+import Foundation
+
+/// Runs files in the Cedar integration-test format (as in cedar-policy/cedar-integration-tests): each names a
+/// policy file and an entities file, and lists requests with the expected decision, reasons and erroring policies.
+public struct PolicyTestRunner {
+    /// One request whose outcome differed from the expectation, or a file that could not be loaded.
+    public struct Failure: Sendable, CustomStringConvertible {
+        public let file: String
+        public let request: String?
+        public let message: String
+        public var description: String {
+            if let request { return "\(file): \(request): \(message)" }
+            return "\(file): \(message)"
+        }
+    }
+
+    /// Totals over all files run so far.
+    public private(set) var passed = 0
+    public private(set) var failed = 0
+    public private(set) var failures: [Failure] = []
+
+    private let root: URL
+    private let authorizer = Authorizer()
+    private var entityCache: [String: Entities] = [:]
+
+    /// Paths inside test files are resolved against `root`.
+    public init(root: URL) { self.root = root }
+
+    /// Runs one test file; returns the failures it produced.
+    @discardableResult
+    public mutating func run(file path: String) -> [Failure] {
+        let before = failures.count
+        do {
+            let json = try JSONValue.parse(try Self.readText(path))
+            try runTest(json, file: path)
+        } catch let error as CedarError {
+            record(file: path, request: nil, message: "cannot load the test: \(error)", count: 1)
+        } catch {
+            record(file: path, request: nil, message: "cannot load the test: \(error.localizedDescription)", count: 1)
+        }
+        return Array(failures[before...])
+    }
+
+    private mutating func record(file: String, request: String?, message: String, count: Int) {
+        failed += count
+        failures.append(Failure(file: file, request: request, message: message))
+    }
+
+    private mutating func runTest(_ json: JSONValue, file: String) throws {
+        guard case .string(let policiesPath)? = json["policies"], case .string(let entitiesPath)? = json["entities"],
+            case .array(let requests)? = json["requests"]
+        else {
+            throw CedarError(.json, "a test needs \"policies\" and \"entities\" paths and a \"requests\" list")
+        }
+        let policies: PolicySet
+        let entities: Entities
+        do {
+            policies = try loadPolicies(policiesPath)
+            entities = try loadEntities(entitiesPath)
+        } catch {
+            // Every request of a file that cannot be loaded counts as failed.
+            record(file: file, request: nil, message: "\(error)", count: max(1, requests.count))
+            return
+        }
+        for (i, r) in requests.enumerated() {
+            var name = "request \(i)"
+            if case .string(let d)? = r["description"] { name = d }
+            do {
+                let request = try CedarJSON.request(r)
+                let response = authorizer.isAuthorized(request, policies: policies, entities: entities)
+                if let problem = Self.compare(response, with: r) {
+                    record(file: file, request: name, message: problem, count: 1)
+                } else {
+                    passed += 1
+                }
+            } catch {
+                record(file: file, request: name, message: "\(error)", count: 1)
+            }
+        }
+    }
+
+    /// Compares a response with a test's expectation; returns a description of the difference, or nil.
+    public static func compare(_ response: Response, with expected: JSONValue) -> String? {
+        guard case .string(let d)? = expected["decision"], let decision = Decision(rawValue: d.lowercased()) else {
+            return "the test has no valid \"decision\""
+        }
+        let reasons = Set(strings(expected["reason"]) ?? strings(expected["reasons"]) ?? [])
+        let errors = Set(strings(expected["errors"]) ?? [])
+        var problems: [String] = []
+        if response.decision != decision {
+            problems.append("decision \(response.decision.rawValue), expected \(decision.rawValue)")
+        }
+        let gotReasons = Set(response.reasons)
+        if gotReasons != reasons {
+            problems.append("reasons \(gotReasons.sorted()), expected \(reasons.sorted())")
+        }
+        let gotErrors = Set(response.errors.map(\.policyID))
+        if gotErrors != errors {
+            let detail = response.errors.map { "\($0.policyID): \($0.message)" }.joined(separator: "; ")
+            problems.append("erroring policies \(gotErrors.sorted()), expected \(errors.sorted()) [\(detail)]")
+        }
+        return problems.isEmpty ? nil : problems.joined(separator: "; ")
+    }
+
+    private static func strings(_ json: JSONValue?) -> [String]? {
+        guard case .array(let items)? = json else { return nil }
+        return items.compactMap { if case .string(let s) = $0 { s } else { nil } }
+    }
+
+    private func loadPolicies(_ path: String) throws -> PolicySet {
+        try PolicySet(text: try Self.readText(resolve(path)))
+    }
+
+    private mutating func loadEntities(_ path: String) throws -> Entities {
+        if let cached = entityCache[path] { return cached }
+        let e = try CedarJSON.entities(text: try Self.readText(resolve(path)))
+        if entityCache.count >= 64 { entityCache.removeAll(keepingCapacity: true) }
+        entityCache[path] = e
+        return e
+    }
+
+    private func resolve(_ path: String) -> String {
+        path.hasPrefix("/") ? path : root.appendingPathComponent(path).path
+    }
+
+    static func readText(_ path: String) throws -> String {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        guard let s = String(data: data, encoding: .utf8) else {
+            throw CedarError(.json, "\(path) is not UTF-8 text")
+        }
+        return s
+    }
+}
