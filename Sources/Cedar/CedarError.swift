@@ -32,10 +32,10 @@ public struct CedarError: Error, Hashable, Sendable, CustomStringConvertible {
     /// A message a person can act on.
     public let message: String
     /// Where in the source text the error is (1-based), when it comes from text.
-    public let location: SourceLocation?
+    public let location: TextLocation?
 
     /// Creates an error.
-    public init(_ code: Code, _ message: String, at location: SourceLocation? = nil) {
+    public init(_ code: Code, _ message: String, at location: TextLocation? = nil) {
         self.code = code
         self.message = message
         self.location = location
@@ -51,7 +51,7 @@ public struct CedarError: Error, Hashable, Sendable, CustomStringConvertible {
 }
 
 /// A position in source text: 1-based line and column (columns count Unicode scalars).
-public struct SourceLocation: Hashable, Sendable, CustomStringConvertible {
+public struct TextLocation: Hashable, Sendable, CustomStringConvertible {
     /// 1-based line.
     public let line: Int
     /// 1-based column.

@@ -64,10 +64,11 @@ struct PolicyAuthorizeCommand: ParsableCommand {
             } catch {
                 bad += 1
                 let where_ = request ?? "\(requests!):\(lineNumber)"
-                out += JSONValue.object([
-                    ("decision", .string("deny")), ("reasons", .array([])), ("errors", .array([])),
-                    ("error", .string("\(where_): \(error)")),
-                ]).serialized + "\n"
+                out +=
+                    JSONValue.object([
+                        ("decision", .string("deny")), ("reasons", .array([])), ("errors", .array([])),
+                        ("error", .string("\(where_): \(error)")),
+                    ]).serialized + "\n"
                 continue
             }
             var response: Response!
@@ -82,10 +83,12 @@ struct PolicyAuthorizeCommand: ParsableCommand {
             }
         }
         print(out, terminator: "")
+        fflush(stdout)
         if stats && !timings.isEmpty {
             let s = LatencyStats(timings)
             FileHandle.standardError.write(
-                "requests: \(timings.count)  median: \(s.medianMicros) µs  p99: \(s.p99Micros) µs\n".data(using: .utf8)!)
+                "requests: \(timings.count)  median: \(s.medianMicros) µs  p99: \(s.p99Micros) µs\n".data(using: .utf8)!
+            )
         }
         if bad > 0 { throw ExitCode(1) }
     }

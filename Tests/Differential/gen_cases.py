@@ -63,6 +63,9 @@ ACTIONS = ["view", "edit", "delete", "readOnly", "write", "all"]
 ACTION_EDGES = [("view", "readOnly"), ("edit", "write"), ("delete", "write"),
                 ("readOnly", "all"), ("write", "all"), ("view", "write"), ("delete", "all")]
 
+TARGET_SCOPE = 0.9   # fraction of requests aimed at the scope of some permit policy
+P_PERMIT = 0.75      # probability that a policy is a permit
+
 RESERVED = {"true", "false", "if", "then", "else", "in", "is", "like", "has", "__cedar"}
 
 # attribute name -> kind. Kinds: L Lbig S B SETS SETL SETE E REC IP DEC DT DUR
@@ -173,6 +176,8 @@ class CaseGen:
         self.universe = [(t, i) for t in ENTITY_TYPES for i in self.ids[t]]
         self.p_err = rng.choice([0.02, 0.04, 0.07])   # type-confusion rate in expressions
         self.entity_bad = False
+        self.parent_map = {}   # uid -> parent uids (as generated)
+        self.scopes = []       # (effect, principal scope, action scope, resource scope)
         self.in_entities = False
 
     # ------------------------------------------------------------------ helpers
@@ -217,11 +222,11 @@ class CaseGen:
                 rec["dept"] = self.pick(STR_POOL)
             if self.chance(0.8):
                 rec["level"] = self.pick(LONG_POOL)
-            if self.chance(0.7) and depth < 2:
+            if self.chance(0.85) and depth < 2:
                 inner = {}
-                if self.chance(0.8):
+                if self.chance(0.9):
                     inner["ok"] = self.chance(0.5)
-                if self.chance(0.7):
+                if self.chance(0.85):
                     inner["n"] = self.pick(LONG_POOL)
                 if self.chance(0.2):
                     inner["deep"] = self.jvalue("REC", depth + 1)
@@ -293,12 +298,13 @@ class CaseGen:
             for name, kind in ENTITY_ATTRS:
                 if self.chance(0.75 if name not in ("if", "") else 0.1):
                     attrs[name] = self.jvalue(kind)
+            self.parent_map[u] = parents
             e = {"uid": {"type": u[0], "id": u[1]}, "attrs": attrs,
                  "parents": [{"type": p[0], "id": p[1]} for p in parents]}
-            if self.chance(0.5):
+            if self.chance(0.7):
                 tags = {}
                 for name, kind in TAG_KEYS:
-                    if self.chance(0.5 if name else 0.1):
+                    if self.chance(0.7 if name else 0.1):
                         tags[name] = self.jvalue(kind)
                 e["tags"] = tags
             ents.append(e)
@@ -307,6 +313,7 @@ class CaseGen:
             if not self.chance(0.9):
                 continue
             parents = [q for (p, q) in ACTION_EDGES if p == a and self.chance(0.75)]
+            self.parent_map[("Action", a)] = [("Action", q) for q in parents]
             e = {"uid": {"type": "Action", "id": a}, "attrs": {},
                  "parents": [{"type": "Action", "id": q} for q in parents]}
             if self.chance(0.1):
@@ -335,7 +342,7 @@ class CaseGen:
     def gen_context(self):
         ctx = {}
         for name, kind in CTX_ATTRS:
-            if self.chance(0.7):
+            if self.chance(0.85):
                 v = self.jvalue(kind)
                 if v is not None:
                     ctx[name] = v
@@ -382,7 +389,7 @@ class CaseGen:
         sep = "::" if self.chance(0.95) else " :: "
         return X(t.replace("::", sep) + sep + cedar_str(i, self.r), 7)
 
-    def var(self, names=("principal", "resource", "principal", "resource", "action")):
+    def var(self, names=("principal", "resource") * 10 + ("action",)):
         return X(self.pick(names), 7)
 
     def attr_of(self, kind_pred, ctx_p=0.4):
@@ -391,8 +398,10 @@ class CaseGen:
             names = [n for n, k in CTX_ATTRS if kind_pred(k)]
             if names:
                 return self.access(X("context", 7), self.pick(names))
-        names = [n for n, k in ENTITY_ATTRS if kind_pred(k)]
-        base = self.var() if self.chance(0.85) else self.entity_lit(self.uid())
+        names = [n for n, k in ENTITY_ATTRS if kind_pred(k) and (n not in ("if", "") or self.chance(0.1))]
+        if not names:
+            names = [n for n, k in ENTITY_ATTRS if kind_pred(k)]
+        base = self.var() if self.chance(0.93) else self.entity_lit(self.uid())
         return self.access(base, self.pick(names))
 
     def gen(self, ty, d):
@@ -420,10 +429,16 @@ class CaseGen:
         if c == 4:
             return self.access(self.access(self.access(self.var(), "profile"), "inner"), "ok")
         if c == 5:
-            return self.call(self.leaf_E(), "getTag", X(cedar_str("t2"), 7))
+            if self.chance(0.3):
+                return self.call(self.leaf_E(), "getTag", X(cedar_str("t2"), 7))
+            return X(self.pick(["true", "false"]), 7)
         if c == 6:
             return self.rel(self.leaf_E(), "in", self.leaf_E())
-        return self.access(self.leaf_REC(), self.pick(["ok", "a", "flag", "active"]))
+        rec, key = self.pick([(X("context", 7), "flag"), (self.access(X("context", 7), "rec"), "ok"),
+                              (self.access(self.access(X("context", 7), "rec"), "inner"), "ok"),
+                              (self.access(self.var(), "profile"), "ok"), (X("{}", 7), "a"),
+                              (X("{ok: true}", 7), "ok"), (X("{a: false, b: true}", 7), "b")])
+        return self.access(rec, key)
 
     def leaf_L(self):
         c = self.r.randrange(9)
@@ -434,9 +449,12 @@ class CaseGen:
         if c in (4, 5):
             return self.attr_of(lambda k: k in ("L", "Lbig"))
         if c == 6:
-            return self.access(self.access(self.pick([self.var(), X("context", 7)]), self.pick(["profile", "rec"])), "level")
+            base, rec = self.pick([(self.var(), "profile"), (X("context", 7), "rec")])
+            return self.access(self.access(base, rec), "level")
         if c == 7:
-            return self.call(self.leaf_E(), "getTag", X(cedar_str(self.pick(["t1", "", "t1"])), 7))
+            if self.chance(0.3):
+                return self.call(self.leaf_E(), "getTag", X(cedar_str(self.pick(["t1", "", "t1"])), 7))
+            return self.lit_long(self.pick(LONG_POOL))
         return self.access(self.access(self.access(X("context", 7), "rec"), "inner"), "n")
 
     def leaf_S(self):
@@ -447,7 +465,9 @@ class CaseGen:
             return self.attr_of(lambda k: k == "S")
         if c == 4:
             return self.access(self.access(self.var(), "profile"), "dept")
-        return self.call(self.leaf_E(), "getTag", X(cedar_str("color"), 7))
+        if self.chance(0.3):
+            return self.call(self.leaf_E(), "getTag", X(cedar_str("color"), 7))
+        return X(cedar_str(self.pick(STR_POOL), self.r), 7)
 
     def leaf_E(self):
         c = self.r.randrange(8)
@@ -459,7 +479,9 @@ class CaseGen:
             return self.entity_lit(self.uid())
         if c == 6:
             return self.attr_of(lambda k: k == "E")
-        return self.call(self.var(), "getTag", X(cedar_str("who"), 7))
+        if self.chance(0.3):
+            return self.call(self.var(), "getTag", X(cedar_str("who"), 7))
+        return self.var()
 
     def leaf_SET(self):
         c = self.r.randrange(6)
@@ -790,28 +812,63 @@ class CaseGen:
 
     # ----------------------------------------------------------------- policies
     def scope_pr(self, var, types_eq, types_in):
+        """Returns (text, structure); structure is ("any",) ("eq", u) ("in", u) ("is", T) ("isin", T, u)."""
         c = self.r.random()
-        if c < 0.45:
-            return var
-        if c < 0.6:
-            return var + " == " + self.entity_lit(self.uid(types_eq)).t
-        if c < 0.8:
-            return var + " in " + self.entity_lit(self.uid(types_in)).t
+        if c < 0.5:
+            return var, ("any",)
+        if c < 0.62:
+            u = self.uid(types_eq)
+            return var + " == " + self.entity_lit(u).t, ("eq", u)
+        if c < 0.82:
+            u = self.uid(types_in)
+            return var + " in " + self.entity_lit(u).t, ("in", u)
         t = self.pick(ENTITY_TYPES)
-        if c < 0.9:
-            return var + " is " + t
-        return var + " is " + t + " in " + self.entity_lit(self.uid(types_in)).t
+        if c < 0.92:
+            return var + " is " + t, ("is", t)
+        u = self.uid(types_in)
+        return var + " is " + t + " in " + self.entity_lit(u).t, ("isin", t, u)
 
     def scope_action(self):
         c = self.r.random()
-        if c < 0.45:
-            return "action"
-        if c < 0.65:
-            return "action == " + self.entity_lit(("Action", self.pick(ACTIONS))).t
-        if c < 0.8:
-            return "action in " + self.entity_lit(("Action", self.pick(ACTIONS))).t
-        acts = self.r.sample(ACTIONS, self.r.randrange(4))
-        return "action in [" + ", ".join(self.entity_lit(("Action", a)).t for a in acts) + "]"
+        if c < 0.5:
+            return "action", ("any",)
+        if c < 0.68:
+            a = ("Action", self.pick(ACTIONS))
+            return "action == " + self.entity_lit(a).t, ("eq", a)
+        if c < 0.83:
+            a = ("Action", self.pick(ACTIONS))
+            return "action in " + self.entity_lit(a).t, ("in", a)
+        acts = [("Action", a) for a in self.r.sample(ACTIONS, self.r.randrange(4))]
+        return "action in [" + ", ".join(self.entity_lit(a).t for a in acts) + "]", ("inset", acts)
+
+    def is_descendant(self, u, target):
+        seen, stack = [], [u]
+        while stack:
+            v = stack.pop()
+            if v == target:
+                return True
+            if v in seen:
+                continue
+            seen.append(v)
+            stack.extend(self.parent_map.get(v, []))
+        return False
+
+    def satisfying(self, scope, pool):
+        """Members of pool (uids) that satisfy a scope structure (may be empty)."""
+        k = scope[0]
+        if k == "any":
+            return pool
+        if k == "eq":
+            return [scope[1]]
+        if k == "in":
+            return [u for u in pool if self.is_descendant(u, scope[1])] or [scope[1]]
+        if k == "is":
+            return [u for u in pool if u[0] == scope[1]]
+        if k == "isin":
+            return [u for u in pool if u[0] == scope[1] and self.is_descendant(u, scope[2])]
+        if k == "inset":
+            return [u for u in pool if any(self.is_descendant(u, t) for t in scope[1])]
+        raise AssertionError(k)
 
     def annotations(self):
         out = []
@@ -825,22 +882,29 @@ class CaseGen:
 
     def policy(self):
         r = self.r
-        effect = "permit" if self.chance(0.72) else "forbid"
+        effect = "permit" if self.chance(P_PERMIT) else "forbid"
         nl = "\n  " if self.chance(0.5) else " "
         scope = [self.scope_pr("principal", ["User", "NS::Agent", "Group"], ["Group", "Group", "User", "NS::Agent"]),
                  self.scope_action(),
                  self.scope_pr("resource", ["Doc", "Group", "User"], ["Doc", "Group", "Group"])]
+        self.scopes.append((effect, scope[0][1], scope[1][1], scope[2][1]))
+        scope = [t for t, _ in scope]
         text = ""
         ann = self.annotations()
         if ann:
             text += (" " if self.chance(0.3) else "\n").join(ann) + "\n"
         text += effect + "(" + nl + ("," + nl).join(scope) + (nl.rstrip(" ") if nl != " " else "") + ")"
-        nconds = r.choice([0, 1, 1, 1, 2, 2])
         if effect == "forbid":
-            nconds = max(nconds, 1)
+            nconds = r.choice([1, 1, 1, 2])
+        else:
+            nconds = r.choice([0, 0, 1, 1, 1, 2])
         for _ in range(nconds):
-            kw = "when" if self.chance(0.7) else "unless"
-            body = self.gen("B", r.choice([1, 2, 2, 3, 3, 4]))
+            kw = "when" if self.chance(0.65) else "unless"
+            depth = r.choice([1, 2, 2, 3, 3, 4])
+            if effect == "permit" and kw == "when" and self.chance(0.25):
+                body = self.b_or(depth - 1)   # permits a bit more permissive
+            else:
+                body = self.gen("B", depth)
             if self.chance(0.1):
                 body = X("// note: \"quoted\" */ comment\n    " + body.t, body.lvl)
             text += "\n" + kw + " { " + body.t + " }"
@@ -859,6 +923,19 @@ class CaseGen:
         if self.chance(0.02):
             a = ("Action", "ghost")
         res = self.uid(["Doc", "Doc", "Doc", "Group", "User", "NS::Agent"], ghost=0.05)
+        permits = [sc for sc in self.scopes if sc[0] == "permit"]
+        if permits and self.chance(TARGET_SCOPE):
+            # aim at the scope of one permit policy so that requests often hit
+            _, ps, acs, rs = self.pick(permits)
+            cand = self.satisfying(ps, self.universe)
+            if cand:
+                p = self.pick(cand)
+            cand = self.satisfying(acs, [("Action", x) for x in ACTIONS])
+            if cand:
+                a = self.pick(cand)
+            cand = self.satisfying(rs, self.universe)
+            if cand:
+                res = self.pick(cand)
         return p, a, res, self.gen_context()
 
 
@@ -1037,7 +1114,8 @@ def main():
             if k % 10 == 0 and len(accepted) < args.max_list:
                 add_text(policies)
 
-        ents_text = json.dumps(entities, indent=1, ensure_ascii=bool(k % 2))
+        # one entity per line; odd cases escape non-ASCII as \uXXXX (surrogate pairs included)
+        ents_text = "[\n" + ",\n".join(json.dumps(e, ensure_ascii=bool(k % 2)) for e in entities) + "\n]"
         try:
             pset = cedarpy.PolicySet.from_str(policies)
         except ValueError as e:
@@ -1090,10 +1168,13 @@ def main():
             f.write(policies)
         with open(os.path.join(out, base + ".entities.json"), "w", encoding="utf-8", newline="\n") as f:
             f.write(ents_text + "\n")
-        case = {"policies": base + ".cedar", "entities": base + ".entities.json", "schema": None,
-                "shouldValidate": False, "requests": out_reqs}
+        head = {"policies": base + ".cedar", "entities": base + ".entities.json", "schema": None,
+                "shouldValidate": False}
         with open(os.path.join(out, base + ".json"), "w", encoding="utf-8", newline="\n") as f:
-            f.write(json.dumps(case, indent=2, ensure_ascii=False) + "\n")
+            f.write("{\n" + "".join("  %s: %s,\n" % (json.dumps(key), json.dumps(v)) for key, v in head.items())
+                    + '  "requests": [\n'
+                    + ",\n".join("    " + json.dumps(q, ensure_ascii=False) for q in out_reqs)
+                    + "\n  ]\n}\n")
         stats["written"] += 1
 
     for name, rows in (("parse-errors.jsonl", parse_errors), ("accepted.jsonl", accepted),

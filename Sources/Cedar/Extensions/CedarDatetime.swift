@@ -165,15 +165,44 @@ public struct CedarDatetime: Hashable, Sendable, Comparable, CustomStringConvert
         lhs.milliseconds < rhs.milliseconds
     }
 
-    /// ISO 8601 text in UTC: `YYYY-MM-DDThh:mm:ssZ`, with `.SSS` before the `Z` when the milliseconds
-    /// are not zero. For years 0000–9999 `parse` accepts it back; other years are written with a sign
-    /// and at least four digits (`-0001-12-31T00:00:00Z`, `+10000-01-01T00:00:00Z`).
+    /// The earliest instant a datetime string can denote: `0000-01-01T00:00:00+2359`.
+    static let earliestParsable: Int64 = -62_167_305_540_000
+    /// The latest instant a datetime string can denote: `9999-12-31T23:59:59.999-2359`.
+    static let latestParsable: Int64 = 253_402_387_139_999
+    /// The largest UTC offset a datetime string may carry, 23:59, in milliseconds.
+    static let maxOffset: Int64 = 86_340_000
+
+    /// Whether some datetime string denotes this instant, that is, whether `description` is text that
+    /// `parse` accepts back. False only for instants reached by `offset` beyond what any string can write.
+    public var isParsableAsText: Bool {
+        (Self.earliestParsable...Self.latestParsable).contains(milliseconds)
+    }
+
+    /// ISO 8601 text: `YYYY-MM-DDThh:mm:ssZ` in UTC, with `.SSS` before the `Z` when the milliseconds are
+    /// not zero. When `isParsableAsText` holds, `parse` accepts the text back as an equal value: instants
+    /// whose UTC year lies just outside 0000–9999 are written in year 0000 with offset `+2359` or in year
+    /// 9999 with offset `-2359`. Other instants are written in UTC with a signed, expanded year
+    /// (`-0002-01-01T00:00:00Z`, `+10001-01-01T00:00:00Z`), which Cedar cannot parse.
     public var description: String {
+        if isParsableAsText {
+            if milliseconds < Self.earliestParsable + Self.maxOffset {
+                return Self.format(local: milliseconds + Self.maxOffset, suffix: "+2359")
+            }
+            if milliseconds > Self.latestParsable - Self.maxOffset {
+                return Self.format(local: milliseconds - Self.maxOffset, suffix: "-2359")
+            }
+        }
+        return Self.format(local: milliseconds, suffix: "Z")
+    }
+
+    /// Formats `local` milliseconds (UTC plus the offset named by `suffix`) as ISO 8601 text.
+    private static func format(local: Int64, suffix: String) -> String {
         let day = CedarDuration.millisecondsPerDay
-        // Floor division; unlike `toDate()` this never multiplies back, so it cannot overflow.
-        let days = milliseconds / day - (milliseconds % day < 0 ? 1 : 0)
-        let (year, month, dayOfMonth) = Self.civilFromDays(days)
-        let time = toTime().milliseconds
+        // Floor division and modulo; nothing is multiplied back, so no value can overflow.
+        let remainder = local % day
+        let days = local / day - (remainder < 0 ? 1 : 0)
+        let time = remainder < 0 ? remainder + day : remainder
+        let (year, month, dayOfMonth) = civilFromDays(days)
         func pad(_ value: Int64, _ width: Int) -> String {
             let digits = String(value.magnitude)
             return String(repeating: "0", count: max(0, width - digits.utf8.count)) + digits
@@ -187,6 +216,6 @@ public struct CedarDatetime: Hashable, Sendable, Comparable, CustomStringConvert
         text += pad(year, 4) + "-" + pad(month, 2) + "-" + pad(dayOfMonth, 2)
         text += "T" + pad(time / 3_600_000, 2) + ":" + pad(time / 60_000 % 60, 2) + ":" + pad(time / 1000 % 60, 2)
         if time % 1000 != 0 { text += "." + pad(time % 1000, 3) }
-        return text + "Z"
+        return text + suffix
     }
 }

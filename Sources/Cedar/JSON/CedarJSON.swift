@@ -2,7 +2,8 @@
 /// `__entity` and `__extn` escapes, entity lists, contexts and requests.
 public enum CedarJSON {
     /// Decodes an entity reference: `{"type": "T", "id": "x"}` or `{"__entity": {"type": "T", "id": "x"}}`.
-    public static func entityUID(_ json: JSONValue, _ what: String = "entity reference") throws(CedarError) -> EntityUID {
+    public static func entityUID(_ json: JSONValue, _ what: String = "entity reference") throws(CedarError) -> EntityUID
+    {
         guard case .object(let pairs) = json else {
             throw CedarError(.json, "\(what) must be an object with \"type\" and \"id\", got \(json.kindName)")
         }

@@ -16,7 +16,8 @@ public enum JSONValue: Sendable, Hashable {
         case (.number(let a), .number(let b)): a == b
         case (.string(let a), .string(let b)): a == b
         case (.array(let a), .array(let b)): a == b
-        case (.object(let a), .object(let b)): a.count == b.count && zip(a, b).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+        case (.object(let a), .object(let b)):
+            a.count == b.count && zip(a, b).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
         default: false
         }
     }
@@ -154,7 +155,7 @@ private struct JSONReader {
                 column += 1
             }
         }
-        return CedarError(.json, "invalid JSON: \(message)", at: SourceLocation(line: line, column: column, offset: i))
+        return CedarError(.json, "invalid JSON: \(message)", at: TextLocation(line: line, column: column, offset: i))
     }
 
     mutating func skipSpace() {

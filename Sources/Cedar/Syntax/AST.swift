@@ -226,12 +226,12 @@ public struct Policy: Sendable, Hashable {
     public var resource: ScopeConstraint
     public var conditions: [Condition]
     /// Where the policy starts in its source text, when parsed from text.
-    public var location: SourceLocation?
+    public var location: TextLocation?
 
     public init(
         id: String, effect: Effect, annotations: [Annotation] = [], principal: ScopeConstraint = .any,
         action: ActionConstraint = .any, resource: ScopeConstraint = .any, conditions: [Condition] = [],
-        location: SourceLocation? = nil
+        location: TextLocation? = nil
     ) {
         self.id = id
         self.effect = effect

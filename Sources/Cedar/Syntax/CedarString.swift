@@ -59,7 +59,9 @@ enum CedarString {
             case "\"": out.append(.scalar("\""))
             case "*" where pattern: out.append(.scalar("*"))
             case "u":
-                guard it.next() == "{" else { return .failure(EscapeError("a \\u escape must have the form \\u{XXXX}")) }
+                guard it.next() == "{" else {
+                    return .failure(EscapeError("a \\u escape must have the form \\u{XXXX}"))
+                }
                 var value: UInt32 = 0
                 var digits = 0
                 var closed = false
@@ -72,10 +74,14 @@ enum CedarString {
                         return .failure(EscapeError("invalid hex digit '\(h)' in a \\u{...} escape"))
                     }
                     digits += 1
-                    guard digits <= 6 else { return .failure(EscapeError("a \\u{...} escape has at most 6 hex digits")) }
+                    guard digits <= 6 else {
+                        return .failure(EscapeError("a \\u{...} escape has at most 6 hex digits"))
+                    }
                     value = value * 16 + d
                 }
-                guard closed, digits > 0 else { return .failure(EscapeError("a \\u escape must have the form \\u{XXXX}")) }
+                guard closed, digits > 0 else {
+                    return .failure(EscapeError("a \\u escape must have the form \\u{XXXX}"))
+                }
                 guard let scalar = Unicode.Scalar(value) else {
                     return .failure(EscapeError("\\u{\(String(value, radix: 16))} is not a Unicode scalar value"))
                 }

@@ -38,7 +38,7 @@ struct Lexer {
         func position(_ at: String.Index) -> Token.Position {
             Token.Position(line: line, lineStart: lineStart, index: at)
         }
-        func location(_ at: String.Index) -> SourceLocation {
+        func location(_ at: String.Index) -> TextLocation {
             Lexer.location(of: position(at), in: source)
         }
 
@@ -64,7 +64,8 @@ struct Lexer {
                 throw CedarError(.parse, "unexpected character '/'", at: location(start))
             }
             guard tokens.count < maxTokens else {
-                throw CedarError(.parse, "policy text is too large (more than \(maxTokens) tokens)", at: location(start))
+                throw CedarError(
+                    .parse, "policy text is too large (more than \(maxTokens) tokens)", at: location(start))
             }
             if Name.isIdentifierStart(c) {
                 while i < utf8.endIndex && Name.isIdentifierContinue(utf8[i]) { i = utf8.index(after: i) }
@@ -99,7 +100,9 @@ struct Lexer {
                         break
                     }
                 }
-                guard closed else { throw CedarError(.parse, "unterminated string literal", at: Lexer.location(of: loc, in: source)) }
+                guard closed else {
+                    throw CedarError(.parse, "unterminated string literal", at: Lexer.location(of: loc, in: source))
+                }
                 tokens.append(Token(kind: .string, text: source[start..<i], position: loc))
                 continue
             }
@@ -153,9 +156,9 @@ struct Lexer {
     }
 
     /// The line and column of a token position.
-    static func location(of p: Token.Position, in source: String) -> SourceLocation {
+    static func location(of p: Token.Position, in source: String) -> TextLocation {
         let column = source.unicodeScalars[p.lineStart..<p.index].count + 1
-        return SourceLocation(
+        return TextLocation(
             line: p.line, column: column, offset: source.utf8.distance(from: source.utf8.startIndex, to: p.index))
     }
 }

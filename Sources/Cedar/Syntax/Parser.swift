@@ -30,7 +30,9 @@ public struct Parser {
     public static func parseExpression(_ text: String) throws(CedarError) -> Expr {
         var parser = try Parser(source: text)
         let e = try parser.parseExpr()
-        guard parser.peek.kind == .end else { throw parser.error("unexpected \(parser.describe(parser.peek)) after the expression") }
+        guard parser.peek.kind == .end else {
+            throw parser.error("unexpected \(parser.describe(parser.peek)) after the expression")
+        }
         return e
     }
 
@@ -45,7 +47,7 @@ public struct Parser {
         return t
     }
 
-    private func location(_ t: Token) -> SourceLocation { Lexer.location(of: t.position, in: source) }
+    private func location(_ t: Token) -> TextLocation { Lexer.location(of: t.position, in: source) }
 
     private func error(_ message: String, at token: Token? = nil) -> CedarError {
         CedarError(.parse, message, at: location(token ?? peek))
@@ -191,7 +193,9 @@ public struct Parser {
 
     private mutating func parseActionConstraint() throws(CedarError) -> ActionConstraint {
         let v = advance()
-        guard v.isIdent("action") else { throw error("expected 'action' in the policy scope, found \(describe(v))", at: v) }
+        guard v.isIdent("action") else {
+            throw error("expected 'action' in the policy scope, found \(describe(v))", at: v)
+        }
         if eatPunct("==") {
             return .equals(try parseActionUID())
         }
@@ -224,7 +228,9 @@ public struct Parser {
     }
 
     private mutating func parseEntityUID() throws(CedarError) -> EntityUID {
-        guard peek.kind == .identifier else { throw error("expected an entity such as User::\"alice\", found \(describe(peek))") }
+        guard peek.kind == .identifier else {
+            throw error("expected an entity such as User::\"alice\", found \(describe(peek))")
+        }
         var parts: [Substring] = []
         while true {
             let t = advance()
@@ -245,7 +251,9 @@ public struct Parser {
         var parts: [Substring] = []
         repeat {
             let t = advance()
-            guard t.kind == .identifier else { throw error("expected an entity type name, found \(describe(t))", at: t) }
+            guard t.kind == .identifier else {
+                throw error("expected an entity type name, found \(describe(t))", at: t)
+            }
             guard !Name.reserved.contains(String(t.text)) else {
                 throw error("'\(t.text)' is a reserved word and cannot be an entity type", at: t)
             }
@@ -276,9 +284,13 @@ public struct Parser {
         defer { leave() }
         if eatIdent("if") {
             let c = try parseExpr()
-            guard eatIdent("then") else { throw error("expected 'then' after the 'if' condition, found \(describe(peek))") }
+            guard eatIdent("then") else {
+                throw error("expected 'then' after the 'if' condition, found \(describe(peek))")
+            }
             let a = try parseExpr()
-            guard eatIdent("else") else { throw error("expected 'else' after the 'then' branch, found \(describe(peek))") }
+            guard eatIdent("else") else {
+                throw error("expected 'else' after the 'then' branch, found \(describe(peek))")
+            }
             let b = try parseExpr()
             return .ifThenElse(c, a, b)
         }
@@ -329,7 +341,9 @@ public struct Parser {
         if t.isIdent("like") {
             pos += 1
             let p = advance()
-            guard p.kind == .string else { throw error("expected a pattern string after 'like', found \(describe(p))", at: p) }
+            guard p.kind == .string else {
+                throw error("expected a pattern string after 'like', found \(describe(p))", at: p)
+            }
             switch CedarString.unescape(Self.stringBody(p.text).unicodeScalars, pattern: true) {
             case .failure(let m): throw error("invalid pattern: \(m.message)", at: p)
             case .success(let pieces):
@@ -376,7 +390,9 @@ public struct Parser {
         while peek.isPunct(".") {
             pos += 1
             let n = advance()
-            guard n.kind == .identifier else { throw error("expected an attribute name after '.', found \(describe(n))", at: n) }
+            guard n.kind == .identifier else {
+                throw error("expected an attribute name after '.', found \(describe(n))", at: n)
+            }
             path.append(String(n.text))
         }
         var result: Expr = .hasAttr(lhs, path[0])
@@ -562,7 +578,9 @@ public struct Parser {
                 pos += 2
                 let args = try parseExprList(closing: ")")
                 guard let f = ExtensionFunction(rawValue: String(t.text)), f.isConstructor else {
-                    if ExtensionFunction(rawValue: String(t.text)) != nil || ["contains", "containsAll", "containsAny", "isEmpty", "hasTag", "getTag"].contains(t.text) {
+                    if ExtensionFunction(rawValue: String(t.text)) != nil
+                        || ["contains", "containsAll", "containsAny", "isEmpty", "hasTag", "getTag"].contains(t.text)
+                    {
                         throw error("'\(t.text)' is a method: call it as 'x.\(t.text)(...)'", at: t)
                     }
                     throw error("'\(t.text)' is not a Cedar function", at: t)
@@ -573,7 +591,8 @@ public struct Parser {
                 pos += 1
                 return .variable(v)
             }
-            throw error("unknown identifier '\(t.text)': expected principal, action, resource, context or a literal", at: t)
+            throw error(
+                "unknown identifier '\(t.text)': expected principal, action, resource, context or a literal", at: t)
         }
     }
 
