@@ -78,12 +78,11 @@ struct PolicyAuthorizeCommand: ParsableCommand {
             timings.append(elapsed)
             out += DecisionJSON.encode(response).serialized + "\n"
             if out.utf8.count > 1 << 16 {
-                print(out, terminator: "")
+                FileHandle.standardOutput.write(Data(out.utf8))
                 out = ""
             }
         }
-        print(out, terminator: "")
-        fflush(stdout)
+        FileHandle.standardOutput.write(Data(out.utf8))
         if stats && !timings.isEmpty {
             let s = LatencyStats(timings)
             FileHandle.standardError.write(
