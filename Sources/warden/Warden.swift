@@ -13,6 +13,8 @@ struct PolicyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "policy",
         abstract: "Test and evaluate Cedar policies.",
-        subcommands: [PolicyTestCommand.self, PolicyAuthorizeCommand.self]
+        subcommands: [
+            PolicyTestCommand.self, PolicyAuthorizeCommand.self, PolicyExportCommand.self, PolicyImportCommand.self,
+        ]
     )
 }

@@ -116,7 +116,7 @@ DUR_INVALID = ["1x", "", "1h1d", "--1h", "1.5h", "h", "1 h", "922337203685477580
 
 RECORD_KEYS = ["a", "b", "dept", "level", "inner", "ok", "n", "x y", "if"]
 
-INT_RE_ERR = re.compile(r"^error while evaluating policy `([^`]+)`")
+ERR_RE = re.compile(r"^error while evaluating policy `([^`]+)`")
 
 
 def cedar_str(s, rng=None, like=False):
@@ -175,7 +175,6 @@ class CaseGen:
             self.ids[rng.choice(ENTITY_TYPES)].append(rng.choice(WEIRD_IDS))
         self.universe = [(t, i) for t in ENTITY_TYPES for i in self.ids[t]]
         self.p_err = rng.choice([0.02, 0.04, 0.07])   # type-confusion rate in expressions
-        self.entity_bad = False
         self.parent_map = {}   # uid -> parent uids (as generated)
         self.scopes = []       # (effect, principal scope, action scope, resource scope)
         self.in_entities = False
@@ -253,7 +252,6 @@ class CaseGen:
 
     def jextn(self, fn, valid, invalid):
         if self.in_entities and self.chance(0.0004):
-            self.entity_bad = True
             return {"__extn": {"fn": fn, "arg": self.pick(invalid)}}
         return {"__extn": {"fn": fn, "arg": self.pick(valid)}}
 
@@ -333,7 +331,6 @@ class CaseGen:
                 ents.append(dup)
             else:           # unknown extension function
                 ents[0]["attrs"]["bad"] = {"__extn": {"fn": "ipaddr", "arg": "1.2.3.4"}}
-            self.entity_bad = True
         elif self.chance(0.03) and ents:
             ents.append(json.loads(json.dumps(ents[0])))  # identical duplicate is accepted
         self.present = present
@@ -1146,7 +1143,7 @@ def main():
             reason = sorted(set(diag.get("reason", [])), key=policy_key)
             err_ids = set()
             for msg in diag.get("errors", []):
-                m = INT_RE_ERR.match(msg)
+                m = ERR_RE.match(msg)
                 if m:
                     err_ids.add(m.group(1))
                 else:

@@ -30,20 +30,25 @@ public struct Entities: Sendable {
     /// An empty entity set.
     public init() { storage = [:] }
 
-    /// Builds an entity set. Duplicate ids are an error. Cycles in the parent relation are allowed.
+    /// Builds an entity set. An id given twice with different contents is an error, and so is a cycle in the
+    /// parent relation (as in the reference implementation).
     public init(_ entities: [Entity]) throws(CedarError) {
         var byUID: [EntityUID: Entity] = [:]
         byUID.reserveCapacity(entities.count)
         for e in entities {
-            guard byUID.updateValue(e, forKey: e.uid) == nil else {
-                throw CedarError(.entities, "duplicate entity \(e.uid)")
+            if let previous = byUID.updateValue(e, forKey: e.uid), previous != e {
+                throw CedarError(.entities, "entity \(e.uid) is given twice with different contents")
             }
         }
         var result: [EntityUID: Stored] = [:]
         result.reserveCapacity(byUID.count)
         var memo: [EntityUID: Set<EntityUID>] = [:]
         for (uid, e) in byUID {
-            result[uid] = Stored(entity: e, ancestors: Self.closure(of: uid, in: byUID, memo: &memo))
+            let ancestors = Self.closure(of: uid, in: byUID, memo: &memo)
+            guard !ancestors.contains(uid) else {
+                throw CedarError(.entities, "the entity hierarchy has a cycle through \(uid)")
+            }
+            result[uid] = Stored(entity: e, ancestors: ancestors)
         }
         storage = result
     }

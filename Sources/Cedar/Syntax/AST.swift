@@ -207,8 +207,9 @@ public struct Condition: Sendable, Hashable {
 /// One annotation, `@key("value")`.
 public struct Annotation: Sendable, Hashable {
     public let key: String
-    public let value: String
-    public init(key: String, value: String) {
+    /// The value; nil for an annotation written without one (`@advice`).
+    public let value: String?
+    public init(key: String, value: String?) {
         self.key = key
         self.value = value
     }
@@ -247,5 +248,7 @@ public struct Policy: Sendable, Hashable {
     public var isTemplate: Bool { principal.slot != nil || resource.slot != nil }
 
     /// The value of annotation `key`, if present.
-    public func annotation(_ key: String) -> String? { annotations.first { $0.key == key }?.value }
+    public func annotation(_ key: String) -> String? {
+        annotations.first { $0.key == key }.map { $0.value ?? "" }
+    }
 }

@@ -58,6 +58,13 @@ enum CedarString {
             case "'": out.append(.scalar("'"))
             case "\"": out.append(.scalar("\""))
             case "*" where pattern: out.append(.scalar("*"))
+            case "x":
+                guard let h1 = it.next(), let d1 = hexValue(h1), let h2 = it.next(), let d2 = hexValue(h2),
+                    d1 * 16 + d2 <= 0x7F
+                else {
+                    return .failure(EscapeError("a \\x escape needs two hex digits for a value up to 7f"))
+                }
+                out.append(.scalar(Unicode.Scalar(UInt8(d1 * 16 + d2))))
             case "u":
                 guard it.next() == "{" else {
                     return .failure(EscapeError("a \\u escape must have the form \\u{XXXX}"))

@@ -100,7 +100,7 @@ public struct Parser {
             let at = advance()
             guard peek.kind == .identifier else { throw error("expected an annotation name after '@'") }
             let key = String(advance().text)
-            var value = ""
+            var value: String? = nil
             if eatPunct("(") {
                 guard peek.kind == .string else { throw error("an annotation value must be a string literal") }
                 value = try unescape(advance())
@@ -386,6 +386,7 @@ public struct Parser {
             throw error("expected an attribute name after 'has', found \(describe(t))", at: t)
         }
         // `e has a.b.c` means `e has a && e.a has b && e.a.b has c`.
+        try checkAttributeName(t)
         var path = [String(t.text)]
         while peek.isPunct(".") {
             pos += 1
@@ -393,6 +394,7 @@ public struct Parser {
             guard n.kind == .identifier else {
                 throw error("expected an attribute name after '.', found \(describe(n))", at: n)
             }
+            try checkAttributeName(n)
             path.append(String(n.text))
         }
         var result: Expr = .hasAttr(lhs, path[0])
@@ -402,6 +404,14 @@ public struct Parser {
             result = .and(result, .hasAttr(base, path[i]))
         }
         return result
+    }
+
+    /// Attribute names written as identifiers cannot be reserved words (quote them: `e["if"]`, `e has "if"`).
+    private func checkAttributeName(_ t: Token) throws(CedarError) {
+        let word = String(t.text)
+        guard !Name.reserved.contains(word) else {
+            throw error("'\(word)' is a reserved word: write e[\"\(word)\"] or e has \"\(word)\" instead", at: t)
+        }
     }
 
     private mutating func parseAdd() throws(CedarError) -> Expr {
@@ -436,6 +446,9 @@ public struct Parser {
             ops.append(advance())
         }
         guard ops.count <= 4 else { throw error("too many unary operators in a row (at most 4)", at: ops[4]) }
+        if let first = ops.first, ops.contains(where: { $0.text != first.text }) {
+            throw error("'!' and '-' cannot be mixed in one chain of unary operators: add parentheses", at: first)
+        }
         var e: Expr
         if let last = ops.last, last.isPunct("-"), peek.kind == .integer {
             // A minus directly before an integer literal is part of the literal, so that the smallest Long parses.
@@ -469,6 +482,7 @@ public struct Parser {
                     let args = try parseExprList(closing: ")")
                     e = try makeMethodCall(e, name, args)
                 } else {
+                    try checkAttributeName(name)
                     e = .getAttr(e, String(name.text))
                 }
             } else if peek.isPunct("[") {
@@ -553,7 +567,13 @@ public struct Parser {
                 return e
             }
             if eatPunct("[") {
-                return .set(try parseExprList(closing: "]"))
+                var list: [Expr] = []
+                repeat {
+                    if peek.isPunct("]") { break }
+                    list.append(try parseExpr())
+                } while eatPunct(",")
+                try expect("]", "to close the set")
+                return .set(list)
             }
             if eatPunct("{") {
                 return try parseRecord()
@@ -605,7 +625,11 @@ public struct Parser {
             let k = advance()
             let key: String
             switch k.kind {
-            case .identifier: key = String(k.text)
+            case .identifier:
+                guard !Name.reserved.contains(String(k.text)) else {
+                    throw error("'\(k.text)' is a reserved word: quote it to use it as a record key", at: k)
+                }
+                key = String(k.text)
             case .string: key = try unescape(k)
             default: throw error("expected a record key (an identifier or a string), found \(describe(k))", at: k)
             }
