@@ -29,7 +29,9 @@ public struct Authorizer: Sendable {
     /// Decides `request` against `policies` and `entities`.
     public func isAuthorized(_ request: Request, policies: PolicySet, entities: Entities) -> Response {
         let evaluator = Evaluator(request: request, entities: entities)
-        let candidates = Self.candidates(policies.index, request, entities)
+        let candidates = policies.index.candidates(
+            principal: request.principal, principalAncestors: evaluator.principalAncestors,
+            resource: request.resource, resourceAncestors: evaluator.resourceAncestors)
         var permits: [String] = []
         var forbids: [String] = []
         var errors: [PolicyEvaluationError] = []
@@ -48,28 +50,4 @@ public struct Authorizer: Sendable {
         return Response(decision: .deny, reasons: [], errors: errors)
     }
 
-    /// Positions of the policies whose scope could match, in ascending order, from the most selective dimension.
-    static func candidates(_ index: ScopeIndex, _ request: Request, _ entities: Entities) -> [Int32] {
-        var pb: [[Int32]] = []
-        var ab: [[Int32]] = []
-        var rb: [[Int32]] = []
-        let pn = index.principal.buckets(
-            for: request.principal, ancestors: entities.ancestors(of: request.principal), into: &pb)
-        if pn == 0 { return [] }
-        let an = index.action.buckets(for: request.action, ancestors: entities.ancestors(of: request.action), into: &ab)
-        if an == 0 { return [] }
-        let rn = index.resource.buckets(
-            for: request.resource, ancestors: entities.ancestors(of: request.resource), into: &rb)
-        if rn == 0 { return [] }
-        let chosen = pn <= an && pn <= rn ? pb : (an <= rn ? ab : rb)
-        if chosen.count == 1 { return chosen[0] }
-        var all: [Int32] = []
-        all.reserveCapacity(min(pn, an, rn))
-        for b in chosen { all.append(contentsOf: b) }
-        all.sort()
-        var out: [Int32] = []
-        out.reserveCapacity(all.count)
-        for x in all where out.last != x { out.append(x) }
-        return out
-    }
 }

@@ -93,54 +93,79 @@ public struct PolicySet: Sendable {
     public func policy(_ id: String) -> Policy? { policies.first { $0.id == id } }
 }
 
-/// The scope index: for each dimension, buckets of policy positions.
+/// The scope index: policy positions bucketed by the pair (principal key, resource key) of their scope.
+///
+/// A key is "unconstrained", an entity (for `==`, `in` and `is ... in`, the entity named) or an entity type (for
+/// `is`). Entities and types named by scopes are interned to small integers when policies are added, so that a
+/// request only hashes its principal, resource and their ancestors once each, and then probes a few integer pair keys:
+/// (1 + 1 + ancestors) x (1 + 1 + ancestors) lookups that return exactly the policies whose principal and resource
+/// constraints can match. The action constraint and the exact operators are checked per candidate.
 struct ScopeIndex: Sendable {
-    struct Dimension: Sendable {
-        var unconstrained: [Int32] = []
-        var byEntity: [EntityUID: [Int32]] = [:]
-        var byType: [EntityType: [Int32]] = [:]
+    private var entityIDs: [EntityUID: UInt32] = [:]
+    private var typeIDs: [EntityType: UInt32] = [:]
+    private var buckets: [UInt64: [Int32]] = [:]
 
-        mutating func insert(_ i: Int32, principalOrResource c: ScopeConstraint) {
-            switch c {
-            case .any: unconstrained.append(i)
-            case .equals(.entity(let e)), .in(.entity(let e)), .isTypeIn(_, .entity(let e)):
-                byEntity[e, default: []].append(i)
-            case .isType(let t): byType[t, default: []].append(i)
-            case .equals(.slot), .in(.slot), .isTypeIn(_, .slot): break  // templates are not indexed
-            }
+    private static let unconstrained: UInt32 = 0
+
+    private mutating func key(_ c: ScopeConstraint) -> UInt32 {
+        func entityKey(_ e: EntityUID) -> UInt32 {
+            if let id = entityIDs[e] { return id }
+            let id = UInt32(entityIDs.count + 1) << 1 | 1
+            entityIDs[e] = id
+            return id
         }
-
-        /// The buckets that can hold policies matching `uid` (with its ancestors), and their total size.
-        func buckets(for uid: EntityUID, ancestors: Set<EntityUID>, into out: inout [[Int32]]) -> Int {
-            var total = 0
-            func add(_ b: [Int32]?) {
-                guard let b, !b.isEmpty else { return }
-                out.append(b)
-                total += b.count
-            }
-            add(unconstrained)
-            if !byEntity.isEmpty {
-                add(byEntity[uid])
-                for a in ancestors { add(byEntity[a]) }
-            }
-            if !byType.isEmpty { add(byType[uid.type]) }
-            return total
+        switch c {
+        case .any: return Self.unconstrained
+        case .equals(.entity(let e)), .in(.entity(let e)), .isTypeIn(_, .entity(let e)): return entityKey(e)
+        case .isType(let t):
+            if let id = typeIDs[t] { return id }
+            let id = UInt32(typeIDs.count + 1) << 1
+            typeIDs[t] = id
+            return id
+        case .equals(.slot), .in(.slot), .isTypeIn(_, .slot): return Self.unconstrained  // never indexed
         }
     }
 
-    var principal = Dimension()
-    var action = Dimension()
-    var resource = Dimension()
-
     mutating func insert(_ p: Policy, at position: Int) {
-        let i = Int32(position)
-        principal.insert(i, principalOrResource: p.principal)
-        resource.insert(i, principalOrResource: p.resource)
-        switch p.action {
-        case .any: action.unconstrained.append(i)
-        case .equals(let e), .in(let e): action.byEntity[e, default: []].append(i)
-        case .inAny(let es):
-            for e in Set(es) { action.byEntity[e, default: []].append(i) }
+        let k = UInt64(key(p.principal)) << 32 | UInt64(key(p.resource))
+        buckets[k, default: []].append(Int32(position))
+    }
+
+    /// The index keys that a request's principal or resource can match: unconstrained, its type, itself and each
+    /// ancestor (only those that some policy names).
+    func keys(for uid: EntityUID, ancestors: Set<EntityUID>, into keys: inout [UInt32]) {
+        keys.append(Self.unconstrained)
+        if let t = typeIDs[uid.type] { keys.append(t) }
+        guard !entityIDs.isEmpty else { return }
+        if let e = entityIDs[uid] { keys.append(e) }
+        for a in ancestors {
+            if let e = entityIDs[a] { keys.append(e) }
         }
+    }
+
+    /// Positions of the policies whose principal and resource constraints can match, in ascending order.
+    func candidates(principal: EntityUID, principalAncestors: Set<EntityUID>, resource: EntityUID,
+        resourceAncestors: Set<EntityUID>) -> [Int32]
+    {
+        var pk: [UInt32] = []
+        var rk: [UInt32] = []
+        pk.reserveCapacity(principalAncestors.count + 3)
+        rk.reserveCapacity(resourceAncestors.count + 3)
+        keys(for: principal, ancestors: principalAncestors, into: &pk)
+        keys(for: resource, ancestors: resourceAncestors, into: &rk)
+        var out: [Int32] = []
+        var lists = 0
+        for p in pk {
+            let high = UInt64(p) << 32
+            for r in rk {
+                if let b = buckets[high | UInt64(r)] {
+                    out.append(contentsOf: b)
+                    lists += 1
+                }
+            }
+        }
+        // Each policy sits in exactly one bucket and the keys are distinct, so there are no duplicates.
+        if lists > 1 { out.sort() }
+        return out
     }
 }

@@ -4,9 +4,9 @@ public struct Evaluator {
     let request: Request
     let entities: Entities
     let context: Value
-    private let principalAncestors: Set<EntityUID>
-    private let actionAncestors: Set<EntityUID>
-    private let resourceAncestors: Set<EntityUID>
+    let principalAncestors: Set<EntityUID>
+    let actionAncestors: Set<EntityUID>
+    let resourceAncestors: Set<EntityUID>
 
     /// Creates an evaluator for `request` over `entities`.
     public init(request: Request, entities: Entities) {
