@@ -36,7 +36,7 @@ public struct Authorizer: Sendable {
         var forbids: [String] = []
         var errors: [PolicyEvaluationError] = []
         for i in candidates {
-            let p = policies.policies[Int(i)]
+            let p = policies.index.boxes[Int(i)].policy
             guard evaluator.scopeMatches(p) else { continue }
             do {
                 guard try evaluator.conditionsHold(p) else { continue }

@@ -103,7 +103,10 @@ public struct PolicySet: Sendable {
 struct ScopeIndex: Sendable {
     private var entityIDs: [EntityUID: UInt32] = [:]
     private var typeIDs: [EntityType: UInt32] = [:]
-    private var buckets: [UInt64: [Int32]] = [:]
+    private var table = IntTable()
+    private var buckets: [[Int32]] = []
+    /// The policies in insertion order, boxed so that evaluation reads them without copying.
+    private(set) var boxes: [PolicyBox] = []
 
     private static let unconstrained: UInt32 = 0
 
@@ -128,7 +131,13 @@ struct ScopeIndex: Sendable {
 
     mutating func insert(_ p: Policy, at position: Int) {
         let k = UInt64(key(p.principal)) << 32 | UInt64(key(p.resource))
-        buckets[k, default: []].append(Int32(position))
+        if let b = table[k] {
+            buckets[Int(b)].append(Int32(position))
+        } else {
+            table.insert(k, Int32(buckets.count))
+            buckets.append([Int32(position)])
+        }
+        boxes.append(PolicyBox(p))
     }
 
     /// The index keys that a request's principal or resource can match: unconstrained, its type, itself and each
@@ -144,9 +153,10 @@ struct ScopeIndex: Sendable {
     }
 
     /// Positions of the policies whose principal and resource constraints can match, in ascending order.
-    func candidates(principal: EntityUID, principalAncestors: Set<EntityUID>, resource: EntityUID,
-        resourceAncestors: Set<EntityUID>) -> [Int32]
-    {
+    func candidates(
+        principal: EntityUID, principalAncestors: Set<EntityUID>, resource: EntityUID,
+        resourceAncestors: Set<EntityUID>
+    ) -> [Int32] {
         var pk: [UInt32] = []
         var rk: [UInt32] = []
         pk.reserveCapacity(principalAncestors.count + 3)
@@ -158,8 +168,8 @@ struct ScopeIndex: Sendable {
         for p in pk {
             let high = UInt64(p) << 32
             for r in rk {
-                if let b = buckets[high | UInt64(r)] {
-                    out.append(contentsOf: b)
+                if let b = table[high | UInt64(r)] {
+                    out.append(contentsOf: buckets[Int(b)])
                     lists += 1
                 }
             }
@@ -167,5 +177,53 @@ struct ScopeIndex: Sendable {
         // Each policy sits in exactly one bucket and the keys are distinct, so there are no duplicates.
         if lists > 1 { out.sort() }
         return out
+    }
+}
+
+/// A policy held by reference in the index.
+final class PolicyBox: Sendable {
+    let policy: Policy
+    init(_ policy: Policy) { self.policy = policy }
+}
+
+/// An open-addressing hash table from our own interned 64-bit keys to bucket numbers. The keys are small integers
+/// that Warden assigns (never chosen by a requester), so a multiplicative hash is safe and avoids SipHash per probe.
+struct IntTable: Sendable {
+    private var keys: [UInt64] = Array(repeating: .max, count: 16)
+    private var values: [Int32] = Array(repeating: -1, count: 16)
+    private var count = 0
+
+    private static func slot(_ k: UInt64, _ mask: Int) -> Int {
+        Int(truncatingIfNeeded: (k &* 0x9E37_79B9_7F4A_7C15) >> 32) & mask
+    }
+
+    subscript(key: UInt64) -> Int32? {
+        let mask = keys.count - 1
+        var i = Self.slot(key, mask)
+        while true {
+            let k = keys[i]
+            if k == key { return values[i] }
+            if k == .max { return nil }
+            i = (i + 1) & mask
+        }
+    }
+
+    mutating func insert(_ key: UInt64, _ value: Int32) {
+        if (count + 1) * 2 > keys.count { grow() }
+        let mask = keys.count - 1
+        var i = Self.slot(key, mask)
+        while keys[i] != .max && keys[i] != key { i = (i + 1) & mask }
+        if keys[i] == .max { count += 1 }
+        keys[i] = key
+        values[i] = value
+    }
+
+    private mutating func grow() {
+        let oldKeys = keys
+        let oldValues = values
+        keys = Array(repeating: .max, count: oldKeys.count * 2)
+        values = Array(repeating: -1, count: oldKeys.count * 2)
+        count = 0
+        for (i, k) in oldKeys.enumerated() where k != .max { insert(k, oldValues[i]) }
     }
 }

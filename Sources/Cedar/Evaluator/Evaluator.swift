@@ -7,15 +7,22 @@ public struct Evaluator {
     let principalAncestors: Set<EntityUID>
     let actionAncestors: Set<EntityUID>
     let resourceAncestors: Set<EntityUID>
+    /// The request's principal and resource entities, looked up once (most attribute accesses are on them).
+    private let principalEntity: Entity?
+    private let resourceEntity: Entity?
 
     /// Creates an evaluator for `request` over `entities`.
     public init(request: Request, entities: Entities) {
         self.request = request
         self.entities = entities
         self.context = .record(request.context)
-        self.principalAncestors = entities.ancestors(of: request.principal)
+        let principal = entities.stored(request.principal)
+        let resource = entities.stored(request.resource)
+        self.principalAncestors = principal?.ancestors ?? []
+        self.principalEntity = principal?.entity
         self.actionAncestors = entities.ancestors(of: request.action)
-        self.resourceAncestors = entities.ancestors(of: request.resource)
+        self.resourceAncestors = resource?.ancestors ?? []
+        self.resourceEntity = resource?.entity
     }
 
     // MARK: - Scope
@@ -92,8 +99,26 @@ public struct Evaluator {
             return try bool(c, "condition of 'if'") ? try evaluate(a) : try evaluate(b)
         case .binary(let op, let a, let b):
             return try binary(op, try evaluate(a), try evaluate(b))
+        case .getAttr(.variable(let v), let name) where v == .principal || v == .resource:
+            let uid = v == .principal ? request.principal : request.resource
+            guard let entity = v == .principal ? principalEntity : resourceEntity else {
+                throw CedarError(.evaluation, "entity \(uid) does not exist")
+            }
+            guard let x = entity.attributes[name] else {
+                throw CedarError(.evaluation, "entity \(uid) does not have the attribute \(CedarString.quote(name))")
+            }
+            return x
+        case .getAttr(.variable(.context), let name):
+            guard let x = request.context[name] else {
+                throw CedarError(.evaluation, "record does not have the attribute \(CedarString.quote(name))")
+            }
+            return x
         case .getAttr(let a, let name):
             return try getAttr(try evaluate(a), name)
+        case .hasAttr(.variable(let v), let name) where v == .principal || v == .resource:
+            return .bool((v == .principal ? principalEntity : resourceEntity)?.attributes[name] != nil)
+        case .hasAttr(.variable(.context), let name):
+            return .bool(request.context[name] != nil)
         case .hasAttr(let a, let name):
             switch try evaluate(a) {
             case .record(let r): return .bool(r[name] != nil)

@@ -26,18 +26,31 @@ public struct EntityUID: Hashable, Sendable, CustomStringConvertible, Comparable
     public let type: EntityType
     /// The entity's id (any string).
     public let id: String
+    /// A seeded hash of type and id, computed once: entity references are hashed on every `in` check and index
+    /// probe, and hashing one integer is much cheaper than hashing two strings. (Swift's per-process seed keeps
+    /// collisions unpredictable, so crafted ids cannot degrade the hash tables.)
+    private let fingerprint: Int
 
     /// Creates an entity reference.
     public init(type: EntityType, id: String) {
         self.type = type
         self.id = id
+        var h = Hasher()
+        h.combine(type.name)
+        h.combine(id)
+        self.fingerprint = h.finalize()
     }
 
     /// Creates an entity reference from a type name and an id.
     public init(_ type: String, _ id: String) {
-        self.type = EntityType(type)
-        self.id = id
+        self.init(type: EntityType(type), id: id)
     }
+
+    public static func == (lhs: EntityUID, rhs: EntityUID) -> Bool {
+        lhs.fingerprint == rhs.fingerprint && lhs.id == rhs.id && lhs.type == rhs.type
+    }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(fingerprint) }
 
     /// The Cedar source form, `Type::"id"` with the id escaped.
     public var description: String { "\(type.name)::\(CedarString.quote(id))" }
