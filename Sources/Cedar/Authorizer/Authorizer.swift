@@ -36,10 +36,10 @@ public struct Authorizer: Sendable {
         var forbids: [String] = []
         var errors: [PolicyEvaluationError] = []
         for i in candidates {
-            let p = policies.index.boxes[Int(i)].policy
+            let p = policies.index.boxes[Int(i)]
             guard evaluator.scopeMatches(p) else { continue }
             do {
-                guard try evaluator.conditionsHold(p) else { continue }
+                guard try evaluator.conditionsHold(p.conditions) else { continue }
                 if p.effect == .permit { permits.append(p.id) } else { forbids.append(p.id) }
             } catch {
                 errors.append(PolicyEvaluationError(policyID: p.id, message: error.message))

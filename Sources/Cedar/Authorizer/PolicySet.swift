@@ -180,10 +180,24 @@ struct ScopeIndex: Sendable {
     }
 }
 
-/// A policy held by reference in the index.
+/// A policy held by reference in the index, with its conditions constant-folded for evaluation (the policy set
+/// keeps the policy as written for export).
 final class PolicyBox: Sendable {
-    let policy: Policy
-    init(_ policy: Policy) { self.policy = policy }
+    let id: String
+    let effect: Effect
+    let principal: ScopeConstraint
+    let action: ActionConstraint
+    let resource: ScopeConstraint
+    let conditions: [Condition]
+
+    init(_ policy: Policy) {
+        id = policy.id
+        effect = policy.effect
+        principal = policy.principal
+        action = policy.action
+        resource = policy.resource
+        conditions = policy.conditions.map { Condition($0.kind, ConstantFolding.fold($0.body)) }
+    }
 }
 
 /// An open-addressing hash table from our own interned 64-bit keys to bucket numbers. The keys are small integers

@@ -28,6 +28,12 @@ public struct Evaluator {
     // MARK: - Scope
 
     /// Whether the policy's scope matches the request (scopes never error).
+    func scopeMatches(_ p: PolicyBox) -> Bool {
+        matches(p.principal, request.principal, principalAncestors) && matches(p.action)
+            && matches(p.resource, request.resource, resourceAncestors)
+    }
+
+    /// Whether the policy's scope matches the request (scopes never error).
     func scopeMatches(_ p: Policy) -> Bool {
         matches(p.principal, request.principal, principalAncestors) && matches(p.action)
             && matches(p.resource, request.resource, resourceAncestors)
@@ -56,7 +62,12 @@ public struct Evaluator {
 
     /// Whether all conditions hold. Throws the evaluation error of the first condition that fails to evaluate.
     func conditionsHold(_ p: Policy) throws(CedarError) -> Bool {
-        for c in p.conditions {
+        try conditionsHold(p.conditions)
+    }
+
+    /// Whether all the conditions hold.
+    func conditionsHold(_ conditions: [Condition]) throws(CedarError) -> Bool {
+        for c in conditions {
             let v = try evaluate(c.body)
             guard case .bool(let b) = v else {
                 throw typeError("a '\(c.kind.rawValue)' clause must evaluate to a Bool", v)

@@ -2,10 +2,23 @@
 public struct EntityType: Hashable, Sendable, CustomStringConvertible, Comparable {
     /// The fully qualified name, for example `Acme::Service`.
     public let name: String
+    /// A seeded hash of the name, computed once (see ``EntityUID``).
+    private let fingerprint: Int
 
     /// Creates an entity type from its fully qualified name. The name is not validated; use
     /// ``EntityType/parse(_:)`` for text that comes from outside.
-    public init(_ name: String) { self.name = name }
+    public init(_ name: String) {
+        self.name = name
+        var h = Hasher()
+        h.combine(name)
+        fingerprint = h.finalize()
+    }
+
+    public static func == (lhs: EntityType, rhs: EntityType) -> Bool {
+        lhs.fingerprint == rhs.fingerprint && lhs.name == rhs.name
+    }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(fingerprint) }
 
     /// Parses and validates a fully qualified type name (identifiers separated by `::`).
     public static func parse(_ text: String) -> EntityType? {
@@ -36,7 +49,7 @@ public struct EntityUID: Hashable, Sendable, CustomStringConvertible, Comparable
         self.type = type
         self.id = id
         var h = Hasher()
-        h.combine(type.name)
+        h.combine(type)
         h.combine(id)
         self.fingerprint = h.finalize()
     }
