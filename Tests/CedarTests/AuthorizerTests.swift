@@ -103,6 +103,10 @@ struct AuthorizerTests {
         #expect(try eval("{a: [1, 2]} == {a: [2, 1, 1]}") == .bool(true))
         #expect(try eval("[1, 2].containsAll([2]) && [1].containsAny([3, 1]) && ![].containsAny([1])") == .bool(true))
         #expect(try eval("1 == \"1\"") == .bool(false))
+        // Code-point equality: a precomposed and a decomposed "é" differ, as in the reference implementation.
+        #expect(try eval("\"\u{e9}\" == \"e\u{301}\"") == .bool(false))
+        #expect(try eval("User::\"\u{e9}\" == User::\"e\u{301}\"") == .bool(false))
+        #expect(try eval("[\"\u{e9}\"].contains(\"e\u{301}\")") == .bool(false))
         #expect(try eval("principal is Agent in Role::\"support\"") == .bool(true))
         #expect(throws: CedarError(.evaluation, "")) { try eval("1 is Agent") }
     }

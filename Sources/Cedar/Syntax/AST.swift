@@ -68,17 +68,18 @@ public struct Pattern: Sendable, Hashable {
 
     public init(_ elements: [Element]) { self.elements = elements }
 
-    /// Whether `text` matches the whole pattern (`*` matches any sequence, including none).
+    /// Whether `text` matches the whole pattern (`*` matches any sequence, including none). Compares Unicode
+    /// scalars; greedy with a single backtrack point, so O(n·m) at worst and no allocation.
     public func matches(_ text: String) -> Bool {
-        let s = Array(text.unicodeScalars)
-        var si = 0
+        let s = text.unicodeScalars
+        var si = s.startIndex
         var pi = 0
         var starP = -1
-        var starS = 0
+        var starS = s.startIndex
         let p = elements
-        while si < s.count {
+        while si < s.endIndex {
             if pi < p.count, case .literal(let c) = p[pi], c == s[si] {
-                si += 1
+                s.formIndex(after: &si)
                 pi += 1
             } else if pi < p.count, case .wildcard = p[pi] {
                 starP = pi
@@ -86,7 +87,7 @@ public struct Pattern: Sendable, Hashable {
                 pi += 1
             } else if starP >= 0 {
                 pi = starP + 1
-                starS += 1
+                s.formIndex(after: &starS)
                 si = starS
             } else {
                 return false

@@ -15,6 +15,7 @@ public struct EntityType: Hashable, Sendable, CustomStringConvertible, Comparabl
     }
 
     public static func == (lhs: EntityType, rhs: EntityType) -> Bool {
+        // Type names are ASCII identifiers (validated wherever they come from outside), so `==` compares bytes.
         lhs.fingerprint == rhs.fingerprint && lhs.name == rhs.name
     }
 
@@ -43,11 +44,14 @@ public struct EntityUID: Hashable, Sendable, CustomStringConvertible, Comparable
     /// probe, and hashing one integer is much cheaper than hashing two strings. (Swift's per-process seed keeps
     /// collisions unpredictable, so crafted ids cannot degrade the hash tables.)
     private let fingerprint: Int
+    /// Whether the id is pure ASCII: then Swift's `==` (a byte comparison for ASCII) is code-point equality.
+    private let asciiID: Bool
 
     /// Creates an entity reference.
     public init(type: EntityType, id: String) {
         self.type = type
         self.id = id
+        self.asciiID = id.utf8.allSatisfy { $0 < 0x80 }
         var h = Hasher()
         h.combine(type)
         h.combine(id)
@@ -60,7 +64,10 @@ public struct EntityUID: Hashable, Sendable, CustomStringConvertible, Comparable
     }
 
     public static func == (lhs: EntityUID, rhs: EntityUID) -> Bool {
-        lhs.fingerprint == rhs.fingerprint && lhs.id == rhs.id && lhs.type == rhs.type
+        // Code-point equality, as in the reference implementation (Swift's `==` on strings would also equate
+        // canonically equivalent forms such as a precomposed and a decomposed "é").
+        guard lhs.fingerprint == rhs.fingerprint, lhs.type == rhs.type else { return false }
+        return lhs.asciiID && rhs.asciiID ? lhs.id == rhs.id : CodePoints.equal(lhs.id, rhs.id)
     }
 
     public func hash(into hasher: inout Hasher) { hasher.combine(fingerprint) }
@@ -96,5 +103,44 @@ enum Name {
     static func isValidPath(_ text: String) -> Bool {
         let parts = text.split(separator: "::", omittingEmptySubsequences: false)
         return parts.allSatisfy { isValidIdentifier($0) && !reserved.contains(String($0)) }
+    }
+}
+
+/// Code-point (UTF-8 byte) equality of strings, which is Cedar's. Swift's `==` on `String` also equates canonically
+/// equivalent forms (a precomposed and a decomposed "é"), which the reference implementation does not.
+enum CodePoints {
+    @inline(__always)
+    static func equal(_ a: String, _ b: String) -> Bool {
+        guard a.utf8.count == b.utf8.count else { return false }
+        if let r = a.utf8.withContiguousStorageIfAvailable({ pa in
+            b.utf8.withContiguousStorageIfAvailable { pb in bytesEqual(pa, pb) }
+        }), let r {
+            return r
+        }
+        return a.utf8.elementsEqual(b.utf8)
+    }
+
+    /// Compares two equally long byte buffers eight bytes at a time.
+    @inline(__always)
+    static func bytesEqual(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        let n = a.count
+        guard n == b.count else { return false }
+        guard n > 0, let ra = a.baseAddress, let rb = b.baseAddress else { return true }
+        let pa = UnsafeRawPointer(ra)
+        let pb = UnsafeRawPointer(rb)
+        var i = 0
+        while i + 8 <= n {
+            if pa.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                != pb.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            {
+                return false
+            }
+            i += 8
+        }
+        while i < n {
+            if ra[i] != rb[i] { return false }
+            i += 1
+        }
+        return true
     }
 }

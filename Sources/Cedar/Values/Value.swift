@@ -15,6 +15,33 @@ public enum Value: Hashable, Sendable {
     /// A value of an extension type (ip, decimal, datetime, duration).
     case ext(ExtensionValue)
 
+    /// Cedar equality. Strings compare by code points, as in the reference implementation (Swift's `==` on
+    /// `String` would also equate canonically equivalent forms).
+    public static func == (lhs: Value, rhs: Value) -> Bool {
+        switch (lhs, rhs) {
+        case (.bool(let a), .bool(let b)): a == b
+        case (.long(let a), .long(let b)): a == b
+        case (.string(let a), .string(let b)): CodePoints.equal(a, b)
+        case (.entity(let a), .entity(let b)): a == b
+        case (.set(let a), .set(let b)): a == b
+        case (.record(let a), .record(let b)): a == b
+        case (.ext(let a), .ext(let b)): a == b
+        default: false
+        }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        switch self {
+        case .bool(let b): hasher.combine(b)
+        case .long(let n): hasher.combine(n)
+        case .string(let s): hasher.combine(s)
+        case .entity(let e): hasher.combine(e)
+        case .set(let s): hasher.combine(s)
+        case .record(let r): hasher.combine(r)
+        case .ext(let e): hasher.combine(e)
+        }
+    }
+
     /// The Cedar type of this value, for error messages.
     public var typeName: String {
         switch self {
