@@ -47,8 +47,14 @@ struct PolicyAuthorizeCommand: ParsableCommand {
         if let request {
             lines = [(1, try readText(request))]
         } else {
-            lines = try readText(requests!).split(separator: "\n", omittingEmptySubsequences: false).enumerated()
-                .map { ($0.offset + 1, String($0.element)) }
+            // Split on LF bytes (a Swift Character would take CR LF as one) and drop a trailing CR.
+            lines = try readText(requests!).utf8.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated()
+                .map {
+                    (
+                        $0.offset + 1,
+                        String(decoding: $0.element.last == 0x0D ? $0.element.dropLast() : $0.element, as: UTF8.self)
+                    )
+                }
                 .filter { !$0.1.trimmingCharacters(in: .whitespaces).isEmpty }
         }
         let authorizer = Authorizer()

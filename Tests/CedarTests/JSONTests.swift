@@ -72,6 +72,29 @@ struct JSONTests {
         }
     }
 
+    @Test("policy JSON: mis-shaped sets are errors, literal sets, records and extension values are accepted")
+    func policyJSON() throws {
+        for bad in [
+            #"{"staticPolicies": [], "templates": {}, "templateLinks": []}"#,
+            #"{"staticPolicies": {}, "templates": {}, "templateLinks": {}}"#,
+            #"{"staticPolicies": {}, "templates": 1}"#,
+            #"{"staticPolicies": {"p": {"effect": "allow", "principal": {"op": "All"}, "action": {"op": "All"}, "resource": {"op": "All"}}}}"#,
+            #"{"staticPolicies": {"p": {"effect": "permit", "principal": {"op": "All"}, "action": {"op": "All"}, "resource": {"op": "All"}, "conditions": [{"kind": "when", "body": {"nope": 1}}]}}}"#,
+        ] {
+            #expect(throws: CedarError.self, "\(bad)") { try PolicyJSON.decodePolicySet(JSONValue.parse(bad)) }
+        }
+        let set = try PolicyJSON.decodePolicySet(
+            JSONValue.parse(
+                #"{"staticPolicies": {"p": {"effect": "permit", "principal": {"op": "All"}, "action": {"op": "All"}, "resource": {"op": "All"}, "conditions": [{"kind": "when", "body": {"==": {"left": {"Var": "context"}, "right": {"Value": {"a": [1, {"__extn": {"fn": "ip", "arg": "10.0.0.1"}}]}}}}}]}}}"#
+            ))
+        let request = Request(
+            principal: EntityUID("A", "a"), action: EntityUID("Action", "x"), resource: EntityUID("R", "r"),
+            context: ["a": .set([.long(1), .ext(.ipaddr(IPAddr.parse("10.0.0.1")!))])])
+        let r = Authorizer().isAuthorized(request, policies: set, entities: Entities())
+        #expect(r.decision == .allow && r.reasons == ["p"])
+        _ = try PolicySet(text: CedarPrinter.text(set))
+    }
+
     @Test("requests and value encoding round-trip")
     func requests() throws {
         let r = try CedarJSON.request(

@@ -107,6 +107,54 @@ struct ParserTests {
         #expect(throws: CedarError(.parse, "")) { try Parser.parseExpression(deepSet) }
     }
 
+    @Test("long flat chains are bounded like nesting: an error, not a stack overflow")
+    func flatChains() throws {
+        for op in ["||", "&&", "+", "*"] {
+            let long = Array(repeating: "context.a", count: 100_000).joined(separator: " \(op) ")
+            #expect(throws: CedarError(.parse, "")) { try Parser.parseExpression(long) }
+            let fine = Array(repeating: "context.a", count: 150).joined(separator: " \(op) ")
+            _ = try Parser.parseExpression(fine)
+        }
+        #expect(throws: CedarError(.parse, "")) {
+            try Parser.parseExpression("context" + String(repeating: ".a", count: 100_000))
+        }
+        #expect(throws: CedarError(.parse, "")) {
+            try Parser.parseExpression("context has a" + String(repeating: ".a", count: 100_000))
+        }
+    }
+
+    @Test("grammar details that match the reference parser")
+    func referenceDetails() throws {
+        // A minus joins an integer literal only when no access follows it.
+        #expect(try Parser.parseExpression("-5.x") == .negate(.getAttr(.literal(.long(5)), "x")))
+        #expect(try Parser.parseExpression("-5") == .literal(.long(-5)))
+        // Trailing commas in argument lists, sets, records, action lists and after the scope.
+        _ = try Parser.parsePolicies(
+            """
+            permit(principal, action in [Action::"a",], resource,)
+            when { ip("1.2.3.4",).isIpv4() && [1,].contains(1,) && {a: 1,} has a };
+            """)
+        // Unicode white space separates tokens.
+        _ = try Parser.parsePolicies("permit(principal,\u{A0}action,\u{0C}resource)\u{2028};")
+        #expect(throws: CedarError(.parse, "")) { try Parser.parseExpression("!-1") }
+    }
+
+    @Test("printing keeps combining marks in strings and patterns")
+    func printerMarks() throws {
+        let text =
+            "permit(principal, action, resource) when { context.s like \"e\u{301}*\\*\" && context.t == \"\u{301}\" };"
+        let set = try PolicySet(text: text)
+        let printed = CedarPrinter.text(set)
+        let again = try PolicySet(text: printed)
+        #expect(PolicyJSON.encode(again) == PolicyJSON.encode(set), "\(printed)")
+        guard case .and(.like(_, let pattern), _) = again.policies[0].conditions[0].body else {
+            Issue.record("unexpected tree: \(printed)")
+            return
+        }
+        #expect(pattern.matches("e\u{301}x*"))
+        #expect(!pattern.matches("ex*"))
+    }
+
     @Test("comments and whitespace are ignored; combining marks after a quote stay in the string")
     func comments() throws {
         let p = try Parser.parsePolicies("// hello\npermit(principal == a::\"\u{94A}\", // x\n action, resource);")

@@ -175,13 +175,22 @@ public enum CedarJSON {
         case .set(let s): return .array(s.map(json).sorted { $0.serialized < $1.serialized })
         case .record(let r): return .object(r.keys.sorted().map { ($0, json(r[$0]!)) })
         case .ext(let e):
-            let (fn, arg): (String, String) =
-                switch e {
-                case .ipaddr(let x): ("ip", x.description)
-                case .decimal(let x): ("decimal", x.description)
-                case .datetime(let x): ("datetime", x.description)
-                case .duration(let x): ("duration", x.description)
-                }
+            let (fn, arg): (String, String)
+            switch e {
+            case .ipaddr(let x): (fn, arg) = ("ip", x.description)
+            case .decimal(let x): (fn, arg) = ("decimal", x.description)
+            case .duration(let x): (fn, arg) = ("duration", x.description)
+            case .datetime(let x) where x.isParsableAsText: (fn, arg) = ("datetime", x.description)
+            case .datetime(let x):
+                // Outside the range that datetime() parses: the epoch offset by a duration, as Cedar itself writes it.
+                let epoch = JSONValue.object([
+                    ("__extn", .object([("fn", .string("datetime")), ("arg", .string("1970-01-01"))]))
+                ])
+                let offset = JSONValue.object([
+                    ("__extn", .object([("fn", .string("duration")), ("arg", .string("\(x.milliseconds)ms"))]))
+                ])
+                return .object([("__extn", .object([("fn", .string("offset")), ("args", .array([epoch, offset]))]))])
+            }
             return .object([("__extn", .object([("fn", .string(fn)), ("arg", .string(arg))]))])
         }
     }

@@ -178,6 +178,16 @@ public enum PolicyJSON {
         for (k, _) in pairs where !["staticPolicies", "templates", "templateLinks"].contains(k) {
             throw bad("a policy set has an unknown field \"\(k.prefix(60))\"")
         }
+        for field in ["staticPolicies", "templates"] {
+            if let v = json[field], case .object = v {
+            } else if json[field] != nil {
+                throw bad("\"\(field)\" must be an object of policies by id")
+            }
+        }
+        if let v = json["templateLinks"], case .array = v {
+        } else if json["templateLinks"] != nil {
+            throw bad("\"templateLinks\" must be an array")
+        }
         if case .object(let items)? = json["staticPolicies"] {
             for (id, p) in items {
                 let policy = try decode(p, id: id)
@@ -210,6 +220,31 @@ public enum PolicyJSON {
             }
         }
         return set
+    }
+
+    /// A literal value as the expression that writes it: sets and records element by element, extension values as
+    /// their constructor call on a string.
+    private static func literalExpr(_ v: Value) -> Expr {
+        switch v {
+        case .bool, .long, .string, .entity: return .literal(v)
+        case .set(let s): return .set(s.map(literalExpr))
+        case .record(let r): return .record(r.keys.sorted().map { Expr.RecordEntry($0, literalExpr(r[$0]!)) })
+        case .ext(let e):
+            switch e {
+            case .ipaddr(let x): return .call(.ip, [.literal(.string(x.description))])
+            case .decimal(let x): return .call(.decimal, [.literal(.string(x.description))])
+            case .duration(let x): return .call(.duration, [.literal(.string(x.description))])
+            case .datetime(let x) where x.isParsableAsText:
+                return .call(.datetime, [.literal(.string(x.description))])
+            case .datetime(let x):
+                return .call(
+                    .offset,
+                    [
+                        .call(.datetime, [.literal(.string("1970-01-01"))]),
+                        .call(.duration, [.literal(.string("\(x.milliseconds)ms"))]),
+                    ])
+            }
+        }
     }
 
     private static func bad(_ message: String) -> CedarError { CedarError(.json, "policy JSON: \(message)") }
@@ -296,12 +331,7 @@ public enum PolicyJSON {
         }
         switch key {
         case "Value":
-            let v = try CedarJSON.value(body)
-            switch v {
-            case .bool, .long, .string, .entity: return .literal(v)
-            case .set, .record, .ext:
-                throw bad("\"Value\" holds a Bool, Long, String or entity; use \"Set\", \"Record\" or a function call")
-            }
+            return Self.literalExpr(try CedarJSON.value(body))
         case "Var":
             guard case .string(let s) = body, let v = Variable(rawValue: s) else { throw bad("unknown variable") }
             return .variable(v)

@@ -9,23 +9,30 @@ enum CedarString {
     /// Quotes a string as a Cedar literal, escaping what must be escaped.
     static func quote(_ s: String) -> String {
         var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\0": out += "\\0"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
-                    out += "\\u{" + String(scalar.value, radix: 16) + "}"
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
+        for scalar in s.unicodeScalars { out += escape(scalar) }
         return out + "\""
+    }
+
+    /// One Unicode scalar as it appears inside a Cedar string literal (escaped where needed). Works scalar by
+    /// scalar, so a combining mark is never merged with a neighbouring quote or backslash.
+    static func escape(_ scalar: Unicode.Scalar) -> String {
+        switch scalar {
+        case "\"": return "\\\""
+        case "\\": return "\\\\"
+        case "\n": return "\\n"
+        case "\r": return "\\r"
+        case "\t": return "\\t"
+        case "\0": return "\\0"
+        default:
+            if scalar.value < 0x20 || scalar.value == 0x7F || scalar.properties.generalCategory == .nonspacingMark
+                || scalar.properties.generalCategory == .spacingMark
+                || scalar.properties.generalCategory == .enclosingMark
+                || scalar.properties.generalCategory == .format
+            {
+                return "\\u{" + String(scalar.value, radix: 16) + "}"
+            }
+            return String(scalar)
+        }
     }
 
     /// One element of a `like` pattern.

@@ -50,8 +50,13 @@ struct Lexer {
                 lineStart = i
                 continue
             }
-            if c == UInt8(ascii: " ") || c == UInt8(ascii: "\t") || c == UInt8(ascii: "\r") {
+            if c == UInt8(ascii: " ") || c == UInt8(ascii: "\t") || c == UInt8(ascii: "\r") || c == 0x0B || c == 0x0C {
                 i = utf8.index(after: i)
+                continue
+            }
+            if c >= 0x80, source.unicodeScalars[i].properties.isWhitespace {
+                // Other Unicode white space (no-break space, line separator, ...), as the reference grammar's \s.
+                i = source.unicodeScalars.index(after: i)
                 continue
             }
             let start = i

@@ -49,6 +49,24 @@ public struct Parser {
 
     private func location(_ t: Token) -> TextLocation { Lexer.location(of: t.position, in: source) }
 
+    /// The location of a policy's first token. Policies start at increasing positions, so the column is counted
+    /// from the previous policy's start when both are on the same line: linear in the input, even for a file of
+    /// many policies on one line.
+    private var lastPolicyStart: (index: String.Index, line: Int, column: Int)?
+
+    private mutating func policyLocation(_ t: Token) -> TextLocation {
+        let p = t.position
+        let offset = source.utf8.distance(from: source.utf8.startIndex, to: p.index)
+        let column: Int
+        if let last = lastPolicyStart, last.line == p.line, last.index <= p.index {
+            column = last.column + source.unicodeScalars[last.index..<p.index].count
+        } else {
+            column = source.unicodeScalars[p.lineStart..<p.index].count + 1
+        }
+        lastPolicyStart = (p.index, p.line, column)
+        return TextLocation(line: p.line, column: column, offset: offset)
+    }
+
     private func error(_ message: String, at token: Token? = nil) -> CedarError {
         CedarError(.parse, message, at: location(token ?? peek))
     }
@@ -91,6 +109,13 @@ public struct Parser {
 
     private mutating func leave() { depth -= 1 }
 
+    /// Counts one more level of a left-nested chain (`a || b || c`, `a.b.c`), which nests the tree as deeply as
+    /// parentheses would; the caller releases `chain` levels when the chain ends.
+    private mutating func deepen(_ chain: inout Int) throws(CedarError) {
+        try enter()
+        chain += 1
+    }
+
     // MARK: - Policies
 
     private mutating func parsePolicy(id: String) throws(CedarError) -> Policy {
@@ -121,6 +146,7 @@ public struct Parser {
         let action = try parseActionConstraint()
         try expect(",", "after the action constraint")
         let resource = try parseScopeConstraint(variable: .resource, slot: .resource)
+        _ = eatPunct(",")  // a trailing comma is allowed
         try expect(")", "to close the policy scope")
         var conditions: [Condition] = []
         while peek.kind == .identifier, let kind = Condition.Kind(rawValue: String(peek.text)) {
@@ -139,7 +165,7 @@ public struct Parser {
         }
         return Policy(
             id: id, effect: effect, annotations: annotations, principal: principal, action: action,
-            resource: resource, conditions: conditions, location: location(startToken))
+            resource: resource, conditions: conditions, location: policyLocation(startToken))
     }
 
     private static func findSlot(_ e: Expr) -> SlotID? {
@@ -298,16 +324,22 @@ public struct Parser {
     }
 
     private mutating func parseOr() throws(CedarError) -> Expr {
+        var chain = 0
+        defer { depth -= chain }
         var lhs = try parseAnd()
         while eatPunct("||") {
+            try deepen(&chain)
             lhs = .or(lhs, try parseAnd())
         }
         return lhs
     }
 
     private mutating func parseAnd() throws(CedarError) -> Expr {
+        var chain = 0
+        defer { depth -= chain }
         var lhs = try parseRelation()
         while eatPunct("&&") {
+            try deepen(&chain)
             lhs = .and(lhs, try parseRelation())
         }
         return lhs
@@ -388,7 +420,10 @@ public struct Parser {
         // `e has a.b.c` means `e has a && e.a has b && e.a.b has c`.
         try checkAttributeName(t)
         var path = [String(t.text)]
+        var chain = 0
+        defer { depth -= chain }
         while peek.isPunct(".") {
+            try deepen(&chain)
             pos += 1
             let n = advance()
             guard n.kind == .identifier else {
@@ -415,11 +450,15 @@ public struct Parser {
     }
 
     private mutating func parseAdd() throws(CedarError) -> Expr {
+        var chain = 0
+        defer { depth -= chain }
         var lhs = try parseMult()
         while true {
             if eatPunct("+") {
+                try deepen(&chain)
                 lhs = .binary(.add, lhs, try parseMult())
             } else if eatPunct("-") {
+                try deepen(&chain)
                 lhs = .binary(.sub, lhs, try parseMult())
             } else {
                 return lhs
@@ -428,9 +467,12 @@ public struct Parser {
     }
 
     private mutating func parseMult() throws(CedarError) -> Expr {
+        var chain = 0
+        defer { depth -= chain }
         var lhs = try parseUnary()
         while true {
             if eatPunct("*") {
+                try deepen(&chain)
                 lhs = .binary(.mul, lhs, try parseUnary())
             } else if peek.isPunct("/") || peek.isPunct("%") {
                 throw error("Cedar has no '\(peek.text)' operator")
@@ -450,12 +492,12 @@ public struct Parser {
             throw error("'!' and '-' cannot be mixed in one chain of unary operators: add parentheses", at: first)
         }
         var e: Expr
-        if let last = ops.last, last.isPunct("-"), peek.kind == .integer {
+        if let last = ops.last, last.isPunct("-"), peek.kind == .integer, !peek(1).isPunct("."), !peek(1).isPunct("[") {
             // A minus directly before an integer literal is part of the literal, so that the smallest Long parses.
             let t = advance()
             guard let v = Int64("-" + t.text) else { throw error("integer literal -\(t.text) is out of range", at: t) }
             ops.removeLast()
-            e = try parseAccessChain(.literal(.long(v)))
+            e = .literal(.long(v))
         } else {
             e = try parseMember()
         }
@@ -470,8 +512,11 @@ public struct Parser {
     }
 
     private mutating func parseAccessChain(_ base: Expr) throws(CedarError) -> Expr {
+        var chain = 0
+        defer { depth -= chain }
         var e = base
         while true {
+            if peek.isPunct(".") || peek.isPunct("[") { try deepen(&chain) }
             if eatPunct(".") {
                 let name = advance()
                 guard name.kind == .identifier else {
@@ -537,6 +582,7 @@ public struct Parser {
         var list: [Expr] = []
         if eatPunct(closing) { return list }
         repeat {
+            if peek.isPunct(closing) { break }  // a trailing comma is allowed
             list.append(try parseExpr())
         } while eatPunct(",")
         try expect(closing, "to close the list")

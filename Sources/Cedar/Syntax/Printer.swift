@@ -165,7 +165,7 @@ public enum CedarPrinter {
                 switch el {
                 case .wildcard: p += "*"
                 case .literal("*"): p += "\\*"
-                case .literal(let c): p += String(CedarString.quote(String(c)).dropFirst().dropLast())
+                case .literal(let c): p += CedarString.escape(c)
                 }
             }
             out += " like " + p + "\""
