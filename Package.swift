@@ -14,11 +14,17 @@ let package = Package(
         .library(name: "WardenCore", targets: ["WardenCore"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2")
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         .target(name: "Cedar", swiftSettings: swiftSettings),
         .target(name: "WardenCore", dependencies: ["Cedar"], swiftSettings: swiftSettings),
+        .target(
+            name: "WardenIdentity",
+            dependencies: ["WardenCore", "Cedar", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "warden",
             dependencies: [
@@ -35,5 +41,10 @@ let package = Package(
         ),
         .testTarget(name: "CedarTests", dependencies: ["Cedar"], swiftSettings: swiftSettings),
         .testTarget(name: "WardenCoreTests", dependencies: ["WardenCore", "Cedar"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "WardenIdentityTests",
+            dependencies: ["WardenIdentity", "WardenCore", "Cedar", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
     ]
 )

@@ -1,0 +1,132 @@
+import Cedar
+import Crypto
+import Foundation
+import WardenCore
+
+/// Verifies DPoP proofs (RFC 9449 §4.3) for requests that carry them.
+///
+/// Checks, in order: one well-formed compact JWS no larger than 8 KiB; `typ` is `dpop+jwt`; `alg` is ES256 (the only
+/// asymmetric algorithm Warden accepts); `jwk` is a public P-256 key and the signature verifies with it; `htm` equals
+/// the request method; `htu` equals the request URI without query and fragment, after syntax-based normalisation;
+/// `iat` lies within the acceptance window; `ath` is the hash of the access token when one is presented; the key
+/// thumbprint equals the token's `cnf.jkt` when given; `nonce` matches when the server requires one; and `jti` was not
+/// seen before within the window (bounded replay cache).
+public struct DPoPVerifier: Sendable {
+    /// How far in the past `iat` may be, in seconds.
+    public var maxAge: Int64 = 60
+    /// How far in the future `iat` may be (clock skew), in seconds.
+    public var skew: Int64 = 5
+    /// The longest `jti` accepted.
+    public var maxJTILength = 256
+    /// The replay cache (its TTL should cover `maxAge + skew`).
+    public let replayCache: ReplayCache
+    /// The current time, in seconds since the Unix epoch (injected so tests control it).
+    public let now: @Sendable () -> Int64
+
+    public init(
+        replayCache: ReplayCache = ReplayCache(),
+        now: @escaping @Sendable () -> Int64 = {
+            Int64(Date().timeIntervalSince1970)
+        }
+    ) {
+        self.replayCache = replayCache
+        self.now = now
+    }
+
+    /// What a verified proof tells: the key that signed it.
+    public struct Verified: Sendable {
+        public let key: ECPublicJWK
+        /// The RFC 7638 thumbprint of `key`, to compare with a token's `cnf.jkt`.
+        public let thumbprint: String
+        public let jti: String
+    }
+
+    /// Verifies `proof` for a request `method url`. With `accessToken`, `ath` must match it; with `expectedThumbprint`
+    /// (the token's `cnf.jkt`), the proof's key must be that key; with `nonce`, the proof must carry it.
+    public func verify(
+        proof: String?, method: String, url: String, accessToken: String? = nil, expectedThumbprint: String? = nil,
+        nonce: String? = nil
+    ) throws(WardenError) -> Verified {
+        let code = WardenError.Code.invalidDPoPProof
+        guard let proof else { throw WardenError(code, "the request has no DPoP proof") }
+        let jws = try CompactJWS(proof, what: "DPoP proof", code: code)
+        guard jws.header["typ"]?.stringValue == "dpop+jwt" else {
+            throw WardenError(code, "the DPoP proof header typ must be dpop+jwt")
+        }
+        guard let jwkJSON = jws.header["jwk"] else { throw WardenError(code, "the DPoP proof header has no jwk") }
+        let key: ECPublicJWK
+        do {
+            key = try ECPublicJWK(json: jwkJSON)
+        } catch {
+            throw WardenError(code, "the DPoP proof key is unusable: \(error.message)")
+        }
+        try jws.verifyES256(with: try key.publicKey(), code: code, what: "DPoP proof")
+
+        let claims = jws.payload
+        guard let jti = claims["jti"]?.stringValue, !jti.isEmpty, jti.utf8.count <= maxJTILength else {
+            throw WardenError(code, "the DPoP proof needs a jti of 1 to \(maxJTILength) bytes")
+        }
+        guard claims["htm"]?.stringValue == method else {
+            throw WardenError(code, "the DPoP proof htm does not match the request method")
+        }
+        guard let htu = claims["htu"]?.stringValue, let proofURI = Self.normalize(htu),
+            let requestURI = Self.normalize(url), proofURI == requestURI
+        else {
+            throw WardenError(code, "the DPoP proof htu does not match the request URI")
+        }
+        guard let iat = claims["iat"]?.integerValue else {
+            throw WardenError(code, "the DPoP proof has no numeric iat")
+        }
+        let t = now()
+        guard iat <= t + skew else { throw WardenError(code, "the DPoP proof iat is in the future") }
+        guard iat >= t - maxAge else { throw WardenError(code, "the DPoP proof is too old") }
+        if let accessToken {
+            let expected = Base64URL.encode(SHA256.hash(data: Array(accessToken.utf8)))
+            guard let ath = claims["ath"]?.stringValue, Self.constantTimeEqual(ath, expected) else {
+                throw WardenError(code, "the DPoP proof ath does not match the access token")
+            }
+        }
+        let thumbprint = key.thumbprint
+        if let expectedThumbprint, !Self.constantTimeEqual(thumbprint, expectedThumbprint) {
+            throw WardenError(.invalidToken, "the access token is bound to another key")
+        }
+        if let nonce {
+            guard let n = claims["nonce"]?.stringValue, Self.constantTimeEqual(n, nonce) else {
+                throw WardenError(.useDPoPNonce, "the DPoP proof must carry the server's current nonce")
+            }
+        }
+        switch replayCache.check(thumbprint + ":" + jti, now: t) {
+        case .fresh: break
+        case .replayed: throw WardenError(code, "the DPoP proof was already used (jti replay)")
+        case .full: throw WardenError(code, "too many recent DPoP proofs; retry shortly")
+        }
+        return Verified(key: key, thumbprint: thumbprint, jti: jti)
+    }
+
+    /// RFC 9449 §4.3 step 9 / RFC 3986 §6.2.2-6.2.3: lowercase scheme and host, default port removed, empty path as
+    /// `/`, query and fragment dropped. Nil when the text is not an absolute http(s) URI.
+    public static func normalize(_ uri: String) -> String? {
+        guard let schemeEnd = uri.range(of: "://") else { return nil }
+        let scheme = uri[..<schemeEnd.lowerBound].lowercased()
+        guard scheme == "https" || scheme == "http" else { return nil }
+        var rest = uri[schemeEnd.upperBound...]
+        if let cut = rest.firstIndex(where: { $0 == "?" || $0 == "#" }) { rest = rest[..<cut] }
+        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+        var authority = rest[..<slash].lowercased()
+        guard !authority.isEmpty, !authority.contains("@") else { return nil }
+        let path = rest[slash...].isEmpty ? "/" : String(rest[slash...])
+        if scheme == "https", authority.hasSuffix(":443") { authority.removeLast(4) }
+        if scheme == "http", authority.hasSuffix(":80") { authority.removeLast(3) }
+        return "\(scheme)://\(authority)\(path)"
+    }
+
+    /// Compares two strings in time that depends only on their lengths.
+    public static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8)
+        let y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        var diff: UInt8 = 0
+        for i in 0..<x.count { diff |= x[i] ^ y[i] }
+        return diff == 0
+    }
+}

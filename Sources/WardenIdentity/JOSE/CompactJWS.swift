@@ -1,0 +1,86 @@
+import Cedar
+import Crypto
+import WardenCore
+
+/// A JWS in compact serialization (RFC 7515) with its decoded JSON header and payload. Parsing checks shape and
+/// size only; ``verifyES256(with:)`` checks the signature.
+public struct CompactJWS: Sendable {
+    /// The largest compact JWS accepted, in bytes (tokens and proofs are far smaller).
+    public static let maxLength = 8192
+
+    public let header: JSONValue
+    public let payload: JSONValue
+    /// The bytes that were signed: ASCII(BASE64URL(header) || '.' || BASE64URL(payload)).
+    public let signingInput: [UInt8]
+    public let signature: [UInt8]
+
+    /// Splits and decodes a compact JWS. `what` names it in errors ("access token", "DPoP proof").
+    public init(_ text: String, what: String, code: WardenError.Code) throws(WardenError) {
+        guard !text.isEmpty else { throw WardenError(code, "the \(what) is empty") }
+        guard text.utf8.count <= Self.maxLength else {
+            throw WardenError(code, "the \(what) is larger than \(Self.maxLength) bytes")
+        }
+        let parts = text.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        guard parts.count == 3 else { throw WardenError(code, "the \(what) is not a compact JWS (three parts)") }
+        guard let h = Base64URL.decode(Substring(parts[0])), let p = Base64URL.decode(Substring(parts[1])),
+            let s = Base64URL.decode(Substring(parts[2]))
+        else {
+            throw WardenError(code, "the \(what) is not valid base64url")
+        }
+        func object(_ bytes: [UInt8], _ part: String) throws(WardenError) -> JSONValue {
+            guard let v = try? JSONValue.parse(bytes, maxDepth: 16), case .object = v else {
+                throw WardenError(code, "the \(what) \(part) is not a JSON object")
+            }
+            return v
+        }
+        header = try object(h, "header")
+        payload = try object(p, "payload")
+        signingInput = Array(text.utf8[parts[0].startIndex..<parts[1].endIndex])
+        signature = s
+        // Critical extensions we do not understand must be refused (RFC 7515 §4.1.11); we understand none.
+        guard header["crit"] == nil else { throw WardenError(code, "the \(what) has unsupported critical headers") }
+    }
+
+    /// The header's `alg`, if a string.
+    public var algorithm: String? {
+        if case .string(let a)? = header["alg"] { return a }
+        return nil
+    }
+
+    /// Checks an ES256 signature (64-byte r||s) with `key`. Any other `alg` is refused first, so `none`, HMAC
+    /// confusion and algorithm substitution cannot pass.
+    public func verifyES256(with key: P256.Signing.PublicKey, code: WardenError.Code, what: String) throws(WardenError)
+    {
+        guard algorithm == "ES256" else {
+            throw WardenError(code, "the \(what) must be signed with ES256")
+        }
+        guard signature.count == 64, let sig = try? P256.Signing.ECDSASignature(rawRepresentation: signature),
+            key.isValidSignature(sig, for: signingInput)
+        else {
+            throw WardenError(code, "the \(what) signature does not verify")
+        }
+    }
+
+    /// Signs header and payload with ES256 and returns the compact serialization.
+    public static func signES256(header: JSONValue, payload: JSONValue, key: P256.Signing.PrivateKey) throws -> String {
+        let input =
+            Base64URL.encode(Array(header.serialized.utf8)) + "." + Base64URL.encode(Array(payload.serialized.utf8))
+        let signature = try key.signature(for: Array(input.utf8))
+        return input + "." + Base64URL.encode(signature.rawRepresentation)
+    }
+}
+
+extension JSONValue {
+    /// The integer value of a JSON number (NumericDate claims allow fractions; they are truncated).
+    var integerValue: Int64? {
+        guard case .number(let n) = self else { return nil }
+        if let i = Int64(n) { return i }
+        if let d = Double(n), d.isFinite, d > -9.0e15, d < 9.0e15 { return Int64(d) }
+        return nil
+    }
+
+    var stringValue: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+}
