@@ -1,0 +1,186 @@
+import Cedar
+import Crypto
+import Foundation
+import Synchronization
+import WardenCore
+
+/// An ES256 signing key with its key id (`kid`).
+public struct SigningKey: Sendable {
+    public let kid: String
+    public let privateKey: P256.Signing.PrivateKey
+
+    public init(kid: String, privateKey: P256.Signing.PrivateKey) {
+        self.kid = kid
+        self.privateKey = privateKey
+    }
+
+    /// A key id derived from the public key (its RFC 7638 thumbprint), so ids never collide by accident.
+    public init(privateKey: P256.Signing.PrivateKey) {
+        self.init(kid: ECPublicJWK(privateKey.publicKey).thumbprint, privateKey: privateKey)
+    }
+}
+
+/// The verified claims of a Warden access token (an RFC 9068 JWT, sender-constrained by RFC 9449 `cnf.jkt`).
+public struct AccessTokenClaims: Sendable, Hashable {
+    public let issuer: String
+    public let subject: SPIFFEID
+    public let audiences: [String]
+    public let issuedAt: Int64
+    public let expiresAt: Int64
+    public let jti: String
+    /// The RFC 7638 thumbprint of the key the token is bound to.
+    public let confirmationThumbprint: String
+    /// Space-separated scopes, if any.
+    public let scope: String?
+}
+
+/// Issues access tokens: ES256 JWTs with `typ: at+jwt`, `kid`, and the claims of ``AccessTokenClaims``.
+public struct AccessTokenIssuer: Sendable {
+    public let key: SigningKey
+    public let issuer: String
+
+    public init(key: SigningKey, issuer: String) {
+        self.key = key
+        self.issuer = issuer
+    }
+
+    /// Signs a token for `subject`, bound to the key with thumbprint `jkt`.
+    public func issue(
+        subject: SPIFFEID, audience: String, jkt: String, lifetime: Int64, now: Int64, scope: String? = nil,
+        jti: String = UUID().uuidString
+    ) throws -> String {
+        let header = JSONValue.object([
+            ("alg", .string("ES256")), ("typ", .string("at+jwt")), ("kid", .string(key.kid)),
+        ])
+        var claims: [(String, JSONValue)] = [
+            ("iss", .string(issuer)), ("sub", .string(subject.description)), ("aud", .string(audience)),
+            ("iat", .number(String(now))), ("exp", .number(String(now + lifetime))), ("jti", .string(jti)),
+            ("cnf", .object([("jkt", .string(jkt))])),
+        ]
+        if let scope { claims.append(("scope", .string(scope))) }
+        return try CompactJWS.signES256(header: header, payload: .object(claims), key: key.privateKey)
+    }
+}
+
+/// Verifies access tokens: ES256 signature by a known `kid`, `typ: at+jwt`, issuer, audience, `iat`/`nbf`/`exp` with a
+/// small clock-skew allowance, a lifetime no longer than `maxLifetime`, a valid SPIFFE ID subject, a `jti`, and a
+/// `cnf.jkt` binding (a token without one is refused: every Warden token is sender-constrained).
+public struct AccessTokenVerifier: Sendable {
+    /// Verification keys by `kid` (the current key and, during rotation, the previous one).
+    public let keys: [String: P256.Signing.PublicKey]
+    public let issuer: String
+    public let audience: String
+    public var skew: Int64 = 30
+    public var maxLifetime: Int64 = 300
+    public let now: @Sendable () -> Int64
+
+    public init(
+        keys: [String: P256.Signing.PublicKey], issuer: String, audience: String,
+        now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+    ) {
+        self.keys = keys
+        self.issuer = issuer
+        self.audience = audience
+        self.now = now
+    }
+
+    public func verify(_ token: String) throws(WardenError) -> AccessTokenClaims {
+        let code = WardenError.Code.invalidToken
+        let jws = try CompactJWS(token, what: "access token", code: code)
+        guard jws.header["typ"]?.stringValue?.lowercased() == "at+jwt" else {
+            throw WardenError(code, "the access token header typ must be at+jwt")
+        }
+        guard let kid = jws.header["kid"]?.stringValue, let key = keys[kid] else {
+            throw WardenError(code, "the access token is signed by an unknown key")
+        }
+        try jws.verifyES256(with: key, code: code, what: "access token")
+        let c = jws.payload
+        guard c["iss"]?.stringValue == issuer else { throw WardenError(code, "the access token has the wrong issuer") }
+        let audiences: [String]
+        switch c["aud"] {
+        case .string(let a)?: audiences = [a]
+        case .array(let items)?: audiences = items.compactMap(\.stringValue)
+        default: audiences = []
+        }
+        guard audiences.contains(audience) else { throw WardenError(code, "the access token is not for this audience") }
+        guard let iat = c["iat"]?.integerValue, let exp = c["exp"]?.integerValue else {
+            throw WardenError(code, "the access token needs numeric iat and exp")
+        }
+        let t = now()
+        guard exp > t - skew else { throw WardenError(code, "the access token has expired") }
+        guard iat <= t + skew else { throw WardenError(code, "the access token is issued in the future") }
+        if let nbf = c["nbf"] {
+            guard let n = nbf.integerValue, n <= t + skew else {
+                throw WardenError(code, "the access token is not valid yet")
+            }
+        }
+        guard exp > iat, exp - iat <= maxLifetime else {
+            throw WardenError(code, "the access token lives longer than \(maxLifetime) seconds")
+        }
+        guard let sub = c["sub"]?.stringValue, let subject = try? SPIFFEID(parsing: sub) else {
+            throw WardenError(code, "the access token subject is not a SPIFFE ID")
+        }
+        guard let jti = c["jti"]?.stringValue, !jti.isEmpty else {
+            throw WardenError(code, "the access token has no jti")
+        }
+        guard let jkt = c["cnf"]?["jkt"]?.stringValue, !jkt.isEmpty else {
+            throw WardenError(code, "the access token is not bound to a key (cnf.jkt)")
+        }
+        return AccessTokenClaims(
+            issuer: issuer, subject: subject, audiences: audiences, issuedAt: iat, expiresAt: exp, jti: jti,
+            confirmationThumbprint: jkt, scope: c["scope"]?.stringValue)
+    }
+}
+
+/// Authenticates a request that presents `Authorization: DPoP <token>` and a `DPoP` proof: the token is verified
+/// (optionally through a bounded cache of already-verified tokens, which never skips the expiry check), then the
+/// proof, bound to the token by `ath` and to its key by `cnf.jkt`.
+public final class RequestAuthenticator: Sendable {
+    public let tokens: AccessTokenVerifier
+    public let proofs: DPoPVerifier
+    private let cache = Mutex<[String: AccessTokenClaims]>([:])
+    private let cacheCapacity: Int
+
+    /// `cacheCapacity` 0 disables the verified-token cache.
+    public init(tokens: AccessTokenVerifier, proofs: DPoPVerifier, cacheCapacity: Int = 10_000) {
+        self.tokens = tokens
+        self.proofs = proofs
+        self.cacheCapacity = cacheCapacity
+    }
+
+    public func authenticate(authorization: String?, dpop: String?, method: String, url: String)
+        throws(WardenError) -> AccessTokenClaims
+    {
+        guard let authorization, authorization.count > 5,
+            authorization.prefix(5).lowercased() == "dpop ", !authorization.dropFirst(5).contains(" ")
+        else {
+            throw WardenError(.invalidToken, "the request needs an Authorization: DPoP <token> header")
+        }
+        let token = String(authorization.dropFirst(5))
+        let claims = try verifiedClaims(token)
+        _ = try proofs.verify(
+            proof: dpop, method: method, url: url, accessToken: token, expectedThumbprint: claims.confirmationThumbprint
+        )
+        return claims
+    }
+
+    private func verifiedClaims(_ token: String) throws(WardenError) -> AccessTokenClaims {
+        guard cacheCapacity > 0 else { return try tokens.verify(token) }
+        if let hit = cache.withLock({ $0[token] }) {
+            guard hit.expiresAt > tokens.now() - tokens.skew else {
+                throw WardenError(.invalidToken, "the access token has expired")
+            }
+            return hit
+        }
+        let claims = try tokens.verify(token)
+        cache.withLock { c in
+            if c.count >= cacheCapacity {
+                let now = tokens.now()
+                c = c.filter { $0.value.expiresAt > now }
+                if c.count >= cacheCapacity { c.removeAll(keepingCapacity: true) }
+            }
+            c[token] = claims
+        }
+        return claims
+    }
+}
