@@ -39,6 +39,12 @@ let package = Package(
             path: "Benchmarks/CedarBenchmark",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "IdentityBenchmark",
+            dependencies: ["WardenIdentity", "WardenCore", "Cedar", .product(name: "Crypto", package: "swift-crypto")],
+            path: "Benchmarks/IdentityBenchmark",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "CedarTests", dependencies: ["Cedar"], swiftSettings: swiftSettings),
         .testTarget(name: "WardenCoreTests", dependencies: ["WardenCore", "Cedar"], swiftSettings: swiftSettings),
         .testTarget(

@@ -1,0 +1,69 @@
+// Identity hot paths: access tokens issued per second, and the median cost of authenticating one request (access
+// token + DPoP proof verification) with and without the cache of already-verified tokens.
+//
+// Usage: IdentityBenchmark [--requests N]    (build in release mode: swift build -c release --product IdentityBenchmark)
+import Cedar
+import Crypto
+import Foundation
+import WardenCore
+import WardenIdentity
+
+let args = CommandLine.arguments
+let n = args.firstIndex(of: "--requests").flatMap { Int(args[$0 + 1]) } ?? 2000
+let clock = ContinuousClock()
+let now = Int64(Date().timeIntervalSince1970)
+let signing = SigningKey(privateKey: P256.Signing.PrivateKey())
+let issuer = AccessTokenIssuer(key: signing, issuer: "https://127.0.0.1:8443")
+let agentKey = P256.Signing.PrivateKey()
+let jkt = ECPublicJWK(agentKey.publicKey).thumbprint
+let subject = try SPIFFEID.agent("support-bot", trustDomain: "warden.local")
+let url = "https://127.0.0.1:8443/v1/whoami"
+
+func median(_ samples: [Duration]) -> Double {
+    let us = samples.map { Double($0.components.attoseconds) / 1e12 + Double($0.components.seconds) * 1e6 }.sorted()
+    return (us[us.count / 2] * 100).rounded() / 100
+}
+
+// Tokens issued per second.
+var issued: [String] = []
+let issueStart = clock.now
+for _ in 0..<n {
+    issued.append(try issuer.issue(subject: subject, audience: "warden", jkt: jkt, lifetime: 300, now: now))
+}
+let issueSeconds = clock.now - issueStart
+let perSecond =
+    Double(n) / (Double(issueSeconds.components.seconds) + Double(issueSeconds.components.attoseconds) / 1e18)
+print("tokens issued: \(Int(perSecond)) per second (ES256, \(n) tokens)")
+
+// Proofs made ahead of time (an agent's cost, not Warden's).
+let token = issued[0]
+let ath = Base64URL.encode(SHA256.hash(data: Array(token.utf8)))
+let header = JSONValue.object([
+    ("typ", .string("dpop+jwt")), ("alg", .string("ES256")), ("jwk", ECPublicJWK(agentKey.publicKey).json),
+])
+var proofs: [String] = []
+for i in 0..<(2 * n) {
+    proofs.append(
+        try CompactJWS.signES256(
+            header: header,
+            payload: .object([
+                ("jti", .string("p\(i)")), ("htm", .string("GET")), ("htu", .string(url)),
+                ("iat", .number(String(now))), ("ath", .string(ath)),
+            ]), key: agentKey))
+}
+
+for (label, capacity, offset) in [("without token cache", 0, 0), ("with token cache", 10_000, n)] {
+    let auth = RequestAuthenticator(
+        tokens: AccessTokenVerifier(
+            keys: [signing.kid: signing.privateKey.publicKey], issuer: "https://127.0.0.1:8443", audience: "warden",
+            now: { now }),
+        proofs: DPoPVerifier(replayCache: ReplayCache(capacity: 100_000, ttlSeconds: 120), now: { now }),
+        cacheCapacity: capacity)
+    var samples: [Duration] = []
+    for i in 0..<n {
+        let start = clock.now
+        _ = try auth.authenticate(authorization: "DPoP \(token)", dpop: proofs[offset + i], method: "GET", url: url)
+        samples.append(clock.now - start)
+    }
+    print("authenticate one request (token + DPoP proof), \(label): median \(median(samples)) µs")
+}
