@@ -16,13 +16,19 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
     ],
     targets: [
         .target(name: "Cedar", swiftSettings: swiftSettings),
         .target(name: "WardenCore", dependencies: ["Cedar"], swiftSettings: swiftSettings),
         .target(
             name: "WardenIdentity",
-            dependencies: ["WardenCore", "Cedar", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "WardenCore", "Cedar", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -49,7 +55,10 @@ let package = Package(
         .testTarget(name: "WardenCoreTests", dependencies: ["WardenCore", "Cedar"], swiftSettings: swiftSettings),
         .testTarget(
             name: "WardenIdentityTests",
-            dependencies: ["WardenIdentity", "WardenCore", "Cedar", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "WardenIdentity", "WardenCore", "Cedar", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]
