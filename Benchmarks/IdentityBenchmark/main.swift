@@ -19,11 +19,6 @@ let jkt = ECPublicJWK(agentKey.publicKey).thumbprint
 let subject = try SPIFFEID.agent("support-bot", trustDomain: "warden.local")
 let url = "https://127.0.0.1:8443/v1/whoami"
 
-func median(_ samples: [Duration]) -> Double {
-    let us = samples.map { Double($0.components.attoseconds) / 1e12 + Double($0.components.seconds) * 1e6 }.sorted()
-    return (us[us.count / 2] * 100).rounded() / 100
-}
-
 // Tokens issued per second.
 var issued: [String] = []
 let issueStart = clock.now
@@ -65,5 +60,5 @@ for (label, capacity, offset) in [("without token cache", 0, 0), ("with token ca
         _ = try auth.authenticate(authorization: "DPoP \(token)", dpop: proofs[offset + i], method: "GET", url: url)
         samples.append(clock.now - start)
     }
-    print("authenticate one request (token + DPoP proof), \(label): median \(median(samples)) µs")
+    print("authenticate one request (token + DPoP proof), \(label): median \(LatencyStats(samples).medianMicros) µs")
 }

@@ -197,8 +197,8 @@ struct AuthorizerTests {
                     let evaluator = Evaluator(request: request, entities: entities)
                     var permits: [String] = []
                     var forbids: [String] = []
-                    for policy in set.policies where evaluator.scopeMatches(policy) {
-                        if (try? evaluator.conditionsHold(policy)) == true {
+                    for policy in set.policies.map(PolicyBox.init) where evaluator.scopeMatches(policy) {
+                        if (try? evaluator.conditionsHold(policy.conditions)) == true {
                             if policy.effect == .permit { permits.append(policy.id) } else { forbids.append(policy.id) }
                         }
                     }

@@ -12,14 +12,16 @@ struct CLITests {
         return FileManager.default.isExecutableFile(atPath: path) ? path : nil
     }
 
+    static func binaryOrSkip() -> String? {
+        if binary == nil { print("skipping: no warden binary (run swift build first)") }
+        return binary
+    }
+
     static let examples = TestSupport.packageRoot.appendingPathComponent("examples")
 
     @Test("policy test passes on the example and ends with the summary line")
     func policyTest() throws {
-        guard let warden = Self.binary else {
-            print("skipping: no warden binary (run swift build first)")
-            return
-        }
+        guard let warden = Self.binaryOrSkip() else { return }
         let (status, out) = try TestSupport.run(
             warden, ["policy", "test", "--root", Self.examples.path, Self.examples.path + "/agents/tests.json"])
         #expect(status == 0)
@@ -28,10 +30,7 @@ struct CLITests {
 
     @Test("policy test reports mismatches and unloadable files, and exits non-zero")
     func policyTestFailures() throws {
-        guard let warden = Self.binary else {
-            print("skipping: no warden binary (run swift build first)")
-            return
-        }
+        guard let warden = Self.binaryOrSkip() else { return }
         let dir = try TestSupport.temporaryDirectory("cli")
         defer { try? FileManager.default.removeItem(at: dir) }
         try "permit(principal, action, resource);".write(
@@ -58,10 +57,7 @@ struct CLITests {
 
     @Test("policy authorize prints one JSON decision per request; export and import round-trip")
     func authorizeAndFormats() throws {
-        guard let warden = Self.binary else {
-            print("skipping: no warden binary (run swift build first)")
-            return
-        }
+        guard let warden = Self.binaryOrSkip() else { return }
         let agents = Self.examples.appendingPathComponent("agents").path
         let (status, out) = try TestSupport.run(
             warden,

@@ -111,6 +111,15 @@ struct DPoPTests {
         }
     }
 
+    @Test("a replay cache shorter than the proof window is refused (fail closed)")
+    func shortReplayWindow() throws {
+        let c = clock
+        let v = DPoPVerifier(replayCache: ReplayCache(capacity: 10, ttlSeconds: 10), now: { c.now })
+        #expect(throws: WardenError(.invalidDPoPProof, "")) {
+            try v.verify(proof: try proof(ath: ath), method: "GET", url: url, accessToken: token)
+        }
+    }
+
     @Test("server nonces are enforced")
     func nonce() throws {
         #expect(throws: WardenError(.useDPoPNonce, "")) {

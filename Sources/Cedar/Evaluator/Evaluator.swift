@@ -33,12 +33,6 @@ public struct Evaluator {
             && matches(p.resource, request.resource, resourceAncestors)
     }
 
-    /// Whether the policy's scope matches the request (scopes never error).
-    func scopeMatches(_ p: Policy) -> Bool {
-        matches(p.principal, request.principal, principalAncestors) && matches(p.action)
-            && matches(p.resource, request.resource, resourceAncestors)
-    }
-
     private func matches(_ c: ScopeConstraint, _ uid: EntityUID, _ ancestors: Set<EntityUID>) -> Bool {
         switch c {
         case .any: return true
@@ -61,10 +55,6 @@ public struct Evaluator {
     }
 
     /// Whether all conditions hold. Throws the evaluation error of the first condition that fails to evaluate.
-    func conditionsHold(_ p: Policy) throws(CedarError) -> Bool {
-        try conditionsHold(p.conditions)
-    }
-
     /// Whether all the conditions hold.
     func conditionsHold(_ conditions: [Condition]) throws(CedarError) -> Bool {
         for c in conditions {

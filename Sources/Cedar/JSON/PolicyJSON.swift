@@ -163,7 +163,7 @@ public enum PolicyJSON {
             id: id, effect: effect, annotations: annotations,
             principal: try scope(p, slot: .principal, "principal"), action: try actionScope(a),
             resource: try scope(r, slot: .resource, "resource"), conditions: conditions)
-        for c in conditions where containsSlot(c.body) {
+        for c in conditions where c.body.firstSlot != nil {
             throw bad("policy \"\(id)\": template slots may only appear in the scope")
         }
         return policy
@@ -248,23 +248,6 @@ public enum PolicyJSON {
     }
 
     private static func bad(_ message: String) -> CedarError { CedarError(.json, "policy JSON: \(message)") }
-
-    private static func containsSlot(_ e: Expr) -> Bool {
-        if case .slot = e { return true }
-        return false || Self.children(e).contains(where: containsSlot)
-    }
-
-    private static func children(_ e: Expr) -> [Expr] {
-        switch e {
-        case .literal, .variable, .slot: []
-        case .not(let a), .negate(let a), .getAttr(let a, _), .hasAttr(let a, _), .like(let a, _), .isEmpty(let a): [a]
-        case .isType(let a, _, let b): [a] + (b.map { [$0] } ?? [])
-        case .and(let a, let b), .or(let a, let b), .binary(_, let a, let b): [a, b]
-        case .ifThenElse(let a, let b, let c): [a, b, c]
-        case .set(let es), .call(_, let es): es
-        case .record(let es): es.map(\.value)
-        }
-    }
 
     private static func reference(_ json: JSONValue, slot: SlotID) throws(CedarError) -> EntityReference {
         if case .string(let s)? = json["slot"] {

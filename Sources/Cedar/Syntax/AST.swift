@@ -146,6 +146,27 @@ public indirect enum Expr: Sendable, Hashable {
     }
 }
 
+extension Expr {
+    /// The direct sub-expressions, in order.
+    public var children: [Expr] {
+        switch self {
+        case .literal, .variable, .slot: []
+        case .not(let a), .negate(let a), .getAttr(let a, _), .hasAttr(let a, _), .like(let a, _), .isEmpty(let a): [a]
+        case .isType(let a, _, let b): [a] + (b.map { [$0] } ?? [])
+        case .and(let a, let b), .or(let a, let b), .binary(_, let a, let b): [a, b]
+        case .ifThenElse(let a, let b, let c): [a, b, c]
+        case .set(let es), .call(_, let es): es
+        case .record(let es): es.map(\.value)
+        }
+    }
+
+    /// The first template slot in the expression, if any (slots may only appear in a policy's scope).
+    public var firstSlot: SlotID? {
+        if case .slot(let s) = self { return s }
+        return children.lazy.compactMap(\.firstSlot).first
+    }
+}
+
 /// The effect of a policy.
 public enum Effect: String, Sendable, Hashable {
     case permit, forbid

@@ -159,27 +159,13 @@ public struct Parser {
         }
         try expect(";", "at the end of the policy")
         for c in conditions {
-            if let slot = Self.findSlot(c.body) {
+            if let slot = c.body.firstSlot {
                 throw error("template slot \(slot.rawValue) may only appear in the policy scope", at: startToken)
             }
         }
         return Policy(
             id: id, effect: effect, annotations: annotations, principal: principal, action: action,
             resource: resource, conditions: conditions, location: policyLocation(startToken))
-    }
-
-    private static func findSlot(_ e: Expr) -> SlotID? {
-        switch e {
-        case .slot(let s): return s
-        case .literal, .variable: return nil
-        case .not(let a), .negate(let a), .getAttr(let a, _), .hasAttr(let a, _), .like(let a, _), .isEmpty(let a):
-            return findSlot(a)
-        case .isType(let a, _, let b): return findSlot(a) ?? b.flatMap(findSlot)
-        case .and(let a, let b), .or(let a, let b), .binary(_, let a, let b): return findSlot(a) ?? findSlot(b)
-        case .ifThenElse(let a, let b, let c): return findSlot(a) ?? findSlot(b) ?? findSlot(c)
-        case .set(let es), .call(_, let es): return es.lazy.compactMap(findSlot).first
-        case .record(let es): return es.lazy.compactMap { findSlot($0.value) }.first
-        }
     }
 
     private mutating func parseScopeConstraint(variable: Variable, slot: SlotID) throws(CedarError) -> ScopeConstraint {

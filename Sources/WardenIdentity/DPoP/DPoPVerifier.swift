@@ -48,6 +48,10 @@ public struct DPoPVerifier: Sendable {
         nonce: String? = nil
     ) throws(WardenError) -> Verified {
         let code = WardenError.Code.invalidDPoPProof
+        // A jti forgotten before its proof stops being acceptable could be replayed: refuse to run that way.
+        guard replayCache.ttlSeconds >= maxAge + skew else {
+            throw WardenError(code, "server misconfiguration: the replay cache TTL is shorter than the proof window")
+        }
         guard let proof else { throw WardenError(code, "the request has no DPoP proof") }
         let jws = try CompactJWS(proof, what: "DPoP proof", code: code)
         guard jws.header["typ"]?.stringValue == "dpop+jwt" else {
