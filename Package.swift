@@ -12,16 +12,31 @@ let package = Package(
         .executable(name: "warden", targets: ["warden"]),
         .library(name: "Cedar", targets: ["Cedar"]),
         .library(name: "WardenCore", targets: ["WardenCore"]),
+        .library(name: "WardenIdentity", targets: ["WardenIdentity"]),
+        .library(name: "WardenStore", targets: ["WardenStore"]),
+        .library(name: "WardenGateway", targets: ["WardenGateway"]),
+        .library(name: "WardenClient", targets: ["WardenClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
     ],
     targets: [
         .target(name: "Cedar", swiftSettings: swiftSettings),
-        .target(name: "WardenCore", dependencies: ["Cedar"], swiftSettings: swiftSettings),
+        .target(
+            name: "WardenCore",
+            dependencies: ["Cedar", .product(name: "Yams", package: "Yams")],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "WardenIdentity",
             dependencies: [
@@ -31,10 +46,38 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "WardenStore",
+            dependencies: ["WardenCore", "Cedar", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "WardenGateway",
+            dependencies: [
+                "WardenCore", "WardenIdentity", "WardenStore", "Cedar",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "WardenClient",
+            dependencies: [
+                "WardenCore", "WardenIdentity", "Cedar",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "warden",
             dependencies: [
-                "Cedar", "WardenCore",
+                "Cedar", "WardenCore", "WardenIdentity", "WardenStore", "WardenGateway", "WardenClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -58,6 +101,22 @@ let package = Package(
             dependencies: [
                 "WardenIdentity", "WardenCore", "Cedar", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WardenStoreTests",
+            dependencies: ["WardenStore", "WardenCore", "Cedar"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WardenGatewayTests",
+            dependencies: [
+                "WardenGateway", "WardenClient", "WardenIdentity", "WardenStore", "WardenCore", "Cedar",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -9,6 +9,21 @@ public struct WardenError: Error, Hashable, Sendable, CustomStringConvertible {
             case invalidDPoPProof = "invalid_dpop_proof"
             case useDPoPNonce = "use_dpop_nonce"
             case invalidKey = "invalid_key"
+            case invalidRequest = "invalid_request"
+            case invalidClient = "invalid_client"
+            case invalidGrant = "invalid_grant"
+            case unauthorizedClient = "unauthorized_client"
+            case unsupportedGrantType = "unsupported_grant_type"
+            case invalidScope = "invalid_scope"
+            case invalidTarget = "invalid_target"
+            case accessDenied = "access_denied"
+            case attestationFailed = "attestation_failed"
+            case invalidManifest = "invalid_manifest"
+            case invalidConfig = "invalid_config"
+            case notFound = "not_found"
+            case conflict = "conflict"
+            case storage = "storage_error"
+            case io = "io_error"
         }
         fileprivate let backing: Backing
 
@@ -22,6 +37,36 @@ public struct WardenError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let useDPoPNonce = Code(backing: .useDPoPNonce)
         /// A key that cannot be used (wrong type, curve, or a private key where a public one is expected).
         public static let invalidKey = Code(backing: .invalidKey)
+        /// A request that is malformed, incomplete or too large (RFC 6749 `invalid_request`).
+        public static let invalidRequest = Code(backing: .invalidRequest)
+        /// Client authentication failed: unknown agent, bad assertion, wrong key (RFC 6749 `invalid_client`).
+        public static let invalidClient = Code(backing: .invalidClient)
+        /// A join token or subject token that is invalid, expired, used or revoked (RFC 6749 `invalid_grant`).
+        public static let invalidGrant = Code(backing: .invalidGrant)
+        /// The client is authenticated but may not get tokens now (its agent is quarantined, say).
+        public static let unauthorizedClient = Code(backing: .unauthorizedClient)
+        /// A grant type the token endpoint does not support.
+        public static let unsupportedGrantType = Code(backing: .unsupportedGrantType)
+        /// A requested scope the agent may not have, or that widens a delegated one.
+        public static let invalidScope = Code(backing: .invalidScope)
+        /// A requested audience the agent may not address (RFC 8693 `invalid_target`).
+        public static let invalidTarget = Code(backing: .invalidTarget)
+        /// The caller is authenticated but not allowed (quarantined, revoked, not an admin).
+        public static let accessDenied = Code(backing: .accessDenied)
+        /// Attestation evidence that does not match the registered manifest.
+        public static let attestationFailed = Code(backing: .attestationFailed)
+        /// An agent manifest that breaks the manifest rules.
+        public static let invalidManifest = Code(backing: .invalidManifest)
+        /// A configuration file or value that cannot be used.
+        public static let invalidConfig = Code(backing: .invalidConfig)
+        /// The named agent, token or key does not exist.
+        public static let notFound = Code(backing: .notFound)
+        /// The change conflicts with the current state (a name in use, a forbidden lifecycle transition).
+        public static let conflict = Code(backing: .conflict)
+        /// The store could not be read or written; the request is refused (fail closed).
+        public static let storage = Code(backing: .storage)
+        /// A file could not be read or written.
+        public static let io = Code(backing: .io)
 
         /// The wire name, as used in `WWW-Authenticate: DPoP error="..."`.
         public var description: String { backing.rawValue }

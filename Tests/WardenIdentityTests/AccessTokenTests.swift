@@ -44,7 +44,7 @@ struct AccessTokenTests {
     @Test("an issued token verifies with its claims")
     func roundTrip() throws {
         let claims = try verifier().verify(try token())
-        #expect(claims.subject == subject)
+        #expect(claims.agent == subject)
         #expect(claims.confirmationThumbprint == jkt)
         #expect(claims.expiresAt - claims.issuedAt == 300)
     }
@@ -99,7 +99,7 @@ struct AccessTokenTests {
         for i in 0..<3 {
             let claims = try auth.authenticate(
                 authorization: "DPoP \(t)", dpop: try proof(for: t, jti: "p\(i)"), method: "GET", url: url)
-            #expect(claims.subject == subject)
+            #expect(claims.agent == subject)
         }
         let thief = P256.Signing.PrivateKey()
         #expect(throws: WardenError(.invalidToken, "")) {

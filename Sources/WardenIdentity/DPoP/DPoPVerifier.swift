@@ -22,6 +22,8 @@ public struct DPoPVerifier: Sendable {
     public let replayCache: ReplayCache
     /// The current time, in seconds since the Unix epoch (injected so tests control it).
     public let now: @Sendable () -> Int64
+    /// When set, every proof must carry a nonce this source issued recently (RFC 9449 §8).
+    public var nonces: DPoPNonceSource?
 
     public init(
         replayCache: ReplayCache = ReplayCache(),
@@ -96,6 +98,11 @@ public struct DPoPVerifier: Sendable {
         }
         if let nonce {
             guard let n = claims["nonce"]?.stringValue, Self.constantTimeEqual(n, nonce) else {
+                throw WardenError(.useDPoPNonce, "the DPoP proof must carry the server's current nonce")
+            }
+        }
+        if let nonces {
+            guard let n = claims["nonce"]?.stringValue, nonces.isValid(n, now: t) else {
                 throw WardenError(.useDPoPNonce, "the DPoP proof must carry the server's current nonce")
             }
         }

@@ -72,14 +72,14 @@ public struct CompactJWS: Sendable {
 
 extension JSONValue {
     /// The integer value of a JSON number (NumericDate claims allow fractions; they are truncated).
-    var integerValue: Int64? {
+    public var integerValue: Int64? {
         guard case .number(let n) = self else { return nil }
         if let i = Int64(n) { return i }
         if let d = Double(n), d.isFinite, d > -9.0e15, d < 9.0e15 { return Int64(d) }
         return nil
     }
 
-    var stringValue: String? {
+    public var stringValue: String? {
         if case .string(let s) = self { return s }
         return nil
     }

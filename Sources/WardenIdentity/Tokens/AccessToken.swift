@@ -23,7 +23,13 @@ public struct SigningKey: Sendable {
 /// The verified claims of a Warden access token (an RFC 9068 JWT, sender-constrained by RFC 9449 `cnf.jkt`).
 public struct AccessTokenClaims: Sendable, Hashable {
     public let issuer: String
-    public let subject: SPIFFEID
+    /// The `sub` claim: the agent's SPIFFE ID, or, in a delegated token, the party it acts for (another agent's
+    /// SPIFFE ID or a user id).
+    public let subject: String
+    /// The agent that holds the token's key and presents it: `act.sub` in a delegated token, else `sub`.
+    public let agent: SPIFFEID
+    /// The RFC 8693 `act` chain, outermost (current actor) first; empty for a token that is not delegated.
+    public let actors: [String]
     public let audiences: [String]
     public let issuedAt: Int64
     public let expiresAt: Int64
@@ -32,6 +38,40 @@ public struct AccessTokenClaims: Sendable, Hashable {
     public let confirmationThumbprint: String
     /// Space-separated scopes, if any.
     public let scope: String?
+
+    /// The scopes as a set (empty when the token has none).
+    public var scopes: Set<String> { Set((scope ?? "").split(separator: " ").map(String.init)) }
+
+    /// The parties the agent acts for, nearest first: for `sub=user, act={sub=B, act={sub=A}}` presented by B,
+    /// `[A, user]`. Empty for a token that is not delegated.
+    public var delegation: [String] { actors.isEmpty ? [] : Array(actors.dropFirst()) + [subject] }
+}
+
+/// What goes into an access token.
+public struct AccessTokenContents: Sendable {
+    public var subject: String
+    public var audiences: [String]
+    public var jkt: String
+    public var issuedAt: Int64
+    public var expiresAt: Int64
+    public var scope: String?
+    /// The `act` chain to write, outermost (current actor) first.
+    public var actors: [String]
+    public var jti: String
+
+    public init(
+        subject: String, audiences: [String], jkt: String, issuedAt: Int64, expiresAt: Int64, scope: String? = nil,
+        actors: [String] = [], jti: String = UUID().uuidString
+    ) {
+        self.subject = subject
+        self.audiences = audiences
+        self.jkt = jkt
+        self.issuedAt = issuedAt
+        self.expiresAt = expiresAt
+        self.scope = scope
+        self.actors = actors
+        self.jti = jti
+    }
 }
 
 /// Issues access tokens: ES256 JWTs with `typ: at+jwt`, `kid`, and the claims of ``AccessTokenClaims``.
@@ -49,48 +89,76 @@ public struct AccessTokenIssuer: Sendable {
         subject: SPIFFEID, audience: String, jkt: String, lifetime: Int64, now: Int64, scope: String? = nil,
         jti: String = UUID().uuidString
     ) throws -> String {
+        try issue(
+            AccessTokenContents(
+                subject: subject.description, audiences: [audience], jkt: jkt, issuedAt: now, expiresAt: now + lifetime,
+                scope: scope, jti: jti))
+    }
+
+    /// Signs a token with the given contents (a nested `act` claim when `actors` is not empty).
+    public func issue(_ c: AccessTokenContents) throws -> String {
         let header = JSONValue.object([
             ("alg", .string("ES256")), ("typ", .string("at+jwt")), ("kid", .string(key.kid)),
         ])
         var claims: [(String, JSONValue)] = [
-            ("iss", .string(issuer)), ("sub", .string(subject.description)), ("aud", .string(audience)),
-            ("iat", .number(String(now))), ("exp", .number(String(now + lifetime))), ("jti", .string(jti)),
-            ("cnf", .object([("jkt", .string(jkt))])),
+            ("iss", .string(issuer)), ("sub", .string(c.subject)),
+            ("aud", c.audiences.count == 1 ? .string(c.audiences[0]) : .array(c.audiences.map { .string($0) })),
+            ("iat", .number(String(c.issuedAt))), ("exp", .number(String(c.expiresAt))), ("jti", .string(c.jti)),
+            ("client_id", .string(c.actors.first ?? c.subject)), ("cnf", .object([("jkt", .string(c.jkt))])),
         ]
-        if let scope { claims.append(("scope", .string(scope))) }
+        if let scope = c.scope { claims.append(("scope", .string(scope))) }
+        var act: JSONValue?
+        for actor in c.actors.reversed() {
+            var pairs: [(String, JSONValue)] = [("sub", .string(actor))]
+            if let inner = act { pairs.append(("act", inner)) }
+            act = .object(pairs)
+        }
+        if let act { claims.append(("act", act)) }
         return try CompactJWS.signES256(header: header, payload: .object(claims), key: key.privateKey)
     }
 }
 
 /// Verifies access tokens: ES256 signature by a known `kid`, `typ: at+jwt`, issuer, audience, `iat`/`nbf`/`exp` with a
-/// small clock-skew allowance, a lifetime no longer than `maxLifetime`, a valid SPIFFE ID subject, a `jti`, and a
-/// `cnf.jkt` binding (a token without one is refused: every Warden token is sender-constrained).
+/// small clock-skew allowance, a lifetime no longer than `maxLifetime`, a SPIFFE ID for the presenting agent (`sub`, or
+/// `act.sub` in a delegated token), a `jti`, and a `cnf.jkt` binding (a token without one is refused: every Warden
+/// token is sender-constrained).
 public struct AccessTokenVerifier: Sendable {
-    /// Verification keys by `kid` (the current key and, during rotation, the previous one).
-    public let keys: [String: P256.Signing.PublicKey]
+    /// Finds a verification key by `kid` (the current key and, during rotation, the previous one).
+    public let key: @Sendable (String) -> P256.Signing.PublicKey?
     public let issuer: String
     public let audience: String
     public var skew: Int64 = 30
     public var maxLifetime: Int64 = 300
+    /// The deepest `act` chain accepted.
+    public var maxActorDepth = 8
     public let now: @Sendable () -> Int64
 
     public init(
         keys: [String: P256.Signing.PublicKey], issuer: String, audience: String,
         now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
     ) {
-        self.keys = keys
+        self.init(key: { keys[$0] }, issuer: issuer, audience: audience, now: now)
+    }
+
+    public init(
+        key: @escaping @Sendable (String) -> P256.Signing.PublicKey?, issuer: String, audience: String,
+        now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+    ) {
+        self.key = key
         self.issuer = issuer
         self.audience = audience
         self.now = now
     }
 
-    public func verify(_ token: String) throws(WardenError) -> AccessTokenClaims {
+    /// Verifies `token` for this verifier's audience (or for `audience` when given: a subject token presented for
+    /// exchange must name the exchanging agent).
+    public func verify(_ token: String, audience expected: String? = nil) throws(WardenError) -> AccessTokenClaims {
         let code = WardenError.Code.invalidToken
         let jws = try CompactJWS(token, what: "access token", code: code)
         guard jws.header["typ"]?.stringValue?.lowercased() == "at+jwt" else {
             throw WardenError(code, "the access token header typ must be at+jwt")
         }
-        guard let kid = jws.header["kid"]?.stringValue, let key = keys[kid] else {
+        guard let kid = jws.header["kid"]?.stringValue, let key = key(kid) else {
             throw WardenError(code, "the access token is signed by an unknown key")
         }
         try jws.verifyES256(with: key, code: code, what: "access token")
@@ -102,7 +170,9 @@ public struct AccessTokenVerifier: Sendable {
         case .array(let items)?: audiences = items.compactMap(\.stringValue)
         default: audiences = []
         }
-        guard audiences.contains(audience) else { throw WardenError(code, "the access token is not for this audience") }
+        guard audiences.contains(expected ?? audience) else {
+            throw WardenError(code, "the access token is not for this audience")
+        }
         guard let iat = c["iat"]?.integerValue, let exp = c["exp"]?.integerValue else {
             throw WardenError(code, "the access token needs numeric iat and exp")
         }
@@ -117,18 +187,30 @@ public struct AccessTokenVerifier: Sendable {
         guard exp > iat, exp - iat <= maxLifetime else {
             throw WardenError(code, "the access token lives longer than \(maxLifetime) seconds")
         }
-        guard let sub = c["sub"]?.stringValue, let subject = try? SPIFFEID(parsing: sub) else {
-            throw WardenError(code, "the access token subject is not a SPIFFE ID")
+        guard let sub = c["sub"]?.stringValue, !sub.isEmpty, sub.utf8.count <= SPIFFEID.maxLength else {
+            throw WardenError(code, "the access token has no subject")
         }
-        guard let jti = c["jti"]?.stringValue, !jti.isEmpty else {
+        var actors: [String] = []
+        var act = c["act"]
+        while let a = act {
+            guard actors.count < maxActorDepth, let s = a["sub"]?.stringValue, !s.isEmpty else {
+                throw WardenError(code, "the access token act chain is malformed or deeper than \(maxActorDepth)")
+            }
+            actors.append(s)
+            act = a["act"]
+        }
+        guard let agent = try? SPIFFEID(parsing: actors.first ?? sub) else {
+            throw WardenError(code, "the access token's agent is not a SPIFFE ID")
+        }
+        guard let jti = c["jti"]?.stringValue, !jti.isEmpty, jti.utf8.count <= 256 else {
             throw WardenError(code, "the access token has no jti")
         }
         guard let jkt = c["cnf"]?["jkt"]?.stringValue, !jkt.isEmpty else {
             throw WardenError(code, "the access token is not bound to a key (cnf.jkt)")
         }
         return AccessTokenClaims(
-            issuer: issuer, subject: subject, audiences: audiences, issuedAt: iat, expiresAt: exp, jti: jti,
-            confirmationThumbprint: jkt, scope: c["scope"]?.stringValue)
+            issuer: issuer, subject: sub, agent: agent, actors: actors, audiences: audiences, issuedAt: iat,
+            expiresAt: exp, jti: jti, confirmationThumbprint: jkt, scope: c["scope"]?.stringValue)
     }
 }
 
@@ -157,6 +239,7 @@ public final class RequestAuthenticator: Sendable {
             throw WardenError(.invalidToken, "the request needs an Authorization: DPoP <token> header")
         }
         let token = String(authorization.dropFirst(5))
+        guard !token.isEmpty else { throw WardenError(.invalidToken, "the Authorization header has no token") }
         let claims = try verifiedClaims(token)
         _ = try proofs.verify(
             proof: dpop, method: method, url: url, accessToken: token, expectedThumbprint: claims.confirmationThumbprint

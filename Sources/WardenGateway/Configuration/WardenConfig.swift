@@ -1,0 +1,172 @@
+import Cedar
+import Foundation
+import WardenCore
+
+/// `warden.yaml`: every key optional, unknown keys refused. Defaults are the secure ones: a loopback listener, DPoP on
+/// every token, access tokens of five minutes, SVIDs of an hour, join tokens of ten minutes.
+public struct WardenConfig: Sendable, Hashable {
+    /// The SPIFFE trust domain (`spiffe://<trust_domain>/agent/<name>`).
+    public var trustDomain = "warden.local"
+    /// `host:port` to listen on.
+    public var listen = "127.0.0.1:8443"
+    /// The data directory.
+    public var data = "./warden-data"
+    /// The URL agents use to reach this server: the token issuer (`iss`), the base of DPoP `htu` checks and of the
+    /// metadata. Defaults to `http://<listen>`.
+    public var publicURL: String?
+    /// Access token lifetime, seconds (at most 300).
+    public var accessTTL: Int64 = 300
+    /// X.509-SVID lifetime, seconds (at most 3600).
+    public var svidTTL: Int64 = 3600
+    /// Join token lifetime, seconds (at most 600).
+    public var joinTokenTTL: Int64 = 600
+    /// How often the token-signing key is replaced, seconds.
+    public var signingKeyRotation: Int64 = 86_400
+    /// The deepest delegation (`act`) chain a token exchange may build.
+    public var maxDelegationDepth = 3
+    /// Extra audiences agents may request tokens for (besides this server and their peers).
+    public var audiences: [String] = []
+    /// Require server-issued DPoP nonces (RFC 9449 §8) on every proof.
+    public var dpopRequireNonce = false
+    /// How old a DPoP proof may be, seconds.
+    public var dpopMaxAge: Int64 = 60
+    /// Clock skew allowed on token and proof times, seconds.
+    public var clockSkew: Int64 = 30
+
+    public init() {}
+
+    /// The issuer and base URL (no trailing slash).
+    public var issuer: String {
+        var u = publicURL ?? "http://\(listen)"
+        while u.hasSuffix("/") { u.removeLast() }
+        return u
+    }
+
+    /// Host and port of ``listen``.
+    public func listenAddress() throws(WardenError) -> (host: String, port: Int) {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+            (0...65535).contains(port)
+        else {
+            throw WardenError(.invalidConfig, "listen must be host:port, for example 127.0.0.1:8443")
+        }
+        var host = String(listen[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { throw WardenError(.invalidConfig, "listen needs a host, for example 127.0.0.1") }
+        return (host, port)
+    }
+
+    /// Reads `warden.yaml` text; `file` names it in errors.
+    public init(parsing text: String, file: String) throws(WardenError) {
+        let (value, places) = try YAMLReader.readWithPlaces(text, file: file)
+        func fail(_ path: String, _ message: String) -> WardenError {
+            WardenError(.invalidConfig, "\(places[path] ?? file): \(path): \(message)")
+        }
+        guard case .object(let pairs) = value else {
+            if case .null = value { self.init(); return }
+            throw WardenError(.invalidConfig, "\(file): the configuration is a mapping of keys to values")
+        }
+        func string(_ v: JSONValue, _ path: String) throws(WardenError) -> String {
+            guard case .string(let s) = v, !s.isEmpty, s.utf8.count <= 2048 else {
+                throw fail(path, "must be a non-empty string")
+            }
+            return s
+        }
+        func seconds(_ v: JSONValue, _ path: String, max: Int64) throws(WardenError) -> Int64 {
+            let n: Int64?
+            switch v {
+            case .number(let t): n = Int64(t)
+            case .string(let t): n = Self.parseDuration(t)
+            default: n = nil
+            }
+            guard let n, n >= 1 else { throw fail(path, "must be a duration such as 300s, 5m, 1h or 24h") }
+            guard n <= max else { throw fail(path, "must be at most \(max) seconds") }
+            return n
+        }
+        var c = WardenConfig()
+        for (key, v) in pairs {
+            switch key {
+            case "trust_domain":
+                let td = try string(v, key)
+                do { _ = try SPIFFEID(parsing: "spiffe://\(td)") } catch { throw fail(key, error.message) }
+                c.trustDomain = td
+            case "listen": c.listen = try string(v, key)
+            case "data": c.data = try string(v, key)
+            case "public_url":
+                let u = try string(v, key)
+                guard DPoPVerifierURL.isAbsoluteHTTP(u) else { throw fail(key, "must be an absolute http(s) URL") }
+                c.publicURL = u
+            case "tokens":
+                guard case .object(let tp) = v else { throw fail(key, "must be a mapping") }
+                for (k, tv) in tp {
+                    let path = "tokens.\(k)"
+                    switch k {
+                    case "access_ttl": c.accessTTL = try seconds(tv, path, max: 300)
+                    case "svid_ttl": c.svidTTL = try seconds(tv, path, max: 3600)
+                    case "join_token_ttl": c.joinTokenTTL = try seconds(tv, path, max: 600)
+                    case "signing_key_rotation":
+                        c.signingKeyRotation = try seconds(tv, path, max: 365 * 86_400)
+                        guard c.signingKeyRotation >= 600 else { throw fail(path, "must be at least 10m") }
+                    case "max_delegation_depth":
+                        guard case .number(let t) = tv, let d = Int(t), (1...8).contains(d) else {
+                            throw fail(path, "must be a whole number from 1 to 8")
+                        }
+                        c.maxDelegationDepth = d
+                    case "audiences":
+                        guard case .array(let items) = tv else { throw fail(path, "must be a list of strings") }
+                        var out: [String] = []
+                        for (i, item) in items.enumerated() { out.append(try string(item, "\(path)[\(i)]")) }
+                        c.audiences = out
+                    default:
+                        throw fail(
+                            path,
+                            "unknown key (known: access_ttl, svid_ttl, join_token_ttl, signing_key_rotation, max_delegation_depth, audiences)"
+                        )
+                    }
+                }
+            case "dpop":
+                guard case .object(let dp) = v else { throw fail(key, "must be a mapping") }
+                for (k, dv) in dp {
+                    let path = "dpop.\(k)"
+                    switch k {
+                    case "require_nonce":
+                        guard case .bool(let b) = dv else { throw fail(path, "must be true or false") }
+                        c.dpopRequireNonce = b
+                    case "max_age": c.dpopMaxAge = try seconds(dv, path, max: 300)
+                    case "clock_skew": c.clockSkew = try seconds(dv, path, max: 300)
+                    default: throw fail(path, "unknown key (known: require_nonce, max_age, clock_skew)")
+                    }
+                }
+            case "routes", "mcp_servers", "policies", "audit", "rate_limits":
+                throw fail(key, "not supported by this version yet (it arrives with the gateway issues)")
+            default:
+                throw fail(key, "unknown key (known: trust_domain, listen, data, public_url, tokens, dpop)")
+            }
+        }
+        _ = try c.listenAddress()
+        self = c
+    }
+
+    /// `300`, `300s`, `5m`, `1h`, `2d` → seconds.
+    public static func parseDuration(_ text: String) -> Int64? {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        guard let unit = t.last else { return nil }
+        let factor: Int64
+        switch unit {
+        case "s": factor = 1
+        case "m": factor = 60
+        case "h": factor = 3600
+        case "d": factor = 86_400
+        default: return Int64(t)
+        }
+        guard let n = Int64(t.dropLast()), n >= 0, n <= Int64.max / factor else { return nil }
+        return n * factor
+    }
+}
+
+/// URL checks shared by configuration and the HTTP layer.
+enum DPoPVerifierURL {
+    static func isAbsoluteHTTP(_ u: String) -> Bool {
+        (u.hasPrefix("http://") || u.hasPrefix("https://")) && !u.contains("?") && !u.contains("#")
+            && !u.contains("@") && u.split(separator: "/", omittingEmptySubsequences: false).count >= 3
+    }
+}

@@ -1,0 +1,505 @@
+import Cedar
+import Crypto
+import Foundation
+import SwiftASN1
+import WardenCore
+import WardenIdentity
+import WardenStore
+import X509
+
+/// The result of registering an agent (and of issuing it a new join token).
+public struct Registration: Sendable {
+    public let agent: AgentRecord
+    /// The single-use join token; shown once, stored only as its SHA-256.
+    public let joinToken: String
+    public let expiresAt: Int64
+
+    public var json: JSONValue {
+        .object([
+            ("agent_id", .string(agent.id)), ("spiffe_id", .string(agent.spiffeID.description)),
+            ("join_token", .string(joinToken)), ("expires_at", .number(String(expiresAt))),
+            ("manifest_digest", .string(agent.manifestDigest)),
+        ])
+    }
+}
+
+/// An access token response (RFC 6749 §5.1, RFC 9449 `token_type: DPoP`).
+public struct TokenResponse: Sendable {
+    public let accessToken: String
+    public let expiresIn: Int64
+    public let scope: String?
+    /// Set for token exchange (RFC 8693 §2.2.1).
+    public let issuedTokenType: String?
+
+    public var json: JSONValue {
+        var pairs: [(String, JSONValue)] = [
+            ("access_token", .string(accessToken)), ("token_type", .string("DPoP")),
+            ("expires_in", .number(String(expiresIn))),
+        ]
+        if let scope { pairs.append(("scope", .string(scope))) }
+        if let issuedTokenType { pairs.append(("issued_token_type", .string(issuedTokenType))) }
+        return .object(pairs)
+    }
+}
+
+/// A request's authenticated agent: the verified token claims and the agent's current record.
+public struct AuthenticatedAgent: Sendable {
+    public let claims: AccessTokenClaims
+    public let agent: AgentRecord
+}
+
+/// The control plane: agents and their lifecycle, enrollment with attestation, the token endpoint (client credentials
+/// and token exchange), request authentication, SVIDs, revocation and signing-key rotation. The HTTP layer and the
+/// offline CLI are thin shells over it.
+public final class ControlPlane: Sendable {
+    public static let tokenExchangeGrant = "urn:ietf:params:oauth:grant-type:token-exchange"
+    public static let accessTokenType = "urn:ietf:params:oauth:token-type:access_token"
+    public static let jwtTokenType = "urn:ietf:params:oauth:token-type:jwt"
+
+    public let config: WardenConfig
+    public let store: SQLiteStore
+    public let ca: CertificateAuthority
+    public let keys: SigningKeyRing
+    public let agents: AgentDirectory
+    public let revocations: RevocationList
+    public let authenticator: RequestAuthenticator
+    public let dataPath: String
+    public let now: @Sendable () -> Int64
+    let adminToken: String
+    let assertionReplay: ReplayCache
+
+    /// Opens the data directory named by `config` (creating it on first start).
+    public convenience init(
+        config: WardenConfig, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+    ) throws(WardenError) {
+        let dir = try DataDirectory.open(path: config.data, trustDomain: config.trustDomain, now: now())
+        try self.init(config: config, directory: dir, now: now)
+    }
+
+    public init(config: WardenConfig, directory: DataDirectory, now: @escaping @Sendable () -> Int64)
+        throws(WardenError)
+    {
+        self.config = config
+        self.store = directory.store
+        self.ca = directory.ca
+        self.dataPath = directory.path
+        self.adminToken = directory.adminToken
+        self.now = now
+        // A retired key verifies for the longest token lifetime plus skew, then leaves the JWKS.
+        self.keys = try SigningKeyRing(
+            entries: directory.signingKeys, overlap: config.accessTTL + config.clockSkew, now: now)
+        self.agents = AgentDirectory(try directory.store.agents())
+        self.revocations = RevocationList()
+        for r in try directory.store.revokedTokens(now: now()) { revocations.revoke(jti: r.jti, until: r.until) }
+        var tokens = AccessTokenVerifier(
+            key: { [keys] kid in keys.publicKey(kid: kid) }, issuer: config.issuer, audience: config.issuer, now: now)
+        tokens.skew = config.clockSkew
+        tokens.maxLifetime = config.accessTTL
+        var proofs = DPoPVerifier(
+            replayCache: ReplayCache(capacity: 200_000, ttlSeconds: config.dpopMaxAge + config.clockSkew + 1), now: now)
+        proofs.maxAge = config.dpopMaxAge
+        proofs.skew = min(config.clockSkew, 5)
+        if config.dpopRequireNonce { proofs.nonces = DPoPNonceSource(key: directory.nonceKey) }
+        self.authenticator = RequestAuthenticator(tokens: tokens, proofs: proofs)
+        self.assertionReplay = ReplayCache(capacity: 100_000, ttlSeconds: 300 + 2 * config.clockSkew + 1)
+        try pruneSigningKeys()
+    }
+
+    // MARK: URLs
+
+    public var issuer: String { config.issuer }
+    public var tokenEndpoint: String { issuer + "/v1/token" }
+    public var enrollEndpoint: String { issuer + "/v1/enroll" }
+
+    /// The URL of a request path on this server, as DPoP `htu` must name it.
+    public func url(path: String) -> String { issuer + path }
+
+    /// The nonce to send in `DPoP-Nonce`, when nonces are required.
+    public func currentNonce() -> String? { authenticator.proofs.nonces?.current(now: now()) }
+
+    // MARK: Admin
+
+    /// Whether `authorization` is `Bearer <admin token>` (compared in constant time).
+    public func isAdmin(_ authorization: String?) -> Bool {
+        guard let authorization, authorization.count > 7, authorization.prefix(7).lowercased() == "bearer " else {
+            return false
+        }
+        let presented = SHA256.hash(data: Array(authorization.dropFirst(7).utf8))
+        let expected = SHA256.hash(data: Array(adminToken.utf8))
+        return DPoPVerifier.constantTimeEqual(Attestation.hex(presented), Attestation.hex(expected))
+    }
+
+    static func hashJoinToken(_ token: String) -> String { Attestation.hex(SHA256.hash(data: Array(token.utf8))) }
+
+    /// Registers an agent from its manifest: state pending, a single-use join token.
+    public func register(manifest: AgentManifest, actor: String = "admin") throws(WardenError) -> Registration {
+        let t = now()
+        let id = try SPIFFEID.agent(manifest.name, trustDomain: config.trustDomain)
+        let record = AgentRecord(
+            id: UUID().uuidString.lowercased(), spiffeID: id, manifest: manifest,
+            manifestDigest: Attestation.manifestDigest(manifest), state: .pending, createdAt: t, updatedAt: t)
+        let joinToken = DataDirectory.randomToken(bytes: 32)
+        let expires = t + config.joinTokenTTL
+        try store.register(
+            record, joinTokenHash: Self.hashJoinToken(joinToken), joinTokenExpiresAt: expires, actor: actor)
+        agents.update(record)
+        return Registration(agent: record, joinToken: joinToken, expiresAt: expires)
+    }
+
+    /// Finds an agent by id, name or SPIFFE ID.
+    public func agent(_ ref: String) throws(WardenError) -> AgentRecord {
+        guard let r = try store.agent(ref) else { throw WardenError(.notFound, "no agent '\(ref)'") }
+        return r
+    }
+
+    /// A new join token for a pending agent (after an expired token or a failed attestation).
+    public func newJoinToken(agent ref: String, actor: String = "admin") throws(WardenError) -> Registration {
+        let r = try agent(ref)
+        let token = DataDirectory.randomToken(bytes: 32)
+        let t = now()
+        try store.issueJoinToken(
+            agentID: r.id, hash: Self.hashJoinToken(token), expiresAt: t + config.joinTokenTTL, now: t, actor: actor)
+        return Registration(agent: r, joinToken: token, expiresAt: t + config.joinTokenTTL)
+    }
+
+    /// Moves an agent through its lifecycle (quarantine, reactivate, revoke, decommission); applies to the next
+    /// request.
+    public func transition(agent ref: String, to state: AgentState, reason: String, actor: String = "admin")
+        throws(WardenError) -> AgentRecord
+    {
+        let r = try agent(ref)
+        if state == .active && r.state == .pending {
+            throw WardenError(.conflict, "a pending agent becomes active by enrolling, not by an admin action")
+        }
+        let updated = try store.transition(agentID: r.id, to: state, actor: actor, reason: reason, now: now())
+        agents.update(updated)
+        return updated
+    }
+
+    /// Revokes one token by `jti`, effective on the next request and kept past the token's longest possible life.
+    public func revokeToken(jti: String, reason: String, agent ref: String? = nil) throws(WardenError) {
+        guard !jti.isEmpty, jti.utf8.count <= 256 else { throw WardenError(.invalidRequest, "jti must be 1 to 256 bytes") }
+        let agentID = try ref.map { (r) throws(WardenError) in try agent(r).id }
+        let t = now()
+        let until = t + config.accessTTL + config.clockSkew
+        try store.revokeToken(jti: jti, until: until, agentID: agentID, reason: reason, now: t)
+        revocations.revoke(jti: jti, until: until)
+    }
+
+    /// Replaces the signing key: the new key signs from now on, the old one verifies for the overlap.
+    @discardableResult
+    public func rotateSigningKey() throws(WardenError) -> String {
+        let t = now()
+        let entry = try DataDirectory.newSigningKey(path: dataPath, now: t)
+        let retiredKid = keys.current.kid
+        try store.saveRotation(new: SigningKeyRow(kid: entry.key.kid, createdAt: t), retiredKid: retiredKid, at: t)
+        keys.rotate(to: entry.key)
+        try pruneSigningKeys()
+        return entry.key.kid
+    }
+
+    /// Rotates when the current key is older than the schedule; prunes keys past their overlap. Returns the new key
+    /// id when it rotated.
+    @discardableResult
+    public func rotateIfDue() throws(WardenError) -> String? {
+        try pruneSigningKeys()
+        revocations.prune(now: now())
+        guard now() - keys.currentCreatedAt >= config.signingKeyRotation else { return nil }
+        return try rotateSigningKey()
+    }
+
+    func pruneSigningKeys() throws(WardenError) {
+        let gone = keys.prune()
+        guard !gone.isEmpty else { return }
+        try store.deleteSigningKeys(gone)
+        for kid in gone { unlink(dataPath + "/keys/\(kid).key") }
+    }
+
+    // MARK: Enrollment
+
+    /// `POST /v1/enroll`: `{join_token, jwk, attestation: {manifest_digest, binary_sha256?}}` with a DPoP proof made
+    /// with the key in `jwk`. The join token is burnt whatever the outcome; evidence that does not match the manifest
+    /// is refused (`attestation_failed`) and recorded.
+    public func enroll(body: JSONValue, dpop: String?) throws(WardenError) -> AgentRecord {
+        guard case .object = body else { throw WardenError(.invalidRequest, "the body must be a JSON object") }
+        guard let joinToken = body["join_token"]?.stringValue, !joinToken.isEmpty, joinToken.utf8.count <= 256 else {
+            throw WardenError(.invalidRequest, "join_token is required")
+        }
+        guard let jwkJSON = body["jwk"] else { throw WardenError(.invalidRequest, "jwk (the agent's public key) is required") }
+        let jwk = try ECPublicJWK(json: jwkJSON)
+        guard let att = body["attestation"], case .object = att,
+            let digest = att["manifest_digest"]?.stringValue, digest.utf8.count <= 128
+        else {
+            throw WardenError(.invalidRequest, "attestation.manifest_digest is required")
+        }
+        let binary = att["binary_sha256"]?.stringValue
+        if let binary, binary.utf8.count > 128 {
+            throw WardenError(.invalidRequest, "attestation.binary_sha256 is too long")
+        }
+        // Proof of possession of the key being enrolled.
+        _ = try authenticator.proofs.verify(
+            proof: dpop, method: "POST", url: enrollEndpoint, expectedThumbprint: jwk.thumbprint)
+        let t = now()
+        let record = try store.burnJoinToken(hash: Self.hashJoinToken(joinToken), now: t)
+        guard record.state == .pending else {
+            throw WardenError(.invalidGrant, "agent '\(record.name)' is \(record.state.rawValue), not pending enrollment")
+        }
+        let level: String
+        do throws(WardenError) {
+            level = try Attestation.verify(
+                AttestationEvidence(manifestDigest: digest, binarySHA256: binary), against: record)
+        } catch {
+            try store.record(
+                AgentEvent(
+                    agentID: record.id, at: t, kind: "attestation_failed", actor: "agent",
+                    reason: "\(error.message); join token burnt"))
+            throw error
+        }
+        let enrolled = try store.completeEnrollment(
+            agentID: record.id, keyJWK: jwk.json.serialized, thumbprint: jwk.thumbprint, attestation: level, now: t)
+        agents.update(enrolled)
+        return enrolled
+    }
+
+    // MARK: Tokens
+
+    /// The scopes an agent may hold: `route:<r>`, `tool:<server/tool>`, `peer:<name>` from its manifest.
+    public func scopes(of r: AgentRecord) -> Set<String> {
+        Set(r.manifest.routes.map { "route:" + $0 } + r.manifest.tools.map { "tool:" + $0 } + r.manifest.peers.map { "peer:" + $0 })
+    }
+
+    /// The audiences an agent may request: this server, the configured extra audiences, and its peers' SPIFFE IDs.
+    public func audiences(of r: AgentRecord) -> Set<String> {
+        var out: Set<String> = [issuer]
+        out.formUnion(config.audiences)
+        for p in r.manifest.peers {
+            if let id = try? SPIFFEID.agent(p, trustDomain: config.trustDomain) { out.insert(id.description) }
+        }
+        return out
+    }
+
+    /// Authenticates the client of a token request: an RFC 7523 assertion signed by the enrolled key of an active
+    /// agent, and a DPoP proof made with that same key.
+    func authenticateClient(_ form: [String: String], dpop: String?) throws(WardenError) -> (AgentRecord, String) {
+        guard form["client_assertion_type"] == ClientAssertion.type else {
+            throw WardenError(
+                .invalidClient, "client_assertion_type must be \(ClientAssertion.type) (private_key_jwt)")
+        }
+        guard let text = form["client_assertion"] else { throw WardenError(.invalidClient, "client_assertion is required") }
+        let assertion = try ClientAssertion.parse(text)
+        if let cid = form["client_id"], cid != assertion.clientID.description {
+            throw WardenError(.invalidClient, "client_id does not match the client assertion")
+        }
+        guard let record = agents.agent(assertion.clientID.description), let jwkText = record.keyJWK,
+            let jwkJSON = try? JSONValue.parse(jwkText)
+        else {
+            throw WardenError(.invalidClient, "the agent is not registered or not enrolled")
+        }
+        let key = try ECPublicJWK(json: jwkJSON)
+        try ClientAssertion.verify(
+            assertion, key: try key.publicKey(), audiences: [tokenEndpoint, issuer], now: now(),
+            replayCache: assertionReplay, skew: config.clockSkew)
+        guard record.state == .active else {
+            throw WardenError(.unauthorizedClient, "the agent is \(record.state.rawValue)")
+        }
+        let proof = try authenticator.proofs.verify(proof: dpop, method: "POST", url: tokenEndpoint)
+        guard DPoPVerifier.constantTimeEqual(proof.thumbprint, key.thumbprint) else {
+            throw WardenError(.invalidDPoPProof, "the DPoP proof must be made with the agent's enrolled key")
+        }
+        return (record, proof.thumbprint)
+    }
+
+    /// `POST /v1/token` with its form parameters (each at most once).
+    public func token(form: [String: String], dpop: String?) throws(WardenError) -> TokenResponse {
+        guard let grant = form["grant_type"] else { throw WardenError(.invalidRequest, "grant_type is required") }
+        switch grant {
+        case "client_credentials", Self.tokenExchangeGrant: break
+        default:
+            throw WardenError(
+                .unsupportedGrantType, "supported grant types: client_credentials, \(Self.tokenExchangeGrant)")
+        }
+        let (client, jkt) = try authenticateClient(form, dpop: dpop)
+        if form["resource"] != nil && form["audience"] != nil {
+            throw WardenError(.invalidRequest, "give audience or resource, not both")
+        }
+        let audience = form["audience"] ?? form["resource"] ?? issuer
+        guard audiences(of: client).contains(audience) else {
+            throw WardenError(.invalidTarget, "the agent may not request tokens for that audience")
+        }
+        let requested: Set<String>? = form["scope"].map { Set($0.split(separator: " ").map(String.init)) }
+        let t = now()
+        if grant == "client_credentials" {
+            let allowed = scopes(of: client)
+            if let requested, !requested.isSubset(of: allowed) {
+                throw WardenError(.invalidScope, "the agent's manifest does not grant: \(requested.subtracting(allowed).sorted().joined(separator: " "))")
+            }
+            let scope = (requested ?? allowed).sorted().joined(separator: " ")
+            let contents = AccessTokenContents(
+                subject: client.spiffeID.description, audiences: [audience], jkt: jkt, issuedAt: t,
+                expiresAt: t + config.accessTTL, scope: scope.isEmpty ? nil : scope)
+            return TokenResponse(
+                accessToken: try sign(contents), expiresIn: config.accessTTL, scope: contents.scope,
+                issuedTokenType: nil)
+        }
+        return try exchange(
+            form: form, actor: client, jkt: jkt, audience: audience, requested: requested, now: t)
+    }
+
+    /// RFC 8693 delegation. The subject token is a Warden access token whose audience names the acting agent (the
+    /// subject's consent: it asked for a token for this peer). The new token keeps `sub`, adds the actor on top of
+    /// the `act` chain, and only narrows: its audience must be allowed for both actor and delegator, its scopes are
+    /// within the subject token's and the actor's, and it expires no later than the subject token.
+    func exchange(
+        form: [String: String], actor: AgentRecord, jkt: String, audience: String, requested: Set<String>?, now t: Int64
+    ) throws(WardenError) -> TokenResponse {
+        guard let subjectToken = form["subject_token"] else {
+            throw WardenError(.invalidRequest, "subject_token is required for token exchange")
+        }
+        guard let type = form["subject_token_type"], type == Self.accessTokenType || type == Self.jwtTokenType else {
+            throw WardenError(.invalidRequest, "subject_token_type must be \(Self.accessTokenType)")
+        }
+        if form["actor_token"] != nil {
+            throw WardenError(.invalidRequest, "actor_token is not accepted: the actor is the authenticated client")
+        }
+        if let rtt = form["requested_token_type"], rtt != Self.accessTokenType {
+            throw WardenError(.invalidRequest, "requested_token_type must be \(Self.accessTokenType)")
+        }
+        let subject: AccessTokenClaims
+        do {
+            subject = try authenticator.tokens.verify(subjectToken, audience: actor.spiffeID.description)
+        } catch {
+            throw WardenError(.invalidGrant, "subject_token: \(error.message)")
+        }
+        guard !revocations.isRevoked(subject.jti) else { throw WardenError(.invalidGrant, "subject_token is revoked") }
+        guard let delegator = agents.agent(subject.agent.description), delegator.state == .active else {
+            throw WardenError(.invalidGrant, "the subject token's agent is not active")
+        }
+        for party in subject.actors + [subject.subject] {
+            if let a = agents.agent(party), a.state != .active {
+                throw WardenError(.invalidGrant, "a party in the delegation chain is \(a.state.rawValue)")
+            }
+        }
+        let actors = [actor.spiffeID.description] + subject.actors
+        guard actors.count <= config.maxDelegationDepth else {
+            throw WardenError(.invalidGrant, "the delegation chain would be deeper than \(config.maxDelegationDepth)")
+        }
+        guard !subject.actors.contains(actors[0]) && subject.subject != actors[0] else {
+            throw WardenError(.invalidGrant, "the agent is already in the delegation chain")
+        }
+        guard audiences(of: delegator).contains(audience) else {
+            throw WardenError(.invalidTarget, "the delegating agent may not reach that audience")
+        }
+        let ceiling = (subject.scope == nil ? scopes(of: delegator) : subject.scopes).intersection(scopes(of: actor))
+        if let requested, !requested.isSubset(of: ceiling) {
+            throw WardenError(.invalidScope, "delegated scopes can only narrow: \(requested.subtracting(ceiling).sorted().joined(separator: " "))")
+        }
+        let scope = (requested ?? ceiling).sorted().joined(separator: " ")
+        let exp = min(t + config.accessTTL, subject.expiresAt)
+        guard exp > t else { throw WardenError(.invalidGrant, "subject_token has expired") }
+        let contents = AccessTokenContents(
+            subject: subject.subject, audiences: [audience], jkt: jkt, issuedAt: t, expiresAt: exp,
+            scope: scope.isEmpty ? nil : scope, actors: actors)
+        return TokenResponse(
+            accessToken: try sign(contents), expiresIn: exp - t, scope: contents.scope,
+            issuedTokenType: Self.accessTokenType)
+    }
+
+    func sign(_ c: AccessTokenContents) throws(WardenError) -> String {
+        do {
+            return try AccessTokenIssuer(key: keys.current, issuer: issuer).issue(c)
+        } catch {
+            throw WardenError(.storage, "the token could not be signed")
+        }
+    }
+
+    // MARK: Request authentication
+
+    /// Authenticates a request to a protected endpoint: token and DPoP proof (see ``RequestAuthenticator``), then the
+    /// revocation list, then the state of the agent and of every agent in its delegation chain.
+    public func authenticate(authorization: String?, dpop: String?, method: String, path: String)
+        throws(WardenError) -> AuthenticatedAgent
+    {
+        let claims = try authenticator.authenticate(
+            authorization: authorization, dpop: dpop, method: method, url: url(path: path))
+        guard !revocations.isRevoked(claims.jti) else { throw WardenError(.invalidToken, "the access token is revoked") }
+        guard let record = agents.agent(claims.agent.description) else {
+            throw WardenError(.invalidToken, "the token's agent is not registered")
+        }
+        switch record.state {
+        case .active: break
+        case .quarantined: throw WardenError(.accessDenied, "the agent is quarantined")
+        case .pending, .revoked, .decommissioned:
+            throw WardenError(.invalidToken, "the agent is \(record.state.rawValue)")
+        }
+        guard let enrolled = record.keyThumbprint, DPoPVerifier.constantTimeEqual(enrolled, claims.confirmationThumbprint)
+        else {
+            throw WardenError(.invalidToken, "the access token is not bound to the agent's enrolled key")
+        }
+        for party in claims.delegation {
+            if let a = agents.agent(party), a.state != .active {
+                throw WardenError(.invalidToken, "a party in the delegation chain is \(a.state.rawValue)")
+            }
+        }
+        return AuthenticatedAgent(claims: claims, agent: record)
+    }
+
+    // MARK: SVIDs and metadata
+
+    /// Issues an X.509-SVID for the authenticated agent from a PEM CSR; returns `(chain PEM, bundle PEM, expiry)`.
+    public func issueSVID(csrPEM: String, for who: AuthenticatedAgent) throws(WardenError) -> (String, String, Int64) {
+        let t = now()
+        do {
+            let cert = try ca.issueSVID(
+                csrPEM: csrPEM, id: who.agent.spiffeID, lifetime: TimeInterval(config.svidTTL),
+                now: Date(timeIntervalSince1970: TimeInterval(t)))
+            try store.record(
+                AgentEvent(
+                    agentID: who.agent.id, at: t, kind: "svid_issued", actor: "agent",
+                    reason: "serial \(cert.serialNumber), expires \(Int64(cert.notValidAfter.timeIntervalSince1970))"))
+            return (try ca.chainPEM(cert), try ca.bundlePEM(), Int64(cert.notValidAfter.timeIntervalSince1970))
+        } catch let e as WardenError {
+            throw e
+        } catch {
+            throw WardenError(.invalidRequest, "the SVID could not be issued")
+        }
+    }
+
+    /// `/.well-known/jwks.json`.
+    public func jwks() -> JSONValue { keys.jwks() }
+
+    /// `/.well-known/spiffe-bundle`: the SPIFFE trust bundle (a JWKS with the root CA as an `x509-svid` authority and
+    /// the token keys as `jwt-svid` authorities).
+    public func spiffeBundle() -> JSONValue {
+        var entries: [JSONValue] = []
+        let root = ECPublicJWK(ca.rootKey.publicKey)
+        var der = DER.Serializer()
+        if (try? der.serialize(ca.root)) != nil {
+            entries.append(
+                .object([
+                    ("use", .string("x509-svid")), ("kty", .string("EC")), ("crv", .string("P-256")),
+                    ("x", .string(Base64URL.encode(root.x))), ("y", .string(Base64URL.encode(root.y))),
+                    ("x5c", .array([.string(Data(der.serializedBytes).base64EncodedString())])),
+                ]))
+        }
+        for e in keys.verifying() { entries.append(SigningKeyRing.jwk(e.key, use: "jwt-svid")) }
+        return .object([
+            ("keys", .array(entries)), ("spiffe_sequence", .number(String(keys.currentCreatedAt))),
+            ("spiffe_refresh_hint", .number("300")),
+        ])
+    }
+
+    /// `/.well-known/oauth-authorization-server` (RFC 8414).
+    public func authorizationServerMetadata() -> JSONValue {
+        .object([
+            ("issuer", .string(issuer)), ("token_endpoint", .string(tokenEndpoint)),
+            ("jwks_uri", .string(issuer + "/.well-known/jwks.json")),
+            ("grant_types_supported", .array([.string("client_credentials"), .string(Self.tokenExchangeGrant)])),
+            ("token_endpoint_auth_methods_supported", .array([.string("private_key_jwt")])),
+            ("token_endpoint_auth_signing_alg_values_supported", .array([.string("ES256")])),
+            ("dpop_signing_alg_values_supported", .array([.string("ES256")])),
+            ("response_types_supported", .array([])),
+            ("enrollment_endpoint", .string(enrollEndpoint)), ("svid_endpoint", .string(issuer + "/v1/svid")),
+            ("spiffe_bundle_endpoint", .string(issuer + "/.well-known/spiffe-bundle")),
+        ])
+    }
+}

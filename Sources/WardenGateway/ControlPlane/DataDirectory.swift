@@ -1,0 +1,164 @@
+import Crypto
+import Foundation
+import WardenCore
+import WardenIdentity
+import WardenStore
+import X509
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// The data directory: created on first start (0700) with a root CA and an intermediate (P-256), a token-signing key,
+/// the SQLite database and an admin token (every secret file 0600); reused on later starts, and refused when a secret
+/// file has become readable by others.
+///
+/// Layout: `admin.token`, `ca/{root,intermediate}.{pem,key}`, `ca/trust-domain`, `keys/<kid>.key` (signing keys,
+/// PKCS#8 PEM), `nonce.key`, `warden.sqlite`.
+public struct DataDirectory: Sendable {
+    public let path: String
+    public let store: SQLiteStore
+    public let ca: CertificateAuthority
+    /// Signing keys with their schedule, oldest first.
+    public let signingKeys: [SigningKeyRing.Entry]
+    public let adminToken: String
+    public let nonceKey: SymmetricKey
+
+    /// Opens `path`, creating what is missing. `trustDomain` must match the one the CA was made for.
+    public static func open(path: String, trustDomain: String, now: Int64) throws(WardenError) -> DataDirectory {
+        try SecureFile.ensureDirectory(path)
+        try SecureFile.ensureDirectory(path + "/ca")
+        try SecureFile.ensureDirectory(path + "/keys")
+
+        let tdFile = path + "/ca/trust-domain"
+        let ca: CertificateAuthority
+        if SecureFile.exists(path + "/ca/root.pem") {
+            let stored = try SecureFile.read(tdFile, maxBytes: 512).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard stored == trustDomain else {
+                throw WardenError(
+                    .invalidConfig,
+                    "the data directory \(path) belongs to trust domain '\(stored)', not '\(trustDomain)'")
+            }
+            ca = try loadCA(path + "/ca", trustDomain: trustDomain)
+        } else {
+            do {
+                ca = try CertificateAuthority.generate(
+                    trustDomain: trustDomain, now: Date(timeIntervalSince1970: TimeInterval(now)))
+            } catch {
+                throw WardenError(.invalidConfig, "cannot create the CA: \(error)")
+            }
+            try SecureFile.write(ca.rootKey.pemRepresentation + "\n", to: path + "/ca/root.key")
+            try SecureFile.write(ca.intermediateKey.pemRepresentation + "\n", to: path + "/ca/intermediate.key")
+            try SecureFile.write(pem(ca.root), to: path + "/ca/root.pem", mode: 0o644)
+            try SecureFile.write(pem(ca.intermediate), to: path + "/ca/intermediate.pem", mode: 0o644)
+            try SecureFile.write(trustDomain + "\n", to: tdFile, mode: 0o644)
+        }
+
+        let tokenFile = path + "/admin.token"
+        let adminToken: String
+        if SecureFile.exists(tokenFile) {
+            adminToken = try SecureFile.readSecret(tokenFile, maxBytes: 1024).trimmingCharacters(
+                in: .whitespacesAndNewlines)
+            guard adminToken.utf8.count >= 32 else {
+                throw WardenError(.invalidConfig, "\(tokenFile) holds a token shorter than 32 characters")
+            }
+        } else {
+            adminToken = randomToken(bytes: 32)
+            try SecureFile.write(adminToken + "\n", to: tokenFile)
+        }
+
+        let nonceFile = path + "/nonce.key"
+        let nonceKey: SymmetricKey
+        if SecureFile.exists(nonceFile) {
+            guard let bytes = Base64URL.decode(
+                try SecureFile.readSecret(nonceFile).trimmingCharacters(in: .whitespacesAndNewlines)), bytes.count == 32
+            else { throw WardenError(.invalidConfig, "\(nonceFile) is not a 32-byte base64url key") }
+            nonceKey = SymmetricKey(data: bytes)
+        } else {
+            let bytes = randomBytes(32)
+            try SecureFile.write(Base64URL.encode(bytes) + "\n", to: nonceFile)
+            nonceKey = SymmetricKey(data: bytes)
+        }
+
+        let store = try SQLiteStore(path: path + "/warden.sqlite")
+        var entries: [SigningKeyRing.Entry] = []
+        for row in try store.signingKeys() {
+            let keyText = try SecureFile.readSecret(path + "/keys/\(row.kid).key")
+            guard let key = try? P256.Signing.PrivateKey(pemRepresentation: keyText) else {
+                throw WardenError(.invalidKey, "\(path)/keys/\(row.kid).key is not a P-256 private key")
+            }
+            entries.append(.init(key: SigningKey(kid: row.kid, privateKey: key), createdAt: row.createdAt, retiredAt: row.retiredAt))
+        }
+        if !entries.contains(where: { $0.retiredAt == nil }) {
+            let entry = try newSigningKey(path: path, now: now)
+            try store.saveRotation(new: SigningKeyRow(kid: entry.key.kid, createdAt: now), retiredKid: nil, at: now)
+            entries.append(entry)
+        }
+        return DataDirectory(
+            path: path, store: store, ca: ca, signingKeys: entries, adminToken: adminToken, nonceKey: nonceKey)
+    }
+
+    /// Makes a new signing key and writes its file (0600); the caller records it in the store.
+    public static func newSigningKey(path: String, now: Int64) throws(WardenError) -> SigningKeyRing.Entry {
+        let key = SigningKey(privateKey: P256.Signing.PrivateKey())
+        try SecureFile.write(key.privateKey.pemRepresentation + "\n", to: path + "/keys/\(key.kid).key")
+        return .init(key: key, createdAt: now)
+    }
+
+    static func loadCA(_ dir: String, trustDomain: String) throws(WardenError) -> CertificateAuthority {
+        do {
+            let root = try Certificate(pemEncoded: try SecureFile.read(dir + "/root.pem", maxBytes: 65536))
+            let intermediate = try Certificate(
+                pemEncoded: try SecureFile.read(dir + "/intermediate.pem", maxBytes: 65536))
+            let rootKey = try P256.Signing.PrivateKey(pemRepresentation: try SecureFile.readSecret(dir + "/root.key"))
+            let intKey = try P256.Signing.PrivateKey(
+                pemRepresentation: try SecureFile.readSecret(dir + "/intermediate.key"))
+            return CertificateAuthority(
+                trustDomain: trustDomain, root: root, rootKey: rootKey, intermediate: intermediate,
+                intermediateKey: intKey)
+        } catch let e as WardenError {
+            throw e
+        } catch {
+            throw WardenError(.invalidConfig, "the CA files in \(dir) cannot be read: \(error)")
+        }
+    }
+
+    static func pem(_ cert: Certificate) throws(WardenError) -> String {
+        do { return try cert.serializeAsPEM().pemString + "\n" } catch {
+            throw WardenError(.io, "cannot encode a certificate")
+        }
+    }
+
+    /// Random bytes from the system's CSPRNG.
+    public static func randomBytes(_ n: Int) -> [UInt8] {
+        var g = SystemRandomNumberGenerator()
+        return (0..<n).map { _ in UInt8.random(in: 0...255, using: &g) }
+    }
+
+    /// A random token of `bytes` bytes, base64url.
+    public static func randomToken(bytes: Int) -> String { Base64URL.encode(randomBytes(bytes)) }
+}
+
+/// An exclusive lock on a data directory, held by `warden serve` so that offline admin commands do not change state
+/// behind a running server's in-memory view.
+public final class DataDirectoryLock: Sendable {
+    private let fd: Int32
+
+    /// Takes the lock or throws `conflict` when another process holds it.
+    public init(path: String) throws(WardenError) {
+        let file = path + "/serve.lock"
+        let fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw WardenError(.io, "cannot open \(file)") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw WardenError(
+                .conflict,
+                "a warden server is running on \(path); use --server URL with --admin-token-file \(path)/admin.token")
+        }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+}

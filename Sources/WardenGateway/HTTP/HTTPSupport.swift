@@ -1,0 +1,166 @@
+import Cedar
+import HTTPTypes
+import Hummingbird
+import WardenCore
+
+extension HTTPField.Name {
+    static let dpop = HTTPField.Name("DPoP")!
+    static let dpopNonce = HTTPField.Name("DPoP-Nonce")!
+}
+
+/// Which error convention an endpoint speaks.
+enum ErrorStyle {
+    /// RFC 6749 §5.2 token endpoint errors.
+    case token
+    /// RFC 6750 / RFC 9449 protected resource errors with `WWW-Authenticate: DPoP`.
+    case protected
+    /// Admin API (Bearer admin token).
+    case admin
+    /// Enrollment.
+    case enroll
+}
+
+enum HTTPSupport {
+    /// Largest request bodies, by endpoint.
+    static let maxFormBytes = 16 * 1024
+    static let maxJSONBytes = 64 * 1024
+
+    static func json(_ status: HTTPResponse.Status, _ value: JSONValue, headers: HTTPFields = [:]) -> Response {
+        var h = headers
+        h[.contentType] = "application/json"
+        h[.cacheControl] = "no-store"
+        return Response(status: status, headers: h, body: .init(byteBuffer: ByteBuffer(string: value.serialized + "\n")))
+    }
+
+    static func text(_ status: HTTPResponse.Status, _ value: String, contentType: String = "text/plain") -> Response {
+        Response(
+            status: status, headers: [.contentType: contentType, .cacheControl: "no-store"],
+            body: .init(byteBuffer: ByteBuffer(string: value)))
+    }
+
+    /// A header value quoted for `WWW-Authenticate` parameters.
+    static func quoted(_ s: String) -> String {
+        "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "'") + "\""
+    }
+
+    /// Maps an error to the response its endpoint's convention calls for. Messages never carry secrets (see
+    /// ``WardenError``), so they are safe to return.
+    static func response(_ error: WardenError, style: ErrorStyle, nonce: String?) -> Response {
+        let code = error.code.description
+        var headers: HTTPFields = [:]
+        if error.code == .useDPoPNonce, let nonce { headers[.dpopNonce] = nonce }
+        let body = JSONValue.object([("error", .string(code)), ("error_description", .string(error.message))])
+        switch error.code {
+        case .storage, .io:
+            return json(
+                .serviceUnavailable,
+                .object([
+                    ("error", .string("temporarily_unavailable")), ("error_description", .string(error.message)),
+                ]), headers: headers)
+        default: break
+        }
+        switch style {
+        case .token:
+            let status: HTTPResponse.Status = error.code == .invalidClient ? .unauthorized : .badRequest
+            return json(status, body, headers: headers)
+        case .protected:
+            switch error.code {
+            case .invalidToken, .invalidDPoPProof, .useDPoPNonce:
+                headers[.wwwAuthenticate] =
+                    "DPoP error=\(quoted(code)), error_description=\(quoted(error.message)), algs=\"ES256\""
+                return json(.unauthorized, body, headers: headers)
+            case .accessDenied:
+                return json(.forbidden, body, headers: headers)
+            default:
+                return json(.badRequest, body, headers: headers)
+            }
+        case .admin:
+            switch error.code {
+            case .accessDenied:
+                headers[.wwwAuthenticate] = "Bearer realm=\"warden-admin\""
+                return json(.unauthorized, body, headers: headers)
+            case .notFound: return json(.notFound, body, headers: headers)
+            case .conflict: return json(.conflict, body, headers: headers)
+            default: return json(.badRequest, body, headers: headers)
+            }
+        case .enroll:
+            switch error.code {
+            case .attestationFailed, .accessDenied: return json(.forbidden, body, headers: headers)
+            case .conflict: return json(.conflict, body, headers: headers)
+            default: return json(.badRequest, body, headers: headers)
+            }
+        }
+    }
+
+    /// Collects a body of at most `limit` bytes.
+    static func body(_ request: Request, limit: Int) async throws(WardenError) -> [UInt8] {
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
+            throw WardenError(.invalidRequest, "the request body is larger than \(limit) bytes")
+        }
+        var req = request
+        do {
+            let buffer = try await req.collectBody(upTo: limit)
+            return Array(buffer.readableBytesView)
+        } catch {
+            throw WardenError(.invalidRequest, "the request body is larger than \(limit) bytes or could not be read")
+        }
+    }
+
+    /// Parses `application/x-www-form-urlencoded` (RFC 6749 §3.2: no parameter twice, empty values as absent).
+    static func form(_ bytes: [UInt8]) throws(WardenError) -> [String: String] {
+        var out: [String: String] = [:]
+        var count = 0
+        for pair in bytes.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
+            count += 1
+            guard count <= 32 else { throw WardenError(.invalidRequest, "too many form parameters") }
+            let parts = pair.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
+            guard let name = percentDecode(parts[0]), !name.isEmpty,
+                let value = percentDecode(parts.count > 1 ? parts[1] : [])
+            else {
+                throw WardenError(.invalidRequest, "the form body is not valid x-www-form-urlencoded UTF-8")
+            }
+            guard out[name] == nil else { throw WardenError(.invalidRequest, "parameter \(name) is given twice") }
+            if !value.isEmpty { out[name] = value }
+        }
+        return out
+    }
+
+    static func percentDecode(_ bytes: ArraySlice<UInt8>) -> String? {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var i = bytes.startIndex
+        func hex(_ b: UInt8) -> UInt8? {
+            switch b {
+            case 48...57: b - 48
+            case 65...70: b - 55
+            case 97...102: b - 87
+            default: nil
+            }
+        }
+        while i < bytes.endIndex {
+            let b = bytes[i]
+            if b == UInt8(ascii: "+") {
+                out.append(32)
+            } else if b == UInt8(ascii: "%") {
+                guard i + 2 < bytes.endIndex,
+                    let h = hex(bytes[i + 1]), let l = hex(bytes[i + 2])
+                else { return nil }
+                out.append(h << 4 | l)
+                i += 2
+            } else {
+                out.append(b)
+            }
+            i += 1
+        }
+        return String(validating: out, as: UTF8.self)
+    }
+
+    /// The single value of a header that must appear at most once.
+    static func single(_ request: Request, _ name: HTTPField.Name, code: WardenError.Code) throws(WardenError)
+        -> String?
+    {
+        let values = request.headers[values: name]
+        guard values.count <= 1 else { throw WardenError(code, "the request has more than one \(name) header") }
+        return values.first
+    }
+}

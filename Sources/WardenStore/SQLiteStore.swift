@@ -1,0 +1,400 @@
+import Cedar
+import Foundation
+import GRDB
+import WardenCore
+
+/// Revoked token id as stored.
+public struct RevokedToken: Sendable, Hashable {
+    public var jti: String
+    /// Until when the revocation must be kept (the longest time a token with this id could still be valid).
+    public var until: Int64
+    public var agentID: String?
+    public var reason: String
+}
+
+/// A signing key's schedule as stored (the private key itself lives in a 0600 file of the data directory).
+public struct SigningKeyRow: Sendable, Hashable {
+    public var kid: String
+    public var createdAt: Int64
+    public var retiredAt: Int64?
+
+    public init(kid: String, createdAt: Int64, retiredAt: Int64? = nil) {
+        self.kid = kid
+        self.createdAt = createdAt
+        self.retiredAt = retiredAt
+    }
+}
+
+/// Warden's state in SQLite (WAL, `synchronous=FULL`, versioned migrations), through GRDB.
+///
+/// Every method runs in one transaction; every failure becomes a ``WardenError`` with code `storage_error` (or
+/// `conflict`, `not_found`, `invalid_grant` where the meaning is known), so callers fail closed.
+public final class SQLiteStore: Sendable {
+    let db: DatabasePool
+    public let path: String
+
+    /// Opens (creating if needed) the database at `path` and applies migrations.
+    public init(path: String) throws(WardenError) {
+        self.path = path
+        var config = Configuration()
+        config.busyMode = .timeout(5)
+        config.prepareDatabase { db in
+            // Revocations and enrollments must survive power loss, not only a crash.
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        do {
+            db = try DatabasePool(path: path, configuration: config)
+            try Self.migrator.migrate(db)
+        } catch {
+            throw WardenError(.storage, "cannot open the database \(path): \(Self.describe(error))")
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let e = error as? DatabaseError { return e.message ?? "SQLite error \(e.resultCode)" }
+        return "\(error)"
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE agents (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        name TEXT NOT NULL UNIQUE,
+                        spiffe_id TEXT NOT NULL UNIQUE,
+                        manifest TEXT NOT NULL,
+                        manifest_digest TEXT NOT NULL,
+                        state TEXT NOT NULL,
+                        created_at INTEGER NOT NULL,
+                        updated_at INTEGER NOT NULL,
+                        key_jwk TEXT,
+                        key_thumbprint TEXT UNIQUE,
+                        attestation TEXT
+                    );
+                    CREATE TABLE join_tokens (
+                        token_hash TEXT PRIMARY KEY NOT NULL,
+                        agent_id TEXT NOT NULL REFERENCES agents(id),
+                        expires_at INTEGER NOT NULL,
+                        used_at INTEGER
+                    );
+                    CREATE TABLE agent_events (
+                        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                        agent_id TEXT NOT NULL,
+                        at INTEGER NOT NULL,
+                        kind TEXT NOT NULL,
+                        from_state TEXT,
+                        to_state TEXT,
+                        actor TEXT NOT NULL,
+                        reason TEXT NOT NULL
+                    );
+                    CREATE INDEX agent_events_agent ON agent_events(agent_id, seq);
+                    CREATE TABLE revoked_tokens (
+                        jti TEXT PRIMARY KEY NOT NULL,
+                        until INTEGER NOT NULL,
+                        agent_id TEXT,
+                        reason TEXT NOT NULL,
+                        revoked_at INTEGER NOT NULL
+                    );
+                    CREATE TABLE signing_keys (
+                        kid TEXT PRIMARY KEY NOT NULL,
+                        created_at INTEGER NOT NULL,
+                        retired_at INTEGER
+                    );
+                    """)
+        }
+        return m
+    }
+
+    /// Runs `body` in a write transaction, mapping errors.
+    func write<T>(_ body: (Database) throws -> T) throws(WardenError) -> T {
+        do {
+            return try db.write(body)
+        } catch let e as WardenError {
+            throw e
+        } catch let e as DatabaseError where e.resultCode == .SQLITE_CONSTRAINT {
+            throw WardenError(.conflict, "the change conflicts with stored data: \(Self.describe(e))")
+        } catch {
+            throw WardenError(.storage, "the database could not be written: \(Self.describe(error))")
+        }
+    }
+
+    func read<T>(_ body: (Database) throws -> T) throws(WardenError) -> T {
+        do {
+            return try db.read(body)
+        } catch let e as WardenError {
+            throw e
+        } catch {
+            throw WardenError(.storage, "the database could not be read: \(Self.describe(error))")
+        }
+    }
+
+    // MARK: Agents
+
+    /// Records a new agent (state pending) with its first join token, and the `registered` event.
+    public func register(_ r: AgentRecord, joinTokenHash: String, joinTokenExpiresAt: Int64, actor: String)
+        throws(WardenError)
+    {
+        try write { db in
+            if try Row.fetchOne(db, sql: "SELECT 1 FROM agents WHERE name = ?", arguments: [r.name]) != nil {
+                throw WardenError(.conflict, "an agent named '\(r.name)' is already registered")
+            }
+            try db.execute(
+                sql: """
+                    INSERT INTO agents (id, name, spiffe_id, manifest, manifest_digest, state, created_at, updated_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    r.id, r.name, r.spiffeID.description, r.manifest.canonicalJSON, r.manifestDigest, r.state.rawValue,
+                    r.createdAt, r.updatedAt,
+                ])
+            try db.execute(
+                sql: "INSERT INTO join_tokens (token_hash, agent_id, expires_at) VALUES (?, ?, ?)",
+                arguments: [joinTokenHash, r.id, joinTokenExpiresAt])
+            try Self.insertEvent(
+                db,
+                AgentEvent(
+                    agentID: r.id, at: r.createdAt, kind: "registered", to: r.state, actor: actor,
+                    reason: "manifest \(r.manifestDigest)"))
+        }
+    }
+
+    static func record(_ row: Row) throws -> AgentRecord {
+        let manifestText: String = row["manifest"]
+        let manifest = try AgentManifest(json: try JSONValue.parse(manifestText), file: "stored manifest")
+        guard let state = AgentState(rawValue: row["state"]) else {
+            throw WardenError(.storage, "stored agent has an unknown state")
+        }
+        return AgentRecord(
+            id: row["id"], spiffeID: try SPIFFEID(parsing: row["spiffe_id"]), manifest: manifest,
+            manifestDigest: row["manifest_digest"], state: state, createdAt: row["created_at"],
+            updatedAt: row["updated_at"], keyJWK: row["key_jwk"], keyThumbprint: row["key_thumbprint"],
+            attestation: row["attestation"])
+    }
+
+    /// The agent with this id, name or SPIFFE ID.
+    public func agent(_ ref: String) throws(WardenError) -> AgentRecord? {
+        try read { db in
+            try Row.fetchOne(
+                db, sql: "SELECT * FROM agents WHERE id = ? OR name = ? OR spiffe_id = ? LIMIT 1",
+                arguments: [ref, ref, ref]
+            ).map(Self.record)
+        }
+    }
+
+    /// Every agent, by name.
+    public func agents() throws(WardenError) -> [AgentRecord] {
+        try read { db in try Row.fetchAll(db, sql: "SELECT * FROM agents ORDER BY name").map(Self.record) }
+    }
+
+    /// Replaces the agent's pending join tokens with a new one. Only a pending agent can get one.
+    public func issueJoinToken(agentID: String, hash: String, expiresAt: Int64, now: Int64, actor: String)
+        throws(WardenError)
+    {
+        try write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM agents WHERE id = ?", arguments: [agentID]) else {
+                throw WardenError(.notFound, "no such agent")
+            }
+            let r = try Self.record(row)
+            guard r.state == .pending else {
+                throw WardenError(
+                    .conflict, "agent '\(r.name)' is \(r.state.rawValue); only a pending agent gets a join token")
+            }
+            try db.execute(
+                sql: "UPDATE join_tokens SET used_at = ? WHERE agent_id = ? AND used_at IS NULL", arguments: [now, agentID])
+            try db.execute(
+                sql: "INSERT INTO join_tokens (token_hash, agent_id, expires_at) VALUES (?, ?, ?)",
+                arguments: [hash, agentID, expiresAt])
+            try Self.insertEvent(
+                db, AgentEvent(agentID: agentID, at: now, kind: "join_token_issued", actor: actor, reason: "new join token"))
+        }
+    }
+
+    /// Burns a join token (marks it used, whatever happens next) and returns its agent. An unknown, used or expired
+    /// token is `invalid_grant`.
+    public func burnJoinToken(hash: String, now: Int64) throws(WardenError) -> AgentRecord {
+        // The outcome of the burn must be committed even when the token is refused, so errors are returned, not thrown
+        // inside the transaction.
+        let outcome: Result<AgentRecord, WardenError> = try write { db in
+            guard let t = try Row.fetchOne(db, sql: "SELECT * FROM join_tokens WHERE token_hash = ?", arguments: [hash])
+            else {
+                return .failure(WardenError(.invalidGrant, "the join token is not known"))
+            }
+            let usedAt: Int64? = t["used_at"]
+            if usedAt != nil { return .failure(WardenError(.invalidGrant, "the join token was already used")) }
+            try db.execute(sql: "UPDATE join_tokens SET used_at = ? WHERE token_hash = ?", arguments: [now, hash])
+            let expiresAt: Int64 = t["expires_at"]
+            guard expiresAt > now else { return .failure(WardenError(.invalidGrant, "the join token has expired")) }
+            let agentID: String = t["agent_id"]
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM agents WHERE id = ?", arguments: [agentID]) else {
+                return .failure(WardenError(.invalidGrant, "the join token's agent no longer exists"))
+            }
+            return .success(try Self.record(row))
+        }
+        return try outcome.get()
+    }
+
+    /// Completes enrollment: the pending agent becomes active with its key.
+    public func completeEnrollment(
+        agentID: String, keyJWK: String, thumbprint: String, attestation: String, now: Int64
+    ) throws(WardenError) -> AgentRecord {
+        try write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM agents WHERE id = ?", arguments: [agentID]) else {
+                throw WardenError(.notFound, "no such agent")
+            }
+            var r = try Self.record(row)
+            guard r.state == .pending else {
+                throw WardenError(.invalidGrant, "agent '\(r.name)' is \(r.state.rawValue), not pending enrollment")
+            }
+            if try Row.fetchOne(
+                db, sql: "SELECT 1 FROM agents WHERE key_thumbprint = ? AND id != ?", arguments: [thumbprint, agentID])
+                != nil
+            {
+                throw WardenError(.invalidKey, "this key is already enrolled for another agent; generate a new key")
+            }
+            try db.execute(
+                sql: """
+                    UPDATE agents SET state = 'active', key_jwk = ?, key_thumbprint = ?, attestation = ?, updated_at = ?
+                    WHERE id = ?
+                    """, arguments: [keyJWK, thumbprint, attestation, now, agentID])
+            try Self.insertEvent(
+                db,
+                AgentEvent(
+                    agentID: agentID, at: now, kind: "enrolled", from: .pending, to: .active, actor: "agent",
+                    reason: "attested by \(attestation), key \(thumbprint)"))
+            r.state = .active
+            r.keyJWK = keyJWK
+            r.keyThumbprint = thumbprint
+            r.attestation = attestation
+            r.updatedAt = now
+            return r
+        }
+    }
+
+    /// Moves an agent to `state` if its lifecycle allows it, recording the transition.
+    public func transition(agentID: String, to state: AgentState, actor: String, reason: String, now: Int64)
+        throws(WardenError) -> AgentRecord
+    {
+        try write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM agents WHERE id = ?", arguments: [agentID]) else {
+                throw WardenError(.notFound, "no such agent")
+            }
+            var r = try Self.record(row)
+            guard r.state.canMove(to: state) else {
+                throw WardenError(
+                    .conflict, "agent '\(r.name)' is \(r.state.rawValue) and cannot become \(state.rawValue)")
+            }
+            try db.execute(
+                sql: "UPDATE agents SET state = ?, updated_at = ? WHERE id = ?",
+                arguments: [state.rawValue, now, agentID])
+            if state == .revoked || state == .decommissioned {
+                try db.execute(
+                    sql: "UPDATE join_tokens SET used_at = ? WHERE agent_id = ? AND used_at IS NULL",
+                    arguments: [now, agentID])
+            }
+            try Self.insertEvent(
+                db,
+                AgentEvent(
+                    agentID: agentID, at: now, kind: "state_changed", from: r.state, to: state, actor: actor,
+                    reason: reason))
+            r.state = state
+            r.updatedAt = now
+            return r
+        }
+    }
+
+    // MARK: Events
+
+    static func insertEvent(_ db: Database, _ e: AgentEvent) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO agent_events (agent_id, at, kind, from_state, to_state, actor, reason)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [e.agentID, e.at, e.kind, e.from?.rawValue, e.to?.rawValue, e.actor, e.reason])
+    }
+
+    /// Records an event (an attestation failure, say).
+    public func record(_ event: AgentEvent) throws(WardenError) {
+        try write { db in try Self.insertEvent(db, event) }
+    }
+
+    /// The agent's events in order.
+    public func events(agentID: String) throws(WardenError) -> [AgentEvent] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM agent_events WHERE agent_id = ? ORDER BY seq", arguments: [agentID])
+                .map { row in
+                    AgentEvent(
+                        seq: row["seq"], agentID: row["agent_id"], at: row["at"], kind: row["kind"],
+                        from: (row["from_state"] as String?).flatMap(AgentState.init(rawValue:)),
+                        to: (row["to_state"] as String?).flatMap(AgentState.init(rawValue:)), actor: row["actor"],
+                        reason: row["reason"])
+                }
+        }
+    }
+
+    // MARK: Token revocation
+
+    /// Records a revoked token id (kept until `until`), with an event on its agent when known.
+    public func revokeToken(jti: String, until: Int64, agentID: String?, reason: String, now: Int64)
+        throws(WardenError)
+    {
+        try write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO revoked_tokens (jti, until, agent_id, reason, revoked_at) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT(jti) DO UPDATE SET until = max(until, excluded.until)
+                    """, arguments: [jti, until, agentID, reason, now])
+            if let agentID {
+                try Self.insertEvent(
+                    db,
+                    AgentEvent(agentID: agentID, at: now, kind: "token_revoked", actor: "admin", reason: "jti \(jti): \(reason)"))
+            }
+        }
+    }
+
+    /// Revocations still in force at `now` (older ones are deleted).
+    public func revokedTokens(now: Int64) throws(WardenError) -> [RevokedToken] {
+        try write { db in
+            try db.execute(sql: "DELETE FROM revoked_tokens WHERE until <= ?", arguments: [now])
+            return try Row.fetchAll(db, sql: "SELECT * FROM revoked_tokens").map {
+                RevokedToken(jti: $0["jti"], until: $0["until"], agentID: $0["agent_id"], reason: $0["reason"])
+            }
+        }
+    }
+
+    // MARK: Signing keys
+
+    public func signingKeys() throws(WardenError) -> [SigningKeyRow] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM signing_keys ORDER BY created_at").map {
+                SigningKeyRow(kid: $0["kid"], createdAt: $0["created_at"], retiredAt: $0["retired_at"])
+            }
+        }
+    }
+
+    /// Records a rotation: `retired` stops signing at `at`, `new` becomes current (either may be absent).
+    public func saveRotation(new: SigningKeyRow?, retiredKid: String?, at: Int64) throws(WardenError) {
+        try write { db in
+            if let retiredKid {
+                try db.execute(sql: "UPDATE signing_keys SET retired_at = ? WHERE kid = ?", arguments: [at, retiredKid])
+            }
+            if let new {
+                try db.execute(
+                    sql: "INSERT INTO signing_keys (kid, created_at, retired_at) VALUES (?, ?, ?)",
+                    arguments: [new.kid, new.createdAt, new.retiredAt])
+            }
+        }
+    }
+
+    public func deleteSigningKeys(_ kids: [String]) throws(WardenError) {
+        try write { db in
+            for kid in kids { try db.execute(sql: "DELETE FROM signing_keys WHERE kid = ?", arguments: [kid]) }
+        }
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    public func ping() -> Bool {
+        (try? db.read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1
+    }
+}
