@@ -1,11 +1,13 @@
 import ArgumentParser
 
 @main
-struct Warden: ParsableCommand {
+struct Warden: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "warden",
         abstract: "Warden: a zero-trust control plane and policy-enforcing gateway for AI agents.",
-        subcommands: [PolicyCommand.self]
+        subcommands: [
+            ServeCommand.self, AgentCommand.self, TokenCommand.self, KeysCommand.self, PolicyCommand.self,
+        ]
     )
 }
 
