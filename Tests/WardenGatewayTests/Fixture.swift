@@ -1,0 +1,126 @@
+import Cedar
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Synchronization
+import WardenCore
+import WardenGateway
+import WardenIdentity
+
+/// A clock tests move by hand.
+final class TestClock: Sendable {
+    private let t: Mutex<Int64>
+    init(_ start: Int64 = 1_800_000_000) { t = Mutex(start) }
+    var now: Int64 { t.withLock { $0 } }
+    func advance(_ seconds: Int64) { t.withLock { $0 += seconds } }
+    var closure: @Sendable () -> Int64 { { [self] in self.now } }
+}
+
+/// An enrolled agent as a test drives it.
+struct TestAgent {
+    let record: AgentRecord
+    let key: P256.Signing.PrivateKey
+    var signer: DPoPProofSigner { DPoPProofSigner(key: key) }
+    var id: String { record.spiffeID.description }
+}
+
+/// A control plane on a fresh data directory with a test clock.
+struct Fixture {
+    let dir: String
+    let clock: TestClock
+    var config: WardenConfig
+    let cp: ControlPlane
+
+    init(_ tweak: (inout WardenConfig) -> Void = { _ in }) throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("warden-gw-\(UUID().uuidString)").path
+        clock = TestClock()
+        var c = WardenConfig()
+        c.data = dir
+        tweak(&c)
+        config = c
+        cp = try ControlPlane(config: c, now: clock.closure)
+    }
+
+    /// Reopens the same data directory (a restart).
+    func reopened() throws -> ControlPlane { try ControlPlane(config: config, now: clock.closure) }
+
+    func manifest(_ name: String, peers: [String] = [], routes: [String] = ["tickets"], binary: String? = nil)
+        -> AgentManifest
+    {
+        var m = AgentManifest(name: name, owner: "owner@example.com")
+        m.roles = ["support"]
+        m.peers = peers
+        m.routes = routes
+        m.tools = ["tickets/read"]
+        m.binarySHA256 = binary
+        return m
+    }
+
+    func enrollBody(joinToken: String, key: P256.Signing.PrivateKey, digest: String, binary: String? = nil)
+        -> JSONValue
+    {
+        var att: [(String, JSONValue)] = [("manifest_digest", .string(digest))]
+        if let binary { att.append(("binary_sha256", .string(binary))) }
+        return .object([
+            ("join_token", .string(joinToken)), ("jwk", ECPublicJWK(key.publicKey).json), ("attestation", .object(att)),
+        ])
+    }
+
+    /// Registers and enrolls an agent through the control plane.
+    func agent(_ name: String, peers: [String] = []) throws -> TestAgent {
+        let reg = try cp.register(manifest: manifest(name, peers: peers))
+        let key = P256.Signing.PrivateKey()
+        let proof = try DPoPProofSigner(key: key).proof(method: "POST", url: cp.enrollEndpoint, now: clock.now)
+        let record = try cp.enroll(
+            body: enrollBody(joinToken: reg.joinToken, key: key, digest: reg.agent.manifestDigest), dpop: proof)
+        return TestAgent(record: record, key: key)
+    }
+
+    /// The form of a client-credentials (or exchange) request with a fresh assertion.
+    func form(_ a: TestAgent, _ extra: [String: String] = [:], assertionJTI: String = UUID().uuidString)
+        throws -> [String: String]
+    {
+        var f: [String: String] = [
+            "grant_type": "client_credentials", "client_assertion_type": ClientAssertion.type,
+            "client_assertion": try ClientAssertion.sign(
+                clientID: a.id, audience: cp.tokenEndpoint, key: a.key, now: clock.now, jti: assertionJTI),
+        ]
+        for (k, v) in extra { f[k] = v }
+        return f
+    }
+
+    func tokenProof(_ a: TestAgent) throws -> String {
+        try a.signer.proof(method: "POST", url: cp.tokenEndpoint, now: clock.now)
+    }
+
+    /// A token for `a` (client credentials).
+    func token(_ a: TestAgent, _ extra: [String: String] = [:]) throws -> String {
+        try cp.token(form: try form(a, extra), dpop: try tokenProof(a)).accessToken
+    }
+
+    /// `Authorization` and `DPoP` headers for `method path` with `token`.
+    func authHeaders(_ a: TestAgent, token: String, method: String = "GET", path: String = "/v1/whoami")
+        throws -> HTTPFields
+    {
+        var h = HTTPFields()
+        h[.authorization] = "DPoP \(token)"
+        h[HTTPField.Name("DPoP")!] = try a.signer.proof(
+            method: method, url: cp.url(path: path), accessToken: token, now: clock.now)
+        return h
+    }
+
+    var app: some ApplicationProtocol { Application(router: WardenRouter.build(cp)) }
+}
+
+extension TestResponse {
+    var json: JSONValue? { body.readableBytes == 0 ? nil : try? JSONValue.parse(Array(body.readableBytesView)) }
+    var errorCode: String? { json?["error"]?.stringValue }
+    var wwwAuthenticate: String { headers[.wwwAuthenticate] ?? "" }
+}
+
+/// Claims of a JWT without verification (tests inspect what was issued).
+func claims(_ jwt: String) throws -> JSONValue {
+    try CompactJWS(jwt, what: "token", code: .invalidToken).payload
+}
