@@ -3,8 +3,8 @@ import Yams
 
 /// Reads YAML (or JSON, which is YAML) into a ``JSONValue`` for the strict decoders of manifests and configuration.
 ///
-/// Bounded: at most `maxBytes` of text and `maxNodes` nodes; anchors and aliases are refused (they have no place in a
-/// manifest or a configuration and are the way to a "billion laughs" expansion); duplicate keys are refused.
+/// Bounded: at most `maxBytes` of text and `maxNodes` nodes after alias expansion (so a "billion laughs" document is
+/// refused, not expanded); duplicate keys are refused.
 public enum YAMLReader {
     /// Parses `text`; `file` names the source in errors.
     public static func read(
@@ -52,7 +52,7 @@ public enum YAMLReader {
         _ node: Node, file: String, budget: inout Int, depth: Int, path: String, places: inout [String: String]
     ) throws(WardenError) -> JSONValue {
         budget -= 1
-        if node.mark != nil { places[path] = place(node, file: file) }
+        if node.mark != nil && places[path] == nil { places[path] = place(node, file: file) }
         guard budget >= 0 else { throw WardenError(.invalidRequest, "\(file): too many YAML nodes") }
         guard depth < 32 else { throw WardenError(.invalidRequest, "\(place(node, file: file)): nested too deeply") }
         if node.anchor != nil {
@@ -90,6 +90,7 @@ public enum YAMLReader {
                     throw WardenError(.invalidRequest, "\(place(k, file: file)): duplicate key '\(key.string)'")
                 }
                 let sub = path.isEmpty ? key.string : "\(path).\(key.string)"
+                places[sub] = place(k, file: file)
                 pairs.append(
                     (key.string, try convert(v, file: file, budget: &budget, depth: depth + 1, path: sub, places: &places)))
             }
