@@ -97,7 +97,10 @@ public struct AgentClient: Sendable {
         for _ in 0..<2 {
             var h = headers
             h.append(
-                ("DPoP", try signer.proof(method: method, url: http.base + path, accessToken: accessToken, nonce: nonce)))
+                (
+                    "DPoP",
+                    try signer.proof(method: method, url: http.base + path, accessToken: accessToken, nonce: nonce)
+                ))
             if let accessToken { h.append(("Authorization", "DPoP \(accessToken)")) }
             let r = try await http.send(method, path, headers: h, body: try body())
             if let n = r.header("DPoP-Nonce"), nonce == nil, r.status == 400 || r.status == 401,

@@ -14,7 +14,9 @@ struct KeyRotationService: Service {
             while !Task.isCancelled {
                 try await Task.sleep(for: .seconds(30))
                 do throws(WardenError) {
-                    if let kid = try cp.rotateIfDue() { logger.info("signing key rotated", metadata: ["kid": "\(kid)"]) }
+                    if let kid = try cp.rotateIfDue() {
+                        logger.info("signing key rotated", metadata: ["kid": "\(kid)"])
+                    }
                 } catch {
                     logger.error("signing key rotation failed", metadata: ["error": "\(error.message)"])
                 }

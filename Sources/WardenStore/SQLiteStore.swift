@@ -202,12 +202,15 @@ public final class SQLiteStore: Sendable {
                     .conflict, "agent '\(r.name)' is \(r.state.rawValue); only a pending agent gets a join token")
             }
             try db.execute(
-                sql: "UPDATE join_tokens SET used_at = ? WHERE agent_id = ? AND used_at IS NULL", arguments: [now, agentID])
+                sql: "UPDATE join_tokens SET used_at = ? WHERE agent_id = ? AND used_at IS NULL",
+                arguments: [now, agentID])
             try db.execute(
                 sql: "INSERT INTO join_tokens (token_hash, agent_id, expires_at) VALUES (?, ?, ?)",
                 arguments: [hash, agentID, expiresAt])
             try Self.insertEvent(
-                db, AgentEvent(agentID: agentID, at: now, kind: "join_token_issued", actor: actor, reason: "new join token"))
+                db,
+                AgentEvent(agentID: agentID, at: now, kind: "join_token_issued", actor: actor, reason: "new join token")
+            )
         }
     }
 
@@ -322,14 +325,16 @@ public final class SQLiteStore: Sendable {
     /// The agent's events in order.
     public func events(agentID: String) throws(WardenError) -> [AgentEvent] {
         try read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM agent_events WHERE agent_id = ? ORDER BY seq", arguments: [agentID])
-                .map { row in
-                    AgentEvent(
-                        seq: row["seq"], agentID: row["agent_id"], at: row["at"], kind: row["kind"],
-                        from: (row["from_state"] as String?).flatMap(AgentState.init(rawValue:)),
-                        to: (row["to_state"] as String?).flatMap(AgentState.init(rawValue:)), actor: row["actor"],
-                        reason: row["reason"])
-                }
+            try Row.fetchAll(
+                db, sql: "SELECT * FROM agent_events WHERE agent_id = ? ORDER BY seq", arguments: [agentID]
+            )
+            .map { row in
+                AgentEvent(
+                    seq: row["seq"], agentID: row["agent_id"], at: row["at"], kind: row["kind"],
+                    from: (row["from_state"] as String?).flatMap(AgentState.init(rawValue:)),
+                    to: (row["to_state"] as String?).flatMap(AgentState.init(rawValue:)), actor: row["actor"],
+                    reason: row["reason"])
+            }
         }
     }
 
@@ -348,7 +353,9 @@ public final class SQLiteStore: Sendable {
             if let agentID {
                 try Self.insertEvent(
                     db,
-                    AgentEvent(agentID: agentID, at: now, kind: "token_revoked", actor: "admin", reason: "jti \(jti): \(reason)"))
+                    AgentEvent(
+                        agentID: agentID, at: now, kind: "token_revoked", actor: "admin",
+                        reason: "jti \(jti): \(reason)"))
             }
         }
     }
@@ -377,7 +384,8 @@ public final class SQLiteStore: Sendable {
     public func saveRotation(new: SigningKeyRow?, retiredKid: String?, at: Int64) throws(WardenError) {
         try write { db in
             if let retiredKid {
-                try db.execute(sql: "UPDATE signing_keys SET retired_at = ? WHERE kid = ?", arguments: [at, retiredKid])
+                try db.execute(
+                    sql: "UPDATE signing_keys SET retired_at = ? WHERE kid = ?", arguments: [at, retiredKid])
             }
             if let new {
                 try db.execute(

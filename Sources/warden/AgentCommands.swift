@@ -271,7 +271,9 @@ struct AgentEnroll: AsyncParsableCommand {
                 }
                 binaryHash = Attestation.hex(SHA256.hash(data: data))
             }
-            guard !SecureFile.exists(keyOut) else { throw ValidationError("\(keyOut) exists; refusing to overwrite a key") }
+            guard !SecureFile.exists(keyOut) else {
+                throw ValidationError("\(keyOut) exists; refusing to overwrite a key")
+            }
             let key = P256.Signing.PrivateKey()
             let result = try await AgentClient(server: server, key: key).enroll(
                 joinToken: joinToken, evidence: AttestationEvidence(manifestDigest: digest, binarySHA256: binaryHash))
@@ -296,7 +298,10 @@ struct AgentToken: AsyncParsableCommand {
     func run() async throws {
         do {
             let (key, id) = try agentKey.load()
-            print(try await AgentClient(server: agentKey.server, key: key).token(spiffeID: id, audience: audience, scope: scope).serialized)
+            print(
+                try await AgentClient(server: agentKey.server, key: key).token(
+                    spiffeID: id, audience: audience, scope: scope
+                ).serialized)
         } catch let e as ValidationError { throw e } catch { throw fail(error) }
     }
 }
@@ -364,7 +369,8 @@ struct TokenRevoke: AsyncParsableCommand {
         try await admin.perform(
             remote: {
                 try await $0.call(
-                    "POST", "/v1/admin/revocations", json: .object([("jti", .string(jti)), ("reason", .string(reason))]))
+                    "POST", "/v1/admin/revocations",
+                    json: .object([("jti", .string(jti)), ("reason", .string(reason))]))
             },
             offline: { cp in
                 try cp.revokeToken(jti: jti, reason: reason)
@@ -380,7 +386,8 @@ struct KeysCommand: AsyncParsableCommand {
 
 struct KeysRotate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "rotate", abstract: "Rotate the token-signing key now (the old key keeps verifying for the overlap).")
+        commandName: "rotate",
+        abstract: "Rotate the token-signing key now (the old key keeps verifying for the overlap).")
     @OptionGroup var admin: AdminOptions
     func run() async throws {
         try await admin.perform(

@@ -44,7 +44,8 @@ struct ManifestTests {
             ("name: a\nowner: b\nname: c\n", "duplicated key"),
             (
                 "a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
-                    + "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\n", "too many YAML nodes"
+                    + "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\n",
+                "too many YAML nodes"
             ),
             ("name: [unterminated\n", "not valid YAML"),
             ("- a\n- b\n", "a mapping"),

@@ -27,7 +27,8 @@ struct AuthenticationTests {
         let a = try f.agent("support-bot")
         let token = try f.token(a)
         try await f.app.test(.router) { client in
-            try await client.execute(uri: "/v1/whoami", method: .get, headers: try f.authHeaders(a, token: token)) { r in
+            try await client.execute(uri: "/v1/whoami", method: .get, headers: try f.authHeaders(a, token: token)) {
+                r in
                 #expect(r.status == .ok)
                 #expect(r.json?["spiffe_id"]?.stringValue == "spiffe://warden.local/agent/support-bot")
                 #expect(r.json?["agent_id"]?.stringValue == a.record.id)
@@ -75,7 +76,11 @@ struct AuthenticationTests {
         let a = try f.agent("support-bot")
         let token = try f.token(a)
         var h = try f.authHeaders(a, token: token)
-        h.append(HTTPField(name: HTTPField.Name("DPoP")!, value: try a.signer.proof(method: "GET", url: f.cp.url(path: "/v1/whoami"), accessToken: token, now: f.clock.now)))
+        h.append(
+            HTTPField(
+                name: HTTPField.Name("DPoP")!,
+                value: try a.signer.proof(
+                    method: "GET", url: f.cp.url(path: "/v1/whoami"), accessToken: token, now: f.clock.now)))
         let (s, e, _) = try await whoami(f, h)
         #expect(s == .unauthorized && e == "invalid_dpop_proof")
     }
@@ -146,7 +151,8 @@ struct AuthenticationTests {
         }
         let url = f.cp.url(path: "/v1/whoami")
         for proof in [
-            try a.signer.proof(method: "GET", url: "http://evil.example/v1/whoami", accessToken: token, now: f.clock.now),
+            try a.signer.proof(
+                method: "GET", url: "http://evil.example/v1/whoami", accessToken: token, now: f.clock.now),
             try a.signer.proof(method: "GET", url: f.cp.url(path: "/v1/other"), accessToken: token, now: f.clock.now),
             try a.signer.proof(method: "POST", url: url, accessToken: token, now: f.clock.now),
             try a.signer.proof(method: "GET", url: url, accessToken: token, now: f.clock.now - 600),
@@ -215,7 +221,8 @@ struct AuthenticationTests {
         let signer = DPoPProofSigner(key: key)
         let body = f.enrollBody(joinToken: reg.joinToken, key: key, digest: reg.agent.manifestDigest)
         #expect(throws: WardenError(.useDPoPNonce, "")) {
-            try f.cp.enroll(body: body, dpop: try signer.proof(method: "POST", url: f.cp.enrollEndpoint, now: f.clock.now))
+            try f.cp.enroll(
+                body: body, dpop: try signer.proof(method: "POST", url: f.cp.enrollEndpoint, now: f.clock.now))
         }
         let nonce = try #require(f.cp.currentNonce())
         let record = try f.cp.enroll(
@@ -227,7 +234,8 @@ struct AuthenticationTests {
             dpop: try signer.proof(method: "POST", url: f.cp.tokenEndpoint, nonce: nonce, now: f.clock.now)
         ).accessToken
         try await f.app.test(.router) { client in
-            try await client.execute(uri: "/v1/whoami", method: .get, headers: try f.authHeaders(a, token: token)) { r in
+            try await client.execute(uri: "/v1/whoami", method: .get, headers: try f.authHeaders(a, token: token)) {
+                r in
                 #expect(r.status == .unauthorized)
                 #expect(r.errorCode == "use_dpop_nonce")
                 #expect(r.headers[HTTPField.Name("DPoP-Nonce")!] != nil)

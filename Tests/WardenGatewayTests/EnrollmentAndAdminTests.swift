@@ -15,7 +15,9 @@ struct EnrollmentAndAdminTests {
     func dataDirectory() throws {
         let f = try Fixture()
         #expect(SecureFile.mode(f.dir) == 0o700)
-        for file in ["admin.token", "ca/root.key", "ca/intermediate.key", "nonce.key", "keys/\(f.cp.keys.current.kid).key"] {
+        for file in [
+            "admin.token", "ca/root.key", "ca/intermediate.key", "nonce.key", "keys/\(f.cp.keys.current.kid).key",
+        ] {
             #expect(SecureFile.mode(f.dir + "/" + file) == 0o600, "\(file)")
         }
         let token = try String(contentsOfFile: f.dir + "/admin.token", encoding: .utf8)
@@ -56,16 +58,21 @@ struct EnrollmentAndAdminTests {
         let otherProof = try DPoPProofSigner(key: P256.Signing.PrivateKey()).proof(
             method: "POST", url: f.cp.enrollEndpoint, now: f.clock.now)
         #expect(throws: WardenError(.invalidToken, "")) {
-            try f.cp.enroll(body: f.enrollBody(joinToken: reg.joinToken, key: key, digest: digest, binary: binary), dpop: otherProof)
+            try f.cp.enroll(
+                body: f.enrollBody(joinToken: reg.joinToken, key: key, digest: digest, binary: binary), dpop: otherProof
+            )
         }
         // Wrong binary hash: refused with the reason, token burnt, event recorded.
         #expect(throws: WardenError(.attestationFailed, "")) {
             try f.cp.enroll(
-                body: f.enrollBody(joinToken: reg.joinToken, key: key, digest: digest, binary: String(repeating: "cd", count: 32)),
+                body: f.enrollBody(
+                    joinToken: reg.joinToken, key: key, digest: digest, binary: String(repeating: "cd", count: 32)),
                 dpop: try proof())
         }
         #expect(throws: WardenError(.invalidGrant, "")) {
-            try f.cp.enroll(body: f.enrollBody(joinToken: reg.joinToken, key: key, digest: digest, binary: binary), dpop: try proof())
+            try f.cp.enroll(
+                body: f.enrollBody(joinToken: reg.joinToken, key: key, digest: digest, binary: binary),
+                dpop: try proof())
         }
         let events = try f.cp.store.events(agentID: reg.agent.id).map(\.kind)
         #expect(events.contains("attestation_failed"))
@@ -74,20 +81,25 @@ struct EnrollmentAndAdminTests {
         // A new join token; no binary hash at all is refused too.
         let second = try f.cp.newJoinToken(agent: "local-agent")
         #expect(throws: WardenError(.attestationFailed, "")) {
-            try f.cp.enroll(body: f.enrollBody(joinToken: second.joinToken, key: key, digest: digest), dpop: try proof())
+            try f.cp.enroll(
+                body: f.enrollBody(joinToken: second.joinToken, key: key, digest: digest), dpop: try proof())
         }
         // Wrong manifest digest.
         let third = try f.cp.newJoinToken(agent: "local-agent")
         #expect(throws: WardenError(.attestationFailed, "")) {
             try f.cp.enroll(
-                body: f.enrollBody(joinToken: third.joinToken, key: key, digest: "sha256:" + String(repeating: "0", count: 64), binary: binary),
+                body: f.enrollBody(
+                    joinToken: third.joinToken, key: key, digest: "sha256:" + String(repeating: "0", count: 64),
+                    binary: binary),
                 dpop: try proof())
         }
         // An expired join token.
         let fourth = try f.cp.newJoinToken(agent: "local-agent")
         f.clock.advance(601)
         #expect(throws: WardenError(.invalidGrant, "")) {
-            try f.cp.enroll(body: f.enrollBody(joinToken: fourth.joinToken, key: key, digest: digest, binary: binary), dpop: try proof())
+            try f.cp.enroll(
+                body: f.enrollBody(joinToken: fourth.joinToken, key: key, digest: digest, binary: binary),
+                dpop: try proof())
         }
         // Finally the right evidence.
         let fifth = try f.cp.newJoinToken(agent: "local-agent")
@@ -122,8 +134,10 @@ struct EnrollmentAndAdminTests {
         try await f.app.test(.router) { client in
             for body in bodies {
                 var h = HTTPFields()
-                h[HTTPField.Name("DPoP")!] = try DPoPProofSigner(key: key).proof(method: "POST", url: f.cp.enrollEndpoint, now: f.clock.now)
-                try await client.execute(uri: "/v1/enroll", method: .post, headers: h, body: ByteBuffer(string: body)) { r in
+                h[HTTPField.Name("DPoP")!] = try DPoPProofSigner(key: key).proof(
+                    method: "POST", url: f.cp.enrollEndpoint, now: f.clock.now)
+                try await client.execute(uri: "/v1/enroll", method: .post, headers: h, body: ByteBuffer(string: body)) {
+                    r in
                     #expect(r.status == .badRequest, "\(body.prefix(40))")
                     #expect(r.errorCode != nil)
                 }
@@ -149,7 +163,9 @@ struct EnrollmentAndAdminTests {
             }
             var wrong = HTTPFields()
             wrong[.authorization] = "Bearer " + String(token.dropLast()) + "x"
-            try await client.execute(uri: "/v1/admin/agents", method: .get, headers: wrong) { #expect($0.status == .unauthorized) }
+            try await client.execute(uri: "/v1/admin/agents", method: .get, headers: wrong) {
+                #expect($0.status == .unauthorized)
+            }
 
             let manifest = "{\"name\":\"support-bot\",\"owner\":\"o@example.com\",\"roles\":[\"support\"]}"
             let joinToken = try await client.execute(
@@ -160,11 +176,14 @@ struct EnrollmentAndAdminTests {
                 return r.json?["join_token"]?.stringValue
             }
             #expect(joinToken != nil)
-            try await client.execute(uri: "/v1/admin/agents", method: .post, headers: auth, body: ByteBuffer(string: manifest)) {
+            try await client.execute(
+                uri: "/v1/admin/agents", method: .post, headers: auth, body: ByteBuffer(string: manifest)
+            ) {
                 #expect($0.status == .conflict)
             }
             try await client.execute(
-                uri: "/v1/admin/agents", method: .post, headers: auth, body: ByteBuffer(string: "{\"name\":\"x\",\"owner\":\"o\",\"rolez\":[]}")
+                uri: "/v1/admin/agents", method: .post, headers: auth,
+                body: ByteBuffer(string: "{\"name\":\"x\",\"owner\":\"o\",\"rolez\":[]}")
             ) { r in
                 #expect(r.status == .badRequest)
                 #expect(r.errorCode == "invalid_manifest")
@@ -172,7 +191,9 @@ struct EnrollmentAndAdminTests {
             try await client.execute(uri: "/v1/admin/agents/support-bot", method: .get, headers: auth) {
                 #expect($0.json?["state"]?.stringValue == "pending")
             }
-            try await client.execute(uri: "/v1/admin/agents/nobody", method: .get, headers: auth) { #expect($0.status == .notFound) }
+            try await client.execute(uri: "/v1/admin/agents/nobody", method: .get, headers: auth) {
+                #expect($0.status == .notFound)
+            }
             // A pending agent cannot be quarantined; it can be revoked.
             try await client.execute(uri: "/v1/admin/agents/support-bot/quarantine", method: .post, headers: auth) {
                 #expect($0.status == .conflict)
@@ -190,9 +211,12 @@ struct EnrollmentAndAdminTests {
                 #expect(events.last?["reason"]?.stringValue == "key leaked")
             }
             try await client.execute(
-                uri: "/v1/admin/revocations", method: .post, headers: auth, body: ByteBuffer(string: "{\"jti\":\"abc\"}")
+                uri: "/v1/admin/revocations", method: .post, headers: auth,
+                body: ByteBuffer(string: "{\"jti\":\"abc\"}")
             ) { #expect($0.status == .ok) }
-            try await client.execute(uri: "/v1/admin/keys/rotate", method: .post, headers: auth) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/v1/admin/keys/rotate", method: .post, headers: auth) {
+                #expect($0.status == .ok)
+            }
         }
         #expect(f.cp.revocations.isRevoked("abc"))
     }
@@ -213,13 +237,15 @@ struct EnrollmentAndAdminTests {
         #expect(throws: WardenError(.accessDenied, "")) {
             try cp2.authenticate(
                 authorization: "DPoP \(tokenA)",
-                dpop: try a.signer.proof(method: "GET", url: cp2.url(path: "/v1/whoami"), accessToken: tokenA, now: f.clock.now),
+                dpop: try a.signer.proof(
+                    method: "GET", url: cp2.url(path: "/v1/whoami"), accessToken: tokenA, now: f.clock.now),
                 method: "GET", path: "/v1/whoami")
         }
         #expect(throws: WardenError(.invalidToken, "")) {
             try cp2.authenticate(
                 authorization: "DPoP \(tokenB)",
-                dpop: try b.signer.proof(method: "GET", url: cp2.url(path: "/v1/whoami"), accessToken: tokenB, now: f.clock.now),
+                dpop: try b.signer.proof(
+                    method: "GET", url: cp2.url(path: "/v1/whoami"), accessToken: tokenB, now: f.clock.now),
                 method: "GET", path: "/v1/whoami")
         }
         // A fresh token for B still works after the restart.
@@ -227,7 +253,8 @@ struct EnrollmentAndAdminTests {
             form: try f.form(b), dpop: try b.signer.proof(method: "POST", url: cp2.tokenEndpoint, now: f.clock.now))
         let who = try cp2.authenticate(
             authorization: "DPoP \(fresh.accessToken)",
-            dpop: try b.signer.proof(method: "GET", url: cp2.url(path: "/v1/whoami"), accessToken: fresh.accessToken, now: f.clock.now),
+            dpop: try b.signer.proof(
+                method: "GET", url: cp2.url(path: "/v1/whoami"), accessToken: fresh.accessToken, now: f.clock.now),
             method: "GET", path: "/v1/whoami")
         #expect(who.agent.name == "kb-agent")
         // Revocations are pruned once no token could carry the jti any more.
@@ -246,7 +273,8 @@ struct EnrollmentAndAdminTests {
             let csr = try X509CSR.make(svidKey)
             return try await f.app.test(.router) { client in
                 try await client.execute(
-                    uri: "/v1/svid", method: .post, headers: try f.authHeaders(a, token: token, method: "POST", path: "/v1/svid"),
+                    uri: "/v1/svid", method: .post,
+                    headers: try f.authHeaders(a, token: token, method: "POST", path: "/v1/svid"),
                     body: ByteBuffer(string: JSONValue.object([("csr", .string(csr))]).serialized)
                 ) { ($0.status, $0.json) }
             }
@@ -259,8 +287,11 @@ struct EnrollmentAndAdminTests {
         // Garbage CSR.
         try await f.app.test(.router) { client in
             try await client.execute(
-                uri: "/v1/svid", method: .post, headers: try f.authHeaders(a, token: token, method: "POST", path: "/v1/svid"),
-                body: ByteBuffer(string: "{\"csr\":\"-----BEGIN CERTIFICATE REQUEST-----\\nAAAA\\n-----END CERTIFICATE REQUEST-----\"}")
+                uri: "/v1/svid", method: .post,
+                headers: try f.authHeaders(a, token: token, method: "POST", path: "/v1/svid"),
+                body: ByteBuffer(
+                    string:
+                        "{\"csr\":\"-----BEGIN CERTIFICATE REQUEST-----\\nAAAA\\n-----END CERTIFICATE REQUEST-----\"}")
             ) { #expect($0.status == .badRequest) }
         }
     }

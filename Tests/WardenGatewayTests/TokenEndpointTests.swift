@@ -18,7 +18,8 @@ struct TokenEndpointTests {
             var h = HTTPFields()
             h[.contentType] = contentType
             if let dpop { h[HTTPField.Name("DPoP")!] = dpop }
-            return try await client.execute(uri: "/v1/token", method: .post, headers: h, body: ByteBuffer(string: body)) {
+            return try await client.execute(uri: "/v1/token", method: .post, headers: h, body: ByteBuffer(string: body))
+            {
                 ($0.status, $0.json)
             }
         }
@@ -54,32 +55,53 @@ struct TokenEndpointTests {
         let f = try Fixture()
         let a = try f.agent("support-bot")
         let other = P256.Signing.PrivateKey()
-        func expect(_ body: String, _ dpop: String?, _ code: String, contentType: String = "application/x-www-form-urlencoded", _ note: Comment) async throws {
+        func expect(
+            _ body: String, _ dpop: String?, _ code: String, contentType: String = "application/x-www-form-urlencoded",
+            _ note: Comment
+        ) async throws {
             let (status, json) = try await post(f, body: body, dpop: dpop, contentType: contentType)
             #expect(json?["error"]?.stringValue == code, note)
             #expect(status == (code == "invalid_client" ? .unauthorized : .badRequest), note)
         }
-        try await expect(encode(try f.form(a)), try f.tokenProof(a), "invalid_request", contentType: "application/json", "content type")
-        try await expect(encode(try f.form(a, ["grant_type": "password"])), try f.tokenProof(a), "unsupported_grant_type", "grant")
+        try await expect(
+            encode(try f.form(a)), try f.tokenProof(a), "invalid_request", contentType: "application/json",
+            "content type")
+        try await expect(
+            encode(try f.form(a, ["grant_type": "password"])), try f.tokenProof(a), "unsupported_grant_type", "grant")
         var noGrant = try f.form(a)
         noGrant["grant_type"] = nil
         try await expect(encode(noGrant), try f.tokenProof(a), "invalid_request", "no grant type")
-        try await expect(encode(try f.form(a)) + "&grant_type=client_credentials", try f.tokenProof(a), "invalid_request", "duplicate parameter")
-        try await expect("grant_type=client_credentials&%zz=1", try f.tokenProof(a), "invalid_request", "bad percent escape")
+        try await expect(
+            encode(try f.form(a)) + "&grant_type=client_credentials", try f.tokenProof(a), "invalid_request",
+            "duplicate parameter")
+        try await expect(
+            "grant_type=client_credentials&%zz=1", try f.tokenProof(a), "invalid_request", "bad percent escape")
         var noAssertion = try f.form(a)
         noAssertion["client_assertion"] = nil
         try await expect(encode(noAssertion), try f.tokenProof(a), "invalid_client", "no assertion")
-        try await expect(encode(try f.form(a, ["client_assertion": "x.y.z"])), try f.tokenProof(a), "invalid_client", "garbage assertion")
+        try await expect(
+            encode(try f.form(a, ["client_assertion": "x.y.z"])), try f.tokenProof(a), "invalid_client",
+            "garbage assertion")
         // An assertion signed by another key, for the right client.
-        let forged = try ClientAssertion.sign(clientID: a.id, audience: f.cp.tokenEndpoint, key: other, now: f.clock.now)
-        try await expect(encode(try f.form(a, ["client_assertion": forged])), try f.tokenProof(a), "invalid_client", "forged assertion")
+        let forged = try ClientAssertion.sign(
+            clientID: a.id, audience: f.cp.tokenEndpoint, key: other, now: f.clock.now)
+        try await expect(
+            encode(try f.form(a, ["client_assertion": forged])), try f.tokenProof(a), "invalid_client",
+            "forged assertion")
         // Wrong audience, expired, too long-lived.
-        let wrongAud = try ClientAssertion.sign(clientID: a.id, audience: "https://elsewhere/token", key: a.key, now: f.clock.now)
-        try await expect(encode(try f.form(a, ["client_assertion": wrongAud])), try f.tokenProof(a), "invalid_client", "audience")
-        let old = try ClientAssertion.sign(clientID: a.id, audience: f.cp.tokenEndpoint, key: a.key, now: f.clock.now - 400)
-        try await expect(encode(try f.form(a, ["client_assertion": old])), try f.tokenProof(a), "invalid_client", "expired assertion")
-        let long = try ClientAssertion.sign(clientID: a.id, audience: f.cp.tokenEndpoint, key: a.key, now: f.clock.now, lifetime: 3600)
-        try await expect(encode(try f.form(a, ["client_assertion": long])), try f.tokenProof(a), "invalid_client", "long assertion")
+        let wrongAud = try ClientAssertion.sign(
+            clientID: a.id, audience: "https://elsewhere/token", key: a.key, now: f.clock.now)
+        try await expect(
+            encode(try f.form(a, ["client_assertion": wrongAud])), try f.tokenProof(a), "invalid_client", "audience")
+        let old = try ClientAssertion.sign(
+            clientID: a.id, audience: f.cp.tokenEndpoint, key: a.key, now: f.clock.now - 400)
+        try await expect(
+            encode(try f.form(a, ["client_assertion": old])), try f.tokenProof(a), "invalid_client", "expired assertion"
+        )
+        let long = try ClientAssertion.sign(
+            clientID: a.id, audience: f.cp.tokenEndpoint, key: a.key, now: f.clock.now, lifetime: 3600)
+        try await expect(
+            encode(try f.form(a, ["client_assertion": long])), try f.tokenProof(a), "invalid_client", "long assertion")
         // A replayed assertion.
         let once = try f.form(a, assertionJTI: "fixed-jti")
         let (ok, _) = try await post(f, body: encode(once), dpop: try f.tokenProof(a))
@@ -87,16 +109,22 @@ struct TokenEndpointTests {
         try await expect(encode(once), try f.tokenProof(a), "invalid_client", "assertion replay")
         // DPoP: missing, made with a key that is not the enrolled one, wrong htu.
         try await expect(encode(try f.form(a)), nil, "invalid_dpop_proof", "no proof")
-        let otherProof = try DPoPProofSigner(key: other).proof(method: "POST", url: f.cp.tokenEndpoint, now: f.clock.now)
+        let otherProof = try DPoPProofSigner(key: other).proof(
+            method: "POST", url: f.cp.tokenEndpoint, now: f.clock.now)
         try await expect(encode(try f.form(a)), otherProof, "invalid_dpop_proof", "proof by another key")
         let wrongURL = try a.signer.proof(method: "POST", url: f.cp.url(path: "/v1/whoami"), now: f.clock.now)
         try await expect(encode(try f.form(a)), wrongURL, "invalid_dpop_proof", "proof htu")
         // Scope and audience beyond the manifest.
-        try await expect(encode(try f.form(a, ["scope": "route:billing"])), try f.tokenProof(a), "invalid_scope", "scope")
-        try await expect(encode(try f.form(a, ["audience": "https://billing.example"])), try f.tokenProof(a), "invalid_target", "audience")
+        try await expect(
+            encode(try f.form(a, ["scope": "route:billing"])), try f.tokenProof(a), "invalid_scope", "scope")
+        try await expect(
+            encode(try f.form(a, ["audience": "https://billing.example"])), try f.tokenProof(a), "invalid_target",
+            "audience")
         // Unknown agent.
-        let ghost = try ClientAssertion.sign(clientID: "spiffe://warden.local/agent/ghost", audience: f.cp.tokenEndpoint, key: a.key, now: f.clock.now)
-        try await expect(encode(try f.form(a, ["client_assertion": ghost])), try f.tokenProof(a), "invalid_client", "unknown agent")
+        let ghost = try ClientAssertion.sign(
+            clientID: "spiffe://warden.local/agent/ghost", audience: f.cp.tokenEndpoint, key: a.key, now: f.clock.now)
+        try await expect(
+            encode(try f.form(a, ["client_assertion": ghost])), try f.tokenProof(a), "invalid_client", "unknown agent")
         // An oversized body.
         let (big, _) = try await post(f, body: String(repeating: "a=b&", count: 10_000), dpop: try f.tokenProof(a))
         #expect(big == .badRequest)
@@ -136,7 +164,9 @@ struct TokenEndpointTests {
         #expect(claimsB["exp"]!.integerValue! <= (try claims(forB))["exp"]!.integerValue!)
         // B can use it: whoami shows the delegation.
         try await f.app.test(.router) { client in
-            try await client.execute(uri: "/v1/whoami", method: .get, headers: try f.authHeaders(b, token: r.accessToken)) { resp in
+            try await client.execute(
+                uri: "/v1/whoami", method: .get, headers: try f.authHeaders(b, token: r.accessToken)
+            ) { resp in
                 #expect(resp.status == .ok)
                 #expect(resp.json?["spiffe_id"]?.stringValue == b.id)
                 #expect(resp.json?["delegation"] == .array([.string(a.id)]))
@@ -144,7 +174,8 @@ struct TokenEndpointTests {
         }
         // Widening the scope is refused.
         #expect(throws: WardenError(.invalidScope, "")) {
-            try f.cp.token(form: try f.form(b, exchangeForm.merging(["scope": "peer:helper"]) { $1 }), dpop: try f.tokenProof(b))
+            try f.cp.token(
+                form: try f.form(b, exchangeForm.merging(["scope": "peer:helper"]) { $1 }), dpop: try f.tokenProof(b))
         }
         // Without consent: C cannot exchange a token that names B.
         #expect(throws: WardenError(.invalidGrant, "")) {
@@ -152,7 +183,8 @@ struct TokenEndpointTests {
         }
         // B may address C, but A may not: the delegation cannot reach C.
         #expect(throws: WardenError(.invalidTarget, "")) {
-            try f.cp.token(form: try f.form(b, exchangeForm.merging(["audience": c.id]) { $1 }), dpop: try f.tokenProof(b))
+            try f.cp.token(
+                form: try f.form(b, exchangeForm.merging(["audience": c.id]) { $1 }), dpop: try f.tokenProof(b))
         }
     }
 
@@ -174,7 +206,9 @@ struct TokenEndpointTests {
 
     @Test("token exchange: chain depth is bounded and revoked delegators end the chain")
     func exchangeDepthAndRevocation() async throws {
-        let f = try Fixture { $0.maxDelegationDepth = 1; $0.audiences = ["spiffe://warden.local/agent/c"] }
+        let f = try Fixture {
+            $0.maxDelegationDepth = 1; $0.audiences = ["spiffe://warden.local/agent/c"]
+        }
         let a = try f.agent("a", peers: ["b", "c"])
         let b = try f.agent("b", peers: ["c"])
         let c = try f.agent("c")
@@ -182,15 +216,21 @@ struct TokenEndpointTests {
         let base = ["grant_type": ControlPlane.tokenExchangeGrant, "subject_token_type": ControlPlane.accessTokenType]
         // One hop is fine; the result, meant for C, cannot be exchanged by C (depth 2 > 1).
         let hop1 = try f.cp.token(
-            form: try f.form(b, base.merging(["subject_token": forB, "audience": c.id]) { $1 }), dpop: try f.tokenProof(b))
+            form: try f.form(b, base.merging(["subject_token": forB, "audience": c.id]) { $1 }),
+            dpop: try f.tokenProof(b))
         #expect(throws: WardenError(.invalidGrant, "")) {
-            try f.cp.token(form: try f.form(c, base.merging(["subject_token": hop1.accessToken]) { $1 }), dpop: try f.tokenProof(c))
+            try f.cp.token(
+                form: try f.form(c, base.merging(["subject_token": hop1.accessToken]) { $1 }), dpop: try f.tokenProof(c)
+            )
         }
         // Revoking A ends B's delegated token at once.
-        let delegated = try f.cp.token(form: try f.form(b, base.merging(["subject_token": forB]) { $1 }), dpop: try f.tokenProof(b))
+        let delegated = try f.cp.token(
+            form: try f.form(b, base.merging(["subject_token": forB]) { $1 }), dpop: try f.tokenProof(b))
         _ = try f.cp.transition(agent: "a", to: .revoked, reason: "compromised")
         try await f.app.test(.router) { client in
-            try await client.execute(uri: "/v1/whoami", method: .get, headers: try f.authHeaders(b, token: delegated.accessToken)) {
+            try await client.execute(
+                uri: "/v1/whoami", method: .get, headers: try f.authHeaders(b, token: delegated.accessToken)
+            ) {
                 #expect($0.status == .unauthorized)
             }
         }

@@ -62,7 +62,8 @@ struct StoreTests {
         #expect(throws: WardenError(.conflict, "")) {
             try s.transition(agentID: r.id, to: .quarantined, actor: "admin", reason: "x", now: 1100)
         }
-        let active = try s.completeEnrollment(agentID: r.id, keyJWK: "{}", thumbprint: "t1", attestation: "manifest", now: 1100)
+        let active = try s.completeEnrollment(
+            agentID: r.id, keyJWK: "{}", thumbprint: "t1", attestation: "manifest", now: 1100)
         #expect(active.state == .active)
         #expect(throws: WardenError(.invalidGrant, "")) {
             try s.completeEnrollment(agentID: r.id, keyJWK: "{}", thumbprint: "t1", attestation: "manifest", now: 1100)
@@ -87,9 +88,11 @@ struct StoreTests {
         let b = try record("b")
         try s.register(a, joinTokenHash: "ha", joinTokenExpiresAt: 2000, actor: "admin")
         try s.register(b, joinTokenHash: "hb", joinTokenExpiresAt: 2000, actor: "admin")
-        _ = try s.completeEnrollment(agentID: a.id, keyJWK: "{}", thumbprint: "same", attestation: "manifest", now: 1100)
+        _ = try s.completeEnrollment(
+            agentID: a.id, keyJWK: "{}", thumbprint: "same", attestation: "manifest", now: 1100)
         #expect(throws: WardenError(.invalidKey, "")) {
-            try s.completeEnrollment(agentID: b.id, keyJWK: "{}", thumbprint: "same", attestation: "manifest", now: 1100)
+            try s.completeEnrollment(
+                agentID: b.id, keyJWK: "{}", thumbprint: "same", attestation: "manifest", now: 1100)
         }
     }
 
@@ -106,16 +109,19 @@ struct StoreTests {
         #expect(try again.agent("a")?.id == r.id)
         #expect(Set(try again.revokedTokens(now: 1200).map(\.jti)) == ["j1", "j2"])
         #expect(try again.revokedTokens(now: 1600).map(\.jti) == ["j2"])
-        #expect(try again.signingKeys() == [
-            SigningKeyRow(kid: "k1", createdAt: 1000, retiredAt: 2000), SigningKeyRow(kid: "k2", createdAt: 2000),
-        ])
+        #expect(
+            try again.signingKeys() == [
+                SigningKeyRow(kid: "k1", createdAt: 1000, retiredAt: 2000), SigningKeyRow(kid: "k2", createdAt: 2000),
+            ])
         #expect(try again.events(agentID: r.id).map(\.kind) == ["registered", "token_revoked"])
         #expect(again.ping())
     }
 
     @Test("a file that is not a database is a clear storage error")
     func notADatabase() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("warden-bad-\(UUID().uuidString).sqlite").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "warden-bad-\(UUID().uuidString).sqlite"
+        ).path
         try Data("this is not sqlite".utf8).write(to: URL(fileURLWithPath: path))
         #expect(throws: WardenError(.storage, "")) { try SQLiteStore(path: path) }
     }

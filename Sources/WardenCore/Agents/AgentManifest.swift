@@ -140,7 +140,8 @@ public struct AgentManifest: Sendable, Hashable {
                 m.binarySHA256 = s
             case "tools":
                 m.tools = try list(v, key)
-                for (i, t) in m.tools.enumerated() where t.split(separator: "/", omittingEmptySubsequences: false).count != 2 {
+                for (i, t) in m.tools.enumerated()
+                where t.split(separator: "/", omittingEmptySubsequences: false).count != 2 {
                     throw fail("tools[\(i)]", "a tool is named <server>/<tool>")
                 }
             case "peers":
@@ -203,7 +204,8 @@ public struct AgentManifest: Sendable, Hashable {
     static func isSegment(_ s: String) -> Bool {
         !s.isEmpty && s != "." && s != ".."
             && s.utf8.allSatisfy { b in
-                (65...90).contains(b) || (97...122).contains(b) || (48...57).contains(b) || b == 46 || b == 45 || b == 95
+                (65...90).contains(b) || (97...122).contains(b) || (48...57).contains(b) || b == 46 || b == 45
+                    || b == 95
             }
     }
 }

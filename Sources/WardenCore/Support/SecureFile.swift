@@ -76,7 +76,9 @@ public enum SecureFile {
             throw WardenError(.io, "cannot read \(path)")
         }
         guard data.count <= maxBytes else { throw WardenError(.io, "\(path) is larger than \(maxBytes) bytes") }
-        guard let text = String(data: data, encoding: .utf8) else { throw WardenError(.io, "\(path) is not UTF-8 text") }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw WardenError(.io, "\(path) is not UTF-8 text")
+        }
         return text
     }
 

@@ -92,7 +92,10 @@ public enum YAMLReader {
                 let sub = path.isEmpty ? key.string : "\(path).\(key.string)"
                 places[sub] = place(k, file: file)
                 pairs.append(
-                    (key.string, try convert(v, file: file, budget: &budget, depth: depth + 1, path: sub, places: &places)))
+                    (
+                        key.string,
+                        try convert(v, file: file, budget: &budget, depth: depth + 1, path: sub, places: &places)
+                    ))
             }
             return .object(pairs)
         }

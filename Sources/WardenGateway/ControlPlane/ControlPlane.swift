@@ -178,7 +178,9 @@ public final class ControlPlane: Sendable {
 
     /// Revokes one token by `jti`, effective on the next request and kept past the token's longest possible life.
     public func revokeToken(jti: String, reason: String, agent ref: String? = nil) throws(WardenError) {
-        guard !jti.isEmpty, jti.utf8.count <= 256 else { throw WardenError(.invalidRequest, "jti must be 1 to 256 bytes") }
+        guard !jti.isEmpty, jti.utf8.count <= 256 else {
+            throw WardenError(.invalidRequest, "jti must be 1 to 256 bytes")
+        }
         let agentID = try ref.map { (r) throws(WardenError) in try agent(r).id }
         let t = now()
         let until = t + config.accessTTL + config.clockSkew
@@ -225,7 +227,9 @@ public final class ControlPlane: Sendable {
         guard let joinToken = body["join_token"]?.stringValue, !joinToken.isEmpty, joinToken.utf8.count <= 256 else {
             throw WardenError(.invalidRequest, "join_token is required")
         }
-        guard let jwkJSON = body["jwk"] else { throw WardenError(.invalidRequest, "jwk (the agent's public key) is required") }
+        guard let jwkJSON = body["jwk"] else {
+            throw WardenError(.invalidRequest, "jwk (the agent's public key) is required")
+        }
         let jwk = try ECPublicJWK(json: jwkJSON)
         guard let att = body["attestation"], case .object = att,
             let digest = att["manifest_digest"]?.stringValue, digest.utf8.count <= 128
@@ -242,7 +246,8 @@ public final class ControlPlane: Sendable {
         let t = now()
         let record = try store.burnJoinToken(hash: Self.hashJoinToken(joinToken), now: t)
         guard record.state == .pending else {
-            throw WardenError(.invalidGrant, "agent '\(record.name)' is \(record.state.rawValue), not pending enrollment")
+            throw WardenError(
+                .invalidGrant, "agent '\(record.name)' is \(record.state.rawValue), not pending enrollment")
         }
         let level: String
         do throws(WardenError) {
@@ -265,7 +270,9 @@ public final class ControlPlane: Sendable {
 
     /// The scopes an agent may hold: `route:<r>`, `tool:<server/tool>`, `peer:<name>` from its manifest.
     public func scopes(of r: AgentRecord) -> Set<String> {
-        Set(r.manifest.routes.map { "route:" + $0 } + r.manifest.tools.map { "tool:" + $0 } + r.manifest.peers.map { "peer:" + $0 })
+        Set(
+            r.manifest.routes.map { "route:" + $0 } + r.manifest.tools.map { "tool:" + $0 }
+                + r.manifest.peers.map { "peer:" + $0 })
     }
 
     /// The audiences an agent may request: this server, the configured extra audiences, and its peers' SPIFFE IDs.
@@ -285,7 +292,9 @@ public final class ControlPlane: Sendable {
             throw WardenError(
                 .invalidClient, "client_assertion_type must be \(ClientAssertion.type) (private_key_jwt)")
         }
-        guard let text = form["client_assertion"] else { throw WardenError(.invalidClient, "client_assertion is required") }
+        guard let text = form["client_assertion"] else {
+            throw WardenError(.invalidClient, "client_assertion is required")
+        }
         let assertion = try ClientAssertion.parse(text)
         if let cid = form["client_id"], cid != assertion.clientID.description {
             throw WardenError(.invalidClient, "client_id does not match the client assertion")
@@ -331,7 +340,10 @@ public final class ControlPlane: Sendable {
         if grant == "client_credentials" {
             let allowed = scopes(of: client)
             if let requested, !requested.isSubset(of: allowed) {
-                throw WardenError(.invalidScope, "the agent's manifest does not grant: \(requested.subtracting(allowed).sorted().joined(separator: " "))")
+                throw WardenError(
+                    .invalidScope,
+                    "the agent's manifest does not grant: \(requested.subtracting(allowed).sorted().joined(separator: " "))"
+                )
             }
             let scope = (requested ?? allowed).sorted().joined(separator: " ")
             let contents = AccessTokenContents(
@@ -391,7 +403,9 @@ public final class ControlPlane: Sendable {
         }
         let ceiling = (subject.scope == nil ? scopes(of: delegator) : subject.scopes).intersection(scopes(of: actor))
         if let requested, !requested.isSubset(of: ceiling) {
-            throw WardenError(.invalidScope, "delegated scopes can only narrow: \(requested.subtracting(ceiling).sorted().joined(separator: " "))")
+            throw WardenError(
+                .invalidScope,
+                "delegated scopes can only narrow: \(requested.subtracting(ceiling).sorted().joined(separator: " "))")
         }
         let scope = (requested ?? ceiling).sorted().joined(separator: " ")
         let exp = min(t + config.accessTTL, subject.expiresAt)
@@ -421,7 +435,9 @@ public final class ControlPlane: Sendable {
     {
         let claims = try authenticator.authenticate(
             authorization: authorization, dpop: dpop, method: method, url: url(path: path))
-        guard !revocations.isRevoked(claims.jti) else { throw WardenError(.invalidToken, "the access token is revoked") }
+        guard !revocations.isRevoked(claims.jti) else {
+            throw WardenError(.invalidToken, "the access token is revoked")
+        }
         guard let record = agents.agent(claims.agent.description) else {
             throw WardenError(.invalidToken, "the token's agent is not registered")
         }
@@ -431,7 +447,8 @@ public final class ControlPlane: Sendable {
         case .pending, .revoked, .decommissioned:
             throw WardenError(.invalidToken, "the agent is \(record.state.rawValue)")
         }
-        guard let enrolled = record.keyThumbprint, DPoPVerifier.constantTimeEqual(enrolled, claims.confirmationThumbprint)
+        guard let enrolled = record.keyThumbprint,
+            DPoPVerifier.constantTimeEqual(enrolled, claims.confirmationThumbprint)
         else {
             throw WardenError(.invalidToken, "the access token is not bound to the agent's enrolled key")
         }

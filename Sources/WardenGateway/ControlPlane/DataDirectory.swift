@@ -72,8 +72,10 @@ public struct DataDirectory: Sendable {
         let nonceFile = path + "/nonce.key"
         let nonceKey: SymmetricKey
         if SecureFile.exists(nonceFile) {
-            guard let bytes = Base64URL.decode(
-                try SecureFile.readSecret(nonceFile).trimmingCharacters(in: .whitespacesAndNewlines)), bytes.count == 32
+            guard
+                let bytes = Base64URL.decode(
+                    try SecureFile.readSecret(nonceFile).trimmingCharacters(in: .whitespacesAndNewlines)),
+                bytes.count == 32
             else { throw WardenError(.invalidConfig, "\(nonceFile) is not a 32-byte base64url key") }
             nonceKey = SymmetricKey(data: bytes)
         } else {
@@ -89,7 +91,9 @@ public struct DataDirectory: Sendable {
             guard let key = try? P256.Signing.PrivateKey(pemRepresentation: keyText) else {
                 throw WardenError(.invalidKey, "\(path)/keys/\(row.kid).key is not a P-256 private key")
             }
-            entries.append(.init(key: SigningKey(kid: row.kid, privateKey: key), createdAt: row.createdAt, retiredAt: row.retiredAt))
+            entries.append(
+                .init(
+                    key: SigningKey(kid: row.kid, privateKey: key), createdAt: row.createdAt, retiredAt: row.retiredAt))
         }
         if !entries.contains(where: { $0.retiredAt == nil }) {
             let entry = try newSigningKey(path: path, now: now)

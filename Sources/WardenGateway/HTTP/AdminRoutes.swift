@@ -78,7 +78,8 @@ enum AdminRoutes {
                     return HTTPSupport.json(.created, try cp.newJoinToken(agent: agentRef).json)
                 default:
                     throw WardenError(
-                        .notFound, "unknown action '\(action)' (quarantine, activate, revoke, decommission, join-token)")
+                        .notFound, "unknown action '\(action)' (quarantine, activate, revoke, decommission, join-token)"
+                    )
                 }
                 return HTTPSupport.json(
                     .ok, try cp.transition(agent: agentRef, to: target, reason: reason).adminJSON)

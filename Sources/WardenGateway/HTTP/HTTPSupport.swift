@@ -29,7 +29,8 @@ enum HTTPSupport {
         var h = headers
         h[.contentType] = "application/json"
         h[.cacheControl] = "no-store"
-        return Response(status: status, headers: h, body: .init(byteBuffer: ByteBuffer(string: value.serialized + "\n")))
+        return Response(
+            status: status, headers: h, body: .init(byteBuffer: ByteBuffer(string: value.serialized + "\n")))
     }
 
     static func text(_ status: HTTPResponse.Status, _ value: String, contentType: String = "text/plain") -> Response {

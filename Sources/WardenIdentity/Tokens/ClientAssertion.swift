@@ -56,7 +56,13 @@ public enum ClientAssertion {
         case .array(let items)?: aud = items.compactMap(\.stringValue)
         default: aud = []
         }
-        guard aud.contains(where: { candidate in audiences.contains { DPoPVerifier.normalize($0) == DPoPVerifier.normalize(candidate) || $0 == candidate } }) else {
+        guard
+            aud.contains(where: { candidate in
+                audiences.contains {
+                    DPoPVerifier.normalize($0) == DPoPVerifier.normalize(candidate) || $0 == candidate
+                }
+            })
+        else {
             throw WardenError(code, "the client assertion audience is not this authorization server")
         }
         guard let exp = c["exp"]?.integerValue else { throw WardenError(code, "the client assertion has no exp") }
