@@ -90,7 +90,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "IdentityBenchmark",
-            dependencies: ["WardenIdentity", "WardenCore", "Cedar", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "WardenIdentity", "WardenCore", "WardenGateway", "Cedar",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             path: "Benchmarks/IdentityBenchmark",
             swiftSettings: swiftSettings
         ),

@@ -6,6 +6,7 @@ import Cedar
 import Crypto
 import Foundation
 import WardenCore
+import WardenGateway
 import WardenIdentity
 
 let args = CommandLine.arguments
@@ -62,3 +63,54 @@ for (label, capacity, offset) in [("without token cache", 0, 0), ("with token ca
     }
     print("authenticate one request (token + DPoP proof), \(label): median \(LatencyStats(samples).medianMicros) µs")
 }
+
+// The whole control-plane path, on a temporary data directory: the token endpoint (client assertion and DPoP proof
+// verified, token signed) and request authentication with the revocation list and agent directory lookups.
+let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("warden-bench-\(UUID().uuidString)").path
+defer { try? FileManager.default.removeItem(atPath: dataDir) }
+var config = WardenConfig()
+config.data = dataDir
+let cp = try ControlPlane(config: config, now: { now })
+let registration = try cp.register(manifest: AgentManifest(name: "bench-agent", owner: "bench@example.com"))
+let benchKey = P256.Signing.PrivateKey()
+let benchSigner = DPoPProofSigner(key: benchKey)
+_ = try cp.enroll(
+    body: .object([
+        ("join_token", .string(registration.joinToken)), ("jwk", benchSigner.jwk.json),
+        ("attestation", .object([("manifest_digest", .string(registration.agent.manifestDigest))])),
+    ]), dpop: try benchSigner.proof(method: "POST", url: cp.enrollEndpoint, now: now))
+let agentID = registration.agent.spiffeID.description
+var forms: [([String: String], String)] = []
+for _ in 0..<n {
+    forms.append(
+        (
+            [
+                "grant_type": "client_credentials", "client_assertion_type": ClientAssertion.type,
+                "client_assertion": try ClientAssertion.sign(
+                    clientID: agentID, audience: cp.tokenEndpoint, key: benchKey, now: now),
+            ], try benchSigner.proof(method: "POST", url: cp.tokenEndpoint, now: now)
+        ))
+}
+var endpointTokens: [String] = []
+let endpointStart = clock.now
+for (form, proof) in forms { endpointTokens.append(try cp.token(form: form, dpop: proof).accessToken) }
+let endpointSeconds = clock.now - endpointStart
+let endpointRate =
+    Double(n) / (Double(endpointSeconds.components.seconds) + Double(endpointSeconds.components.attoseconds) / 1e18)
+print("token endpoint (assertion + DPoP verified, token signed): \(Int(endpointRate)) tokens per second")
+
+let cpToken = endpointTokens[0]
+let whoamiURL = cp.url(path: "/v1/whoami")
+var cpProofs: [String] = []
+for _ in 0..<n {
+    cpProofs.append(try benchSigner.proof(method: "GET", url: whoamiURL, accessToken: cpToken, now: now))
+}
+var cpSamples: [Duration] = []
+for proof in cpProofs {
+    let start = clock.now
+    _ = try cp.authenticate(authorization: "DPoP \(cpToken)", dpop: proof, method: "GET", path: "/v1/whoami")
+    cpSamples.append(clock.now - start)
+}
+print(
+    "control plane authenticate (token cache + proof + revocation + agent state): median \(LatencyStats(cpSamples).medianMicros) µs"
+)
