@@ -11,7 +11,6 @@ Prints one line per check ("ok NAME" or "FAIL NAME: detail") and at the end "N p
 check failed. Needs: joserfc, pyjwt[crypto], cryptography, requests, and `openssl` on PATH.
 """
 import base64
-import datetime
 import hashlib
 import hmac
 import json
