@@ -12,7 +12,7 @@ struct KeyRotationService: Service {
     func run() async throws {
         try await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                try await Task.sleep(for: .seconds(30))
+                do { try await Task.sleep(for: .seconds(30)) } catch { return }  // cancelled: shutting down
                 do throws(WardenError) {
                     if let kid = try cp.rotateIfDue() {
                         logger.info("signing key rotated", metadata: ["kid": "\(kid)"])

@@ -85,6 +85,7 @@ public struct DataDirectory: Sendable {
         }
 
         let store = try SQLiteStore(path: path + "/warden.sqlite")
+        for suffix in ["", "-wal", "-shm"] { _ = chmod(path + "/warden.sqlite" + suffix, 0o600) }
         var entries: [SigningKeyRing.Entry] = []
         for row in try store.signingKeys() {
             let keyText = try SecureFile.readSecret(path + "/keys/\(row.kid).key")

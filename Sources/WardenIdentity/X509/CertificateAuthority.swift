@@ -97,7 +97,8 @@ public struct CertificateAuthority: Sendable {
         }
         return try Certificate(
             version: .v3, serialNumber: .init(), publicKey: csr.publicKey,
-            notValidBefore: now.addingTimeInterval(-30), notValidAfter: now.addingTimeInterval(lifetime),
+            // The whole validity, backdating for clock skew included, stays within the lifetime.
+            notValidBefore: now.addingTimeInterval(-30), notValidAfter: now.addingTimeInterval(lifetime - 30),
             issuer: intermediate.subject, subject: subject, signatureAlgorithm: .ecdsaWithSHA256,
             extensions: try Certificate.Extensions {
                 Critical(BasicConstraints.notCertificateAuthority)
