@@ -176,10 +176,13 @@ public final class SQLiteStore: Sendable {
     /// The agent with this id, name or SPIFFE ID.
     public func agent(_ ref: String) throws(WardenError) -> AgentRecord? {
         try read { db in
-            try Row.fetchOne(
-                db, sql: "SELECT * FROM agents WHERE id = ? OR name = ? OR spiffe_id = ? LIMIT 1",
-                arguments: [ref, ref, ref]
-            ).map(Self.record)
+            // By id first, then SPIFFE ID, then name: a name shaped like another agent's id never shadows it.
+            for column in ["id", "spiffe_id", "name"] {
+                if let row = try Row.fetchOne(db, sql: "SELECT * FROM agents WHERE \(column) = ?", arguments: [ref]) {
+                    return try Self.record(row)
+                }
+            }
+            return nil
         }
     }
 
@@ -211,6 +214,16 @@ public final class SQLiteStore: Sendable {
                 db,
                 AgentEvent(agentID: agentID, at: now, kind: "join_token_issued", actor: actor, reason: "new join token")
             )
+        }
+    }
+
+    /// Whether a join token is known, unused and unexpired (read only: checked before costlier work, so that
+    /// strangers cannot make the server do it).
+    public func joinTokenIsLive(hash: String, now: Int64) throws(WardenError) -> Bool {
+        try read { db in
+            try Row.fetchOne(
+                db, sql: "SELECT 1 FROM join_tokens WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?",
+                arguments: [hash, now]) != nil
         }
     }
 
@@ -385,7 +398,11 @@ public final class SQLiteStore: Sendable {
         try write { db in
             if let retiredKid {
                 try db.execute(
-                    sql: "UPDATE signing_keys SET retired_at = ? WHERE kid = ?", arguments: [at, retiredKid])
+                    sql: "UPDATE signing_keys SET retired_at = ? WHERE kid = ? AND retired_at IS NULL",
+                    arguments: [at, retiredKid])
+                guard db.changesCount == 1 else {
+                    throw WardenError(.conflict, "the signing key was already rotated")
+                }
             }
             if let new {
                 try db.execute(

@@ -16,7 +16,8 @@ struct EnrollmentAndAdminTests {
         let f = try Fixture()
         #expect(SecureFile.mode(f.dir) == 0o700)
         for file in [
-            "admin.token", "ca/root.key", "ca/intermediate.key", "nonce.key", "keys/\(f.cp.keys.current.kid).key",
+            "admin.token", "warden.sqlite", "ca/root.key", "ca/intermediate.key", "nonce.key",
+            "keys/\(f.cp.keys.current.kid).key",
         ] {
             #expect(SecureFile.mode(f.dir + "/" + file) == 0o600, "\(file)")
         }
@@ -57,7 +58,7 @@ struct EnrollmentAndAdminTests {
         // A proof made with another key than the one enrolled: refused, and the token is not burnt.
         let otherProof = try DPoPProofSigner(key: P256.Signing.PrivateKey()).proof(
             method: "POST", url: f.cp.enrollEndpoint, now: f.clock.now)
-        #expect(throws: WardenError(.invalidToken, "")) {
+        #expect(throws: WardenError(.invalidDPoPProof, "")) {
             try f.cp.enroll(
                 body: f.enrollBody(joinToken: reg.joinToken, key: key, digest: digest, binary: binary), dpop: otherProof
             )

@@ -178,7 +178,7 @@ struct TokenEndpointTests {
                 form: try f.form(b, exchangeForm.merging(["scope": "peer:helper"]) { $1 }), dpop: try f.tokenProof(b))
         }
         // Without consent: C cannot exchange a token that names B.
-        #expect(throws: WardenError(.invalidGrant, "")) {
+        #expect(throws: WardenError(.invalidRequest, "")) {
             try f.cp.token(form: try f.form(c, exchangeForm), dpop: try f.tokenProof(c))
         }
         // B may address C, but A may not: the delegation cannot reach C.
@@ -218,7 +218,7 @@ struct TokenEndpointTests {
         let hop1 = try f.cp.token(
             form: try f.form(b, base.merging(["subject_token": forB, "audience": c.id]) { $1 }),
             dpop: try f.tokenProof(b))
-        #expect(throws: WardenError(.invalidGrant, "")) {
+        #expect(throws: WardenError(.invalidRequest, "")) {
             try f.cp.token(
                 form: try f.form(c, base.merging(["subject_token": hop1.accessToken]) { $1 }), dpop: try f.tokenProof(c)
             )
@@ -265,5 +265,76 @@ struct TokenEndpointTests {
         #expect(kids(f.cp.jwks()) == [f.cp.keys.current.kid])
         #expect(!FileManager.default.fileExists(atPath: f.dir + "/keys/\(oldKid).key"))
         #expect(throws: WardenError(.invalidToken, "")) { try f.cp.authenticator.tokens.verify(before) }
+    }
+}
+
+@Suite("Delegation narrowing across the whole chain (review findings)")
+struct DelegationChainTests {
+    @Test("a later hop cannot reach an audience the original subject may not, nor regain scopes it dropped")
+    func chainNarrowing() throws {
+        let f = try Fixture { $0.maxDelegationDepth = 3 }
+        let a = try f.agent("a", peers: ["b"])
+        let b = try f.agent("b", peers: ["c", "d"])
+        let c = try f.agent("c", peers: ["d"])
+        _ = try f.agent("d")
+        let base = ["grant_type": ControlPlane.tokenExchangeGrant, "subject_token_type": ControlPlane.accessTokenType]
+        // A consents to B with only route:tickets.
+        let forB = try f.token(a, ["audience": b.id, "scope": "route:tickets"])
+        // B passes it on to C (C is B's peer; A allows C? No: A's audiences do not include C).
+        #expect(throws: WardenError(.invalidTarget, "")) {
+            try f.cp.token(
+                form: try f.form(b, base.merging(["subject_token": forB, "audience": c.id]) { $1 }),
+                dpop: try f.tokenProof(b))
+        }
+        // Within the server audience, B's delegated token keeps only route:tickets.
+        let hop = try f.cp.token(
+            form: try f.form(b, base.merging(["subject_token": forB]) { $1 }), dpop: try f.tokenProof(b))
+        #expect(try claims(hop.accessToken)["scope"]?.stringValue == "route:tickets")
+        // A token that asked for no scopes delegates none.
+        let none = try f.token(a, ["audience": b.id, "scope": " "])
+        let hopNone = try f.cp.token(
+            form: try f.form(b, base.merging(["subject_token": none]) { $1 }), dpop: try f.tokenProof(b))
+        #expect(try claims(hopNone.accessToken)["scope"]?.stringValue == "")
+        #expect(throws: WardenError(.invalidScope, "")) {
+            try f.cp.token(
+                form: try f.form(b, base.merging(["subject_token": none, "scope": "route:tickets"]) { $1 }),
+                dpop: try f.tokenProof(b))
+        }
+    }
+
+    @Test("manifest tool and route names cannot smuggle extra scopes")
+    func scopeInjection() throws {
+        #expect(throws: WardenError(.invalidManifest, "")) {
+            try AgentManifest(parsing: "name: a\nowner: o\ntools: [\"a/b route:admin\"]\n", file: "m.yaml")
+        }
+        #expect(throws: WardenError(.invalidManifest, "")) {
+            try AgentManifest(parsing: "name: a\nowner: o\nroutes: [\"x route:admin\"]\n", file: "m.yaml")
+        }
+    }
+
+    @Test("an agent named like another agent's id never shadows it")
+    func lookupPriority() throws {
+        let f = try Fixture()
+        let real = try f.agent("real")
+        _ = try f.cp.register(manifest: f.manifest(real.record.id))
+        #expect(try f.cp.agent(real.record.id).name == "real")
+        #expect(try f.cp.agent(real.record.id).id == real.record.id)
+    }
+
+    @Test("an unknown join token is refused before its proof is checked (no replay-cache filling by strangers)")
+    func strangersDoNotFillTheReplayCache() throws {
+        let f = try Fixture()
+        let key = P256.Signing.PrivateKey()
+        let before = f.cp.authenticator.proofs.replayCache.count
+        for _ in 0..<20 {
+            #expect(throws: WardenError(.invalidGrant, "")) {
+                try f.cp.enroll(
+                    body: f.enrollBody(
+                        joinToken: UUID().uuidString, key: key, digest: "sha256:" + String(repeating: "0", count: 64)),
+                    dpop: try DPoPProofSigner(key: key).proof(
+                        method: "POST", url: f.cp.enrollEndpoint, now: f.clock.now))
+            }
+        }
+        #expect(f.cp.authenticator.proofs.replayCache.count == before)
     }
 }

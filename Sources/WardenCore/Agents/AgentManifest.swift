@@ -144,12 +144,19 @@ public struct AgentManifest: Sendable, Hashable {
                 where t.split(separator: "/", omittingEmptySubsequences: false).count != 2 {
                     throw fail("tools[\(i)]", "a tool is named <server>/<tool>")
                 }
+                for (i, t) in m.tools.enumerated() where !Self.isScopeToken(t) {
+                    throw fail("tools[\(i)]", "a tool name has no spaces, quotes or backslashes")
+                }
             case "peers":
                 m.peers = try list(v, key)
                 for (i, p) in m.peers.enumerated() where !Self.isSegment(p) {
                     throw fail("peers[\(i)]", "a peer is an agent name (one SPIFFE path segment)")
                 }
-            case "routes": m.routes = try list(v, key)
+            case "routes":
+                m.routes = try list(v, key)
+                for (i, r) in m.routes.enumerated() where !Self.isScopeToken(r) {
+                    throw fail("routes[\(i)]", "a route name has no spaces, quotes or backslashes")
+                }
             case "environment": m.environment = try text(v, key, max: 64)
             case "tags": m.tags = try list(v, key)
             default:
@@ -199,6 +206,11 @@ public struct AgentManifest: Sendable, Hashable {
 
     static func isHex64(_ s: Substring) -> Bool {
         s.utf8.count == 64 && s.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+    }
+
+    /// Whether `s` can be part of an OAuth scope token (RFC 6749 §3.3: printable ASCII but space, `"` and `\`).
+    static func isScopeToken(_ s: String) -> Bool {
+        s.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value < 0x7F && $0 != "\"" && $0 != "\\" }
     }
 
     static func isSegment(_ s: String) -> Bool {

@@ -48,6 +48,13 @@ public enum SecureFile {
             unlink(tmp)
             throw WardenError(.io, "cannot write \(path): \(String(cString: strerror(errno)))")
         }
+        // Make the rename itself durable.
+        let dir = (path as NSString).deletingLastPathComponent
+        let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 {
+            _ = fsync(dfd)
+            close(dfd)
+        }
     }
 
     /// Writes text (see ``write(_:to:mode:)``).

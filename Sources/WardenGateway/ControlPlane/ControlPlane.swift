@@ -2,6 +2,7 @@ import Cedar
 import Crypto
 import Foundation
 import SwiftASN1
+import Synchronization
 import WardenCore
 import WardenIdentity
 import WardenStore
@@ -67,6 +68,9 @@ public final class ControlPlane: Sendable {
     public let now: @Sendable () -> Int64
     let adminToken: String
     let assertionReplay: ReplayCache
+    /// Serialises the writes that change hot-path state (store write and in-memory update together), so two
+    /// concurrent changes can never leave memory disagreeing with the store (a revoke overtaken by an activate).
+    let writes = Mutex(())
 
     /// Opens the data directory named by `config` (creating it on first start).
     public convenience init(
@@ -140,9 +144,11 @@ public final class ControlPlane: Sendable {
             manifestDigest: Attestation.manifestDigest(manifest), state: .pending, createdAt: t, updatedAt: t)
         let joinToken = DataDirectory.randomToken(bytes: 32)
         let expires = t + config.joinTokenTTL
-        try store.register(
-            record, joinTokenHash: Self.hashJoinToken(joinToken), joinTokenExpiresAt: expires, actor: actor)
-        agents.update(record)
+        try writes.withLock { _ throws(WardenError) in
+            try store.register(
+                record, joinTokenHash: Self.hashJoinToken(joinToken), joinTokenExpiresAt: expires, actor: actor)
+            agents.update(record)
+        }
         return Registration(agent: record, joinToken: joinToken, expiresAt: expires)
     }
 
@@ -171,9 +177,11 @@ public final class ControlPlane: Sendable {
         if state == .active && r.state == .pending {
             throw WardenError(.conflict, "a pending agent becomes active by enrolling, not by an admin action")
         }
-        let updated = try store.transition(agentID: r.id, to: state, actor: actor, reason: reason, now: now())
-        agents.update(updated)
-        return updated
+        return try writes.withLock { _ throws(WardenError) in
+            let updated = try store.transition(agentID: r.id, to: state, actor: actor, reason: reason, now: now())
+            agents.update(updated)
+            return updated
+        }
     }
 
     /// Revokes one token by `jti`, effective on the next request and kept past the token's longest possible life.
@@ -191,6 +199,10 @@ public final class ControlPlane: Sendable {
     /// Replaces the signing key: the new key signs from now on, the old one verifies for the overlap.
     @discardableResult
     public func rotateSigningKey() throws(WardenError) -> String {
+        try writes.withLock { _ throws(WardenError) in try rotateLocked() }
+    }
+
+    func rotateLocked() throws(WardenError) -> String {
         let t = now()
         let entry = try DataDirectory.newSigningKey(path: dataPath, now: t)
         let retiredKid = keys.current.kid
@@ -206,8 +218,10 @@ public final class ControlPlane: Sendable {
     public func rotateIfDue() throws(WardenError) -> String? {
         try pruneSigningKeys()
         revocations.prune(now: now())
-        guard now() - keys.currentCreatedAt >= config.signingKeyRotation else { return nil }
-        return try rotateSigningKey()
+        return try writes.withLock { _ throws(WardenError) in
+            guard now() - keys.currentCreatedAt >= config.signingKeyRotation else { return nil }
+            return try rotateLocked()
+        }
     }
 
     func pruneSigningKeys() throws(WardenError) {
@@ -240,11 +254,20 @@ public final class ControlPlane: Sendable {
         if let binary, binary.utf8.count > 128 {
             throw WardenError(.invalidRequest, "attestation.binary_sha256 is too long")
         }
-        // Proof of possession of the key being enrolled.
-        _ = try authenticator.proofs.verify(
-            proof: dpop, method: "POST", url: enrollEndpoint, expectedThumbprint: jwk.thumbprint)
         let t = now()
-        let record = try store.burnJoinToken(hash: Self.hashJoinToken(joinToken), now: t)
+        let hash = Self.hashJoinToken(joinToken)
+        // Only a live join token gets its proof checked: strangers must not fill the shared DPoP replay cache.
+        guard try store.joinTokenIsLive(hash: hash, now: t) else {
+            throw WardenError(.invalidGrant, "the join token is unknown, used or expired")
+        }
+        // Proof of possession of the key being enrolled.
+        do {
+            _ = try authenticator.proofs.verify(
+                proof: dpop, method: "POST", url: enrollEndpoint, expectedThumbprint: jwk.thumbprint)
+        } catch  where error.code == .invalidToken {
+            throw WardenError(.invalidDPoPProof, "the DPoP proof must be made with the key being enrolled")
+        }
+        let record = try store.burnJoinToken(hash: hash, now: t)
         guard record.state == .pending else {
             throw WardenError(
                 .invalidGrant, "agent '\(record.name)' is \(record.state.rawValue), not pending enrollment")
@@ -260,10 +283,12 @@ public final class ControlPlane: Sendable {
                     reason: "\(error.message); join token burnt"))
             throw error
         }
-        let enrolled = try store.completeEnrollment(
-            agentID: record.id, keyJWK: jwk.json.serialized, thumbprint: jwk.thumbprint, attestation: level, now: t)
-        agents.update(enrolled)
-        return enrolled
+        return try writes.withLock { _ throws(WardenError) in
+            let enrolled = try store.completeEnrollment(
+                agentID: record.id, keyJWK: jwk.json.serialized, thumbprint: jwk.thumbprint, attestation: level, now: t)
+            agents.update(enrolled)
+            return enrolled
+        }
     }
 
     // MARK: Tokens
@@ -311,8 +336,11 @@ public final class ControlPlane: Sendable {
         guard record.state == .active else {
             throw WardenError(.unauthorizedClient, "the agent is \(record.state.rawValue)")
         }
-        let proof = try authenticator.proofs.verify(proof: dpop, method: "POST", url: tokenEndpoint)
-        guard DPoPVerifier.constantTimeEqual(proof.thumbprint, key.thumbprint) else {
+        let proof: DPoPVerifier.Verified
+        do {
+            proof = try authenticator.proofs.verify(
+                proof: dpop, method: "POST", url: tokenEndpoint, expectedThumbprint: key.thumbprint)
+        } catch  where error.code == .invalidToken {
             throw WardenError(.invalidDPoPProof, "the DPoP proof must be made with the agent's enrolled key")
         }
         return (record, proof.thumbprint)
@@ -348,7 +376,7 @@ public final class ControlPlane: Sendable {
             let scope = (requested ?? allowed).sorted().joined(separator: " ")
             let contents = AccessTokenContents(
                 subject: client.spiffeID.description, audiences: [audience], jkt: jkt, issuedAt: t,
-                expiresAt: t + config.accessTTL, scope: scope.isEmpty ? nil : scope)
+                expiresAt: t + config.accessTTL, scope: scope)
             return TokenResponse(
                 accessToken: try sign(contents), expiresIn: config.accessTTL, scope: contents.scope,
                 issuedTokenType: nil)
@@ -359,8 +387,9 @@ public final class ControlPlane: Sendable {
 
     /// RFC 8693 delegation. The subject token is a Warden access token whose audience names the acting agent (the
     /// subject's consent: it asked for a token for this peer). The new token keeps `sub`, adds the actor on top of
-    /// the `act` chain, and only narrows: its audience must be allowed for both actor and delegator, its scopes are
-    /// within the subject token's and the actor's, and it expires no later than the subject token.
+    /// the `act` chain, and only narrows: its audience must be allowed for the actor and every agent of the chain,
+    /// its scopes are within the subject token's and every party's, and it expires no later than the subject token.
+    /// An unacceptable subject token is `invalid_request` (RFC 8693 §2.2.2).
     func exchange(
         form: [String: String], actor: AgentRecord, jkt: String, audience: String, requested: Set<String>?, now t: Int64
     ) throws(WardenError) -> TokenResponse {
@@ -380,28 +409,38 @@ public final class ControlPlane: Sendable {
         do {
             subject = try authenticator.tokens.verify(subjectToken, audience: actor.spiffeID.description)
         } catch {
-            throw WardenError(.invalidGrant, "subject_token: \(error.message)")
+            throw WardenError(.invalidRequest, "subject_token: \(error.message)")
         }
-        guard !revocations.isRevoked(subject.jti) else { throw WardenError(.invalidGrant, "subject_token is revoked") }
+        guard !revocations.isRevoked(subject.jti) else {
+            throw WardenError(.invalidRequest, "subject_token is revoked")
+        }
         guard let delegator = agents.agent(subject.agent.description), delegator.state == .active else {
-            throw WardenError(.invalidGrant, "the subject token's agent is not active")
+            throw WardenError(.invalidRequest, "the subject token's agent is not active")
         }
         for party in subject.actors + [subject.subject] {
             if let a = agents.agent(party), a.state != .active {
-                throw WardenError(.invalidGrant, "a party in the delegation chain is \(a.state.rawValue)")
+                throw WardenError(.invalidRequest, "a party in the delegation chain is \(a.state.rawValue)")
             }
         }
         let actors = [actor.spiffeID.description] + subject.actors
         guard actors.count <= config.maxDelegationDepth else {
-            throw WardenError(.invalidGrant, "the delegation chain would be deeper than \(config.maxDelegationDepth)")
+            throw WardenError(.invalidRequest, "the delegation chain would be deeper than \(config.maxDelegationDepth)")
         }
         guard !subject.actors.contains(actors[0]) && subject.subject != actors[0] else {
-            throw WardenError(.invalidGrant, "the agent is already in the delegation chain")
+            throw WardenError(.invalidRequest, "the agent is already in the delegation chain")
         }
-        guard audiences(of: delegator).contains(audience) else {
-            throw WardenError(.invalidTarget, "the delegating agent may not reach that audience")
+        // Narrowing holds against every party of the chain, not only the nearest: the audience must be one each of
+        // them may reach, and the scopes stay within the subject token's (no scope claim means none) and each
+        // party's manifest.
+        var ceiling = subject.scopes.intersection(scopes(of: actor))
+        for party in [subject.subject] + subject.actors {
+            guard let p = agents.agent(party) else { continue }
+            guard audiences(of: p).contains(audience) else {
+                throw WardenError(.invalidTarget, "a delegating agent may not reach that audience")
+            }
+            ceiling.formIntersection(scopes(of: p))
         }
-        let ceiling = (subject.scope == nil ? scopes(of: delegator) : subject.scopes).intersection(scopes(of: actor))
+        _ = delegator
         if let requested, !requested.isSubset(of: ceiling) {
             throw WardenError(
                 .invalidScope,
@@ -409,10 +448,10 @@ public final class ControlPlane: Sendable {
         }
         let scope = (requested ?? ceiling).sorted().joined(separator: " ")
         let exp = min(t + config.accessTTL, subject.expiresAt)
-        guard exp > t else { throw WardenError(.invalidGrant, "subject_token has expired") }
+        guard exp > t else { throw WardenError(.invalidRequest, "subject_token has expired") }
         let contents = AccessTokenContents(
             subject: subject.subject, audiences: [audience], jkt: jkt, issuedAt: t, expiresAt: exp,
-            scope: scope.isEmpty ? nil : scope, actors: actors)
+            scope: scope, actors: actors)
         return TokenResponse(
             accessToken: try sign(contents), expiresIn: exp - t, scope: contents.scope,
             issuedTokenType: Self.accessTokenType)

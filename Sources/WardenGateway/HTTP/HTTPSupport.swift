@@ -62,8 +62,12 @@ enum HTTPSupport {
         }
         switch style {
         case .token:
-            let status: HTTPResponse.Status = error.code == .invalidClient ? .unauthorized : .badRequest
-            return json(status, body, headers: headers)
+            if error.code == .invalidClient {
+                // Every 401 carries a challenge (RFC 7235); client authentication here is private_key_jwt.
+                headers[.wwwAuthenticate] = "DPoP error=\"invalid_client\", algs=\"ES256\""
+                return json(.unauthorized, body, headers: headers)
+            }
+            return json(.badRequest, body, headers: headers)
         case .protected:
             switch error.code {
             case .invalidToken, .invalidDPoPProof, .useDPoPNonce:

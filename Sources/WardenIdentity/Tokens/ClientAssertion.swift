@@ -56,13 +56,8 @@ public enum ClientAssertion {
         case .array(let items)?: aud = items.compactMap(\.stringValue)
         default: aud = []
         }
-        guard
-            aud.contains(where: { candidate in
-                audiences.contains {
-                    DPoPVerifier.normalize($0) == DPoPVerifier.normalize(candidate) || $0 == candidate
-                }
-            })
-        else {
+        let accepted = Set(audiences.map { DPoPVerifier.normalize($0) ?? $0 })
+        guard aud.contains(where: { accepted.contains(DPoPVerifier.normalize($0) ?? $0) }) else {
             throw WardenError(code, "the client assertion audience is not this authorization server")
         }
         guard let exp = c["exp"]?.integerValue else { throw WardenError(code, "the client assertion has no exp") }
