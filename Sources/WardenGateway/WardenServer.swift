@@ -1,8 +1,13 @@
+import Crypto
 import Foundation
 import Hummingbird
+import HummingbirdTLS
 import Logging
+import NIOSSL
 import ServiceLifecycle
 import WardenCore
+import WardenIdentity
+import X509
 
 /// Rotates the token-signing key on schedule and prunes expired state.
 struct KeyRotationService: Service {
@@ -25,31 +30,67 @@ struct KeyRotationService: Service {
     }
 }
 
-/// `warden serve`: opens the data directory, builds the control plane and runs the HTTP server until SIGTERM/SIGINT.
+/// `warden serve`: opens the data directory, builds the control plane and runs the HTTP listener (and, when
+/// configured, the mutual-TLS listener) until SIGTERM/SIGINT.
 public enum WardenServer {
-    public static func run(config: WardenConfig, onListening: (@Sendable (String) -> Void)? = nil) async throws {
+    public static func run(config: WardenConfig) async throws {
         var logger = Logger(label: "warden")
         logger.logLevel = .info
         let (host, port) = try config.listenAddress()
         try SecureFile.ensureDirectory(config.data)
         let lock = try DataDirectoryLock(path: config.data)
         let cp = try ControlPlane(config: config)
-        let router = WardenRouter.build(cp)
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname(host, port: port), serverName: "warden"),
-            services: [KeyRotationService(cp: cp, logger: logger)],
-            onServerRunning: { channel in
-                let bound = channel.localAddress?.port ?? port
-                let line =
-                    "warden: serving trust domain \(config.trustDomain) on \(host):\(bound), issuer \(cp.issuer), data \(config.data) (admin token in \(config.data)/admin.token)"
-                print(line)
-                fflush(nil)
-                onListening?(line)
-            },
-            logger: logger
-        )
-        try await app.runService()
+        var services: [any Service] = [
+            Application(
+                router: WardenRouter.build(cp),
+                configuration: .init(address: .hostname(host, port: port), serverName: "warden"),
+                onServerRunning: { channel in
+                    announce(
+                        "warden: serving trust domain \(config.trustDomain) on \(host):\(channel.localAddress?.port ?? port), issuer \(cp.issuer), data \(config.data) (admin token in \(config.data)/admin.token)"
+                    )
+                },
+                logger: logger),
+            KeyRotationService(cp: cp, logger: logger),
+        ]
+        if let tlsListen = config.tlsListen, let tlsBase = config.tlsBase {
+            let (tlsHost, tlsPort) = try WardenConfig.address(tlsListen)
+            services.append(
+                Application(
+                    router: WardenRouter.build(cp, base: tlsBase, mutualTLS: true),
+                    server: try .tls(.http1(), tlsConfiguration: try tlsConfiguration(cp, host: tlsHost)),
+                    configuration: .init(address: .hostname(tlsHost, port: tlsPort), serverName: "warden"),
+                    onServerRunning: { channel in
+                        announce(
+                            "warden: mutual TLS on \(tlsHost):\(channel.localAddress?.port ?? tlsPort) (\(tlsBase)); client X.509-SVIDs accepted"
+                        )
+                    },
+                    logger: logger))
+        }
+        let group = ServiceGroup(
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
         withExtendedLifetime(lock) {}
+    }
+
+    static func announce(_ line: String) {
+        print(line)
+        fflush(nil)
+    }
+
+    /// TLS for the mutual-TLS listener: a server certificate issued now by Warden's intermediate for `host`, the
+    /// chain sent to clients, and client certificates optional but, when presented, verified against Warden's root.
+    static func tlsConfiguration(_ cp: ControlPlane, host: String) throws -> TLSConfiguration {
+        let key = P256.Signing.PrivateKey()
+        let cert = try cp.ca.issueServerCertificate(key: key, hosts: Array(Set([host, "localhost", "127.0.0.1"])))
+        func nio(_ c: Certificate) throws -> NIOSSLCertificate {
+            try NIOSSLCertificate(bytes: Array(c.serializeAsPEM().pemString.utf8), format: .pem)
+        }
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: [.certificate(try nio(cert)), .certificate(try nio(cp.ca.intermediate))],
+            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(key.pemRepresentation.utf8), format: .pem)))
+        tls.minimumTLSVersion = .tlsv12
+        tls.trustRoots = .certificates([try nio(cp.ca.root)])
+        tls.certificateVerification = .optionalVerification
+        return tls
     }
 }

@@ -44,10 +44,21 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "The URL agents reach this server at (token issuer, DPoP htu base).")
     var publicURL: String?
 
+    @Option(
+        name: .long,
+        help:
+            "host:port of a second, mutual-TLS listener (Warden's CA issues its certificate; client SVIDs bind tokens)."
+    )
+    var tlsListen: String?
+
     func run() async throws {
         var c = try options.load()
         if let listen { c.listen = listen }
         if let publicURL { c.publicURL = publicURL }
+        if let tlsListen {
+            _ = try WardenConfig.address(tlsListen)
+            c.tlsListen = tlsListen
+        }
         do {
             try await WardenServer.run(config: c)
         } catch let e as WardenError {

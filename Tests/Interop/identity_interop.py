@@ -90,8 +90,10 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, binary: str, workdir: str, port: int):
+    def __init__(self, binary: str, workdir: str, port: int, tls_port: int):
         self.binary = binary
+        self.tls_port = tls_port
+        self.tls_base = f"https://127.0.0.1:{tls_port}"
         self.data = os.path.join(workdir, "data")
         self.log_path = os.path.join(workdir, "warden-serve.log")
         self.port = port
@@ -103,7 +105,8 @@ class Server:
         """Starts the server and waits (at most START_TIMEOUT s) until /healthz answers 200."""
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [self.binary, "serve", "--data", self.data, "--listen", f"127.0.0.1:{self.port}"],
+            [self.binary, "serve", "--data", self.data, "--listen", f"127.0.0.1:{self.port}",
+             "--tls-listen", f"127.0.0.1:{self.tls_port}"],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT
         last = "no answer"
@@ -304,7 +307,7 @@ def main(argv) -> int:
     binary, workdir = os.path.abspath(argv[1]), os.path.abspath(argv[2])
     os.makedirs(workdir, exist_ok=True)
     run = Run()
-    server = Server(binary, workdir, free_port())
+    server = Server(binary, workdir, free_port(), free_port())
     w = Warden(server)
     suffix = secrets.token_hex(3)  # unique agent names, so that a reused WORKDIR still works
     st = {}  # state shared between checks
@@ -501,7 +504,51 @@ def main(argv) -> int:
             expect(abs(int(body.get("expires_at", 0)) - na) <= 1,
                    f"expires_at {body.get('expires_at')} != notAfter {int(na)}")
             st["svid_validity"] = int(na - nb)
+            svid_key_path = os.path.join(workdir, "svid.key")
+            with open(svid_key_path, "wb") as f:
+                f.write(svid_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+            os.chmod(svid_key_path, 0o600)
+            st["svid_files"] = (svid_path, svid_key_path, bundle_path, leaf)
         run.check("svid-openssl", svid)
+
+        # 10b: RFC 8705 certificate-bound tokens on the mutual-TLS listener, with requests and with curl.
+        def mtls():
+            agent = need("a")
+            svid_path, key_path, bundle_path, leaf = need("svid_files")
+            tls = server.tls_base
+            cert = (svid_path, key_path)
+            r = requests.post(tls + "/v1/token", data={"grant_type": "client_credentials"}, cert=cert,
+                              verify=bundle_path, timeout=HTTP_TIMEOUT)
+            expect(r.status_code == 200, f"mTLS token request: expected 200, got {describe(r)}")
+            tok = r.json()["access_token"]
+            claims = verify_with_jwks(w, tok, audience=w.base)
+            x5t = b64url(hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).digest())
+            expect(claims.get("cnf") == {"x5t#S256": x5t}, f"cnf {claims.get('cnf')!r}, expected x5t#S256 {x5t}")
+            expect(claims["sub"] == agent.spiffe_id, f"sub {claims['sub']!r}")
+            r = requests.get(tls + "/v1/whoami", headers={"Authorization": "Bearer " + tok}, cert=cert,
+                             verify=bundle_path, timeout=HTTP_TIMEOUT)
+            expect(r.status_code == 200, f"whoami with the certificate: expected 200, got {describe(r)}")
+            expect(r.json().get("spiffe_id") == agent.spiffe_id, f"whoami {r.text[:200]}")
+            c = subprocess.run(["curl", "-sS", "--max-time", "10", "--cacert", bundle_path, "--cert", svid_path,
+                                "--key", key_path, "-H", "Authorization: Bearer " + tok, tls + "/v1/whoami"],
+                               capture_output=True, text=True, timeout=30)
+            expect(c.returncode == 0 and agent.spiffe_id in c.stdout, f"curl whoami: {c.returncode} {c.stdout[:200]} {c.stderr[:200]}")
+            # The stolen certificate-bound token without the certificate, or as a DPoP token, is refused.
+            r = requests.get(tls + "/v1/whoami", headers={"Authorization": "Bearer " + tok}, verify=bundle_path,
+                             timeout=HTTP_TIMEOUT)
+            expect_401(r, "certificate-bound token without the certificate", "invalid_token")
+            r = requests.get(w.base + "/v1/whoami", headers={"Authorization": "Bearer " + tok}, timeout=HTTP_TIMEOUT)
+            expect_401(r, "certificate-bound token on the plain listener", "invalid_token")
+            # A token request over TLS without a client certificate and without DPoP is refused.
+            r = requests.post(tls + "/v1/token", data={"grant_type": "client_credentials"}, verify=bundle_path,
+                              timeout=HTTP_TIMEOUT)
+            expect(r.status_code in (400, 401), f"token without certificate or DPoP: {describe(r)}")
+            meta = requests.get(w.base + "/.well-known/oauth-authorization-server", timeout=HTTP_TIMEOUT).json()
+            expect(meta.get("tls_client_certificate_bound_access_tokens") is True, "metadata lacks RFC 8705 flag")
+            expect(meta.get("mtls_endpoint_aliases", {}).get("token_endpoint") == tls + "/v1/token",
+                   f"mtls_endpoint_aliases {meta.get('mtls_endpoint_aliases')!r}")
+        run.check("mtls-certificate-bound-token", mtls)
 
         # 11
         def attestation():

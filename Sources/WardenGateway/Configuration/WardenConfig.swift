@@ -26,12 +26,27 @@ public struct WardenConfig: Sendable, Hashable {
     public var maxDelegationDepth = 3
     /// Extra audiences agents may request tokens for (besides this server and their peers).
     public var audiences: [String] = []
+    /// Identity providers whose user tokens agents may exchange to act for those users: issuer → JWKS file.
+    public var subjectIssuers: [String: String] = [:]
     /// Require server-issued DPoP nonces (RFC 9449 §8) on every proof.
     public var dpopRequireNonce = false
     /// How old a DPoP proof may be, seconds.
     public var dpopMaxAge: Int64 = 60
     /// Clock skew allowed on token and proof times, seconds.
     public var clockSkew: Int64 = 30
+    /// A second listener with TLS (server certificate issued by Warden's own CA at start) that accepts client
+    /// X.509-SVIDs for RFC 8705 certificate-bound tokens; nil for none.
+    public var tlsListen: String?
+    /// The URL of the TLS listener (default `https://<tls listen>`).
+    public var tlsPublicURL: String?
+
+    /// The base URL of the TLS listener, when there is one.
+    public var tlsBase: String? {
+        guard let tlsListen else { return nil }
+        var u = tlsPublicURL ?? "https://\(tlsListen)"
+        while u.hasSuffix("/") { u.removeLast() }
+        return u
+    }
 
     public init() {}
 
@@ -44,6 +59,11 @@ public struct WardenConfig: Sendable, Hashable {
 
     /// Host and port of ``listen``.
     public func listenAddress() throws(WardenError) -> (host: String, port: Int) {
+        try Self.address(listen)
+    }
+
+    /// Host and port of `host:port`.
+    public static func address(_ listen: String) throws(WardenError) -> (host: String, port: Int) {
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
             (0...65535).contains(port)
         else {
@@ -111,6 +131,17 @@ public struct WardenConfig: Sendable, Hashable {
                             throw fail(path, "must be a whole number from 1 to 8")
                         }
                         c.maxDelegationDepth = d
+                    case "subject_issuers":
+                        guard case .array(let items) = tv else {
+                            throw fail(path, "must be a list of {issuer, jwks_file}")
+                        }
+                        for (i, item) in items.enumerated() {
+                            let ip = "\(path)[\(i)]"
+                            guard case .object(let pairs) = item, pairs.count == 2, let iss = item["issuer"],
+                                let file = item["jwks_file"]
+                            else { throw fail(ip, "must be {issuer: URL, jwks_file: FILE}") }
+                            c.subjectIssuers[try string(iss, ip + ".issuer")] = try string(file, ip + ".jwks_file")
+                        }
                     case "audiences":
                         guard case .array(let items) = tv else { throw fail(path, "must be a list of strings") }
                         var out: [String] = []
@@ -119,7 +150,7 @@ public struct WardenConfig: Sendable, Hashable {
                     default:
                         throw fail(
                             path,
-                            "unknown key (known: access_ttl, svid_ttl, join_token_ttl, signing_key_rotation, max_delegation_depth, audiences)"
+                            "unknown key (known: access_ttl, svid_ttl, join_token_ttl, signing_key_rotation, max_delegation_depth, audiences, subject_issuers)"
                         )
                     }
                 }
@@ -136,10 +167,27 @@ public struct WardenConfig: Sendable, Hashable {
                     default: throw fail(path, "unknown key (known: require_nonce, max_age, clock_skew)")
                     }
                 }
+            case "tls":
+                guard case .object(let tp) = v else { throw fail(key, "must be a mapping") }
+                for (k, tv) in tp {
+                    let path = "tls.\(k)"
+                    switch k {
+                    case "listen":
+                        c.tlsListen = try string(tv, path)
+                        do { _ = try Self.address(c.tlsListen!) } catch { throw fail(path, error.message) }
+                    case "public_url":
+                        let u = try string(tv, path)
+                        guard u.hasPrefix("https://"), DPoPVerifierURL.isAbsoluteHTTP(u) else {
+                            throw fail(path, "must be an absolute https URL")
+                        }
+                        c.tlsPublicURL = u
+                    default: throw fail(path, "unknown key (known: listen, public_url)")
+                    }
+                }
             case "routes", "mcp_servers", "policies", "audit", "rate_limits":
                 throw fail(key, "not supported by this version yet (it arrives with the gateway issues)")
             default:
-                throw fail(key, "unknown key (known: trust_domain, listen, data, public_url, tokens, dpop)")
+                throw fail(key, "unknown key (known: trust_domain, listen, data, public_url, tokens, dpop, tls)")
             }
         }
         _ = try c.listenAddress()

@@ -68,6 +68,8 @@ public final class ControlPlane: Sendable {
     public let now: @Sendable () -> Int64
     let adminToken: String
     let assertionReplay: ReplayCache
+    /// Identity providers whose user tokens may be exchanged (by issuer).
+    let trustedIssuers: [String: TrustedIssuer]
     /// Serialises the writes that change hot-path state (store write and in-memory update together), so two
     /// concurrent changes can never leave memory disagreeing with the store (a revoke overtaken by an activate).
     let writes = Mutex(())
@@ -105,6 +107,16 @@ public final class ControlPlane: Sendable {
         proofs.skew = min(config.clockSkew, 5)
         if config.dpopRequireNonce { proofs.nonces = DPoPNonceSource(key: directory.nonceKey) }
         self.authenticator = RequestAuthenticator(tokens: tokens, proofs: proofs)
+        var trusted: [String: TrustedIssuer] = [:]
+        for (iss, file) in config.subjectIssuers {
+            let text = try SecureFile.read(file, maxBytes: 256 * 1024)
+            let jwks: JSONValue
+            do { jwks = try JSONValue.parse(text) } catch {
+                throw WardenError(.invalidConfig, "\(file): not JSON: \(error.message)")
+            }
+            trusted[iss] = try TrustedIssuer(issuer: iss, jwks: jwks)
+        }
+        self.trustedIssuers = trusted
         self.assertionReplay = ReplayCache(capacity: 100_000, ttlSeconds: 300 + 2 * config.clockSkew + 1)
         try pruneSigningKeys()
     }
@@ -236,7 +248,7 @@ public final class ControlPlane: Sendable {
     /// `POST /v1/enroll`: `{join_token, jwk, attestation: {manifest_digest, binary_sha256?}}` with a DPoP proof made
     /// with the key in `jwk`. The join token is burnt whatever the outcome; evidence that does not match the manifest
     /// is refused (`attestation_failed`) and recorded.
-    public func enroll(body: JSONValue, dpop: String?) throws(WardenError) -> AgentRecord {
+    public func enroll(body: JSONValue, dpop: String?, base: String? = nil) throws(WardenError) -> AgentRecord {
         guard case .object = body else { throw WardenError(.invalidRequest, "the body must be a JSON object") }
         guard let joinToken = body["join_token"]?.stringValue, !joinToken.isEmpty, joinToken.utf8.count <= 256 else {
             throw WardenError(.invalidRequest, "join_token is required")
@@ -263,7 +275,7 @@ public final class ControlPlane: Sendable {
         // Proof of possession of the key being enrolled.
         do {
             _ = try authenticator.proofs.verify(
-                proof: dpop, method: "POST", url: enrollEndpoint, expectedThumbprint: jwk.thumbprint)
+                proof: dpop, method: "POST", url: (base ?? issuer) + "/v1/enroll", expectedThumbprint: jwk.thumbprint)
         } catch  where error.code == .invalidToken {
             throw WardenError(.invalidDPoPProof, "the DPoP proof must be made with the key being enrolled")
         }
@@ -310,44 +322,71 @@ public final class ControlPlane: Sendable {
         return out
     }
 
-    /// Authenticates the client of a token request: an RFC 7523 assertion signed by the enrolled key of an active
-    /// agent, and a DPoP proof made with that same key.
-    func authenticateClient(_ form: [String: String], dpop: String?) throws(WardenError) -> (AgentRecord, String) {
-        guard form["client_assertion_type"] == ClientAssertion.type else {
-            throw WardenError(
-                .invalidClient, "client_assertion_type must be \(ClientAssertion.type) (private_key_jwt)")
+    /// Authenticates the client of a token request and decides what the token is bound to. With a `DPoP` proof: an
+    /// RFC 7523 assertion signed by the enrolled key of an active agent and a proof made with that same key (token
+    /// bound to the key). Without a proof, on mutual TLS with an X.509-SVID: the certificate identifies the agent
+    /// (`tls_client_auth`, RFC 8705 §2.1; an assertion, if sent, must be the same agent's) and binds the token.
+    func authenticateClient(
+        _ form: [String: String], dpop: String?, base: String, certificate: ClientCertificate?
+    ) throws(WardenError) -> (AgentRecord, TokenBinding) {
+        let endpoint = base + "/v1/token"
+        var record: AgentRecord?
+        var key: ECPublicJWK?
+        if form["client_assertion"] != nil || form["client_assertion_type"] != nil || certificate == nil {
+            guard form["client_assertion_type"] == ClientAssertion.type else {
+                throw WardenError(
+                    .invalidClient, "client_assertion_type must be \(ClientAssertion.type) (private_key_jwt)")
+            }
+            guard let text = form["client_assertion"] else {
+                throw WardenError(.invalidClient, "client_assertion is required")
+            }
+            let assertion = try ClientAssertion.parse(text)
+            if let cid = form["client_id"], cid != assertion.clientID.description {
+                throw WardenError(.invalidClient, "client_id does not match the client assertion")
+            }
+            guard let r = agents.agent(assertion.clientID.description), let jwkText = r.keyJWK,
+                let jwkJSON = try? JSONValue.parse(jwkText)
+            else {
+                throw WardenError(.invalidClient, "the agent is not registered or not enrolled")
+            }
+            let k = try ECPublicJWK(json: jwkJSON)
+            try ClientAssertion.verify(
+                assertion, key: try k.publicKey(), audiences: [endpoint, tokenEndpoint, issuer], now: now(),
+                replayCache: assertionReplay, skew: config.clockSkew)
+            record = r
+            key = k
         }
-        guard let text = form["client_assertion"] else {
-            throw WardenError(.invalidClient, "client_assertion is required")
+        if let certificate, dpop == nil {
+            if let record, record.spiffeID != certificate.spiffeID {
+                throw WardenError(.invalidClient, "the client certificate belongs to another agent")
+            }
+            if let cid = form["client_id"], cid != certificate.spiffeID.description {
+                throw WardenError(.invalidClient, "client_id does not match the client certificate")
+            }
+            guard let r = record ?? agents.agent(certificate.spiffeID.description), r.keyJWK != nil else {
+                throw WardenError(.invalidClient, "the client certificate's agent is not registered or not enrolled")
+            }
+            guard r.state == .active else { throw WardenError(.unauthorizedClient, "the agent is \(r.state.rawValue)") }
+            return (r, .certificate(x5t: certificate.thumbprint))
         }
-        let assertion = try ClientAssertion.parse(text)
-        if let cid = form["client_id"], cid != assertion.clientID.description {
-            throw WardenError(.invalidClient, "client_id does not match the client assertion")
-        }
-        guard let record = agents.agent(assertion.clientID.description), let jwkText = record.keyJWK,
-            let jwkJSON = try? JSONValue.parse(jwkText)
-        else {
-            throw WardenError(.invalidClient, "the agent is not registered or not enrolled")
-        }
-        let key = try ECPublicJWK(json: jwkJSON)
-        try ClientAssertion.verify(
-            assertion, key: try key.publicKey(), audiences: [tokenEndpoint, issuer], now: now(),
-            replayCache: assertionReplay, skew: config.clockSkew)
+        guard let record, let key else { throw WardenError(.invalidClient, "client authentication is required") }
         guard record.state == .active else {
             throw WardenError(.unauthorizedClient, "the agent is \(record.state.rawValue)")
         }
         let proof: DPoPVerifier.Verified
         do {
             proof = try authenticator.proofs.verify(
-                proof: dpop, method: "POST", url: tokenEndpoint, expectedThumbprint: key.thumbprint)
+                proof: dpop, method: "POST", url: endpoint, expectedThumbprint: key.thumbprint)
         } catch  where error.code == .invalidToken {
             throw WardenError(.invalidDPoPProof, "the DPoP proof must be made with the agent's enrolled key")
         }
-        return (record, proof.thumbprint)
+        return (record, .dpop(jkt: proof.thumbprint))
     }
 
     /// `POST /v1/token` with its form parameters (each at most once).
-    public func token(form: [String: String], dpop: String?) throws(WardenError) -> TokenResponse {
+    public func token(
+        form: [String: String], dpop: String?, base: String? = nil, certificate: ClientCertificate? = nil
+    ) throws(WardenError) -> TokenResponse {
         guard let grant = form["grant_type"] else { throw WardenError(.invalidRequest, "grant_type is required") }
         switch grant {
         case "client_credentials", Self.tokenExchangeGrant: break
@@ -355,7 +394,8 @@ public final class ControlPlane: Sendable {
             throw WardenError(
                 .unsupportedGrantType, "supported grant types: client_credentials, \(Self.tokenExchangeGrant)")
         }
-        let (client, jkt) = try authenticateClient(form, dpop: dpop)
+        let (client, binding) = try authenticateClient(
+            form, dpop: dpop, base: base ?? issuer, certificate: certificate)
         if form["resource"] != nil && form["audience"] != nil {
             throw WardenError(.invalidRequest, "give audience or resource, not both")
         }
@@ -375,14 +415,14 @@ public final class ControlPlane: Sendable {
             }
             let scope = (requested ?? allowed).sorted().joined(separator: " ")
             let contents = AccessTokenContents(
-                subject: client.spiffeID.description, audiences: [audience], jkt: jkt, issuedAt: t,
+                subject: client.spiffeID.description, audiences: [audience], binding: binding, issuedAt: t,
                 expiresAt: t + config.accessTTL, scope: scope)
             return TokenResponse(
                 accessToken: try sign(contents), expiresIn: config.accessTTL, scope: contents.scope,
                 issuedTokenType: nil)
         }
         return try exchange(
-            form: form, actor: client, jkt: jkt, audience: audience, requested: requested, now: t)
+            form: form, actor: client, binding: binding, audience: audience, requested: requested, now: t)
     }
 
     /// RFC 8693 delegation. The subject token is a Warden access token whose audience names the acting agent (the
@@ -391,7 +431,8 @@ public final class ControlPlane: Sendable {
     /// its scopes are within the subject token's and every party's, and it expires no later than the subject token.
     /// An unacceptable subject token is `invalid_request` (RFC 8693 §2.2.2).
     func exchange(
-        form: [String: String], actor: AgentRecord, jkt: String, audience: String, requested: Set<String>?, now t: Int64
+        form: [String: String], actor: AgentRecord, binding: TokenBinding, audience: String, requested: Set<String>?,
+        now t: Int64
     ) throws(WardenError) -> TokenResponse {
         guard let subjectToken = form["subject_token"] else {
             throw WardenError(.invalidRequest, "subject_token is required for token exchange")
@@ -404,6 +445,11 @@ public final class ControlPlane: Sendable {
         }
         if let rtt = form["requested_token_type"], rtt != Self.accessTokenType {
             throw WardenError(.invalidRequest, "requested_token_type must be \(Self.accessTokenType)")
+        }
+        if let iss = UserSubjectToken.claimedIssuer(subjectToken), iss != issuer, let trusted = trustedIssuers[iss] {
+            return try userExchange(
+                subjectToken, issuer: trusted, actor: actor, binding: binding, audience: audience, requested: requested,
+                now: t)
         }
         let subject: AccessTokenClaims
         do {
@@ -450,8 +496,37 @@ public final class ControlPlane: Sendable {
         let exp = min(t + config.accessTTL, subject.expiresAt)
         guard exp > t else { throw WardenError(.invalidRequest, "subject_token has expired") }
         let contents = AccessTokenContents(
-            subject: subject.subject, audiences: [audience], jkt: jkt, issuedAt: t, expiresAt: exp,
+            subject: subject.subject, audiences: [audience], binding: binding, issuedAt: t, expiresAt: exp,
             scope: scope, actors: actors)
+        return TokenResponse(
+            accessToken: try sign(contents), expiresIn: exp - t, scope: contents.scope,
+            issuedTokenType: Self.accessTokenType)
+    }
+
+    /// An agent acting for a user: the subject token comes from a trusted identity provider and names the agent as
+    /// its audience (the user's consent). The new token has `sub` = the user and `act` = the agent; scopes are those
+    /// the user's token grants (`scope`, none when absent) within the agent's manifest; it expires no later than the
+    /// user's token.
+    func userExchange(
+        _ token: String, issuer trusted: TrustedIssuer, actor: AgentRecord, binding: TokenBinding, audience: String,
+        requested: Set<String>?, now t: Int64
+    ) throws(WardenError) -> TokenResponse {
+        let user = try UserSubjectToken(
+            token, issuer: trusted, actor: actor.spiffeID.description, now: t, skew: config.clockSkew)
+        if let jti = user.jti, revocations.isRevoked(jti) {
+            throw WardenError(.invalidRequest, "subject_token is revoked")
+        }
+        let ceiling = user.scopes.intersection(scopes(of: actor))
+        if let requested, !requested.isSubset(of: ceiling) {
+            throw WardenError(
+                .invalidScope,
+                "delegated scopes can only narrow: \(requested.subtracting(ceiling).sorted().joined(separator: " "))")
+        }
+        let exp = min(t + config.accessTTL, user.expiresAt)
+        guard exp > t else { throw WardenError(.invalidRequest, "subject_token has expired") }
+        let contents = AccessTokenContents(
+            subject: user.subject, audiences: [audience], binding: binding, issuedAt: t, expiresAt: exp,
+            scope: (requested ?? ceiling).sorted().joined(separator: " "), actors: [actor.spiffeID.description])
         return TokenResponse(
             accessToken: try sign(contents), expiresIn: exp - t, scope: contents.scope,
             issuedTokenType: Self.accessTokenType)
@@ -469,11 +544,13 @@ public final class ControlPlane: Sendable {
 
     /// Authenticates a request to a protected endpoint: token and DPoP proof (see ``RequestAuthenticator``), then the
     /// revocation list, then the state of the agent and of every agent in its delegation chain.
-    public func authenticate(authorization: String?, dpop: String?, method: String, path: String)
-        throws(WardenError) -> AuthenticatedAgent
-    {
+    public func authenticate(
+        authorization: String?, dpop: String?, method: String, path: String, base: String? = nil,
+        certificate: ClientCertificate? = nil
+    ) throws(WardenError) -> AuthenticatedAgent {
         let claims = try authenticator.authenticate(
-            authorization: authorization, dpop: dpop, method: method, url: url(path: path))
+            authorization: authorization, dpop: dpop, method: method, url: (base ?? issuer) + path,
+            clientCertificate: certificate?.thumbprint)
         guard !revocations.isRevoked(claims.jti) else {
             throw WardenError(.invalidToken, "the access token is revoked")
         }
@@ -486,10 +563,16 @@ public final class ControlPlane: Sendable {
         case .pending, .revoked, .decommissioned:
             throw WardenError(.invalidToken, "the agent is \(record.state.rawValue)")
         }
-        guard let enrolled = record.keyThumbprint,
-            DPoPVerifier.constantTimeEqual(enrolled, claims.confirmationThumbprint)
-        else {
-            throw WardenError(.invalidToken, "the access token is not bound to the agent's enrolled key")
+        switch claims.binding {
+        case .dpop(let jkt):
+            guard let enrolled = record.keyThumbprint, DPoPVerifier.constantTimeEqual(enrolled, jkt) else {
+                throw WardenError(.invalidToken, "the access token is not bound to the agent's enrolled key")
+            }
+        case .certificate:
+            // The thumbprint matched the presented certificate; it must also be the agent's own SVID.
+            guard certificate?.spiffeID == claims.agent else {
+                throw WardenError(.invalidToken, "the client certificate is not the agent's")
+            }
         }
         for party in claims.delegation {
             if let a = agents.agent(party), a.state != .active {
@@ -544,18 +627,31 @@ public final class ControlPlane: Sendable {
         ])
     }
 
+    /// RFC 8705 §5 metadata when the mutual-TLS listener runs.
+    var mtlsMetadata: [(String, JSONValue)] {
+        guard let tls = config.tlsBase else { return [] }
+        return [
+            ("tls_client_certificate_bound_access_tokens", .bool(true)),
+            ("mtls_endpoint_aliases", .object([("token_endpoint", .string(tls + "/v1/token"))])),
+        ]
+    }
+
     /// `/.well-known/oauth-authorization-server` (RFC 8414).
     public func authorizationServerMetadata() -> JSONValue {
-        .object([
-            ("issuer", .string(issuer)), ("token_endpoint", .string(tokenEndpoint)),
-            ("jwks_uri", .string(issuer + "/.well-known/jwks.json")),
-            ("grant_types_supported", .array([.string("client_credentials"), .string(Self.tokenExchangeGrant)])),
-            ("token_endpoint_auth_methods_supported", .array([.string("private_key_jwt")])),
-            ("token_endpoint_auth_signing_alg_values_supported", .array([.string("ES256")])),
-            ("dpop_signing_alg_values_supported", .array([.string("ES256")])),
-            ("response_types_supported", .array([])),
-            ("enrollment_endpoint", .string(enrollEndpoint)), ("svid_endpoint", .string(issuer + "/v1/svid")),
-            ("spiffe_bundle_endpoint", .string(issuer + "/.well-known/spiffe-bundle")),
-        ])
+        .object(
+            [
+                ("issuer", .string(issuer)), ("token_endpoint", .string(tokenEndpoint)),
+                ("jwks_uri", .string(issuer + "/.well-known/jwks.json")),
+                ("grant_types_supported", .array([.string("client_credentials"), .string(Self.tokenExchangeGrant)])),
+                (
+                    "token_endpoint_auth_methods_supported",
+                    .array([.string("private_key_jwt")] + (config.tlsBase == nil ? [] : [.string("tls_client_auth")]))
+                ),
+                ("token_endpoint_auth_signing_alg_values_supported", .array([.string("ES256")])),
+                ("dpop_signing_alg_values_supported", .array([.string("ES256")])),
+                ("response_types_supported", .array([])),
+                ("enrollment_endpoint", .string(enrollEndpoint)), ("svid_endpoint", .string(issuer + "/v1/svid")),
+                ("spiffe_bundle_endpoint", .string(issuer + "/.well-known/spiffe-bundle")),
+            ] + mtlsMetadata)
     }
 }

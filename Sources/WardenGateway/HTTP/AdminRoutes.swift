@@ -32,7 +32,7 @@ extension AgentEvent {
 
 /// `/v1/admin/...`: agents, lifecycle, join tokens, token revocation and key rotation, behind the admin token.
 enum AdminRoutes {
-    static func add(to router: Router<BasicRequestContext>, _ cp: ControlPlane) {
+    static func add(to router: Router<WardenRequestContext>, _ cp: ControlPlane) {
         let admin = router.group("/v1/admin")
 
         admin.post("/agents") { request, _ in
@@ -105,7 +105,7 @@ enum AdminRoutes {
         }
     }
 
-    static func ref(_ context: BasicRequestContext) throws(WardenError) -> String {
+    static func ref(_ context: WardenRequestContext) throws(WardenError) -> String {
         guard let r = context.parameters.get("ref"), !r.isEmpty, r.utf8.count <= 2048 else {
             throw WardenError(.invalidRequest, "an agent id or name is required")
         }

@@ -6,9 +6,17 @@ import WardenIdentity
 
 /// The HTTP interface of the control plane (`../shared/DESIGN.md`, "External interfaces").
 public enum WardenRouter {
-    /// Builds the router for `cp`.
-    public static func build(_ cp: ControlPlane) -> Router<BasicRequestContext> {
-        let router = Router()
+    /// Builds the router for `cp`. `base` is the URL clients use to reach this listener (DPoP `htu` checks); on a
+    /// `mutualTLS` listener, a client certificate (an X.509-SVID) may authenticate token requests and bind tokens
+    /// (RFC 8705).
+    public static func build(_ cp: ControlPlane, base: String? = nil, mutualTLS: Bool = false)
+        -> Router<WardenRequestContext>
+    {
+        let base = base ?? cp.issuer
+        let router = Router(context: WardenRequestContext.self)
+        @Sendable func certificate(_ context: WardenRequestContext) async throws(WardenError) -> ClientCertificate? {
+            mutualTLS ? try await context.clientCertificate() : nil
+        }
 
         router.get("/healthz") { _, _ in HTTPSupport.json(.ok, .object([("status", .string("ok"))])) }
         router.get("/readyz") { _, _ in
@@ -33,7 +41,7 @@ public enum WardenRouter {
                 let dpop = try HTTPSupport.single(request, .dpop, code: .invalidDPoPProof)
                 let body = try await HTTPSupport.body(request, limit: HTTPSupport.maxJSONBytes)
                 let json = try parseJSON(body)
-                let agent = try cp.enroll(body: json, dpop: dpop)
+                let agent = try cp.enroll(body: json, dpop: dpop, base: base)
                 return HTTPSupport.json(
                     .ok,
                     .object([
@@ -44,7 +52,7 @@ public enum WardenRouter {
             }
         }
 
-        router.post("/v1/token") { request, _ in
+        router.post("/v1/token") { request, context in
             await respond(cp, style: .token) { () throws(WardenError) in
                 let contentType = request.headers[.contentType]?.lowercased() ?? ""
                 guard contentType.hasPrefix("application/x-www-form-urlencoded") else {
@@ -52,15 +60,17 @@ public enum WardenRouter {
                 }
                 let dpop = try HTTPSupport.single(request, .dpop, code: .invalidDPoPProof)
                 let form = try HTTPSupport.form(try await HTTPSupport.body(request, limit: HTTPSupport.maxFormBytes))
-                var response = HTTPSupport.json(.ok, try cp.token(form: form, dpop: dpop).json)
+                let cert = try await certificate(context)
+                var response = HTTPSupport.json(
+                    .ok, try cp.token(form: form, dpop: dpop, base: base, certificate: cert).json)
                 response.headers[HTTPField.Name("Pragma")!] = "no-cache"
                 return response
             }
         }
 
-        router.get("/v1/whoami") { request, _ in
+        router.get("/v1/whoami") { request, context in
             await respond(cp, style: .protected) { () throws(WardenError) in
-                let who = try authenticate(cp, request)
+                let who = try authenticate(cp, request, base: base, certificate: try await certificate(context))
                 var pairs: [(String, JSONValue)] = [
                     ("spiffe_id", .string(who.agent.spiffeID.description)), ("agent_id", .string(who.agent.id)),
                     ("exp", .number(String(who.claims.expiresAt))), ("jti", .string(who.claims.jti)),
@@ -75,9 +85,9 @@ public enum WardenRouter {
             }
         }
 
-        router.post("/v1/svid") { request, _ in
+        router.post("/v1/svid") { request, context in
             await respond(cp, style: .protected) { () throws(WardenError) in
-                let who = try authenticate(cp, request)
+                let who = try authenticate(cp, request, base: base, certificate: try await certificate(context))
                 let json = try parseJSON(try await HTTPSupport.body(request, limit: HTTPSupport.maxJSONBytes))
                 guard let csr = json["csr"]?.stringValue else {
                     throw WardenError(.invalidRequest, "the body must be {\"csr\": \"<PEM>\"}")
@@ -96,11 +106,14 @@ public enum WardenRouter {
         return router
     }
 
-    static func authenticate(_ cp: ControlPlane, _ request: Request) throws(WardenError) -> AuthenticatedAgent {
+    static func authenticate(
+        _ cp: ControlPlane, _ request: Request, base: String, certificate: ClientCertificate?
+    ) throws(WardenError) -> AuthenticatedAgent {
         let authorization = try HTTPSupport.single(request, .authorization, code: .invalidToken)
         let dpop = try HTTPSupport.single(request, .dpop, code: .invalidDPoPProof)
         return try cp.authenticate(
-            authorization: authorization, dpop: dpop, method: request.method.rawValue, path: request.uri.path)
+            authorization: authorization, dpop: dpop, method: request.method.rawValue, path: request.uri.path,
+            base: base, certificate: certificate)
     }
 
     static func parseJSON(_ bytes: [UInt8]) throws(WardenError) -> JSONValue {

@@ -20,6 +20,15 @@ public struct SigningKey: Sendable {
     }
 }
 
+/// What a token is bound to (its `cnf` claim): a DPoP key (RFC 9449 `jkt`) or a client certificate used for mutual
+/// TLS (RFC 8705 `x5t#S256`). Every Warden token has exactly one.
+public enum TokenBinding: Sendable, Hashable {
+    /// The RFC 7638 thumbprint of the DPoP key.
+    case dpop(jkt: String)
+    /// base64url(SHA-256(DER)) of the client certificate.
+    case certificate(x5t: String)
+}
+
 /// The verified claims of a Warden access token (an RFC 9068 JWT, sender-constrained by RFC 9449 `cnf.jkt`).
 public struct AccessTokenClaims: Sendable, Hashable {
     public let issuer: String
@@ -34,10 +43,16 @@ public struct AccessTokenClaims: Sendable, Hashable {
     public let issuedAt: Int64
     public let expiresAt: Int64
     public let jti: String
-    /// The RFC 7638 thumbprint of the key the token is bound to.
-    public let confirmationThumbprint: String
+    /// What the token is bound to.
+    public let binding: TokenBinding
     /// Space-separated scopes, if any.
     public let scope: String?
+
+    /// The RFC 7638 thumbprint of the DPoP key the token is bound to, if it is DPoP-bound.
+    public var confirmationThumbprint: String? {
+        if case .dpop(let jkt) = binding { return jkt }
+        return nil
+    }
 
     /// The scopes as a set (empty when the token has none).
     public var scopes: Set<String> { Set((scope ?? "").split(separator: " ").map(String.init)) }
@@ -51,7 +66,7 @@ public struct AccessTokenClaims: Sendable, Hashable {
 public struct AccessTokenContents: Sendable {
     public var subject: String
     public var audiences: [String]
-    public var jkt: String
+    public var binding: TokenBinding
     public var issuedAt: Int64
     public var expiresAt: Int64
     public var scope: String?
@@ -63,9 +78,18 @@ public struct AccessTokenContents: Sendable {
         subject: String, audiences: [String], jkt: String, issuedAt: Int64, expiresAt: Int64, scope: String? = nil,
         actors: [String] = [], jti: String = UUID().uuidString
     ) {
+        self.init(
+            subject: subject, audiences: audiences, binding: .dpop(jkt: jkt), issuedAt: issuedAt, expiresAt: expiresAt,
+            scope: scope, actors: actors, jti: jti)
+    }
+
+    public init(
+        subject: String, audiences: [String], binding: TokenBinding, issuedAt: Int64, expiresAt: Int64,
+        scope: String? = nil, actors: [String] = [], jti: String = UUID().uuidString
+    ) {
         self.subject = subject
         self.audiences = audiences
-        self.jkt = jkt
+        self.binding = binding
         self.issuedAt = issuedAt
         self.expiresAt = expiresAt
         self.scope = scope
@@ -104,7 +128,7 @@ public struct AccessTokenIssuer: Sendable {
             ("iss", .string(issuer)), ("sub", .string(c.subject)),
             ("aud", c.audiences.count == 1 ? .string(c.audiences[0]) : .array(c.audiences.map { .string($0) })),
             ("iat", .number(String(c.issuedAt))), ("exp", .number(String(c.expiresAt))), ("jti", .string(c.jti)),
-            ("client_id", .string(c.actors.first ?? c.subject)), ("cnf", .object([("jkt", .string(c.jkt))])),
+            ("client_id", .string(c.actors.first ?? c.subject)), ("cnf", Self.confirmation(c.binding)),
         ]
         if let scope = c.scope { claims.append(("scope", .string(scope))) }
         var act: JSONValue?
@@ -115,6 +139,13 @@ public struct AccessTokenIssuer: Sendable {
         }
         if let act { claims.append(("act", act)) }
         return try CompactJWS.signES256(header: header, payload: .object(claims), key: key.privateKey)
+    }
+
+    static func confirmation(_ b: TokenBinding) -> JSONValue {
+        switch b {
+        case .dpop(let jkt): .object([("jkt", .string(jkt))])
+        case .certificate(let x5t): .object([("x5t#S256", .string(x5t))])
+        }
     }
 }
 
@@ -205,12 +236,16 @@ public struct AccessTokenVerifier: Sendable {
         guard let jti = c["jti"]?.stringValue, !jti.isEmpty, jti.utf8.count <= 256 else {
             throw WardenError(code, "the access token has no jti")
         }
-        guard let jkt = c["cnf"]?["jkt"]?.stringValue, !jkt.isEmpty else {
-            throw WardenError(code, "the access token is not bound to a key (cnf.jkt)")
+        let binding: TokenBinding
+        switch (c["cnf"]?["jkt"]?.stringValue, c["cnf"]?["x5t#S256"]?.stringValue) {
+        case (let jkt?, nil) where !jkt.isEmpty: binding = .dpop(jkt: jkt)
+        case (nil, let x5t?) where !x5t.isEmpty: binding = .certificate(x5t: x5t)
+        default:
+            throw WardenError(code, "the access token must be bound to one key (cnf.jkt) or certificate (cnf.x5t#S256)")
         }
         return AccessTokenClaims(
             issuer: issuer, subject: sub, agent: agent, actors: actors, audiences: audiences, issuedAt: iat,
-            expiresAt: exp, jti: jti, confirmationThumbprint: jkt, scope: c["scope"]?.stringValue)
+            expiresAt: exp, jti: jti, binding: binding, scope: c["scope"]?.stringValue)
     }
 }
 
@@ -230,21 +265,42 @@ public final class RequestAuthenticator: Sendable {
         self.cacheCapacity = cacheCapacity
     }
 
-    public func authenticate(authorization: String?, dpop: String?, method: String, url: String)
-        throws(WardenError) -> AccessTokenClaims
-    {
-        guard let authorization, authorization.count > 5,
-            authorization.prefix(5).lowercased() == "dpop ", !authorization.dropFirst(5).contains(" ")
-        else {
+    /// Authenticates `Authorization: DPoP <token>` with its proof, or, on a mutual-TLS connection whose client
+    /// certificate has the thumbprint `clientCertificate` (base64url SHA-256 of its DER), `Authorization: Bearer
+    /// <token>` for a certificate-bound token (RFC 8705). A DPoP-bound token is never accepted as a bearer token, nor a
+    /// certificate-bound one without its certificate.
+    public func authenticate(
+        authorization: String?, dpop: String?, method: String, url: String, clientCertificate: String? = nil
+    ) throws(WardenError) -> AccessTokenClaims {
+        guard let authorization, let space = authorization.firstIndex(of: " ") else {
             throw WardenError(.invalidToken, "the request needs an Authorization: DPoP <token> header")
         }
-        let token = String(authorization.dropFirst(5))
-        guard !token.isEmpty else { throw WardenError(.invalidToken, "the Authorization header has no token") }
-        let claims = try verifiedClaims(token)
-        _ = try proofs.verify(
-            proof: dpop, method: method, url: url, accessToken: token, expectedThumbprint: claims.confirmationThumbprint
-        )
-        return claims
+        let scheme = authorization[..<space].lowercased()
+        let token = String(authorization[authorization.index(after: space)...])
+        guard !token.isEmpty, !token.contains(" ") else {
+            throw WardenError(.invalidToken, "the Authorization header must hold exactly one token")
+        }
+        switch scheme {
+        case "dpop":
+            let claims = try verifiedClaims(token)
+            guard let jkt = claims.confirmationThumbprint else {
+                throw WardenError(
+                    .invalidToken, "a certificate-bound token is presented as Bearer over mutual TLS, not with DPoP")
+            }
+            _ = try proofs.verify(proof: dpop, method: method, url: url, accessToken: token, expectedThumbprint: jkt)
+            return claims
+        case "bearer":
+            let claims = try verifiedClaims(token)
+            guard case .certificate(let x5t) = claims.binding else {
+                throw WardenError(.invalidToken, "a DPoP-bound token must be presented with Authorization: DPoP")
+            }
+            guard let clientCertificate, DPoPVerifier.constantTimeEqual(clientCertificate, x5t) else {
+                throw WardenError(.invalidToken, "the access token is bound to a client certificate not presented here")
+            }
+            return claims
+        default:
+            throw WardenError(.invalidToken, "the request needs an Authorization: DPoP <token> header")
+        }
     }
 
     private func verifiedClaims(_ token: String) throws(WardenError) -> AccessTokenClaims {
