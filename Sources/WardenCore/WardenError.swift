@@ -6,6 +6,7 @@ public struct WardenError: Error, Hashable, Sendable, CustomStringConvertible {
         fileprivate enum Backing: String, Hashable, Sendable {
             case invalidSPIFFEID = "invalid_spiffe_id"
             case invalidToken = "invalid_token"
+            case unauthenticated = "unauthenticated"
             case invalidDPoPProof = "invalid_dpop_proof"
             case useDPoPNonce = "use_dpop_nonce"
             case invalidKey = "invalid_key"
@@ -31,6 +32,8 @@ public struct WardenError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let invalidSPIFFEID = Code(backing: .invalidSPIFFEID)
         /// A token that is malformed, wrongly signed, expired or otherwise unacceptable (RFC 6750 `invalid_token`).
         public static let invalidToken = Code(backing: .invalidToken)
+        /// A request to a protected endpoint with no credentials at all (RFC 6750 §3.1: challenged without an error).
+        public static let unauthenticated = Code(backing: .unauthenticated)
         /// A DPoP proof that is malformed or does not fit the request (RFC 9449 `invalid_dpop_proof`).
         public static let invalidDPoPProof = Code(backing: .invalidDPoPProof)
         /// The server requires a fresh `DPoP-Nonce` (RFC 9449 `use_dpop_nonce`).

@@ -45,7 +45,8 @@ struct AuthenticationTests {
         var h = try f.authHeaders(a, token: token)
         h[.authorization] = nil
         var (s, e, w) = try await whoami(f, h)
-        #expect(s == .unauthorized && e == "invalid_token" && w.contains("DPoP error=\"invalid_token\""))
+        // RFC 6750 §3.1: a request without credentials is challenged without an error code.
+        #expect(s == .unauthorized && e == "unauthenticated" && w == "DPoP algs=\"ES256\"")
 
         h = try f.authHeaders(a, token: token)
         h[HTTPField.Name("DPoP")!] = nil

@@ -74,6 +74,9 @@ enum HTTPSupport {
                 headers[.wwwAuthenticate] =
                     "DPoP error=\(quoted(code)), error_description=\(quoted(error.message)), algs=\"ES256\""
                 return json(.unauthorized, body, headers: headers)
+            case .unauthenticated:
+                headers[.wwwAuthenticate] = "DPoP algs=\"ES256\""
+                return json(.unauthorized, body, headers: headers)
             case .accessDenied:
                 return json(.forbidden, body, headers: headers)
             default:

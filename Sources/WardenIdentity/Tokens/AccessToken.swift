@@ -272,7 +272,10 @@ public final class RequestAuthenticator: Sendable {
     public func authenticate(
         authorization: String?, dpop: String?, method: String, url: String, clientCertificate: String? = nil
     ) throws(WardenError) -> AccessTokenClaims {
-        guard let authorization, let space = authorization.firstIndex(of: " ") else {
+        guard let authorization else {
+            throw WardenError(.unauthenticated, "the request needs an Authorization: DPoP <token> header")
+        }
+        guard let space = authorization.firstIndex(of: " ") else {
             throw WardenError(.invalidToken, "the request needs an Authorization: DPoP <token> header")
         }
         let scheme = authorization[..<space].lowercased()
