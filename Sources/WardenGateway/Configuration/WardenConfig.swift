@@ -109,7 +109,9 @@ public struct WardenConfig: Sendable, Hashable {
                 let td = try string(v, key)
                 do { _ = try SPIFFEID(parsing: "spiffe://\(td)") } catch { throw fail(key, error.message) }
                 c.trustDomain = td
-            case "listen": c.listen = try string(v, key)
+            case "listen":
+                c.listen = try string(v, key)
+                do { _ = try Self.address(c.listen) } catch { throw fail(key, error.message) }
             case "data": c.data = try string(v, key)
             case "public_url":
                 let u = try string(v, key)
@@ -190,7 +192,6 @@ public struct WardenConfig: Sendable, Hashable {
                 throw fail(key, "unknown key (known: trust_domain, listen, data, public_url, tokens, dpop, tls)")
             }
         }
-        _ = try c.listenAddress()
         self = c
     }
 
