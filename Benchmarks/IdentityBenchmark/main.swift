@@ -71,26 +71,32 @@ defer { try? FileManager.default.removeItem(atPath: dataDir) }
 var config = WardenConfig()
 config.data = dataDir
 let cp = try ControlPlane(config: config, now: { now })
-let registration = try cp.register(manifest: AgentManifest(name: "bench-agent", owner: "bench@example.com"))
-let benchKey = P256.Signing.PrivateKey()
-let benchSigner = DPoPProofSigner(key: benchKey)
-_ = try cp.enroll(
-    body: .object([
-        ("join_token", .string(registration.joinToken)), ("jwk", benchSigner.jwk.json),
-        ("attestation", .object([("manifest_digest", .string(registration.agent.manifestDigest))])),
-    ]), dpop: try benchSigner.proof(method: "POST", url: cp.enrollEndpoint, now: now))
-let agentID = registration.agent.spiffeID.description
+// Several agents, as a token endpoint serves them: one agent may hold only 1% of the assertion replay cache.
+var benchAgents: [(id: String, key: P256.Signing.PrivateKey)] = []
+for i in 0..<max(1, n / 500) {
+    let registration = try cp.register(manifest: AgentManifest(name: "bench-agent-\(i)", owner: "bench@example.com"))
+    let key = P256.Signing.PrivateKey()
+    let signer = DPoPProofSigner(key: key)
+    _ = try cp.enroll(
+        body: .object([
+            ("join_token", .string(registration.joinToken)), ("jwk", signer.jwk.json),
+            ("attestation", .object([("manifest_digest", .string(registration.agent.manifestDigest))])),
+        ]), dpop: try signer.proof(method: "POST", url: cp.enrollEndpoint, now: now))
+    benchAgents.append((registration.agent.spiffeID.description, key))
+}
 var forms: [([String: String], String)] = []
-for _ in 0..<n {
+for i in 0..<n {
+    let (agentID, key) = benchAgents[i % benchAgents.count]
     forms.append(
         (
             [
                 "grant_type": "client_credentials", "client_assertion_type": ClientAssertion.type,
                 "client_assertion": try ClientAssertion.sign(
-                    clientID: agentID, audience: cp.tokenEndpoint, key: benchKey, now: now),
-            ], try benchSigner.proof(method: "POST", url: cp.tokenEndpoint, now: now)
+                    clientID: agentID, audience: cp.tokenEndpoint, key: key, now: now),
+            ], try DPoPProofSigner(key: key).proof(method: "POST", url: cp.tokenEndpoint, now: now)
         ))
 }
+let benchSigner = DPoPProofSigner(key: benchAgents[0].key)
 var endpointTokens: [String] = []
 let endpointStart = clock.now
 for (form, proof) in forms { endpointTokens.append(try cp.token(form: form, dpop: proof).accessToken) }

@@ -139,6 +139,20 @@ struct DPoPTests {
         #expect(cache.count == 3)
     }
 
+    @Test("one partition (a key, a client) cannot fill the cache for the others")
+    func replayCachePartitions() {
+        let cache = ReplayCache(capacity: 10, ttlSeconds: 10, perPartitionCapacity: 2)
+        #expect(cache.check("k1:a", now: 100, partition: "k1") == .fresh)
+        #expect(cache.check("k1:b", now: 100, partition: "k1") == .fresh)
+        #expect(cache.check("k1:c", now: 101, partition: "k1") == .full)
+        #expect(cache.check("k2:a", now: 101, partition: "k2") == .fresh)
+        #expect(cache.check("k1:a", now: 105, partition: "k1") == .replayed)
+        // Once k1's entries expire, its share is free again.
+        #expect(cache.check("k1:c", now: 110, partition: "k1") == .fresh)
+        #expect(cache.check("k1:d", now: 110, partition: "k1") == .fresh)
+        #expect(cache.check("k1:e", now: 110, partition: "k1") == .full)
+    }
+
     @Test(
         "htu normalisation",
         arguments: [

@@ -102,7 +102,10 @@ public final class ControlPlane: Sendable {
         tokens.skew = config.clockSkew
         tokens.maxLifetime = config.accessTTL
         var proofs = DPoPVerifier(
-            replayCache: ReplayCache(capacity: 200_000, ttlSeconds: config.dpopMaxAge + config.clockSkew + 1), now: now)
+            // One key may hold a tenth of the cache (about 220 proofs a second sustained with the default window).
+            replayCache: ReplayCache(
+                capacity: 200_000, ttlSeconds: config.dpopMaxAge + config.clockSkew + 1, perPartitionCapacity: 20_000),
+            now: now)
         proofs.maxAge = config.dpopMaxAge
         proofs.skew = min(config.clockSkew, 5)
         if config.dpopRequireNonce { proofs.nonces = DPoPNonceSource(key: directory.nonceKey) }
@@ -117,7 +120,10 @@ public final class ControlPlane: Sendable {
             trusted[iss] = try TrustedIssuer(issuer: iss, jwks: jwks)
         }
         self.trustedIssuers = trusted
-        self.assertionReplay = ReplayCache(capacity: 100_000, ttlSeconds: 300 + 2 * config.clockSkew + 1)
+        // One agent may hold 1% of the assertion cache (about 3 token requests a second sustained, far above the
+        // need of tokens that live five minutes).
+        self.assertionReplay = ReplayCache(
+            capacity: 100_000, ttlSeconds: 300 + 2 * config.clockSkew + 1, perPartitionCapacity: 1_000)
         try pruneSigningKeys()
     }
 

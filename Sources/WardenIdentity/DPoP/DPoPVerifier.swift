@@ -106,10 +106,10 @@ public struct DPoPVerifier: Sendable {
                 throw WardenError(.useDPoPNonce, "the DPoP proof must carry the server's current nonce")
             }
         }
-        switch replayCache.check(thumbprint + ":" + jti, now: t) {
+        switch replayCache.check(thumbprint + ":" + jti, now: t, partition: thumbprint) {
         case .fresh: break
         case .replayed: throw WardenError(code, "the DPoP proof was already used (jti replay)")
-        case .full: throw WardenError(code, "too many recent DPoP proofs; retry shortly")
+        case .full: throw WardenError(code, "too many recent DPoP proofs from this key; retry shortly")
         }
         return Verified(key: key, thumbprint: thumbprint, jti: jti)
     }

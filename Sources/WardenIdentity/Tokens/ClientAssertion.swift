@@ -78,7 +78,7 @@ public enum ClientAssertion {
         guard let jti = c["jti"]?.stringValue, !jti.isEmpty, jti.utf8.count <= 256 else {
             throw WardenError(code, "the client assertion needs a jti of 1 to 256 bytes")
         }
-        switch replayCache.check(a.clientID.description + ":" + jti, now: now) {
+        switch replayCache.check(a.clientID.description + ":" + jti, now: now, partition: a.clientID.description) {
         case .fresh: break
         case .replayed: throw WardenError(code, "the client assertion was already used (jti replay)")
         case .full: throw WardenError(code, "too many recent client assertions; retry shortly")
