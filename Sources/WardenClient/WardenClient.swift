@@ -32,6 +32,15 @@ public struct WardenHTTP: Sendable {
     public let base: String
     public var timeout: TimeAmount = .seconds(15)
 
+    /// RFC 3986 unreserved characters (ASCII only: `CharacterSet.alphanumerics` would let non-ASCII letters through).
+    static let unreserved = CharacterSet(
+        charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+    /// Percent-encodes everything but the unreserved characters (form values, path segments).
+    public static func percentEncode(_ s: String) -> String {
+        s.addingPercentEncoding(withAllowedCharacters: unreserved) ?? ""
+    }
+
     public init(server: String) {
         var b = server
         while b.hasSuffix("/") { b.removeLast() }
@@ -79,13 +88,9 @@ public struct AgentClient: Sendable {
     }
 
     static func formEncode(_ pairs: [(String, String)]) -> [UInt8] {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        return Array(
-            pairs.map { k, v in
-                (k.addingPercentEncoding(withAllowedCharacters: allowed) ?? "") + "="
-                    + (v.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")
-            }.joined(separator: "&").utf8)
+        Array(
+            pairs.map { k, v in WardenHTTP.percentEncode(k) + "=" + WardenHTTP.percentEncode(v) }.joined(separator: "&")
+                .utf8)
     }
 
     /// Sends a request with a fresh DPoP proof; when the server answers `use_dpop_nonce`, retries once with its nonce.

@@ -53,12 +53,10 @@ struct AdminOptions: ParsableArguments {
                 withExtendedLifetime(lock) {}
             }
             print(result.serialized)
-        } catch let e as WardenError {
-            FileHandle.standardError.write(Data("warden: \(e.code): \(e.message)\n".utf8))
-            throw ExitCode(1)
-        } catch let e as WardenClientError {
-            FileHandle.standardError.write(Data("warden: \(e.description)\n".utf8))
-            throw ExitCode(1)
+        } catch let e as ValidationError {
+            throw e
+        } catch {
+            throw fail(error)
         }
     }
 }
@@ -84,11 +82,12 @@ struct AgentRegister: AsyncParsableCommand {
     @OptionGroup var admin: AdminOptions
 
     func run() async throws {
-        let text = try SecureFile.read(manifest, maxBytes: AgentManifest.maxBytes)
         let parsed: AgentManifest
-        do { parsed = try AgentManifest(parsing: text, file: manifest) } catch {
-            FileHandle.standardError.write(Data("warden: \(error.message)\n".utf8))
-            throw ExitCode(1)
+        do {
+            parsed = try AgentManifest(
+                parsing: try SecureFile.read(manifest, maxBytes: AgentManifest.maxBytes), file: manifest)
+        } catch {
+            throw fail(error)
         }
         try await admin.perform(
             remote: { try await $0.call("POST", "/v1/admin/agents", json: parsed.json) },
@@ -106,11 +105,7 @@ struct AgentList: AsyncParsableCommand {
     }
 }
 
-func pathSegment(_ s: String) -> String {
-    var allowed = CharacterSet.alphanumerics
-    allowed.insert(charactersIn: "-._~")
-    return s.addingPercentEncoding(withAllowedCharacters: allowed) ?? s
-}
+func pathSegment(_ s: String) -> String { WardenHTTP.percentEncode(s) }
 
 struct AgentShow: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "show", abstract: "Show one agent (JSON).")

@@ -182,7 +182,7 @@ struct AuthenticationTests {
         h[HTTPField.Name("DPoP")!] = try thief.proof(
             method: "GET", url: f.cp.url(path: "/v1/whoami"), accessToken: token, now: f.clock.now)
         let (s, e, _) = try await whoami(f, h)
-        #expect(s == .unauthorized && e == "invalid_token")
+        #expect(s == .unauthorized && e == "invalid_dpop_proof")
     }
 
     @Test("revoked token, quarantined, revoked and reactivated agents")

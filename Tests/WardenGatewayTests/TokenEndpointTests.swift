@@ -76,6 +76,9 @@ struct TokenEndpointTests {
             "duplicate parameter")
         try await expect(
             "grant_type=client_credentials&%zz=1", try f.tokenProof(a), "invalid_request", "bad percent escape")
+        try await expect(
+            encode(try f.form(a)) + "&scope=&scope=route%3Atickets", try f.tokenProof(a), "invalid_request",
+            "duplicate parameter, first one empty")
         var noAssertion = try f.form(a)
         noAssertion["client_assertion"] = nil
         try await expect(encode(noAssertion), try f.tokenProof(a), "invalid_client", "no assertion")

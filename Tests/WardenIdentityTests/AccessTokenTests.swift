@@ -102,7 +102,7 @@ struct AccessTokenTests {
             #expect(claims.agent == subject)
         }
         let thief = P256.Signing.PrivateKey()
-        #expect(throws: WardenError(.invalidToken, "")) {
+        #expect(throws: WardenError(.invalidDPoPProof, "")) {
             try auth.authenticate(
                 authorization: "DPoP \(t)", dpop: try proof(for: t, jti: "x1", key: thief), method: "GET", url: url)
         }

@@ -86,7 +86,7 @@ struct DPoPTests {
                 "crit", try proof(jti: "a11", ath: ath, extraHeader: [("crit", .array([.string("x")]))]),
                 .invalidDPoPProof
             ),
-            ("other key", try proof(key: other, jti: "a12", ath: ath), .invalidToken),
+            ("other key", try proof(key: other, jti: "a12", ath: ath), .invalidDPoPProof),
         ]
         for (name, p, code) in cases {
             do {
@@ -122,8 +122,10 @@ struct DPoPTests {
 
     @Test("server nonces are enforced")
     func nonce() throws {
+        var v = verifier
+        v.nonces = DPoPNonceSource()
         #expect(throws: WardenError(.useDPoPNonce, "")) {
-            try verifier.verify(proof: try proof(ath: ath), method: "GET", url: url, accessToken: token, nonce: "n-1")
+            try v.verify(proof: try proof(ath: ath), method: "GET", url: url, accessToken: token)
         }
     }
 

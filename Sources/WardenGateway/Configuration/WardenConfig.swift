@@ -1,6 +1,7 @@
 import Cedar
 import Foundation
 import WardenCore
+import WardenIdentity
 
 /// `warden.yaml`: every key optional, unknown keys refused. Defaults are the secure ones: a loopback listener, DPoP on
 /// every token, access tokens of five minutes, SVIDs of an hour, join tokens of ten minutes.
@@ -41,20 +42,24 @@ public struct WardenConfig: Sendable, Hashable {
     public var tlsPublicURL: String?
 
     /// The base URL of the TLS listener, when there is one.
-    public var tlsBase: String? {
-        guard let tlsListen else { return nil }
-        var u = tlsPublicURL ?? "https://\(tlsListen)"
-        while u.hasSuffix("/") { u.removeLast() }
-        return u
-    }
+    public var tlsBase: String? { tlsListen.map { Self.base(tlsPublicURL ?? "https://\($0)") } }
 
     public init() {}
 
     /// The issuer and base URL (no trailing slash).
-    public var issuer: String {
-        var u = publicURL ?? "http://\(listen)"
+    public var issuer: String { Self.base(publicURL ?? "http://\(listen)") }
+
+    /// A base URL without trailing slashes.
+    static func base(_ url: String) -> String {
+        var u = url
         while u.hasSuffix("/") { u.removeLast() }
         return u
+    }
+
+    /// Whether `u` can be a base URL: absolute http(s) with a host (as DPoP `htu` normalisation reads it), no query,
+    /// fragment or user info.
+    static func isBaseURL(_ u: String, https: Bool = false) -> Bool {
+        DPoPVerifier.normalize(u) != nil && !u.contains("?") && !u.contains("#") && (!https || u.hasPrefix("https://"))
     }
 
     /// Host and port of ``listen``.
@@ -115,7 +120,7 @@ public struct WardenConfig: Sendable, Hashable {
             case "data": c.data = try string(v, key)
             case "public_url":
                 let u = try string(v, key)
-                guard DPoPVerifierURL.isAbsoluteHTTP(u) else { throw fail(key, "must be an absolute http(s) URL") }
+                guard Self.isBaseURL(u) else { throw fail(key, "must be an absolute http(s) URL") }
                 c.publicURL = u
             case "tokens":
                 guard case .object(let tp) = v else { throw fail(key, "must be a mapping") }
@@ -179,7 +184,7 @@ public struct WardenConfig: Sendable, Hashable {
                         do { _ = try Self.address(c.tlsListen!) } catch { throw fail(path, error.message) }
                     case "public_url":
                         let u = try string(tv, path)
-                        guard u.hasPrefix("https://"), DPoPVerifierURL.isAbsoluteHTTP(u) else {
+                        guard Self.isBaseURL(u, https: true) else {
                             throw fail(path, "must be an absolute https URL")
                         }
                         c.tlsPublicURL = u
@@ -209,13 +214,5 @@ public struct WardenConfig: Sendable, Hashable {
         }
         guard let n = Int64(t.dropLast()), n >= 0, n <= Int64.max / factor else { return nil }
         return n * factor
-    }
-}
-
-/// URL checks shared by configuration and the HTTP layer.
-enum DPoPVerifierURL {
-    static func isAbsoluteHTTP(_ u: String) -> Bool {
-        (u.hasPrefix("http://") || u.hasPrefix("https://")) && !u.contains("?") && !u.contains("#")
-            && !u.contains("@") && u.split(separator: "/", omittingEmptySubsequences: false).count >= 3
     }
 }

@@ -66,6 +66,12 @@ public final class ControlPlane: Sendable {
     public let authenticator: RequestAuthenticator
     public let dataPath: String
     public let now: @Sendable () -> Int64
+    /// The issuer and base URL (`config.issuer`, computed once), and the endpoints DPoP proofs name.
+    public let issuer: String
+    public let tokenEndpoint: String
+    public let enrollEndpoint: String
+    /// The trust bundle (the root CA) as PEM, served with every SVID.
+    let bundlePEM: String
     let adminToken: String
     let assertionReplay: ReplayCache
     /// Identity providers whose user tokens may be exchanged (by issuer).
@@ -91,6 +97,12 @@ public final class ControlPlane: Sendable {
         self.dataPath = directory.path
         self.adminToken = directory.adminToken
         self.now = now
+        self.issuer = config.issuer
+        self.tokenEndpoint = config.issuer + "/v1/token"
+        self.enrollEndpoint = config.issuer + "/v1/enroll"
+        do { self.bundlePEM = try directory.ca.bundlePEM() } catch {
+            throw WardenError(.invalidConfig, "the root certificate cannot be encoded")
+        }
         // A retired key verifies for the longest token lifetime plus skew, then leaves the JWKS.
         self.keys = try SigningKeyRing(
             entries: directory.signingKeys, overlap: config.accessTTL + config.clockSkew, now: now)
@@ -129,10 +141,6 @@ public final class ControlPlane: Sendable {
 
     // MARK: URLs
 
-    public var issuer: String { config.issuer }
-    public var tokenEndpoint: String { issuer + "/v1/token" }
-    public var enrollEndpoint: String { issuer + "/v1/enroll" }
-
     /// The URL of a request path on this server, as DPoP `htu` must name it.
     public func url(path: String) -> String { issuer + path }
 
@@ -146,9 +154,8 @@ public final class ControlPlane: Sendable {
         guard let authorization, authorization.count > 7, authorization.prefix(7).lowercased() == "bearer " else {
             return false
         }
-        let presented = SHA256.hash(data: Array(authorization.dropFirst(7).utf8))
-        let expected = SHA256.hash(data: Array(adminToken.utf8))
-        return DPoPVerifier.constantTimeEqual(Attestation.hex(presented), Attestation.hex(expected))
+        // Digests of equal length, compared by swift-crypto's constant-time digest equality.
+        return SHA256.hash(data: Array(authorization.dropFirst(7).utf8)) == SHA256.hash(data: Array(adminToken.utf8))
     }
 
     static func hashJoinToken(_ token: String) -> String { Attestation.hex(SHA256.hash(data: Array(token.utf8))) }
@@ -279,12 +286,8 @@ public final class ControlPlane: Sendable {
             throw WardenError(.invalidGrant, "the join token is unknown, used or expired")
         }
         // Proof of possession of the key being enrolled.
-        do {
-            _ = try authenticator.proofs.verify(
-                proof: dpop, method: "POST", url: (base ?? issuer) + "/v1/enroll", expectedThumbprint: jwk.thumbprint)
-        } catch  where error.code == .invalidToken {
-            throw WardenError(.invalidDPoPProof, "the DPoP proof must be made with the key being enrolled")
-        }
+        _ = try authenticator.proofs.verify(
+            proof: dpop, method: "POST", url: (base ?? issuer) + "/v1/enroll", expectedThumbprint: jwk.thumbprint)
         let record = try store.burnJoinToken(hash: hash, now: t)
         guard record.state == .pending else {
             throw WardenError(
@@ -337,7 +340,7 @@ public final class ControlPlane: Sendable {
     ) throws(WardenError) -> (AgentRecord, TokenBinding) {
         let endpoint = base + "/v1/token"
         var record: AgentRecord?
-        var key: ECPublicJWK?
+        var key: AgentDirectory.EnrolledKey?
         if form["client_assertion"] != nil || form["client_assertion_type"] != nil || certificate == nil {
             guard form["client_assertion_type"] == ClientAssertion.type else {
                 throw WardenError(
@@ -350,16 +353,13 @@ public final class ControlPlane: Sendable {
             if let cid = form["client_id"], cid != assertion.clientID.description {
                 throw WardenError(.invalidClient, "client_id does not match the client assertion")
             }
-            guard let r = agents.agent(assertion.clientID.description), let jwkText = r.keyJWK,
-                let jwkJSON = try? JSONValue.parse(jwkText)
-            else {
+            guard let entry = agents.entry(assertion.clientID.description), let k = entry.key else {
                 throw WardenError(.invalidClient, "the agent is not registered or not enrolled")
             }
-            let k = try ECPublicJWK(json: jwkJSON)
             try ClientAssertion.verify(
-                assertion, key: try k.publicKey(), audiences: [endpoint, tokenEndpoint, issuer], now: now(),
+                assertion, key: k.publicKey, audiences: [endpoint, tokenEndpoint, issuer], now: now(),
                 replayCache: assertionReplay, skew: config.clockSkew)
-            record = r
+            record = entry.record
             key = k
         }
         if let certificate, dpop == nil {
@@ -369,7 +369,7 @@ public final class ControlPlane: Sendable {
             if let cid = form["client_id"], cid != certificate.spiffeID.description {
                 throw WardenError(.invalidClient, "client_id does not match the client certificate")
             }
-            guard let r = record ?? agents.agent(certificate.spiffeID.description), r.keyJWK != nil else {
+            guard let r = record ?? agents.agent(certificate.spiffeID.description), r.keyThumbprint != nil else {
                 throw WardenError(.invalidClient, "the client certificate's agent is not registered or not enrolled")
             }
             guard r.state == .active else { throw WardenError(.unauthorizedClient, "the agent is \(r.state.rawValue)") }
@@ -379,13 +379,8 @@ public final class ControlPlane: Sendable {
         guard record.state == .active else {
             throw WardenError(.unauthorizedClient, "the agent is \(record.state.rawValue)")
         }
-        let proof: DPoPVerifier.Verified
-        do {
-            proof = try authenticator.proofs.verify(
-                proof: dpop, method: "POST", url: endpoint, expectedThumbprint: key.thumbprint)
-        } catch  where error.code == .invalidToken {
-            throw WardenError(.invalidDPoPProof, "the DPoP proof must be made with the agent's enrolled key")
-        }
+        let proof = try authenticator.proofs.verify(
+            proof: dpop, method: "POST", url: endpoint, expectedThumbprint: key.thumbprint)
         return (record, .dpop(jkt: proof.thumbprint))
     }
 
@@ -412,14 +407,7 @@ public final class ControlPlane: Sendable {
         let requested: Set<String>? = form["scope"].map { Set($0.split(separator: " ").map(String.init)) }
         let t = now()
         if grant == "client_credentials" {
-            let allowed = scopes(of: client)
-            if let requested, !requested.isSubset(of: allowed) {
-                throw WardenError(
-                    .invalidScope,
-                    "the agent's manifest does not grant: \(requested.subtracting(allowed).sorted().joined(separator: " "))"
-                )
-            }
-            let scope = (requested ?? allowed).sorted().joined(separator: " ")
+            let scope = try narrow(requested, within: scopes(of: client))
             let contents = AccessTokenContents(
                 subject: client.spiffeID.description, audiences: [audience], binding: binding, issuedAt: t,
                 expiresAt: t + config.accessTTL, scope: scope)
@@ -466,13 +454,8 @@ public final class ControlPlane: Sendable {
         guard !revocations.isRevoked(subject.jti) else {
             throw WardenError(.invalidRequest, "subject_token is revoked")
         }
-        guard let delegator = agents.agent(subject.agent.description), delegator.state == .active else {
+        guard agents.agent(subject.agent.description)?.state == .active else {
             throw WardenError(.invalidRequest, "the subject token's agent is not active")
-        }
-        for party in subject.actors + [subject.subject] {
-            if let a = agents.agent(party), a.state != .active {
-                throw WardenError(.invalidRequest, "a party in the delegation chain is \(a.state.rawValue)")
-            }
         }
         let actors = [actor.spiffeID.description] + subject.actors
         guard actors.count <= config.maxDelegationDepth else {
@@ -481,32 +464,22 @@ public final class ControlPlane: Sendable {
         guard !subject.actors.contains(actors[0]) && subject.subject != actors[0] else {
             throw WardenError(.invalidRequest, "the agent is already in the delegation chain")
         }
-        // Narrowing holds against every party of the chain, not only the nearest: the audience must be one each of
-        // them may reach, and the scopes stay within the subject token's (no scope claim means none) and each
-        // party's manifest.
+        // Every agent of the chain must be active, must be allowed the audience, and bounds the scopes, which also
+        // stay within the subject token's (no scope claim means none).
         var ceiling = subject.scopes.intersection(scopes(of: actor))
         for party in [subject.subject] + subject.actors {
             guard let p = agents.agent(party) else { continue }
+            guard p.state == .active else {
+                throw WardenError(.invalidRequest, "a party in the delegation chain is \(p.state.rawValue)")
+            }
             guard audiences(of: p).contains(audience) else {
                 throw WardenError(.invalidTarget, "a delegating agent may not reach that audience")
             }
             ceiling.formIntersection(scopes(of: p))
         }
-        _ = delegator
-        if let requested, !requested.isSubset(of: ceiling) {
-            throw WardenError(
-                .invalidScope,
-                "delegated scopes can only narrow: \(requested.subtracting(ceiling).sorted().joined(separator: " "))")
-        }
-        let scope = (requested ?? ceiling).sorted().joined(separator: " ")
-        let exp = min(t + config.accessTTL, subject.expiresAt)
-        guard exp > t else { throw WardenError(.invalidRequest, "subject_token has expired") }
-        let contents = AccessTokenContents(
-            subject: subject.subject, audiences: [audience], binding: binding, issuedAt: t, expiresAt: exp,
-            scope: scope, actors: actors)
-        return TokenResponse(
-            accessToken: try sign(contents), expiresIn: exp - t, scope: contents.scope,
-            issuedTokenType: Self.accessTokenType)
+        return try delegated(
+            subject: subject.subject, actors: actors, scope: try narrow(requested, within: ceiling),
+            until: subject.expiresAt, audience: audience, binding: binding, now: t)
     }
 
     /// An agent acting for a user: the subject token comes from a trusted identity provider and names the agent as
@@ -522,20 +495,36 @@ public final class ControlPlane: Sendable {
         if let jti = user.jti, revocations.isRevoked(jti) {
             throw WardenError(.invalidRequest, "subject_token is revoked")
         }
-        let ceiling = user.scopes.intersection(scopes(of: actor))
-        if let requested, !requested.isSubset(of: ceiling) {
+        return try delegated(
+            subject: user.subject, actors: [actor.spiffeID.description],
+            scope: try narrow(requested, within: user.scopes.intersection(scopes(of: actor))), until: user.expiresAt,
+            audience: audience, binding: binding, now: t)
+    }
+
+    /// The scope string for `requested` (all of `allowed` when nothing is requested); `invalid_scope` when the request
+    /// asks for more than `allowed`.
+    func narrow(_ requested: Set<String>?, within allowed: Set<String>) throws(WardenError) -> String {
+        if let requested, !requested.isSubset(of: allowed) {
             throw WardenError(
                 .invalidScope,
-                "delegated scopes can only narrow: \(requested.subtracting(ceiling).sorted().joined(separator: " "))")
+                "scopes can only narrow; not granted: \(requested.subtracting(allowed).sorted().joined(separator: " "))"
+            )
         }
-        let exp = min(t + config.accessTTL, user.expiresAt)
+        return (requested ?? allowed).sorted().joined(separator: " ")
+    }
+
+    /// Signs a delegated token that expires no later than `until` (the subject token's expiry).
+    func delegated(
+        subject: String, actors: [String], scope: String, until: Int64, audience: String, binding: TokenBinding,
+        now t: Int64
+    ) throws(WardenError) -> TokenResponse {
+        let exp = min(t + config.accessTTL, until)
         guard exp > t else { throw WardenError(.invalidRequest, "subject_token has expired") }
         let contents = AccessTokenContents(
-            subject: user.subject, audiences: [audience], binding: binding, issuedAt: t, expiresAt: exp,
-            scope: (requested ?? ceiling).sorted().joined(separator: " "), actors: [actor.spiffeID.description])
+            subject: subject, audiences: [audience], binding: binding, issuedAt: t, expiresAt: exp, scope: scope,
+            actors: actors)
         return TokenResponse(
-            accessToken: try sign(contents), expiresIn: exp - t, scope: contents.scope,
-            issuedTokenType: Self.accessTokenType)
+            accessToken: try sign(contents), expiresIn: exp - t, scope: scope, issuedTokenType: Self.accessTokenType)
     }
 
     func sign(_ c: AccessTokenContents) throws(WardenError) -> String {
@@ -560,9 +549,10 @@ public final class ControlPlane: Sendable {
         guard !revocations.isRevoked(claims.jti) else {
             throw WardenError(.invalidToken, "the access token is revoked")
         }
-        guard let record = agents.agent(claims.agent.description) else {
+        guard let entry = agents.entry(claims.agent.description) else {
             throw WardenError(.invalidToken, "the token's agent is not registered")
         }
+        let record = entry.record
         switch record.state {
         case .active: break
         case .quarantined: throw WardenError(.accessDenied, "the agent is quarantined")
@@ -571,7 +561,7 @@ public final class ControlPlane: Sendable {
         }
         switch claims.binding {
         case .dpop(let jkt):
-            guard let enrolled = record.keyThumbprint, DPoPVerifier.constantTimeEqual(enrolled, jkt) else {
+            guard let enrolled = entry.key?.thumbprint, DPoPVerifier.constantTimeEqual(enrolled, jkt) else {
                 throw WardenError(.invalidToken, "the access token is not bound to the agent's enrolled key")
             }
         case .certificate:
@@ -601,7 +591,7 @@ public final class ControlPlane: Sendable {
                 AgentEvent(
                     agentID: who.agent.id, at: t, kind: "svid_issued", actor: "agent",
                     reason: "serial \(cert.serialNumber), expires \(Int64(cert.notValidAfter.timeIntervalSince1970))"))
-            return (try ca.chainPEM(cert), try ca.bundlePEM(), Int64(cert.notValidAfter.timeIntervalSince1970))
+            return (try ca.chainPEM(cert), bundlePEM, Int64(cert.notValidAfter.timeIntervalSince1970))
         } catch let e as WardenError {
             throw e
         } catch {

@@ -1,4 +1,5 @@
 import Cedar
+import Foundation
 import HTTPTypes
 import Hummingbird
 import WardenCore
@@ -31,12 +32,6 @@ enum HTTPSupport {
         h[.cacheControl] = "no-store"
         return Response(
             status: status, headers: h, body: .init(byteBuffer: ByteBuffer(string: value.serialized + "\n")))
-    }
-
-    static func text(_ status: HTTPResponse.Status, _ value: String, contentType: String = "text/plain") -> Response {
-        Response(
-            status: status, headers: [.contentType: contentType, .cacheControl: "no-store"],
-            body: .init(byteBuffer: ByteBuffer(string: value)))
     }
 
     /// A header value quoted for `WWW-Authenticate` parameters.
@@ -117,50 +112,26 @@ enum HTTPSupport {
     /// Parses `application/x-www-form-urlencoded` (RFC 6749 §3.2: no parameter twice, empty values as absent).
     static func form(_ bytes: [UInt8]) throws(WardenError) -> [String: String] {
         var out: [String: String] = [:]
-        var count = 0
-        for pair in bytes.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
-            count += 1
-            guard count <= 32 else { throw WardenError(.invalidRequest, "too many form parameters") }
+        var seen = Set<String>()
+        for (i, pair) in bytes.split(separator: UInt8(ascii: "&")).enumerated() {
+            guard i < 32 else { throw WardenError(.invalidRequest, "too many form parameters") }
             let parts = pair.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
             guard let name = percentDecode(parts[0]), !name.isEmpty,
                 let value = percentDecode(parts.count > 1 ? parts[1] : [])
             else {
                 throw WardenError(.invalidRequest, "the form body is not valid x-www-form-urlencoded UTF-8")
             }
-            guard out[name] == nil else { throw WardenError(.invalidRequest, "parameter \(name) is given twice") }
+            guard seen.insert(name).inserted else {
+                throw WardenError(.invalidRequest, "parameter \(name) is given twice")
+            }
             if !value.isEmpty { out[name] = value }
         }
         return out
     }
 
+    /// `+` as space, then Foundation's percent-decoding (nil for a bad escape or bytes that are not UTF-8).
     static func percentDecode(_ bytes: ArraySlice<UInt8>) -> String? {
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count)
-        var i = bytes.startIndex
-        func hex(_ b: UInt8) -> UInt8? {
-            switch b {
-            case 48...57: b - 48
-            case 65...70: b - 55
-            case 97...102: b - 87
-            default: nil
-            }
-        }
-        while i < bytes.endIndex {
-            let b = bytes[i]
-            if b == UInt8(ascii: "+") {
-                out.append(32)
-            } else if b == UInt8(ascii: "%") {
-                guard i + 2 < bytes.endIndex,
-                    let h = hex(bytes[i + 1]), let l = hex(bytes[i + 2])
-                else { return nil }
-                out.append(h << 4 | l)
-                i += 2
-            } else {
-                out.append(b)
-            }
-            i += 1
-        }
-        return String(validating: out, as: UTF8.self)
+        String(validating: bytes, as: UTF8.self)?.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
     }
 
     /// The single value of a header that must appear at most once.

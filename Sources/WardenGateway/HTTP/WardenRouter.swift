@@ -17,6 +17,15 @@ public enum WardenRouter {
         @Sendable func certificate(_ context: WardenRequestContext) async throws(WardenError) -> ClientCertificate? {
             mutualTLS ? try await context.clientCertificate() : nil
         }
+        /// The client certificate, read only where a certificate-bound token can be presented (a Bearer request).
+        @Sendable func bearerCertificate(_ request: Request, _ context: WardenRequestContext) async throws(WardenError)
+            -> ClientCertificate?
+        {
+            guard mutualTLS, request.headers[.authorization]?.lowercased().hasPrefix("bearer ") == true else {
+                return nil
+            }
+            return try await context.clientCertificate()
+        }
 
         router.get("/healthz") { _, _ in HTTPSupport.json(.ok, .object([("status", .string("ok"))])) }
         router.get("/readyz") { _, _ in
@@ -70,7 +79,8 @@ public enum WardenRouter {
 
         router.get("/v1/whoami") { request, context in
             await respond(cp, style: .protected) { () throws(WardenError) in
-                let who = try authenticate(cp, request, base: base, certificate: try await certificate(context))
+                let who = try authenticate(
+                    cp, request, base: base, certificate: try await bearerCertificate(request, context))
                 var pairs: [(String, JSONValue)] = [
                     ("spiffe_id", .string(who.agent.spiffeID.description)), ("agent_id", .string(who.agent.id)),
                     ("exp", .number(String(who.claims.expiresAt))), ("jti", .string(who.claims.jti)),
@@ -87,7 +97,8 @@ public enum WardenRouter {
 
         router.post("/v1/svid") { request, context in
             await respond(cp, style: .protected) { () throws(WardenError) in
-                let who = try authenticate(cp, request, base: base, certificate: try await certificate(context))
+                let who = try authenticate(
+                    cp, request, base: base, certificate: try await bearerCertificate(request, context))
                 let json = try parseJSON(try await HTTPSupport.body(request, limit: HTTPSupport.maxJSONBytes))
                 guard let csr = json["csr"]?.stringValue else {
                     throw WardenError(.invalidRequest, "the body must be {\"csr\": \"<PEM>\"}")

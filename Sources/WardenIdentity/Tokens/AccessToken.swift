@@ -151,8 +151,8 @@ public struct AccessTokenIssuer: Sendable {
 
 /// Verifies access tokens: ES256 signature by a known `kid`, `typ: at+jwt`, issuer, audience, `iat`/`nbf`/`exp` with a
 /// small clock-skew allowance, a lifetime no longer than `maxLifetime`, a SPIFFE ID for the presenting agent (`sub`, or
-/// `act.sub` in a delegated token), a `jti`, and a `cnf.jkt` binding (a token without one is refused: every Warden
-/// token is sender-constrained).
+/// `act.sub` in a delegated token), a `jti`, and exactly one binding, `cnf.jkt` or `cnf.x5t#S256` (a token without one
+/// is refused: every Warden token is sender-constrained).
 public struct AccessTokenVerifier: Sendable {
     /// Finds a verification key by `kid` (the current key and, during rotation, the previous one).
     public let key: @Sendable (String) -> P256.Signing.PublicKey?
@@ -293,11 +293,17 @@ public final class RequestAuthenticator: Sendable {
             _ = try proofs.verify(proof: dpop, method: method, url: url, accessToken: token, expectedThumbprint: jkt)
             return claims
         case "bearer":
+            // Only certificate-bound tokens are bearer-presented, and only with a certificate: no signature work
+            // for a bearer token on a connection without one.
+            guard let clientCertificate else {
+                throw WardenError(
+                    .invalidToken, "a bearer token is accepted only with its client certificate (mutual TLS)")
+            }
             let claims = try verifiedClaims(token)
             guard case .certificate(let x5t) = claims.binding else {
                 throw WardenError(.invalidToken, "a DPoP-bound token must be presented with Authorization: DPoP")
             }
-            guard let clientCertificate, DPoPVerifier.constantTimeEqual(clientCertificate, x5t) else {
+            guard DPoPVerifier.constantTimeEqual(clientCertificate, x5t) else {
                 throw WardenError(.invalidToken, "the access token is bound to a client certificate not presented here")
             }
             return claims
