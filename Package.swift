@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "WardenCore", targets: ["WardenCore"]),
         .library(name: "WardenIdentity", targets: ["WardenIdentity"]),
         .library(name: "WardenStore", targets: ["WardenStore"]),
+        .library(name: "WardenAudit", targets: ["WardenAudit"]),
         .library(name: "WardenGateway", targets: ["WardenGateway"]),
         .library(name: "WardenClient", targets: ["WardenClient"]),
     ],
@@ -54,9 +55,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "WardenAudit",
+            dependencies: [
+                "WardenCore", "WardenStore", "WardenIdentity", "Cedar",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "WardenGateway",
             dependencies: [
-                "WardenCore", "WardenIdentity", "WardenStore", "Cedar",
+                "WardenCore", "WardenIdentity", "WardenStore", "WardenAudit", "Cedar",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -82,8 +92,9 @@ let package = Package(
         .executableTarget(
             name: "warden",
             dependencies: [
-                "Cedar", "WardenCore", "WardenIdentity", "WardenStore", "WardenGateway", "WardenClient",
+                "Cedar", "WardenCore", "WardenIdentity", "WardenStore", "WardenAudit", "WardenGateway", "WardenClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -102,6 +113,15 @@ let package = Package(
             path: "Benchmarks/IdentityBenchmark",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "AuditBenchmark",
+            dependencies: [
+                "WardenAudit", "WardenStore", "WardenIdentity", "WardenCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Benchmarks/AuditBenchmark",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "CedarTests", dependencies: ["Cedar"], swiftSettings: swiftSettings),
         .testTarget(name: "WardenCoreTests", dependencies: ["WardenCore", "Cedar"], swiftSettings: swiftSettings),
         .testTarget(
@@ -115,6 +135,15 @@ let package = Package(
         .testTarget(
             name: "WardenStoreTests",
             dependencies: ["WardenStore", "WardenCore", "Cedar"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WardenAuditTests",
+            dependencies: [
+                "WardenAudit", "WardenStore", "WardenIdentity", "WardenCore", "Cedar",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -203,6 +203,9 @@ public struct AdminClient: Sendable {
         self.token = token
     }
 
+    /// The admin token, for requests made with ``http`` directly (streams, non-JSON answers).
+    public var tokenValue: String { token }
+
     /// Sends an admin request; a non-2xx answer throws with the server's error.
     public func call(_ method: String, _ path: String, json: JSONValue? = nil, raw: [UInt8]? = nil) async throws
         -> JSONValue

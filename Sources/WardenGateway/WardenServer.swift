@@ -5,6 +5,7 @@ import HummingbirdTLS
 import Logging
 import NIOSSL
 import ServiceLifecycle
+import WardenAudit
 import WardenCore
 import WardenIdentity
 import X509
@@ -30,6 +31,47 @@ struct KeyRotationService: Service {
     }
 }
 
+/// Signs audit checkpoints when due (also when the log is idle), prunes entries past the retention, and at shutdown
+/// drains the writer and signs a final checkpoint, so the tail of the log is covered by a signature.
+struct AuditService: Service {
+    let cp: ControlPlane
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            var lastPrune = ContinuousClock.now - .seconds(3600)
+            while !Task.isCancelled {
+                do { try await Task.sleep(for: .seconds(1)) } catch { break }
+                cp.audit.checkpointIfDue()
+                if let retention = cp.config.audit.retention, ContinuousClock.now - lastPrune >= .seconds(3600) {
+                    lastPrune = ContinuousClock.now
+                    do throws(WardenError) {
+                        let cutoff = (cp.now() - retention) * 1_000_000
+                        let anchor = try cp.audit.prune(through: try cp.audit.lastSeq(before: cutoff))
+                        logger.info("audit retention applied", metadata: ["pruned_through": "\(anchor)"])
+                    } catch {
+                        logger.error("audit pruning failed", metadata: ["error": "\(error.message)"])
+                    }
+                }
+            }
+        }
+        await cp.audit.flush()
+        do throws(WardenError) { try cp.audit.checkpoint() } catch {
+            logger.error("final audit checkpoint failed", metadata: ["error": "\(error.message)"])
+        }
+    }
+}
+
+/// Runs the continuous audit export to a file.
+struct AuditExportService: Service {
+    let exporter: AuditFileExporter
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await exporter.run() }
+        _ = try? exporter.exportPending()
+    }
+}
+
 /// `warden serve`: opens the data directory, builds the control plane and runs the HTTP listener (and, when
 /// configured, the mutual-TLS listener) until SIGTERM/SIGINT.
 public enum WardenServer {
@@ -51,7 +93,15 @@ public enum WardenServer {
                 },
                 logger: logger),
             KeyRotationService(cp: cp, logger: logger),
+            AuditService(cp: cp, logger: logger),
         ]
+        if let e = config.audit.export {
+            services.append(
+                AuditExportService(
+                    exporter: AuditFileExporter(
+                        log: cp.audit, path: e.path, format: AuditFormat(rawValue: e.format) ?? .jsonl,
+                        maxBytes: e.maxBytes, keep: e.keep)))
+        }
         if let tlsListen = config.tlsListen, let tlsBase = config.tlsBase {
             let (tlsHost, tlsPort) = try WardenConfig.address(tlsListen)
             services.append(

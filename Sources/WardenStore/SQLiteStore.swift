@@ -1,7 +1,40 @@
 import Cedar
 import Foundation
 import GRDB
+import Synchronization
 import WardenCore
+
+/// Something that appends audit events inside a store write transaction, so that a change and its audit record
+/// commit or roll back together (`WardenAudit`'s log). An append that throws rolls the change back: no unaudited
+/// change is ever stored.
+public protocol AuditAppender: Sendable {
+    func append(_ event: AuditEvent, in db: Database) throws
+}
+
+extension AgentEvent {
+    /// The audit entry recording this lifecycle event.
+    public func auditEvent(spiffeID: String?) -> AuditEvent {
+        var e = AuditEvent(
+            kind: .lifecycle, action: "agent." + kind, actor: actor == "agent" ? (spiffeID ?? actor) : actor,
+            agent: spiffeID, agentID: agentID, message: reason)
+        switch kind {
+        case "registered": e.kind = .admin; e.action = "agent.register"
+        case "join_token_issued": e.kind = .admin; e.action = "agent.join_token"
+        case "enrolled": e.action = "agent.enroll"; e.decision = .allow
+        case "attestation_failed":
+            e.action = "agent.enroll"
+            e.decision = .deny
+            e.reason = "attestation_failed"
+        case "state_changed": e.kind = actor == "agent" ? .lifecycle : .admin; e.action = "agent.state"
+        case "token_revoked": e.kind = .admin; e.action = "token.revoke"
+        case "svid_issued": e.action = "svid.issue"; e.decision = .allow
+        default: break
+        }
+        if let from { e.details.append(("from_state", from.rawValue)) }
+        if let to { e.details.append(("to_state", to.rawValue)) }
+        return e
+    }
+}
 
 /// Revoked token id as stored.
 public struct RevokedToken: Sendable, Hashable {
@@ -32,6 +65,13 @@ public struct SigningKeyRow: Sendable, Hashable {
 public final class SQLiteStore: Sendable {
     let db: DatabasePool
     public let path: String
+    private let attachedAudit = Mutex<(any AuditAppender)?>(nil)
+
+    /// The audit log every recorded event is appended to, in the same transaction as the change it records.
+    public var auditLog: (any AuditAppender)? { attachedAudit.withLock { $0 } }
+
+    /// Attaches the audit log (once, at start-up).
+    public func attach(audit: any AuditAppender) { attachedAudit.withLock { $0 = audit } }
 
     /// Opens (creating if needed) the database at `path` and applies migrations.
     public init(path: String) throws(WardenError) {
@@ -104,11 +144,60 @@ public final class SQLiteStore: Sendable {
                     );
                     """)
         }
+        m.registerMigration("v2-audit") { db in
+            // The tamper-evident audit log (format: docs/audit.md). Entries and checkpoints are append-only; entries
+            // can only be deleted behind the pruning anchor, which only moves forward. The triggers stop mistakes and
+            // casual edits; verification (hash chain, Merkle tree, signed checkpoints) detects what they cannot.
+            try db.execute(
+                sql: """
+                    CREATE TABLE audit_log (
+                        seq INTEGER PRIMARY KEY,
+                        entry TEXT NOT NULL,
+                        chain BLOB NOT NULL
+                    );
+                    CREATE INDEX audit_log_agent ON audit_log(json_extract(entry, '$.agent'), seq);
+                    CREATE INDEX audit_log_time ON audit_log(json_extract(entry, '$.time'));
+                    CREATE TABLE audit_nodes (
+                        level INTEGER NOT NULL,
+                        idx INTEGER NOT NULL,
+                        hash BLOB NOT NULL,
+                        PRIMARY KEY (level, idx)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE audit_checkpoints (
+                        tree_size INTEGER PRIMARY KEY,
+                        jws TEXT NOT NULL,
+                        created_at INTEGER NOT NULL
+                    );
+                    CREATE TABLE audit_anchor (
+                        id INTEGER PRIMARY KEY CHECK (id = 1),
+                        tree_size INTEGER NOT NULL,
+                        chain BLOB NOT NULL
+                    );
+                    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+                    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+                    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+                    WHEN old.seq > coalesce((SELECT tree_size FROM audit_anchor WHERE id = 1), 0)
+                    BEGIN SELECT RAISE(ABORT, 'audit entries can only be pruned behind a signed checkpoint'); END;
+                    CREATE TRIGGER audit_nodes_no_update BEFORE UPDATE ON audit_nodes
+                    BEGIN SELECT RAISE(ABORT, 'the audit tree is append-only'); END;
+                    CREATE TRIGGER audit_nodes_no_delete BEFORE DELETE ON audit_nodes
+                    BEGIN SELECT RAISE(ABORT, 'the audit tree is append-only'); END;
+                    CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+                    BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+                    CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+                    BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+                    CREATE TRIGGER audit_anchor_forward BEFORE UPDATE ON audit_anchor
+                    WHEN new.tree_size < old.tree_size
+                    BEGIN SELECT RAISE(ABORT, 'the pruning anchor only moves forward'); END;
+                    CREATE TRIGGER audit_anchor_no_delete BEFORE DELETE ON audit_anchor
+                    BEGIN SELECT RAISE(ABORT, 'the pruning anchor cannot be removed'); END;
+                    """)
+        }
         return m
     }
 
-    /// Runs `body` in a write transaction, mapping errors.
-    func write<T>(_ body: (Database) throws -> T) throws(WardenError) -> T {
+    /// Runs `body` in a write transaction (serialised with every other write), mapping errors.
+    public func write<T>(_ body: (Database) throws -> T) throws(WardenError) -> T {
         do {
             return try db.write(body)
         } catch let e as WardenError {
@@ -120,7 +209,8 @@ public final class SQLiteStore: Sendable {
         }
     }
 
-    func read<T>(_ body: (Database) throws -> T) throws(WardenError) -> T {
+    /// Runs `body` in a read transaction (a consistent snapshot, concurrent with writes), mapping errors.
+    public func read<T>(_ body: (Database) throws -> T) throws(WardenError) -> T {
         do {
             return try db.read(body)
         } catch let e as WardenError {
@@ -152,7 +242,7 @@ public final class SQLiteStore: Sendable {
             try db.execute(
                 sql: "INSERT INTO join_tokens (token_hash, agent_id, expires_at) VALUES (?, ?, ?)",
                 arguments: [joinTokenHash, r.id, joinTokenExpiresAt])
-            try Self.insertEvent(
+            try insertEvent(
                 db,
                 AgentEvent(
                     agentID: r.id, at: r.createdAt, kind: "registered", to: r.state, actor: actor,
@@ -210,7 +300,7 @@ public final class SQLiteStore: Sendable {
             try db.execute(
                 sql: "INSERT INTO join_tokens (token_hash, agent_id, expires_at) VALUES (?, ?, ?)",
                 arguments: [hash, agentID, expiresAt])
-            try Self.insertEvent(
+            try insertEvent(
                 db,
                 AgentEvent(agentID: agentID, at: now, kind: "join_token_issued", actor: actor, reason: "new join token")
             )
@@ -274,7 +364,7 @@ public final class SQLiteStore: Sendable {
                     UPDATE agents SET state = 'active', key_jwk = ?, key_thumbprint = ?, attestation = ?, updated_at = ?
                     WHERE id = ?
                     """, arguments: [keyJWK, thumbprint, attestation, now, agentID])
-            try Self.insertEvent(
+            try insertEvent(
                 db,
                 AgentEvent(
                     agentID: agentID, at: now, kind: "enrolled", from: .pending, to: .active, actor: "agent",
@@ -309,7 +399,7 @@ public final class SQLiteStore: Sendable {
                     sql: "UPDATE join_tokens SET used_at = ? WHERE agent_id = ? AND used_at IS NULL",
                     arguments: [now, agentID])
             }
-            try Self.insertEvent(
+            try insertEvent(
                 db,
                 AgentEvent(
                     agentID: agentID, at: now, kind: "state_changed", from: r.state, to: state, actor: actor,
@@ -322,17 +412,27 @@ public final class SQLiteStore: Sendable {
 
     // MARK: Events
 
-    static func insertEvent(_ db: Database, _ e: AgentEvent) throws {
+    func insertEvent(_ db: Database, _ e: AgentEvent) throws {
         try db.execute(
             sql: """
                 INSERT INTO agent_events (agent_id, at, kind, from_state, to_state, actor, reason)
                 VALUES (?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [e.agentID, e.at, e.kind, e.from?.rawValue, e.to?.rawValue, e.actor, e.reason])
+        if let audit = auditLog {
+            let spiffe = try String.fetchOne(
+                db, sql: "SELECT spiffe_id FROM agents WHERE id = ?", arguments: [e.agentID])
+            try audit.append(e.auditEvent(spiffeID: spiffe), in: db)
+        }
+    }
+
+    /// Appends `event` to the attached audit log inside the current write transaction (nothing without a log).
+    public func audit(_ event: AuditEvent, in db: Database) throws {
+        try auditLog?.append(event, in: db)
     }
 
     /// Records an event (an attestation failure, say).
     public func record(_ event: AgentEvent) throws(WardenError) {
-        try write { db in try Self.insertEvent(db, event) }
+        try write { db in try insertEvent(db, event) }
     }
 
     /// The agent's events in order.
@@ -357,6 +457,9 @@ public final class SQLiteStore: Sendable {
     public func revokeToken(jti: String, until: Int64, agentID: String?, reason: String, now: Int64)
         throws(WardenError)
     {
+        let auditEvent = AuditEvent(
+            kind: .admin, action: "token.revoke", actor: "admin", resource: "token:" + jti, message: reason,
+            details: [("jti", jti)])
         try write { db in
             try db.execute(
                 sql: """
@@ -364,11 +467,13 @@ public final class SQLiteStore: Sendable {
                     ON CONFLICT(jti) DO UPDATE SET until = max(until, excluded.until)
                     """, arguments: [jti, until, agentID, reason, now])
             if let agentID {
-                try Self.insertEvent(
+                try insertEvent(
                     db,
                     AgentEvent(
                         agentID: agentID, at: now, kind: "token_revoked", actor: "admin",
                         reason: "jti \(jti): \(reason)"))
+            } else {
+                try audit(auditEvent, in: db)
             }
         }
     }
@@ -394,8 +499,18 @@ public final class SQLiteStore: Sendable {
     }
 
     /// Records a rotation: `retired` stops signing at `at`, `new` becomes current (either may be absent).
-    public func saveRotation(new: SigningKeyRow?, retiredKid: String?, at: Int64) throws(WardenError) {
+    public func saveRotation(new: SigningKeyRow?, retiredKid: String?, at: Int64, actor: String = "system")
+        throws(WardenError)
+    {
         try write { db in
+            var details: [(String, String)] = []
+            if let new { details.append(("kid", new.kid)) }
+            if let retiredKid { details.append(("retired_kid", retiredKid)) }
+            try audit(
+                AuditEvent(
+                    kind: retiredKid == nil ? .system : .admin, action: "key.rotate", actor: actor,
+                    resource: "signing-key", message: retiredKid == nil ? "first signing key" : "signing key rotated",
+                    details: details), in: db)
             if let retiredKid {
                 try db.execute(
                     sql: "UPDATE signing_keys SET retired_at = ? WHERE kid = ? AND retired_at IS NULL",

@@ -3,6 +3,30 @@ import Foundation
 import WardenCore
 import WardenIdentity
 
+/// `audit:` in `warden.yaml`.
+public struct AuditConfig: Sendable, Hashable {
+    /// Sign a checkpoint when this many entries are not yet covered by one.
+    public var checkpointEvery: Int64 = 10_000
+    /// Sign a checkpoint when the latest is this old (seconds) and entries were added since.
+    public var checkpointInterval: Int64 = 60
+    /// Prune entries older than this many seconds, behind a signed checkpoint; nil keeps everything.
+    public var retention: Int64?
+    /// Continuous export to a file with rotation; nil for none.
+    public var export: Export?
+
+    public struct Export: Sendable, Hashable {
+        public var path: String
+        /// `jsonl` or `ocsf`.
+        public var format: String = "jsonl"
+        /// Rotate when the file reaches this size.
+        public var maxBytes = 100 << 20
+        /// Rotated files kept (`path.1` ... `path.<keep>`).
+        public var keep = 5
+    }
+
+    public init() {}
+}
+
 /// `warden.yaml`: every key optional, unknown keys refused. Defaults are the secure ones: a loopback listener, DPoP on
 /// every token, access tokens of five minutes, SVIDs of an hour, join tokens of ten minutes.
 public struct WardenConfig: Sendable, Hashable {
@@ -40,6 +64,9 @@ public struct WardenConfig: Sendable, Hashable {
     public var tlsListen: String?
     /// The URL of the TLS listener (default `https://<tls listen>`).
     public var tlsPublicURL: String?
+
+    /// The audit log (`audit:`).
+    public var audit = AuditConfig()
 
     /// The base URL of the TLS listener, when there is one.
     public var tlsBase: String? { tlsListen.map { Self.base(tlsPublicURL ?? "https://\($0)") } }
@@ -191,10 +218,56 @@ public struct WardenConfig: Sendable, Hashable {
                     default: throw fail(path, "unknown key (known: listen, public_url)")
                     }
                 }
-            case "routes", "mcp_servers", "policies", "audit", "rate_limits":
+            case "audit":
+                guard case .object(let ap) = v else { throw fail(key, "must be a mapping") }
+                for (k, av) in ap {
+                    let path = "audit.\(k)"
+                    switch k {
+                    case "checkpoint_interval": c.audit.checkpointInterval = try seconds(av, path, max: 86_400)
+                    case "checkpoint_every":
+                        guard case .number(let t) = av, let n = Int64(t), (1...10_000_000).contains(n) else {
+                            throw fail(path, "must be a whole number from 1 to 10000000")
+                        }
+                        c.audit.checkpointEvery = n
+                    case "retention":
+                        c.audit.retention = try seconds(av, path, max: 100 * 365 * 86_400)
+                        guard c.audit.retention! >= 3600 else { throw fail(path, "must be at least 1h") }
+                    case "export":
+                        guard case .object(let ep) = av else { throw fail(path, "must be a mapping") }
+                        var e = AuditConfig.Export(path: "")
+                        for (ek, ev) in ep {
+                            let epath = "\(path).\(ek)"
+                            switch ek {
+                            case "path": e.path = try string(ev, epath)
+                            case "format":
+                                e.format = try string(ev, epath)
+                                guard e.format == "jsonl" || e.format == "ocsf" else {
+                                    throw fail(epath, "must be jsonl or ocsf")
+                                }
+                            case "max_bytes":
+                                guard case .number(let t) = ev, let n = Int(t), n >= 4096 else {
+                                    throw fail(epath, "must be a whole number of bytes, at least 4096")
+                                }
+                                e.maxBytes = n
+                            case "keep":
+                                guard case .number(let t) = ev, let n = Int(t), (1...1000).contains(n) else {
+                                    throw fail(epath, "must be a whole number from 1 to 1000")
+                                }
+                                e.keep = n
+                            default: throw fail(epath, "unknown key (known: path, format, max_bytes, keep)")
+                            }
+                        }
+                        guard !e.path.isEmpty else { throw fail(path, "needs a path") }
+                        c.audit.export = e
+                    default:
+                        throw fail(
+                            path, "unknown key (known: checkpoint_interval, checkpoint_every, retention, export)")
+                    }
+                }
+            case "routes", "mcp_servers", "policies", "rate_limits":
                 throw fail(key, "not supported by this version yet (it arrives with the gateway issues)")
             default:
-                throw fail(key, "unknown key (known: trust_domain, listen, data, public_url, tokens, dpop, tls)")
+                throw fail(key, "unknown key (known: trust_domain, listen, data, public_url, tokens, dpop, tls, audit)")
             }
         }
         self = c

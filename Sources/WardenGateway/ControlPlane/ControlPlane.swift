@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import SwiftASN1
 import Synchronization
+import WardenAudit
 import WardenCore
 import WardenIdentity
 import WardenStore
@@ -31,6 +32,8 @@ public struct TokenResponse: Sendable {
     public let scope: String?
     /// Set for token exchange (RFC 8693 §2.2.1).
     public let issuedTokenType: String?
+    /// What the audit record names: the token's id, subject, `act` chain and audience.
+    public let contents: AccessTokenContents
 
     public var json: JSONValue {
         var pairs: [(String, JSONValue)] = [
@@ -59,6 +62,8 @@ public final class ControlPlane: Sendable {
 
     public let config: WardenConfig
     public let store: SQLiteStore
+    /// The tamper-evident audit log (in the store's database).
+    public let audit: AuditLog
     public let ca: CertificateAuthority
     public let keys: SigningKeyRing
     public let agents: AgentDirectory
@@ -82,10 +87,21 @@ public final class ControlPlane: Sendable {
 
     /// Opens the data directory named by `config` (creating it on first start).
     public convenience init(
-        config: WardenConfig, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+        config: WardenConfig, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) },
+        auditClock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1_000_000) }
     ) throws(WardenError) {
-        let dir = try DataDirectory.open(path: config.data, trustDomain: config.trustDomain, now: now())
+        let dir = try DataDirectory.open(
+            path: config.data, trustDomain: config.trustDomain, now: now(), audit: Self.auditSettings(config),
+            auditClock: auditClock)
         try self.init(config: config, directory: dir, now: now)
+    }
+
+    /// The audit log's settings for `config`.
+    public static func auditSettings(_ config: WardenConfig) -> AuditLog.Settings {
+        var s = AuditLog.Settings(issuer: config.issuer, origin: config.trustDomain + "/audit")
+        s.checkpointEvery = config.audit.checkpointEvery
+        s.checkpointInterval = config.audit.checkpointInterval
+        return s
     }
 
     public init(config: WardenConfig, directory: DataDirectory, now: @escaping @Sendable () -> Int64)
@@ -93,6 +109,7 @@ public final class ControlPlane: Sendable {
     {
         self.config = config
         self.store = directory.store
+        self.audit = directory.audit
         self.ca = directory.ca
         self.dataPath = directory.path
         self.adminToken = directory.adminToken
@@ -132,6 +149,7 @@ public final class ControlPlane: Sendable {
             trusted[iss] = try TrustedIssuer(issuer: iss, jwks: jwks)
         }
         self.trustedIssuers = trusted
+        audit.use(signer: { [keys] in keys.current })
         // One agent may hold 1% of the assertion cache (about 3 token requests a second sustained, far above the
         // need of tokens that live five minutes).
         self.assertionReplay = ReplayCache(
@@ -223,15 +241,16 @@ public final class ControlPlane: Sendable {
 
     /// Replaces the signing key: the new key signs from now on, the old one verifies for the overlap.
     @discardableResult
-    public func rotateSigningKey() throws(WardenError) -> String {
-        try writes.withLock { _ throws(WardenError) in try rotateLocked() }
+    public func rotateSigningKey(actor: String = "admin") throws(WardenError) -> String {
+        try writes.withLock { _ throws(WardenError) in try rotateLocked(actor: actor) }
     }
 
-    func rotateLocked() throws(WardenError) -> String {
+    func rotateLocked(actor: String) throws(WardenError) -> String {
         let t = now()
         let entry = try DataDirectory.newSigningKey(path: dataPath, now: t)
         let retiredKid = keys.current.kid
-        try store.saveRotation(new: SigningKeyRow(kid: entry.key.kid, createdAt: t), retiredKid: retiredKid, at: t)
+        try store.saveRotation(
+            new: SigningKeyRow(kid: entry.key.kid, createdAt: t), retiredKid: retiredKid, at: t, actor: actor)
         keys.rotate(to: entry.key)
         try pruneSigningKeys()
         return entry.key.kid
@@ -245,7 +264,7 @@ public final class ControlPlane: Sendable {
         revocations.prune(now: now())
         return try writes.withLock { _ throws(WardenError) in
             guard now() - keys.currentCreatedAt >= config.signingKeyRotation else { return nil }
-            return try rotateLocked()
+            return try rotateLocked(actor: "system")
         }
     }
 
@@ -413,10 +432,69 @@ public final class ControlPlane: Sendable {
                 expiresAt: t + config.accessTTL, scope: scope)
             return TokenResponse(
                 accessToken: try sign(contents), expiresIn: config.accessTTL, scope: contents.scope,
-                issuedTokenType: nil)
+                issuedTokenType: nil, contents: contents)
         }
         return try exchange(
             form: form, actor: client, binding: binding, audience: audience, requested: requested, now: t)
+    }
+
+    /// `POST /v1/token` with its audit record: a token is returned only once the record of its grant is on disk
+    /// (`storage_error`, and no token, when it cannot be written); a refusal is recorded without waiting.
+    public func auditedToken(
+        form: [String: String], dpop: String?, base: String? = nil, certificate: ClientCertificate? = nil,
+        requestDigest: String? = nil, source: String? = nil
+    ) async throws(WardenError) -> TokenResponse {
+        let start = ContinuousClock.now
+        let grant = form["grant_type"] ?? ""
+        let action = grant == Self.tokenExchangeGrant ? "token.exchange" : "token.issue"
+        func micros() -> Int64 {
+            let d = ContinuousClock.now - start
+            return d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000
+        }
+        let response: TokenResponse
+        do {
+            response = try token(form: form, dpop: dpop, base: base, certificate: certificate)
+        } catch {
+            // Who claimed to ask (unverified: the request was refused).
+            var details: [(String, String)] = [("grant_type", String(grant.prefix(128)))]
+            if let cid = form["client_id"] { details.append(("claimed_client_id", String(cid.prefix(256)))) }
+            try? audit.submit(
+                AuditEvent(
+                    kind: .decision, action: action, actor: "unauthenticated",
+                    resource: form["audience"] ?? form["resource"] ?? issuer, decision: .deny,
+                    reason: error.code.description, requestDigest: requestDigest, latencyMicros: micros(),
+                    source: source, message: error.message, details: details))
+            throw error
+        }
+        let c = response.contents
+        let client = c.actors.first ?? c.subject
+        var details: [(String, String)] = [
+            ("grant_type", grant), ("jti", c.jti), ("scope", c.scope ?? ""), ("expires_at", String(c.expiresAt)),
+        ]
+        switch c.binding {
+        case .dpop(let jkt): details.append(("cnf.jkt", jkt))
+        case .certificate(let x5t): details.append(("cnf.x5t#S256", x5t))
+        }
+        if !c.actors.isEmpty { details.append(("subject", c.subject)) }
+        try await audit.record(
+            AuditEvent(
+                kind: .decision, action: action, actor: client, agent: client, agentID: agents.agent(client)?.id,
+                resource: c.audiences.first, decision: .allow,
+                delegation: c.actors.isEmpty ? [] : c.actors.dropFirst() + [c.subject],
+                requestDigest: requestDigest, latencyMicros: micros(), source: source, details: details))
+        return response
+    }
+
+    /// Records a refused request (authentication failures at protected endpoints, refused enrollments, bad admin
+    /// credentials) without waiting: the request is denied whatever happens to its record.
+    public func auditDenial(
+        action: String, error: WardenError, resource: String?, source: String?, agent: AgentRecord? = nil
+    ) {
+        try? audit.submit(
+            AuditEvent(
+                kind: .decision, action: action, actor: agent?.spiffeID.description ?? "unauthenticated",
+                agent: agent?.spiffeID.description, agentID: agent?.id, resource: resource, decision: .deny,
+                reason: error.code.description, source: source, message: error.message))
     }
 
     /// RFC 8693 delegation. The subject token is a Warden access token whose audience names the acting agent (the
@@ -524,7 +602,8 @@ public final class ControlPlane: Sendable {
             subject: subject, audiences: [audience], binding: binding, issuedAt: t, expiresAt: exp, scope: scope,
             actors: actors)
         return TokenResponse(
-            accessToken: try sign(contents), expiresIn: exp - t, scope: scope, issuedTokenType: Self.accessTokenType)
+            accessToken: try sign(contents), expiresIn: exp - t, scope: scope, issuedTokenType: Self.accessTokenType,
+            contents: contents)
     }
 
     func sign(_ c: AccessTokenContents) throws(WardenError) -> String {

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import WardenAudit
 import WardenCore
 import WardenIdentity
 import WardenStore
@@ -25,9 +26,14 @@ public struct DataDirectory: Sendable {
     public let signingKeys: [SigningKeyRing.Entry]
     public let adminToken: String
     public let nonceKey: SymmetricKey
+    /// The audit log, attached to the store before anything is written.
+    public let audit: AuditLog
 
     /// Opens `path`, creating what is missing. `trustDomain` must match the one the CA was made for.
-    public static func open(path: String, trustDomain: String, now: Int64) throws(WardenError) -> DataDirectory {
+    public static func open(
+        path: String, trustDomain: String, now: Int64, audit settings: AuditLog.Settings? = nil,
+        auditClock: (@Sendable () -> Int64)? = nil
+    ) throws(WardenError) -> DataDirectory {
         try SecureFile.ensureDirectory(path)
         try SecureFile.ensureDirectory(path + "/ca")
         try SecureFile.ensureDirectory(path + "/keys")
@@ -86,6 +92,10 @@ public struct DataDirectory: Sendable {
 
         let store = try SQLiteStore(path: path + "/warden.sqlite")
         for suffix in ["", "-wal", "-shm"] { _ = chmod(path + "/warden.sqlite" + suffix, 0o600) }
+        let audit = try AuditLog(
+            store: store,
+            settings: settings ?? AuditLog.Settings(issuer: "http://127.0.0.1:8443", origin: trustDomain + "/audit"),
+            signer: nil, clock: auditClock ?? { Int64(Date().timeIntervalSince1970 * 1_000_000) })
         var entries: [SigningKeyRing.Entry] = []
         for row in try store.signingKeys() {
             let keyText = try SecureFile.readSecret(path + "/keys/\(row.kid).key")
@@ -95,6 +105,7 @@ public struct DataDirectory: Sendable {
             entries.append(
                 .init(
                     key: SigningKey(kid: row.kid, privateKey: key), createdAt: row.createdAt, retiredAt: row.retiredAt))
+            try publishPublicKey(path: path, key: SigningKey(kid: row.kid, privateKey: key))
         }
         if !entries.contains(where: { $0.retiredAt == nil }) {
             let entry = try newSigningKey(path: path, now: now)
@@ -102,13 +113,41 @@ public struct DataDirectory: Sendable {
             entries.append(entry)
         }
         return DataDirectory(
-            path: path, store: store, ca: ca, signingKeys: entries, adminToken: adminToken, nonceKey: nonceKey)
+            path: path, store: store, ca: ca, signingKeys: entries, adminToken: adminToken, nonceKey: nonceKey,
+            audit: audit)
+    }
+
+    /// Writes `keys/<kid>.pub` (the public key, PEM, 0644) unless present. Public halves are never deleted, so audit
+    /// checkpoints signed by a retired key stay verifiable.
+    static func publishPublicKey(path: String, key: SigningKey) throws(WardenError) {
+        let file = path + "/keys/\(key.kid).pub"
+        guard !SecureFile.exists(file) else { return }
+        try SecureFile.write(key.privateKey.publicKey.pemRepresentation + "\n", to: file, mode: 0o644)
+    }
+
+    /// Every key that ever signed for this data directory (`keys/*.pub`), by key id: what audit checkpoints are
+    /// verified with.
+    public static func checkpointKeys(path: String) throws(WardenError) -> [String: P256.Signing.PublicKey] {
+        let dir = path + "/keys"
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else {
+            throw WardenError(.notFound, "\(dir) does not exist; is \(path) a Warden data directory?")
+        }
+        var out: [String: P256.Signing.PublicKey] = [:]
+        for name in names where name.hasSuffix(".pub") {
+            let text = try SecureFile.read(dir + "/" + name, maxBytes: 16 * 1024)
+            guard let key = try? P256.Signing.PublicKey(pemRepresentation: text) else {
+                throw WardenError(.invalidKey, "\(dir)/\(name) is not a P-256 public key")
+            }
+            out[String(name.dropLast(4))] = key
+        }
+        return out
     }
 
     /// Makes a new signing key and writes its file (0600); the caller records it in the store.
     public static func newSigningKey(path: String, now: Int64) throws(WardenError) -> SigningKeyRing.Entry {
         let key = SigningKey(privateKey: P256.Signing.PrivateKey())
         try SecureFile.write(key.privateKey.pemRepresentation + "\n", to: path + "/keys/\(key.kid).key")
+        try publishPublicKey(path: path, key: key)
         return .init(key: key, createdAt: now)
     }
 

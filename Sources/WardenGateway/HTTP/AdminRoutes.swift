@@ -35,33 +35,33 @@ enum AdminRoutes {
     static func add(to router: Router<WardenRequestContext>, _ cp: ControlPlane) {
         let admin = router.group("/v1/admin")
 
-        admin.post("/agents") { request, _ in
-            await guarded(cp, request) { () throws(WardenError) in
+        admin.post("/agents") { request, context in
+            await guarded(cp, request, context) { () throws(WardenError) in
                 let body = try await HTTPSupport.body(request, limit: HTTPSupport.maxJSONBytes)
                 let manifest = try AgentManifest(
                     parsing: String(decoding: body, as: UTF8.self), file: "request body")
                 return HTTPSupport.json(.created, try cp.register(manifest: manifest).json)
             }
         }
-        admin.get("/agents") { request, _ in
-            await guarded(cp, request) { () throws(WardenError) in
+        admin.get("/agents") { request, context in
+            await guarded(cp, request, context) { () throws(WardenError) in
                 HTTPSupport.json(.ok, .object([("agents", .array(try cp.store.agents().map(\.adminJSON)))]))
             }
         }
         admin.get("/agents/:ref") { request, context in
-            await guarded(cp, request) { () throws(WardenError) in
+            await guarded(cp, request, context) { () throws(WardenError) in
                 HTTPSupport.json(.ok, try cp.agent(try ref(context)).adminJSON)
             }
         }
         admin.get("/agents/:ref/events") { request, context in
-            await guarded(cp, request) { () throws(WardenError) in
+            await guarded(cp, request, context) { () throws(WardenError) in
                 let agent = try cp.agent(try ref(context))
                 return HTTPSupport.json(
                     .ok, .object([("events", .array(try cp.store.events(agentID: agent.id).map(\.json)))]))
             }
         }
         admin.post("/agents/:ref/:action") { request, context in
-            await guarded(cp, request) { () throws(WardenError) in
+            await guarded(cp, request, context) { () throws(WardenError) in
                 let agentRef = try ref(context)
                 let action = context.parameters.get("action") ?? ""
                 let body = try await HTTPSupport.body(request, limit: HTTPSupport.maxJSONBytes)
@@ -85,8 +85,8 @@ enum AdminRoutes {
                     .ok, try cp.transition(agent: agentRef, to: target, reason: reason).adminJSON)
             }
         }
-        admin.post("/revocations") { request, _ in
-            await guarded(cp, request) { () throws(WardenError) in
+        admin.post("/revocations") { request, context in
+            await guarded(cp, request, context) { () throws(WardenError) in
                 let json = try WardenRouter.parseJSON(
                     try await HTTPSupport.body(request, limit: HTTPSupport.maxJSONBytes))
                 guard let jti = json["jti"]?.stringValue else {
@@ -97,8 +97,8 @@ enum AdminRoutes {
                 return HTTPSupport.json(.ok, .object([("revoked", .string(jti))]))
             }
         }
-        admin.post("/keys/rotate") { request, _ in
-            await guarded(cp, request) { () throws(WardenError) in
+        admin.post("/keys/rotate") { request, context in
+            await guarded(cp, request, context) { () throws(WardenError) in
                 let kid = try cp.rotateSigningKey()
                 return HTTPSupport.json(.ok, .object([("kid", .string(kid))]))
             }
@@ -113,12 +113,17 @@ enum AdminRoutes {
     }
 
     static func guarded(
-        _ cp: ControlPlane, _ request: Request, _ body: () async throws(WardenError) -> Response
+        _ cp: ControlPlane, _ request: Request, _ context: WardenRequestContext? = nil,
+        _ body: () async throws(WardenError) -> Response
     ) async -> Response {
         do throws(WardenError) {
             let values = request.headers[values: .authorization]
             guard values.count == 1, cp.isAdmin(values.first) else {
-                throw WardenError(.accessDenied, "the admin API needs Authorization: Bearer <admin token>")
+                let error = WardenError(.accessDenied, "the admin API needs Authorization: Bearer <admin token>")
+                cp.auditDenial(
+                    action: "admin.authenticate", error: error, resource: request.uri.path,
+                    source: context.flatMap(WardenRouter.source))
+                throw error
             }
             return try await body()
         } catch {

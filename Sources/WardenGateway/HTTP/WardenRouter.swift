@@ -1,6 +1,8 @@
 import Cedar
+import Crypto
 import HTTPTypes
 import Hummingbird
+import NIOCore
 import WardenCore
 import WardenIdentity
 
@@ -29,10 +31,25 @@ public enum WardenRouter {
 
         router.get("/healthz") { _, _ in HTTPSupport.json(.ok, .object([("status", .string("ok"))])) }
         router.get("/readyz") { _, _ in
-            cp.store.ping()
-                ? HTTPSupport.json(.ok, .object([("status", .string("ready"))]))
-                : HTTPSupport.json(
+            guard cp.store.ping() else {
+                return HTTPSupport.json(
                     .serviceUnavailable, .object([("status", .string("not_ready")), ("reason", .string("store"))]))
+            }
+            let audit = cp.audit.health
+            guard audit.healthy else {
+                return HTTPSupport.json(
+                    .serviceUnavailable,
+                    .object([
+                        ("status", .string("not_ready")), ("reason", .string("audit")),
+                        ("detail", .string(audit.lastError ?? "the audit log cannot be written")),
+                    ]))
+            }
+            return HTTPSupport.json(.ok, .object([("status", .string("ready"))]))
+        }
+        router.get("/metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: Metrics.render(cp))))
         }
         router.get("/.well-known/jwks.json") { _, _ in
             var r = HTTPSupport.json(.ok, cp.jwks())
@@ -45,8 +62,8 @@ public enum WardenRouter {
             HTTPSupport.json(.ok, cp.authorizationServerMetadata())
         }
 
-        router.post("/v1/enroll") { request, _ in
-            await respond(cp, style: .enroll) { () throws(WardenError) in
+        router.post("/v1/enroll") { request, context in
+            await respond(cp, style: .enroll, audit: ("agent.enroll", request, context)) { () throws(WardenError) in
                 let dpop = try HTTPSupport.single(request, .dpop, code: .invalidDPoPProof)
                 let body = try await HTTPSupport.body(request, limit: HTTPSupport.maxJSONBytes)
                 let json = try parseJSON(body)
@@ -68,17 +85,20 @@ public enum WardenRouter {
                     throw WardenError(.invalidRequest, "the token request must be application/x-www-form-urlencoded")
                 }
                 let dpop = try HTTPSupport.single(request, .dpop, code: .invalidDPoPProof)
-                let form = try HTTPSupport.form(try await HTTPSupport.body(request, limit: HTTPSupport.maxFormBytes))
+                let body = try await HTTPSupport.body(request, limit: HTTPSupport.maxFormBytes)
+                let form = try HTTPSupport.form(body)
                 let cert = try await certificate(context)
-                var response = HTTPSupport.json(
-                    .ok, try cp.token(form: form, dpop: dpop, base: base, certificate: cert).json)
+                let granted = try await cp.auditedToken(
+                    form: form, dpop: dpop, base: base, certificate: cert,
+                    requestDigest: requestDigest(request, body: body), source: source(context))
+                var response = HTTPSupport.json(.ok, granted.json)
                 response.headers[HTTPField.Name("Pragma")!] = "no-cache"
                 return response
             }
         }
 
         router.get("/v1/whoami") { request, context in
-            await respond(cp, style: .protected) { () throws(WardenError) in
+            await respond(cp, style: .protected, audit: ("authenticate", request, context)) { () throws(WardenError) in
                 let who = try authenticate(
                     cp, request, base: base, certificate: try await bearerCertificate(request, context))
                 var pairs: [(String, JSONValue)] = [
@@ -96,7 +116,7 @@ public enum WardenRouter {
         }
 
         router.post("/v1/svid") { request, context in
-            await respond(cp, style: .protected) { () throws(WardenError) in
+            await respond(cp, style: .protected, audit: ("svid.issue", request, context)) { () throws(WardenError) in
                 let who = try authenticate(
                     cp, request, base: base, certificate: try await bearerCertificate(request, context))
                 let json = try parseJSON(try await HTTPSupport.body(request, limit: HTTPSupport.maxJSONBytes))
@@ -114,7 +134,19 @@ public enum WardenRouter {
         }
 
         AdminRoutes.add(to: router, cp)
+        AuditRoutes.add(to: router, cp)
         return router
+    }
+
+    /// The client's address, when the connection has one.
+    static func source(_ context: WardenRequestContext) -> String? { context.channel?.remoteAddress?.ipAddress }
+
+    /// `sha256:<hex>` over the method, the path and the body: what the audit log records instead of the request.
+    static func requestDigest(_ request: Request, body: [UInt8]) -> String {
+        var h = SHA256()
+        h.update(data: Array("\(request.method.rawValue) \(request.uri.path)\n".utf8))
+        h.update(data: body)
+        return "sha256:" + Attestation.hex(h.finalize())
     }
 
     static func authenticate(
@@ -136,14 +168,21 @@ public enum WardenRouter {
     }
 
     /// Runs a handler, turning its error into the endpoint's error response, and adds `DPoP-Nonce` when nonces are on.
+    /// A refusal at an endpoint whose successes are recorded elsewhere is recorded here (`audit`: the action, the
+    /// request and its context); the nonce challenge (`use_dpop_nonce`) is part of the protocol, not a refusal.
     static func respond(
-        _ cp: ControlPlane, style: ErrorStyle, _ body: () async throws(WardenError) -> Response
+        _ cp: ControlPlane, style: ErrorStyle, audit: (String, Request, WardenRequestContext)? = nil,
+        _ body: () async throws(WardenError) -> Response
     ) async -> Response {
         let nonce = cp.currentNonce()
         var response: Response
         do throws(WardenError) {
             response = try await body()
         } catch {
+            if let (action, request, context) = audit, error.code != .useDPoPNonce {
+                cp.auditDenial(
+                    action: action, error: error, resource: request.uri.path, source: source(context))
+            }
             response = HTTPSupport.response(error, style: style, nonce: nonce)
         }
         if let nonce { response.headers[.dpopNonce] = nonce }

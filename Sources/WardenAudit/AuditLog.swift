@@ -1,0 +1,608 @@
+import Cedar
+import Crypto
+import Dispatch
+import Foundation
+import GRDB
+import Synchronization
+import WardenCore
+import WardenIdentity
+import WardenStore
+
+/// The tamper-evident audit log (`docs/audit.md`): an append-only table of entries in the store's SQLite database,
+/// each carrying its hash chain value; the RFC 9162 Merkle tree over the entries (complete subtrees of 16 leaves and
+/// more are stored, smaller ones recomputed); and checkpoints (signed tree heads) written periodically with the
+/// control plane's ES256 key.
+///
+/// Two ways in:
+/// - inside a store write transaction (``append(_:in:)``, the ``AuditAppender`` the store calls): the record commits or
+///   rolls back with the change it records, so an administrative change is never stored unaudited;
+/// - through the group-commit writer (``record(_:)``, ``submit(_:)``): events queue up, a serial writer takes every
+///   queued event into one transaction, one fsync (`synchronous=FULL`) makes the batch durable, then each caller is
+///   answered. ``record(_:)`` returns only once the event is on disk.
+///
+/// When a write fails the log reports itself unhealthy (``health``), ``submit(_:)`` refuses events and callers deny
+/// the requests that need a record (fail closed); the next successful commit makes it healthy again.
+public final class AuditLog: AuditAppender {
+    public struct Settings: Sendable {
+        /// The issuer URL named in checkpoints.
+        public var issuer: String
+        /// `<trust domain>/audit`.
+        public var origin: String
+        /// Sign a checkpoint once this many entries are not covered by one...
+        public var checkpointEvery: Int64 = 10_000
+        /// ...or once the latest is this many seconds old and entries were added since.
+        public var checkpointInterval: Int64 = 60
+        /// Most events waiting for the writer; beyond it, events are refused (and the request denied).
+        public var maxPending = 100_000
+        /// Most events in one transaction.
+        public var maxBatch = 8_192
+
+        public init(issuer: String, origin: String) {
+            self.issuer = issuer
+            self.origin = origin
+        }
+    }
+
+    /// The writer's counters and condition, for `/readyz` and metrics.
+    public struct Health: Sendable {
+        public var healthy = true
+        /// Why the last write failed, while unhealthy.
+        public var lastError: String?
+        public var appended: Int64 = 0
+        public var batches: Int64 = 0
+        public var failedBatches: Int64 = 0
+        /// Events refused (queue full or log failing) or lost with a failed batch.
+        public var rejected: Int64 = 0
+        public var checkpoints: Int64 = 0
+        public var treeSize: Int64 = 0
+    }
+
+    /// Complete subtrees at this level (16 leaves) and above are stored in `audit_nodes`.
+    public static let storedLevel = 4
+
+    struct Tip: Sendable {
+        var frontier = MerkleFrontier()
+        var chain = Hash32.zero
+        var lastTime: Int64 = 0
+        var checkpointSize: Int64 = 0
+        var checkpointTime: Int64 = 0
+        var checkpointDigest: Hash32?
+        var anchor: Int64 = 0
+        var size: Int64 { frontier.size }
+    }
+
+    struct State {
+        var committed: Tip
+        /// The tip inside the open write transaction, published on commit and dropped on rollback.
+        var staged: Tip?
+    }
+
+    struct Item {
+        /// Nil for a flush barrier.
+        var event: AuditEvent?
+        var continuation: CheckedContinuation<Int64, any Error>?
+    }
+
+    struct Pending {
+        var items: [Item] = []
+        var draining = false
+    }
+
+    public let store: SQLiteStore
+    public let settings: Settings
+    private let signer: Mutex<(@Sendable () -> SigningKey)?>
+    /// Microseconds since the Unix epoch.
+    let clock: @Sendable () -> Int64
+    private let state: Mutex<State>
+    private let pending = Mutex(Pending())
+    private let healthState = Mutex(Health())
+    private let subscribers = Mutex<[UUID: AsyncStream<Int64>.Continuation]>([:])
+    private let queue = DispatchQueue(label: "warden.audit.writer")
+
+    /// Opens the log in `store` (recovering its tip from the database) and attaches it to the store, so every event
+    /// the store records is audited in the same transaction.
+    public init(
+        store: SQLiteStore, settings: Settings, signer: (@Sendable () -> SigningKey)?,
+        clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1_000_000) }
+    ) throws(WardenError) {
+        self.store = store
+        self.settings = settings
+        self.signer = Mutex(signer)
+        self.clock = clock
+        var tip = try store.read { db in try Self.loadTip(db) }
+        // The interval counts from the latest checkpoint, or from now when there is none yet.
+        if tip.checkpointSize == 0 { tip.checkpointTime = clock() / 1_000_000 }
+        state = Mutex(State(committed: tip, staged: nil))
+        healthState.withLock { $0.treeSize = tip.size }
+        store.attach(audit: self)
+    }
+
+    /// Sets the key source for checkpoints (the control plane's current signing key). Until one is set, periodic
+    /// checkpoints wait and explicit ones fail.
+    public func use(signer: @escaping @Sendable () -> SigningKey) { self.signer.withLock { $0 = signer } }
+
+    // MARK: Recovery
+
+    static func loadTip(_ db: Database) throws -> Tip {
+        var tip = Tip()
+        if let row = try Row.fetchOne(db, sql: "SELECT tree_size, chain FROM audit_anchor WHERE id = 1") {
+            tip.anchor = row["tree_size"]
+            guard let chain = Hash32(bytes: (row["chain"] as Data?) ?? Data()) else {
+                throw WardenError(.storage, "the audit pruning anchor is damaged; run `warden audit verify`")
+            }
+            tip.chain = chain
+        }
+        let last = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM audit_log") ?? tip.anchor
+        let size = max(last, tip.anchor)
+        var nodes: [Hash32] = []
+        for (level, index) in MerkleFrontier.subtrees(of: size) {
+            nodes.append(try subtreeHash(db, level: level, index: index))
+        }
+        guard let frontier = MerkleFrontier(size: size, nodes: nodes) else {
+            throw WardenError(.storage, "the audit tree cannot be rebuilt")
+        }
+        tip.frontier = frontier
+        if size > tip.anchor {
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT seq, entry, chain FROM audit_log WHERE seq >= ? ORDER BY seq", arguments: [size - 1])
+            guard let lastRow = rows.last, (lastRow["seq"] as Int64) == size else {
+                throw WardenError(.storage, "the audit log is damaged at its end; run `warden audit verify`")
+            }
+            let previous: Hash32? =
+                rows.count == 2
+                ? Hash32(bytes: (rows[0]["chain"] as Data?) ?? Data()) : (size - 1 == tip.anchor ? tip.chain : nil)
+            let entry: String = lastRow["entry"]
+            guard let previous, let stored = Hash32(bytes: (lastRow["chain"] as Data?) ?? Data()),
+                Merkle.chainHash(previous, Merkle.leafHash(entry)) == stored
+            else {
+                throw WardenError(
+                    .storage,
+                    "the audit log's last entry (\(size)) does not follow its chain; run `warden audit verify`")
+            }
+            tip.chain = stored
+            if let t = try? JSONValue.parse(entry, maxDepth: 8)["time"]?.stringValue,
+                let micros = AuditEvent.parseRFC3339(t)
+            {
+                tip.lastTime = micros
+            }
+        }
+        if let jws = try String.fetchOne(db, sql: "SELECT jws FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1") {
+            let cp = try Checkpoint(parsing: jws)
+            tip.checkpointSize = cp.treeSize
+            tip.checkpointTime = cp.issuedAt
+            tip.checkpointDigest = cp.digest
+        }
+        return tip
+    }
+
+    /// The hash of a complete aligned subtree: stored from level ``storedLevel`` up, recomputed from its entries below.
+    static func subtreeHash(_ db: Database, level: Int, index: Int64) throws -> Hash32 {
+        if level >= storedLevel {
+            guard
+                let data = try Data.fetchOne(
+                    db, sql: "SELECT hash FROM audit_nodes WHERE level = ? AND idx = ?", arguments: [level, index]),
+                let h = Hash32(bytes: data)
+            else {
+                throw WardenError(.notFound, "the audit tree has no node at level \(level), index \(index)")
+            }
+            return h
+        }
+        let first = (index << level) + 1
+        let count = Int64(1) << level
+        var frontier = MerkleFrontier()
+        let rows = try Row.fetchCursor(
+            db, sql: "SELECT seq, entry FROM audit_log WHERE seq >= ? AND seq < ? ORDER BY seq",
+            arguments: [first, first + count])
+        var expected = first
+        while let row = try rows.next() {
+            guard (row[0] as Int64) == expected else { break }
+            try row.withUnsafeData(atIndex: 1) { data in
+                (data ?? Data()).withUnsafeBytes { frontier.append(Merkle.leafHash($0)) }
+            }
+            expected += 1
+        }
+        guard frontier.size == count else {
+            throw WardenError(.notFound, "audit entries \(first)...\(first + count - 1) are not all present (pruned?)")
+        }
+        return frontier.root
+    }
+
+    // MARK: Appending inside a transaction
+
+    /// Runs `body` on the tip of the open write transaction; the result is published when the transaction commits.
+    func mutate<T>(_ db: Database, _ body: (inout Tip) throws -> T) throws -> T {
+        try state.withLock { s in
+            var tip = s.staged ?? s.committed
+            let first = s.staged == nil
+            let result = try body(&tip)
+            s.staged = tip
+            if first {
+                db.afterNextTransaction(
+                    onCommit: { [self] _ in
+                        let size = self.state.withLock { s in
+                            if let staged = s.staged { s.committed = staged }
+                            s.staged = nil
+                            return s.committed.size
+                        }
+                        self.healthState.withLock { $0.treeSize = size }
+                        self.notify(size)
+                    },
+                    onRollback: { [self] _ in self.state.withLock { $0.staged = nil } })
+            }
+            return result
+        }
+    }
+
+    /// Appends `event` inside the caller's write transaction (``AuditAppender``). Must not be called inside a
+    /// savepoint that may roll back on its own.
+    public func append(_ event: AuditEvent, in db: Database) throws {
+        _ = try mutate(db) { tip in try appendEntry(event, db, &tip) }
+    }
+
+    func appendEntry(_ event: AuditEvent, _ db: Database, _ tip: inout Tip) throws -> Int64 {
+        let seq = tip.size + 1
+        let time = max(clock(), tip.lastTime)
+        var entry = event.entryJSON(seq: seq, time: time)
+        let leaf = entry.withUTF8 { Merkle.leafHash(UnsafeRawBufferPointer($0)) }
+        let chain = Merkle.chainHash(tip.chain, leaf)
+        try db.cachedStatement(sql: "INSERT INTO audit_log (seq, entry, chain) VALUES (?, ?, ?)")
+            .execute(arguments: [seq, entry, chain.data])
+        var nodes: [(Int, Int64, Hash32)] = []
+        tip.frontier.append(leaf) { level, index, hash in
+            if level >= Self.storedLevel { nodes.append((level, index, hash)) }
+        }
+        for (level, index, hash) in nodes {
+            try db.cachedStatement(sql: "INSERT INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)")
+                .execute(arguments: [level, index, hash.data])
+        }
+        tip.chain = chain
+        tip.lastTime = time
+        return seq
+    }
+
+    /// Signs a checkpoint of the current tip when forced or due (enough new entries, or old enough); returns it.
+    func checkpointIfDue(_ db: Database, _ tip: inout Tip, force: Bool) throws -> Checkpoint? {
+        let size = tip.size
+        guard size > 0, size > tip.checkpointSize else { return nil }
+        let now = clock() / 1_000_000
+        guard
+            force || size - tip.checkpointSize >= settings.checkpointEvery
+                || now - tip.checkpointTime >= settings.checkpointInterval
+        else { return nil }
+        guard let signer = signer.withLock({ $0 }) else {
+            if force { throw WardenError(.storage, "no key to sign audit checkpoints with") }
+            return nil
+        }
+        let cp = try Checkpoint.sign(
+            key: signer(), issuer: settings.issuer, origin: settings.origin, treeSize: size,
+            rootHash: tip.frontier.root, chainHead: tip.chain, issuedAt: now, previous: tip.checkpointDigest)
+        try db.execute(
+            sql: "INSERT INTO audit_checkpoints (tree_size, jws, created_at) VALUES (?, ?, ?)",
+            arguments: [size, cp.jws, now])
+        tip.checkpointSize = size
+        tip.checkpointTime = now
+        tip.checkpointDigest = cp.digest
+        healthState.withLock { $0.checkpoints += 1 }
+        return cp
+    }
+
+    // MARK: Group commit
+
+    /// Appends `event` and returns its sequence number once it is durably stored (group commit).
+    @discardableResult
+    public func record(_ event: AuditEvent) async throws(WardenError) -> Int64 {
+        do {
+            return try await withCheckedThrowingContinuation { c in enqueue(Item(event: event, continuation: c)) }
+        } catch let e as WardenError {
+            throw e
+        } catch {
+            throw WardenError(.storage, "the audit log could not be written")
+        }
+    }
+
+    /// Queues `event` without waiting for it to be written. Refused (`storage_error`) while the log is failing or
+    /// its queue is full, so that the caller can deny the request it was going to allow.
+    public func submit(_ event: AuditEvent) throws(WardenError) {
+        let h = healthState.withLock { $0 }
+        guard h.healthy else {
+            healthState.withLock { $0.rejected += 1 }
+            throw WardenError(.storage, "the audit log is failing: \(h.lastError ?? "write error")")
+        }
+        guard enqueue(Item(event: event, continuation: nil)) else {
+            throw WardenError(.storage, "the audit log's queue is full")
+        }
+    }
+
+    /// Returns once every event queued before the call is on disk (or its batch failed).
+    public func flush() async {
+        _ = try? await withCheckedThrowingContinuation { c in enqueue(Item(event: nil, continuation: c)) }
+    }
+
+    @discardableResult
+    private func enqueue(_ item: Item) -> Bool {
+        let (accepted, schedule) = pending.withLock { p -> (Bool, Bool) in
+            guard p.items.count < settings.maxPending else { return (false, false) }
+            p.items.append(item)
+            if p.draining { return (true, false) }
+            p.draining = true
+            return (true, true)
+        }
+        if !accepted {
+            healthState.withLock { $0.rejected += 1 }
+            item.continuation?.resume(throwing: WardenError(.storage, "the audit log's queue is full"))
+        }
+        if schedule { queue.async { self.drain() } }
+        return accepted
+    }
+
+    private func drain() {
+        while true {
+            let batch: [Item] = pending.withLock { p in
+                if p.items.isEmpty {
+                    p.draining = false
+                    return []
+                }
+                if p.items.count <= settings.maxBatch {
+                    defer { p.items = [] }
+                    return p.items
+                }
+                let b = Array(p.items.prefix(settings.maxBatch))
+                p.items.removeFirst(settings.maxBatch)
+                return b
+            }
+            if batch.isEmpty { return }
+            write(batch)
+        }
+    }
+
+    private func write(_ batch: [Item]) {
+        do {
+            let seqs: [Int64] = try store.write { db in
+                try mutate(db) { tip in
+                    var seqs: [Int64] = []
+                    seqs.reserveCapacity(batch.count)
+                    for item in batch {
+                        if let e = item.event {
+                            seqs.append(try appendEntry(e, db, &tip))
+                        } else {
+                            seqs.append(tip.size)
+                        }
+                    }
+                    _ = try checkpointIfDue(db, &tip, force: false)
+                    return seqs
+                }
+            }
+            let events = Int64(batch.filter { $0.event != nil }.count)
+            healthState.withLock { h in
+                h.healthy = true
+                h.lastError = nil
+                h.appended += events
+                h.batches += 1
+            }
+            for (item, seq) in zip(batch, seqs) { item.continuation?.resume(returning: seq) }
+        } catch {
+            let reason = error.message
+            let lost = Int64(batch.filter { $0.event != nil && $0.continuation == nil }.count)
+            healthState.withLock { h in
+                h.healthy = false
+                h.lastError = reason
+                h.failedBatches += 1
+                h.rejected += lost
+            }
+            let failure = WardenError(.storage, "the audit log could not be written: \(reason)")
+            for item in batch { item.continuation?.resume(throwing: failure) }
+        }
+    }
+
+    /// The writer's condition and counters.
+    public var health: Health { healthState.withLock { $0 } }
+
+    /// Entries committed so far (the tree size).
+    public var size: Int64 { state.withLock { $0.committed.size } }
+
+    // MARK: Checkpoints
+
+    /// Signs a checkpoint now if entries were added since the latest; returns the latest checkpoint.
+    @discardableResult
+    public func checkpoint() throws(WardenError) -> Checkpoint? {
+        try store.write { db in _ = try mutate(db) { tip in try checkpointIfDue(db, &tip, force: true) } }
+        return try latestCheckpoint()
+    }
+
+    /// Signs a checkpoint when one is due (the periodic timer); failures mark the log unhealthy.
+    public func checkpointIfDue() {
+        do {
+            try store.write { db in _ = try mutate(db) { tip in try checkpointIfDue(db, &tip, force: false) } }
+        } catch {
+            healthState.withLock { h in
+                h.healthy = false
+                h.lastError = error.message
+            }
+        }
+    }
+
+    public func latestCheckpoint() throws(WardenError) -> Checkpoint? {
+        try store.read { db in
+            try String.fetchOne(db, sql: "SELECT jws FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1")
+                .map { text throws(WardenError) in try Checkpoint(parsing: text) }
+        }
+    }
+
+    /// Checkpoints oldest first, from tree size `from` on.
+    public func checkpoints(from: Int64 = 0, limit: Int = 1000) throws(WardenError) -> [Checkpoint] {
+        try store.read { db in
+            try String.fetchAll(
+                db, sql: "SELECT jws FROM audit_checkpoints WHERE tree_size >= ? ORDER BY tree_size LIMIT ?",
+                arguments: [from, limit]
+            ).map { text throws(WardenError) in try Checkpoint(parsing: text) }
+        }
+    }
+
+    // MARK: Reading
+
+    /// A filter for ``query(_:)``.
+    public struct Query: Sendable {
+        public var agent: String?
+        public var decision: AuditEvent.Decision?
+        public var kind: AuditEvent.Kind?
+        public var action: String?
+        /// Microseconds since the epoch, inclusive.
+        public var since: Int64?
+        /// Microseconds since the epoch, exclusive.
+        public var until: Int64?
+        /// Only entries after this sequence number.
+        public var after: Int64 = 0
+        public var limit = 100
+
+        public init() {}
+    }
+
+    /// Entries matching `q`, by sequence number, as `(seq, entry JSON)`.
+    public func query(_ q: Query) throws(WardenError) -> [(Int64, String)] {
+        var clauses = ["seq > ?"]
+        var args: [any DatabaseValueConvertible] = [q.after]
+        if let agent = q.agent {
+            clauses.append("json_extract(entry, '$.agent') = ?")
+            args.append(agent)
+        }
+        if let d = q.decision {
+            clauses.append("json_extract(entry, '$.decision') = ?")
+            args.append(d.rawValue)
+        }
+        if let k = q.kind {
+            clauses.append("json_extract(entry, '$.kind') = ?")
+            args.append(k.rawValue)
+        }
+        if let a = q.action {
+            clauses.append("json_extract(entry, '$.action') = ?")
+            args.append(a)
+        }
+        if let s = q.since {
+            clauses.append("json_extract(entry, '$.time') >= ?")
+            args.append(AuditEvent.rfc3339(micros: s))
+        }
+        if let u = q.until {
+            clauses.append("json_extract(entry, '$.time') < ?")
+            args.append(AuditEvent.rfc3339(micros: u))
+        }
+        let sql =
+            "SELECT seq, entry FROM audit_log WHERE \(clauses.joined(separator: " AND ")) ORDER BY seq LIMIT ?"
+        args.append(max(1, min(q.limit, 10_000)))
+        return try store.read { db in
+            try Row.fetchAll(db, sql: sql, arguments: StatementArguments(args)).map { ($0[0], $0[1]) }
+        }
+    }
+
+    /// Entries after `seq`, in order, at most `limit`.
+    public func entries(after seq: Int64, limit: Int = 1000) throws(WardenError) -> [(Int64, String)] {
+        try store.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT seq, entry FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
+                arguments: [seq, limit]
+            ).map { ($0[0], $0[1]) }
+        }
+    }
+
+    /// The last sequence number whose entry is older than `micros` (0 when none).
+    public func lastSeq(before micros: Int64) throws(WardenError) -> Int64 {
+        try store.read { db in
+            try Int64.fetchOne(
+                db, sql: "SELECT max(seq) FROM audit_log WHERE json_extract(entry, '$.time') < ?",
+                arguments: [AuditEvent.rfc3339(micros: micros)]) ?? 0
+        }
+    }
+
+    /// A stream of the tree size after each commit (latest only when the reader is slow). Ends when the caller stops
+    /// iterating.
+    public func updates() -> AsyncStream<Int64> {
+        let id = UUID()
+        let (stream, continuation) = AsyncStream<Int64>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        continuation.onTermination = { [weak self] _ in _ = self?.subscribers.withLock { $0.removeValue(forKey: id) } }
+        subscribers.withLock { $0[id] = continuation }
+        continuation.yield(size)
+        return stream
+    }
+
+    private func notify(_ size: Int64) {
+        for c in subscribers.withLock({ Array($0.values) }) { c.yield(size) }
+    }
+
+    // MARK: Proofs
+
+    /// The inclusion proof of entry `seq` in the tree of `treeSize` entries (default: the whole log).
+    public func inclusionProof(seq: Int64, treeSize: Int64? = nil) throws(WardenError) -> (
+        leaf: Hash32, treeSize: Int64, root: Hash32, proof: [Hash32]
+    ) {
+        try store.read { db in
+            let size = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM audit_log") ?? 0
+            let n = treeSize ?? size
+            guard n >= 1, n <= size else {
+                throw WardenError(.invalidRequest, "tree_size must be between 1 and \(size)")
+            }
+            guard seq >= 1, seq <= n else { throw WardenError(.invalidRequest, "seq must be between 1 and \(n)") }
+            let sub: Merkle.SubtreeHash = { level, index throws(WardenError) in
+                do { return try Self.subtreeHash(db, level: level, index: index) } catch let e as WardenError {
+                    throw e
+                } catch { throw WardenError(.storage, "the audit tree could not be read") }
+            }
+            let leaf = try sub(0, seq - 1)
+            let proof = try Merkle.inclusionProof(leaf: seq - 1, treeSize: n, sub)
+            return (leaf, n, try Merkle.rangeHash(0, n, sub), proof)
+        }
+    }
+
+    /// The consistency proof between tree sizes `first` and `second` (default: the whole log).
+    public func consistencyProof(first: Int64, second: Int64? = nil) throws(WardenError) -> (
+        firstRoot: Hash32, second: Int64, secondRoot: Hash32, proof: [Hash32]
+    ) {
+        try store.read { db in
+            let size = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM audit_log") ?? 0
+            let n = second ?? size
+            guard first >= 1, first <= n, n <= size else {
+                throw WardenError(.invalidRequest, "need 1 <= first <= second <= \(size)")
+            }
+            let sub: Merkle.SubtreeHash = { level, index throws(WardenError) in
+                do { return try Self.subtreeHash(db, level: level, index: index) } catch let e as WardenError {
+                    throw e
+                } catch { throw WardenError(.storage, "the audit tree could not be read") }
+            }
+            let proof = try Merkle.consistencyProof(first: first, second: n, sub)
+            return (try Merkle.rangeHash(0, first, sub), n, try Merkle.rangeHash(0, n, sub), proof)
+        }
+    }
+
+    // MARK: Retention
+
+    /// Deletes the entries up to `cutoff`, but only behind the latest signed checkpoint and down to a multiple of 16
+    /// (so the stored tree keeps every node later proofs and verification need). The chain value at the pruning
+    /// point is kept as the anchor, checkpoints and tree nodes stay, and the pruning itself is an audit entry.
+    /// Returns the new anchor (the number of entries pruned so far).
+    @discardableResult
+    public func prune(through cutoff: Int64, actor: String = "system") throws(WardenError) -> Int64 {
+        try store.write { db in
+            try mutate(db) { tip in
+                let behind = min(cutoff, tip.checkpointSize)
+                let point = behind - behind % (Int64(1) << Self.storedLevel)
+                guard point > tip.anchor else { return tip.anchor }
+                guard
+                    let data = try Data.fetchOne(
+                        db, sql: "SELECT chain FROM audit_log WHERE seq = ?", arguments: [point])
+                else { throw WardenError(.storage, "audit entry \(point) is missing; run `warden audit verify`") }
+                try db.execute(
+                    sql: """
+                        INSERT INTO audit_anchor (id, tree_size, chain) VALUES (1, ?, ?)
+                        ON CONFLICT(id) DO UPDATE SET tree_size = excluded.tree_size, chain = excluded.chain
+                        """, arguments: [point, data])
+                try db.execute(sql: "DELETE FROM audit_log WHERE seq <= ?", arguments: [point])
+                let previous = tip.anchor
+                tip.anchor = point
+                _ = try appendEntry(
+                    AuditEvent(
+                        kind: .system, action: "audit.prune", actor: actor, resource: "audit-log",
+                        message: "entries \(previous + 1)...\(point) pruned behind a signed checkpoint",
+                        details: [("anchor", String(point))]), db, &tip)
+                return point
+            }
+        }
+    }
+}

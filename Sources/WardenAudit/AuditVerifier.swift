@@ -1,0 +1,324 @@
+import Cedar
+import Crypto
+import Dispatch
+import Foundation
+import GRDB
+import WardenCore
+
+/// The outcome of verifying an audit log.
+public struct AuditVerification: Sendable {
+    public struct Failure: Sendable, Hashable {
+        /// The entry where the log stops being trustworthy, when one can be named.
+        public var seq: Int64?
+        public var reason: String
+    }
+
+    /// Entries recomputed (those after the pruning anchor).
+    public var entries: Int64 = 0
+    /// Entries pruned behind a signed checkpoint.
+    public var anchor: Int64 = 0
+    public var treeSize: Int64 = 0
+    public var rootHash = Merkle.emptyRoot
+    public var chainHead = Hash32.zero
+    /// Checkpoints whose signature and place in the checkpoint chain were checked.
+    public var checkpoints = 0
+    /// Checkpoints (stored or given) whose root hash and chain head were compared with the recomputed log.
+    public var checkpointsMatched = 0
+    public var failure: Failure?
+
+    public var ok: Bool { failure == nil }
+
+    public var json: JSONValue {
+        var pairs: [(String, JSONValue)] = [
+            ("ok", .bool(ok)), ("entries", .number(String(entries))), ("pruned", .number(String(anchor))),
+            ("tree_size", .number(String(treeSize))), ("root_hash", .string(rootHash.hex)),
+            ("chain_head", .string(chainHead.hex)), ("checkpoints", .number(String(checkpoints))),
+            ("checkpoints_matched", .number(String(checkpointsMatched))),
+        ]
+        if let failure {
+            pairs.append(
+                (
+                    "failure",
+                    .object([
+                        ("seq", failure.seq.map { .number(String($0)) } ?? .null), ("reason", .string(failure.reason)),
+                    ])
+                ))
+        }
+        return .object(pairs)
+    }
+}
+
+/// Recomputes an audit log from its database: the hash chain entry by entry, the Merkle tree, every stored checkpoint
+/// (signature, checkpoint chain, root hash and chain head) and any checkpoint kept outside the database. Reports the
+/// first thing that does not hold, with the entry where it happens: a modified entry, a removed one (a gap), an
+/// inserted or moved one (an entry that names another position), entries altered with their chain recomputed (a
+/// signed root that no longer matches) and a truncated log (a signed checkpoint larger than the log).
+public enum AuditVerifier {
+    /// Opens `databasePath` read-only and verifies it.
+    public static func verify(
+        databasePath: String, keys: [String: P256.Signing.PublicKey], external: [Checkpoint] = []
+    ) throws(WardenError) -> AuditVerification {
+        guard FileManager.default.fileExists(atPath: databasePath) else {
+            throw WardenError(.notFound, "no database at \(databasePath)")
+        }
+        var config = Configuration()
+        config.readonly = true
+        do {
+            let queue = try DatabaseQueue(path: databasePath, configuration: config)
+            return try queue.read { db in try verify(db, keys: keys, external: external) }
+        } catch let e as WardenError {
+            throw e
+        } catch {
+            throw WardenError(.storage, "cannot read the audit log in \(databasePath): \(error)")
+        }
+    }
+
+    struct Target {
+        var size: Int64
+        var root: Hash32
+        var chain: Hash32
+        var label: String
+    }
+
+    /// Verifies the log in `db` (a read transaction).
+    public static func verify(_ db: Database, keys: [String: P256.Signing.PublicKey], external: [Checkpoint] = [])
+        throws -> AuditVerification
+    {
+        var result = AuditVerification()
+        func fail(_ seq: Int64?, _ reason: String) -> AuditVerification {
+            result.failure = .init(seq: seq, reason: reason)
+            return result
+        }
+        // The pruning anchor.
+        var chain = Hash32.zero
+        if let row = try Row.fetchOne(db, sql: "SELECT tree_size, chain FROM audit_anchor WHERE id = 1") {
+            result.anchor = row["tree_size"]
+            guard let c = Hash32(bytes: (row["chain"] as Data?) ?? Data()) else {
+                return fail(nil, "the pruning anchor's chain value is not 32 bytes")
+            }
+            chain = c
+        }
+        let anchor = result.anchor
+
+        // The checkpoint chain.
+        var targets: [Int64: Target] = [:]
+        var previous: Checkpoint?
+        var origin: String?
+        for row in try Row.fetchAll(db, sql: "SELECT tree_size, jws FROM audit_checkpoints ORDER BY tree_size") {
+            let size: Int64 = row["tree_size"]
+            let cp: Checkpoint
+            do { cp = try Checkpoint(parsing: row["jws"]) } catch {
+                return fail(nil, "the checkpoint stored at tree size \(size) cannot be parsed: \(error.message)")
+            }
+            guard cp.treeSize == size else {
+                return fail(nil, "the checkpoint stored at tree size \(size) is signed for tree size \(cp.treeSize)")
+            }
+            do { try cp.verify(keys: keys) } catch { return fail(nil, error.message) }
+            if let previous {
+                guard cp.previous == previous.digest else {
+                    return fail(
+                        nil,
+                        "the checkpoint chain is broken between tree sizes \(previous.treeSize) and \(size): "
+                            + "a checkpoint was removed, inserted or replaced")
+                }
+                guard cp.issuedAt >= previous.issuedAt else {
+                    return fail(nil, "the checkpoint at tree size \(size) is older than the one before it")
+                }
+            } else if cp.previous != nil {
+                return fail(nil, "the first stored checkpoint (tree size \(size)) names a predecessor that is missing")
+            }
+            if let origin, origin != cp.origin {
+                return fail(nil, "the checkpoint at tree size \(size) is for another log (\(cp.origin))")
+            }
+            origin = cp.origin
+            previous = cp
+            result.checkpoints += 1
+            targets[size] = Target(size: size, root: cp.rootHash, chain: cp.chainHead, label: "signed checkpoint")
+        }
+        for cp in external {
+            do { try cp.verify(keys: keys) } catch {
+                return fail(nil, "the checkpoint kept outside the database: \(error.message)")
+            }
+            if let origin, origin != cp.origin {
+                return fail(nil, "the checkpoint kept outside the database is for another log (\(cp.origin))")
+            }
+            if let t = targets[cp.treeSize], t.root != cp.rootHash || t.chain != cp.chainHead {
+                return fail(
+                    nil,
+                    "the checkpoint kept outside the database disagrees with the stored checkpoint at tree size "
+                        + "\(cp.treeSize): the stored one was replaced")
+            }
+            result.checkpoints += 1
+            targets[cp.treeSize] = Target(
+                size: cp.treeSize, root: cp.rootHash, chain: cp.chainHead, label: "checkpoint kept outside the database"
+            )
+        }
+        var pendingTargets = targets.values.filter { $0.size >= anchor && $0.size > 0 }.sorted { $0.size < $1.size }
+        var nextTarget = 0
+
+        // The tree at the pruning point, from the stored nodes.
+        var nodes: [Hash32] = []
+        for (level, index) in MerkleFrontier.subtrees(of: anchor) {
+            guard level >= AuditLog.storedLevel,
+                let data = try Data.fetchOne(
+                    db, sql: "SELECT hash FROM audit_nodes WHERE level = ? AND idx = ?", arguments: [level, index]),
+                let h = Hash32(bytes: data)
+            else {
+                return fail(anchor + 1, "the tree nodes at the pruning point (\(anchor) entries) are missing")
+            }
+            nodes.append(h)
+        }
+        var frontier = MerkleFrontier(size: anchor, nodes: nodes)!
+        var lastMatched = anchor
+        func check(_ t: Target) -> AuditVerification.Failure? {
+            if frontier.root != t.root || chain != t.chain {
+                return .init(
+                    seq: nil,
+                    reason:
+                        "the entries up to \(t.size) do not produce the root hash of the \(t.label) at tree size "
+                        + "\(t.size): entries \(lastMatched + 1)...\(t.size) were altered, removed or inserted "
+                        + "and their hash chain recomputed")
+            }
+            lastMatched = t.size
+            result.checkpointsMatched += 1
+            return nil
+        }
+        if nextTarget < pendingTargets.count, pendingTargets[nextTarget].size == anchor {
+            if let f = check(pendingTargets[nextTarget]) {
+                return fail(f.seq, "at the pruning point: " + f.reason)
+            }
+            nextTarget += 1
+        }
+
+        // The entries, in chunks: leaf hashes in parallel, then the sequential checks.
+        var expected = anchor + 1
+        var lastTime: [UInt8] = []
+        let chunk = 16_384
+        let workers = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))
+        while true {
+            var seqs: [Int64] = []
+            var chains: [Hash32?] = []
+            var offsets: [Int] = [0]
+            var bytes: [UInt8] = []
+            seqs.reserveCapacity(chunk)
+            chains.reserveCapacity(chunk)
+            offsets.reserveCapacity(chunk + 1)
+            bytes.reserveCapacity(chunk * 512)
+            let rows = try Row.fetchCursor(
+                db, sql: "SELECT seq, entry, chain FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT ?",
+                arguments: [expected, chunk])
+            while let row = try rows.next() {
+                seqs.append(row[0])
+                try row.withUnsafeData(atIndex: 1) { d in if let d { bytes.append(contentsOf: d) } }
+                offsets.append(bytes.count)
+                chains.append(try row.withUnsafeData(atIndex: 2) { d in d.flatMap { Hash32(bytes: $0) } })
+            }
+            if seqs.isEmpty { break }
+            var leaves = [Hash32](repeating: .zero, count: seqs.count)
+            let n = seqs.count
+            let bounds = offsets
+            bytes.withUnsafeBytes { all in
+                leaves.withUnsafeMutableBufferPointer { out in
+                    // Each worker writes its own slice of `out` and only reads `all`.
+                    let shared = Unchecked((all, out.baseAddress!))
+                    DispatchQueue.concurrentPerform(iterations: workers) { w in
+                        let (input, output) = shared.value
+                        var i = w * n / workers
+                        let end = (w + 1) * n / workers
+                        while i < end {
+                            output[i] = Merkle.leafHash(
+                                UnsafeRawBufferPointer(rebasing: input[bounds[i]..<bounds[i + 1]])
+                            )
+                            i += 1
+                        }
+                    }
+                }
+            }
+            for i in 0..<n {
+                let seq = seqs[i]
+                guard seq == expected else {
+                    return fail(
+                        expected,
+                        "entry \(expected) is missing: the log jumps from \(expected - 1) to \(seq) (entries were removed)"
+                    )
+                }
+                let entry = bytes[offsets[i]..<offsets[i + 1]]
+                guard let (named, time) = prefix(entry) else {
+                    return fail(seq, "entry \(seq) is not a well-formed audit entry")
+                }
+                guard named == seq else {
+                    return fail(
+                        seq,
+                        "the entry stored at position \(seq) says it is entry \(named): entries were moved, inserted "
+                            + "or removed")
+                }
+                guard let stored = chains[i] else {
+                    return fail(seq, "entry \(seq) has no valid chain value")
+                }
+                let next = Merkle.chainHash(chain, leaves[i])
+                guard next == stored else {
+                    return fail(
+                        seq,
+                        "entry \(seq) does not match its hash chain: its contents were modified (or the entry before "
+                            + "it was replaced)")
+                }
+                guard !time.lexicographicallyPrecedes(lastTime) else {
+                    return fail(seq, "entry \(seq) is older than the entry before it: entries were reordered")
+                }
+                lastTime = Array(time)
+                chain = next
+                frontier.append(leaves[i])
+                result.entries += 1
+                expected = seq + 1
+                if nextTarget < pendingTargets.count, pendingTargets[nextTarget].size == seq {
+                    if let f = check(pendingTargets[nextTarget]) { return fail(f.seq, f.reason) }
+                    nextTarget += 1
+                }
+            }
+            if n < chunk { break }
+        }
+        result.treeSize = frontier.size
+        result.rootHash = frontier.root
+        result.chainHead = chain
+        if nextTarget < pendingTargets.count {
+            let t = pendingTargets[pendingTargets.count - 1]
+            pendingTargets.removeAll()
+            return fail(
+                frontier.size + 1,
+                "the log is truncated: the \(t.label) covers \(t.size) entries but the log ends at \(frontier.size)")
+        }
+        return result
+    }
+
+    /// `{"seq":N,"time":"…"` at the start of an entry: N and the time's bytes.
+    static func prefix(_ entry: ArraySlice<UInt8>) -> (Int64, ArraySlice<UInt8>)? {
+        let head = Array("{\"seq\":".utf8)
+        guard entry.count > head.count + 12, entry.prefix(head.count).elementsEqual(head) else { return nil }
+        var i = entry.startIndex + head.count
+        var n: Int64 = 0
+        var digits = 0
+        while i < entry.endIndex, entry[i] >= 48, entry[i] <= 57, digits < 18 {
+            n = n * 10 + Int64(entry[i] - 48)
+            i += 1
+            digits += 1
+        }
+        let timeKey = Array(",\"time\":\"".utf8)
+        guard digits > 0, entry[i...].starts(with: timeKey) else { return nil }
+        let start = i + timeKey.count
+        guard let end = entry[start...].firstIndex(of: UInt8(ascii: "\"")) else { return nil }
+        return (n, entry[start..<end])
+    }
+}
+
+/// A value shared with concurrent workers that use it without overlap (each writes its own slice).
+struct Unchecked<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+extension AuditVerifier {
+    /// The sequence number an exported JSON-lines entry names, or nil.
+    public static func seq(of line: String) -> Int64? {
+        prefix(ArraySlice(line.utf8)).map(\.0)
+    }
+}

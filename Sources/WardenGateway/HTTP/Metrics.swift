@@ -1,0 +1,29 @@
+import WardenAudit
+import WardenCore
+
+/// `GET /metrics` in the Prometheus text exposition format.
+enum Metrics {
+    static func render(_ cp: ControlPlane) -> String {
+        let a = cp.audit.health
+        var out = ""
+        func metric(_ name: String, _ type: String, _ help: String, _ value: Int64) {
+            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n\(name) \(value)\n"
+        }
+        metric(
+            "warden_audit_healthy", "gauge", "1 when the audit log accepts writes, 0 when it is failing.",
+            a.healthy ? 1 : 0)
+        metric("warden_audit_entries", "gauge", "Entries in the audit log (its tree size).", a.treeSize)
+        metric(
+            "warden_audit_appended_total", "counter", "Events appended through the group-commit writer.", a.appended)
+        metric("warden_audit_batches_total", "counter", "Group-commit batches written (one fsync each).", a.batches)
+        metric("warden_audit_failed_batches_total", "counter", "Batches that could not be written.", a.failedBatches)
+        metric(
+            "warden_audit_rejected_total", "counter",
+            "Events refused (log failing or queue full) or lost with a failed batch.", a.rejected)
+        metric("warden_audit_checkpoints_total", "counter", "Checkpoints signed by this process.", a.checkpoints)
+        let states = cp.agents.states()
+        out += "# HELP warden_agents Registered agents by lifecycle state.\n# TYPE warden_agents gauge\n"
+        for state in AgentState.allCases { out += "warden_agents{state=\"\(state.rawValue)\"} \(states[state] ?? 0)\n" }
+        return out
+    }
+}
