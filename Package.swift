@@ -60,6 +60,7 @@ let package = Package(
                 "WardenCore", "WardenStore", "WardenIdentity", "Cedar",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -84,18 +84,41 @@ for i in 0..<max(1, n / 500) {
         ]), dpop: try signer.proof(method: "POST", url: cp.enrollEndpoint, now: now))
     benchAgents.append((registration.agent.spiffeID.description, key))
 }
-var forms: [([String: String], String)] = []
-for i in 0..<n {
-    let (agentID, key) = benchAgents[i % benchAgents.count]
-    forms.append(
-        (
-            [
-                "grant_type": "client_credentials", "client_assertion_type": ClientAssertion.type,
-                "client_assertion": try ClientAssertion.sign(
-                    clientID: agentID, audience: cp.tokenEndpoint, key: key, now: now),
-            ], try DPoPProofSigner(key: key).proof(method: "POST", url: cp.tokenEndpoint, now: now)
-        ))
+/// Fresh token requests (assertions and proofs are single use).
+@MainActor func tokenRequests() throws -> [([String: String], String)] {
+    var forms: [([String: String], String)] = []
+    for i in 0..<n {
+        let (agentID, key) = benchAgents[i % benchAgents.count]
+        forms.append(
+            (
+                [
+                    "grant_type": "client_credentials", "client_assertion_type": ClientAssertion.type,
+                    "client_assertion": try ClientAssertion.sign(
+                        clientID: agentID, audience: cp.tokenEndpoint, key: key, now: now),
+                ], try DPoPProofSigner(key: key).proof(method: "POST", url: cp.tokenEndpoint, now: now)
+            ))
+    }
+    return forms
 }
+
+/// Tokens per second through `auditedToken` (the grant durably audited before the token is returned) with `callers`
+/// concurrent callers.
+func auditedRate(_ cp: ControlPlane, _ forms: [([String: String], String)], callers: Int) async -> Double {
+    let start = ContinuousClock.now
+    await withTaskGroup(of: Void.self) { group in
+        for c in 0..<callers {
+            group.addTask {
+                for i in stride(from: c, to: forms.count, by: callers) {
+                    _ = try? await cp.auditedToken(form: forms[i].0, dpop: forms[i].1)
+                }
+            }
+        }
+    }
+    let d = ContinuousClock.now - start
+    return Double(forms.count) / (Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
+}
+
+let forms = try tokenRequests()
 let benchSigner = DPoPProofSigner(key: benchAgents[0].key)
 var endpointTokens: [String] = []
 let endpointStart = clock.now
@@ -104,6 +127,11 @@ let endpointSeconds = clock.now - endpointStart
 let endpointRate =
     Double(n) / (Double(endpointSeconds.components.seconds) + Double(endpointSeconds.components.attoseconds) / 1e18)
 print("token endpoint (assertion + DPoP verified, token signed): \(Int(endpointRate)) tokens per second")
+for callers in [1, 16] {
+    let rate = await auditedRate(cp, try tokenRequests(), callers: callers)
+    print(
+        "token endpoint with the grant durably audited, \(callers) concurrent callers: \(Int(rate)) tokens per second")
+}
 
 let cpToken = endpointTokens[0]
 let whoamiURL = cp.url(path: "/v1/whoami")

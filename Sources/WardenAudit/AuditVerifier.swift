@@ -3,6 +3,8 @@ import Crypto
 import Dispatch
 import Foundation
 import GRDB
+import GRDBSQLite
+import Synchronization
 import WardenCore
 
 /// The outcome of verifying an audit log.
@@ -153,7 +155,7 @@ public enum AuditVerifier {
                 size: cp.treeSize, root: cp.rootHash, chain: cp.chainHead, label: "checkpoint kept outside the database"
             )
         }
-        var pendingTargets = targets.values.filter { $0.size >= anchor && $0.size > 0 }.sorted { $0.size < $1.size }
+        let pendingTargets = targets.values.filter { $0.size >= anchor && $0.size > 0 }.sorted { $0.size < $1.size }
         var nextTarget = 0
 
         // The tree at the pruning point, from the stored nodes.
@@ -190,104 +192,175 @@ public enum AuditVerifier {
             nextTarget += 1
         }
 
-        // The entries, in chunks: leaf hashes in parallel, then the sequential checks.
-        var expected = anchor + 1
-        var lastTime: [UInt8] = []
-        let chunk = 16_384
-        let workers = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))
-        while true {
-            var seqs: [Int64] = []
-            var chains: [Hash32?] = []
-            var offsets: [Int] = [0]
-            var bytes: [UInt8] = []
-            seqs.reserveCapacity(chunk)
-            chains.reserveCapacity(chunk)
-            offsets.reserveCapacity(chunk + 1)
-            bytes.reserveCapacity(chunk * 512)
-            let rows = try Row.fetchCursor(
-                db, sql: "SELECT seq, entry, chain FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT ?",
-                arguments: [expected, chunk])
-            while let row = try rows.next() {
-                seqs.append(row[0])
-                try row.withUnsafeData(atIndex: 1) { d in if let d { bytes.append(contentsOf: d) } }
-                offsets.append(bytes.count)
-                chains.append(try row.withUnsafeData(atIndex: 2) { d in d.flatMap { Hash32(bytes: $0) } })
+        // The entries, in chunks, in a two-stage pipeline: this thread reads a chunk and hashes its leaves while a
+        // second thread runs the sequential checks (chain, positions, times, tree, checkpoints) on the previous one.
+        let scan = Scan(
+            expected: anchor + 1, chain: chain, frontier: frontier, targets: pendingTargets, nextTarget: nextTarget,
+            lastMatched: lastMatched)
+        let checker = DispatchQueue(label: "warden.audit.verify")
+        let slots = DispatchSemaphore(value: 2)
+        let statement = try db.makeStatement(
+            sql: "SELECT seq, entry, chain FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT ?")
+        let raw = statement.sqliteStatement
+        var from = anchor + 1
+        while !scan.stopped.load(ordering: .relaxed) {
+            let chunk = Chunk()
+            sqlite3_reset(raw)
+            sqlite3_bind_int64(raw, 1, from)
+            sqlite3_bind_int64(raw, 2, Int64(Chunk.size))
+            while true {
+                let rc = sqlite3_step(raw)
+                if rc == SQLITE_DONE { break }
+                guard rc == SQLITE_ROW else {
+                    checker.sync {}
+                    throw WardenError(.storage, "the audit log could not be read (SQLite error \(rc))")
+                }
+                chunk.seqs.append(sqlite3_column_int64(raw, 0))
+                if let p = sqlite3_column_blob(raw, 1) {
+                    chunk.bytes.append(
+                        contentsOf: UnsafeRawBufferPointer(start: p, count: Int(sqlite3_column_bytes(raw, 1))))
+                }
+                chunk.offsets.append(chunk.bytes.count)
+                let c = sqlite3_column_blob(raw, 2)
+                chunk.chains.append(
+                    c != nil && sqlite3_column_bytes(raw, 2) == 32 ? Hash32(pointer: UnsafeRawPointer(c!)) : nil)
             }
-            if seqs.isEmpty { break }
-            var leaves = [Hash32](repeating: .zero, count: seqs.count)
-            let n = seqs.count
-            let bounds = offsets
-            bytes.withUnsafeBytes { all in
-                leaves.withUnsafeMutableBufferPointer { out in
-                    // Each worker writes its own slice of `out` and only reads `all`.
-                    let shared = Unchecked((all, out.baseAddress!))
-                    DispatchQueue.concurrentPerform(iterations: workers) { w in
-                        let (input, output) = shared.value
-                        var i = w * n / workers
-                        let end = (w + 1) * n / workers
-                        while i < end {
-                            output[i] = Merkle.leafHash(
-                                UnsafeRawBufferPointer(rebasing: input[bounds[i]..<bounds[i + 1]])
-                            )
-                            i += 1
-                        }
-                    }
+            let n = chunk.seqs.count
+            if n == 0 { break }
+            chunk.leaves.reserveCapacity(n)
+            chunk.bytes.withUnsafeBytes { all in
+                for i in 0..<n {
+                    chunk.leaves.append(
+                        Merkle.leafHash(UnsafeRawBufferPointer(rebasing: all[chunk.offsets[i]..<chunk.offsets[i + 1]])))
                 }
             }
-            for i in 0..<n {
-                let seq = seqs[i]
-                guard seq == expected else {
-                    return fail(
-                        expected,
-                        "entry \(expected) is missing: the log jumps from \(expected - 1) to \(seq) (entries were removed)"
-                    )
-                }
-                let entry = bytes[offsets[i]..<offsets[i + 1]]
-                guard let (named, time) = prefix(entry) else {
-                    return fail(seq, "entry \(seq) is not a well-formed audit entry")
-                }
-                guard named == seq else {
-                    return fail(
-                        seq,
-                        "the entry stored at position \(seq) says it is entry \(named): entries were moved, inserted "
-                            + "or removed")
-                }
-                guard let stored = chains[i] else {
-                    return fail(seq, "entry \(seq) has no valid chain value")
-                }
-                let next = Merkle.chainHash(chain, leaves[i])
-                guard next == stored else {
-                    return fail(
-                        seq,
-                        "entry \(seq) does not match its hash chain: its contents were modified (or the entry before "
-                            + "it was replaced)")
-                }
-                guard !time.lexicographicallyPrecedes(lastTime) else {
-                    return fail(seq, "entry \(seq) is older than the entry before it: entries were reordered")
-                }
-                lastTime = Array(time)
-                chain = next
-                frontier.append(leaves[i])
-                result.entries += 1
-                expected = seq + 1
-                if nextTarget < pendingTargets.count, pendingTargets[nextTarget].size == seq {
-                    if let f = check(pendingTargets[nextTarget]) { return fail(f.seq, f.reason) }
-                    nextTarget += 1
-                }
+            slots.wait()
+            checker.async {
+                scan.consume(chunk)
+                slots.signal()
             }
-            if n < chunk { break }
+            if n < Chunk.size { break }
+            from = chunk.seqs[n - 1] + 1
         }
+        checker.sync {}
+        result.entries = scan.entries
+        result.checkpointsMatched += scan.matched
+        if let f = scan.failure { return fail(f.seq, f.reason) }
+        frontier = scan.frontier
+        chain = scan.chain
         result.treeSize = frontier.size
         result.rootHash = frontier.root
         result.chainHead = chain
-        if nextTarget < pendingTargets.count {
+        if scan.nextTarget < pendingTargets.count {
             let t = pendingTargets[pendingTargets.count - 1]
-            pendingTargets.removeAll()
             return fail(
                 frontier.size + 1,
                 "the log is truncated: the \(t.label) covers \(t.size) entries but the log ends at \(frontier.size)")
         }
         return result
+    }
+
+    /// A chunk of entries read from the database, with their leaf hashes.
+    final class Chunk: @unchecked Sendable {
+        static let size = 8_192
+        var seqs: [Int64] = []
+        var chains: [Hash32?] = []
+        var offsets: [Int] = [0]
+        var bytes: [UInt8] = []
+        var leaves: [Hash32] = []
+
+        init() {
+            seqs.reserveCapacity(Self.size)
+            chains.reserveCapacity(Self.size)
+            offsets.reserveCapacity(Self.size + 1)
+            bytes.reserveCapacity(Self.size * 512)
+        }
+    }
+
+    /// The sequential checks, run on the checker thread only (`stopped` is read by the reader).
+    final class Scan: @unchecked Sendable {
+        var expected: Int64
+        var chain: Hash32
+        var frontier: MerkleFrontier
+        var lastTime: [UInt8] = []
+        var entries: Int64 = 0
+        var matched = 0
+        let targets: [Target]
+        var nextTarget: Int
+        var lastMatched: Int64
+        var failure: AuditVerification.Failure?
+        let stopped = Atomic<Bool>(false)
+
+        init(
+            expected: Int64, chain: Hash32, frontier: MerkleFrontier, targets: [Target], nextTarget: Int,
+            lastMatched: Int64
+        ) {
+            self.expected = expected
+            self.chain = chain
+            self.frontier = frontier
+            self.targets = targets
+            self.nextTarget = nextTarget
+            self.lastMatched = lastMatched
+            lastTime.reserveCapacity(64)
+        }
+
+        func stop(_ seq: Int64?, _ reason: String) {
+            failure = .init(seq: seq, reason: reason)
+            stopped.store(true, ordering: .relaxed)
+        }
+
+        func consume(_ chunk: Chunk) {
+            guard failure == nil else { return }
+            for i in 0..<chunk.seqs.count {
+                let seq = chunk.seqs[i]
+                guard seq == expected else {
+                    return stop(
+                        expected,
+                        "entry \(expected) is missing: the log jumps from \(expected - 1) to \(seq) (entries were removed)"
+                    )
+                }
+                let entry = chunk.bytes[chunk.offsets[i]..<chunk.offsets[i + 1]]
+                guard let (named, time) = AuditVerifier.prefix(entry) else {
+                    return stop(seq, "entry \(seq) is not a well-formed audit entry")
+                }
+                guard named == seq else {
+                    return stop(
+                        seq,
+                        "the entry stored at position \(seq) says it is entry \(named): entries were moved, inserted "
+                            + "or removed")
+                }
+                guard let stored = chunk.chains[i] else { return stop(seq, "entry \(seq) has no valid chain value") }
+                let next = Merkle.chainHash(chain, chunk.leaves[i])
+                guard next == stored else {
+                    return stop(
+                        seq,
+                        "entry \(seq) does not match its hash chain: its contents were modified (or the entry before "
+                            + "it was replaced)")
+                }
+                guard !time.lexicographicallyPrecedes(lastTime) else {
+                    return stop(seq, "entry \(seq) is older than the entry before it: entries were reordered")
+                }
+                lastTime.removeAll(keepingCapacity: true)
+                lastTime.append(contentsOf: time)
+                chain = next
+                frontier.append(chunk.leaves[i])
+                entries += 1
+                expected = seq + 1
+                if nextTarget < targets.count, targets[nextTarget].size == seq {
+                    let t = targets[nextTarget]
+                    guard frontier.root == t.root && chain == t.chain else {
+                        return stop(
+                            nil,
+                            "the entries up to \(t.size) do not produce the root hash of the \(t.label) at tree size "
+                                + "\(t.size): entries \(lastMatched + 1)...\(t.size) were altered, removed or inserted "
+                                + "and their hash chain recomputed")
+                    }
+                    lastMatched = t.size
+                    matched += 1
+                    nextTarget += 1
+                }
+            }
+        }
     }
 
     /// `{"seq":N,"time":"…"` at the start of an entry: N and the time's bytes.
@@ -308,12 +381,6 @@ public enum AuditVerifier {
         guard let end = entry[start...].firstIndex(of: UInt8(ascii: "\"")) else { return nil }
         return (n, entry[start..<end])
     }
-}
-
-/// A value shared with concurrent workers that use it without overlap (each writes its own slice).
-struct Unchecked<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }
 
 extension AuditVerifier {

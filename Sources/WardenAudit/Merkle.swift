@@ -26,6 +26,15 @@ public struct Hash32: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// From the 32 bytes at `p`.
+    public init(pointer p: UnsafeRawPointer) {
+        self.init(
+            a: p.loadUnaligned(fromByteOffset: 0, as: UInt64.self),
+            b: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self),
+            c: p.loadUnaligned(fromByteOffset: 16, as: UInt64.self),
+            d: p.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+    }
+
     /// From exactly 32 bytes.
     public init?(bytes: some Collection<UInt8>) {
         guard bytes.count == 32 else { return nil }

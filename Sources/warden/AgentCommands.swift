@@ -43,7 +43,7 @@ struct AdminOptions: ParsableArguments {
     func perform(
         remote: (AdminClient) async throws -> JSONValue, offline: (ControlPlane) throws -> JSONValue
     ) async throws {
-        do {
+        try await reporting {
             let result: JSONValue
             if let client = try client() {
                 result = try await remote(client)
@@ -53,10 +53,6 @@ struct AdminOptions: ParsableArguments {
                 withExtendedLifetime(lock) {}
             }
             print(result.serialized)
-        } catch let e as ValidationError {
-            throw e
-        } catch {
-            throw fail(error)
         }
     }
 }
@@ -226,6 +222,22 @@ struct AgentKeyOptions: ParsableArguments {
     }
 }
 
+/// Runs a command's body: usage errors go to the argument parser, an interrupted follow ends quietly, and every other
+/// error is reported on standard error with exit status 1.
+func reporting(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let e as ValidationError {
+        throw e
+    } catch let e as ExitCode {
+        throw e
+    } catch is CancellationError {
+        return
+    } catch {
+        throw fail(error)
+    }
+}
+
 func fail(_ error: any Error) -> ExitCode {
     let text: String
     if let e = error as? WardenError { text = "\(e.code): \(e.message)" } else { text = "\(error)" }
@@ -248,7 +260,7 @@ struct AgentEnroll: AsyncParsableCommand {
     @Option(name: .long, help: "The agent's binary, hashed (SHA-256) as evidence.") var binary: String?
 
     func run() async throws {
-        do {
+        try await reporting {
             let digest: String
             if let manifest {
                 let m = try AgentManifest(
@@ -275,10 +287,6 @@ struct AgentEnroll: AsyncParsableCommand {
             try SecureFile.write(key.pemRepresentation + "\n", to: keyOut)
             try SecureFile.write(result.serialized + "\n", to: keyOut + ".json", mode: 0o644)
             print(result.serialized)
-        } catch let e as ValidationError {
-            throw e
-        } catch {
-            throw fail(error)
         }
     }
 }
@@ -291,13 +299,13 @@ struct AgentToken: AsyncParsableCommand {
     @Option(name: .long, help: "Space-separated scopes (default: all the manifest grants).") var scope: String?
 
     func run() async throws {
-        do {
+        try await reporting {
             let (key, id) = try agentKey.load()
             print(
                 try await AgentClient(server: agentKey.server, key: key).token(
                     spiffeID: id, audience: audience, scope: scope
                 ).serialized)
-        } catch let e as ValidationError { throw e } catch { throw fail(error) }
+        }
     }
 }
 
@@ -307,14 +315,14 @@ struct AgentWhoami: AsyncParsableCommand {
     @OptionGroup var agentKey: AgentKeyOptions
 
     func run() async throws {
-        do {
+        try await reporting {
             let (key, id) = try agentKey.load()
             let client = AgentClient(server: agentKey.server, key: key)
             guard let token = try await client.token(spiffeID: id)["access_token"]?.stringValue else {
                 throw WardenClientError("the token response has no access_token")
             }
             print(try await client.whoami(accessToken: token).serialized)
-        } catch let e as ValidationError { throw e } catch { throw fail(error) }
+        }
     }
 }
 
@@ -325,7 +333,7 @@ struct AgentSVID: AsyncParsableCommand {
     @Option(name: .long, help: "Directory for svid.pem, svid.key and bundle.pem.") var outDir: String
 
     func run() async throws {
-        do {
+        try await reporting {
             let (key, id) = try agentKey.load()
             let client = AgentClient(server: agentKey.server, key: key)
             guard let token = try await client.token(spiffeID: id)["access_token"]?.stringValue else {
@@ -345,7 +353,7 @@ struct AgentSVID: AsyncParsableCommand {
                     ("svid", .string(outDir + "/svid.pem")), ("key", .string(outDir + "/svid.key")),
                     ("bundle", .string(outDir + "/bundle.pem")),
                 ]).serialized)
-        } catch let e as ValidationError { throw e } catch { throw fail(error) }
+        }
     }
 }
 

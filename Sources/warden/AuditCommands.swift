@@ -149,7 +149,7 @@ struct AuditCheckpoint: AsyncParsableCommand {
     @Flag(help: "Sign a checkpoint of the current log first.") var new = false
 
     func run() async throws {
-        do {
+        try await reporting {
             if let client = try admin.client() {
                 print(try await client.call(new ? "POST" : "GET", "/v1/admin/audit/checkpoint").serialized)
                 return
@@ -164,10 +164,6 @@ struct AuditCheckpoint: AsyncParsableCommand {
             }
             guard let cp else { throw WardenError(.notFound, "no checkpoint yet (the log is empty)") }
             print(cp.json.serialized)
-        } catch let e as ValidationError {
-            throw e
-        } catch {
-            throw fail(error)
         }
     }
 }
@@ -182,7 +178,7 @@ struct AuditExport: AsyncParsableCommand {
 
     func run() async throws {
         guard let f = AuditFormat(rawValue: format) else { throw ValidationError("--format must be jsonl or ocsf") }
-        do {
+        try await reporting {
             if let client = try admin.client() {
                 var after: Int64? = nil
                 while true {
@@ -216,10 +212,6 @@ struct AuditExport: AsyncParsableCommand {
                 q.after = rows.last!.0
                 if rows.count < q.limit { break }
             }
-        } catch let e as ValidationError {
-            throw e
-        } catch {
-            throw fail(error)
         }
     }
 }
@@ -235,7 +227,7 @@ struct AuditTail: AsyncParsableCommand {
 
     func run() async throws {
         guard let f = AuditFormat(rawValue: format) else { throw ValidationError("--format must be jsonl or ocsf") }
-        do {
+        try await reporting {
             let client = try admin.client()
             let local = client == nil ? try openAuditLog(admin.config).0 : nil
             var q = try filter.query()
@@ -266,12 +258,6 @@ struct AuditTail: AsyncParsableCommand {
                 if !follow { break }
                 try await Task.sleep(for: .milliseconds(250))
             }
-        } catch let e as ValidationError {
-            throw e
-        } catch is CancellationError {
-            return
-        } catch {
-            throw fail(error)
         }
     }
 }
@@ -380,16 +366,12 @@ extension AdminOptions {
     func performReading(
         remote: (AdminClient) async throws -> JSONValue, offline: (WardenConfig) throws -> JSONValue
     ) async throws {
-        do {
+        try await reporting {
             if let client = try client() {
                 print(try await remote(client).serialized)
             } else {
                 print(try offline(try config.load()).serialized)
             }
-        } catch let e as ValidationError {
-            throw e
-        } catch {
-            throw fail(error)
         }
     }
 }

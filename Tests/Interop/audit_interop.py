@@ -27,7 +27,6 @@ synthetic database against a reference verifier.
 Prints one line per check ("ok NAME" or "FAIL NAME: detail") and at the end "N passed, M failed"; exits 1 when any
 check failed. The live mode needs: joserfc, pyjwt[crypto], cryptography, requests.
 """
-import base64
 import calendar
 import hashlib
 import json
@@ -35,24 +34,19 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
-import uuid
 
-# Everything talks to 127.0.0.1: keep any proxy configured in the environment out of it.
-for _var in ("NO_PROXY", "no_proxy"):
-    os.environ[_var] = "127.0.0.1,localhost"
+from interop_common import (Agent, CheckFailed, Run, Server, State, Warden, b64url, b64url_decode, b64url_json,
+                            enroll_request, expect, free_port, keep_loopback_off_proxy, new_key, token_request)
+from interop_common import describe as describe_response
 
-HTTP_TIMEOUT = 10  # seconds, every HTTP call
-START_TIMEOUT = 20  # seconds to wait for /healthz after starting the server
-STOP_TIMEOUT = 10  # seconds to wait for the server to exit after SIGTERM
+keep_loopback_off_proxy()
+
 CLI_TIMEOUT = 60  # seconds, every `warden audit verify`
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 CHECKPOINT_TYP = "audit-checkpoint+jwt"
 
 # The documented entry keys, in their documented order (docs/audit.md, "Entries").
@@ -64,29 +58,8 @@ HEX32_RE = re.compile(r"^[0-9a-f]{64}$")
 ADMIN_ACTOR = b'"actor":"admin"'
 
 
-class CheckFailed(Exception):
-    pass
-
-
-def expect(cond, message):
-    if not cond:
-        raise CheckFailed(message)
-
-
 def is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def b64url_json(obj) -> str:
-    return b64url(json.dumps(obj, separators=(",", ":")).encode())
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -544,36 +517,6 @@ def choose_k(lines: list, a_size: int):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Reporting
-
-
-class Run:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def check(self, name: str, fn):
-        try:
-            fn()
-        except CheckFailed as e:
-            self.failed += 1
-            print(f"FAIL {name}: {e}", flush=True)
-            return False
-        except Exception as e:  # noqa: BLE001 - an unexpected error is a failure of this check, not of the run
-            self.failed += 1
-            tb = traceback.extract_tb(e.__traceback__)[-1]
-            print(f"FAIL {name}: {type(e).__name__}: {e} (line {tb.lineno})", flush=True)
-            return False
-        self.passed += 1
-        print(f"ok {name}", flush=True)
-        return True
-
-    def summary(self) -> int:
-        print(f"{self.passed} passed, {self.failed} failed", flush=True)
-        return 1 if self.failed else 0
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # --selftest
 
 # google/trillian merkle/testonly/constants.go (LeafInputs, NodeHashes level 0, RootHashes) and
@@ -890,26 +833,22 @@ def selftest() -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The live run: server and clients (third-party packages imported only here)
+# The live run: clients (third-party packages imported only here and, when called, by interop_common's server and
+# client helpers)
 
-pyjwt = requests = jo_jws = jo_jwt = ECKey = None
+pyjwt = jo_jws = ECKey = None
 
 
 def import_clients():
-    global pyjwt, requests, jo_jws, jo_jwt, ECKey
+    global pyjwt, jo_jws, ECKey
     import jwt as _pyjwt  # PyJWT
-    import requests as _requests
     from joserfc import jws as _jo_jws
-    from joserfc import jwt as _jo_jwt
     from joserfc.jwk import ECKey as _ECKey
-    pyjwt, requests, jo_jws, jo_jwt, ECKey = _pyjwt, _requests, _jo_jws, _jo_jwt, _ECKey
+    pyjwt, jo_jws, ECKey = _pyjwt, _jo_jws, _ECKey
 
 
 def describe(resp) -> str:
-    body = resp.text
-    if len(body) > 300:
-        body = body[:300] + "..."
-    return f"HTTP {resp.status_code} body: {body}"
+    return describe_response(resp, www_authenticate=False)
 
 
 def body_json(resp, what: str):
@@ -917,121 +856,6 @@ def body_json(resp, what: str):
         return resp.json()
     except ValueError:
         raise CheckFailed(f"{what}: the response is not JSON: {describe(resp)}") from None
-
-
-def free_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
-
-
-class Server:
-    def __init__(self, binary: str, workdir: str, port: int):
-        self.binary = binary
-        self.data = os.path.join(workdir, "data")
-        self.log_path = os.path.join(workdir, "warden-serve.log")
-        self.port = port
-        self.base = f"http://127.0.0.1:{port}"
-        self.proc = None
-        self.log = None
-
-    def start(self):
-        """Starts the server and waits (at most START_TIMEOUT s) until /healthz answers 200."""
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [self.binary, "serve", "--data", self.data, "--listen", f"127.0.0.1:{self.port}"],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT
-        last = "no answer"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise CheckFailed(f"the server exited with status {self.proc.returncode}; see {self.log_path}")
-            try:
-                r = requests.get(self.base + "/healthz", timeout=1)
-                if r.status_code == 200:
-                    return
-                last = f"HTTP {r.status_code}"
-            except requests.RequestException as e:
-                last = type(e).__name__
-            time.sleep(0.1)
-        raise CheckFailed(f"the server did not answer /healthz within {START_TIMEOUT} s ({last}); see {self.log_path}")
-
-    def stop(self):
-        """SIGTERM, then wait; returns the exit status (None if it was not running)."""
-        status = None
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                status = self.proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=STOP_TIMEOUT)
-                status = "killed after SIGTERM timed out"
-        self.proc = None
-        if self.log is not None:
-            self.log.close()
-            self.log = None
-        return status
-
-
-class Warden:
-    def __init__(self, server: Server):
-        self.server = server
-        self.http = requests.Session()
-        self.http.trust_env = False  # loopback only; never through a proxy
-
-    @property
-    def base(self) -> str:
-        return self.server.base
-
-    def admin_token(self) -> str:
-        with open(os.path.join(self.server.data, "admin.token")) as f:
-            return f.read().strip()
-
-    def admin(self, method: str, path: str, body=None, params=None, token=True):
-        headers = {"Authorization": "Bearer " + self.admin_token()} if token else {}
-        return self.http.request(method, self.base + path, json=body, params=params, headers=headers,
-                                 timeout=HTTP_TIMEOUT)
-
-    def get(self, path: str, **kw):
-        return self.http.get(self.base + path, timeout=HTTP_TIMEOUT, **kw)
-
-    def post(self, path: str, **kw):
-        return self.http.post(self.base + path, timeout=HTTP_TIMEOUT, **kw)
-
-
-def new_key():
-    return ECKey.generate_key("P-256", private=True)
-
-
-def public_jwk(key) -> dict:
-    d = key.as_dict(private=False)
-    return {k: d[k] for k in ("kty", "crv", "x", "y")}
-
-
-def dpop_proof(key, method: str, url: str) -> str:
-    header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": public_jwk(key)}
-    claims = {"jti": str(uuid.uuid4()), "htm": method, "htu": url, "iat": int(time.time())}
-    return jo_jws.serialize_compact(header, json.dumps(claims).encode(), key, algorithms=["ES256"])
-
-
-def client_assertion(key, spiffe_id: str, audience: str) -> str:
-    now = int(time.time())
-    claims = {"iss": spiffe_id, "sub": spiffe_id, "aud": audience, "iat": now, "exp": now + 60,
-              "jti": secrets.token_urlsafe(16)}
-    return jo_jwt.encode({"alg": "ES256", "typ": "JWT"}, claims, key, algorithms=["ES256"])
-
-
-class Agent:
-    def __init__(self, name: str, manifest: dict):
-        self.name = name
-        self.manifest = manifest
-        self.key = None
-        self.registration = None
-        self.spiffe_id = None
 
 
 def manifest(name: str, **extra) -> dict:
@@ -1047,20 +871,6 @@ def register(w: Warden, agent: Agent) -> dict:
     expect("spiffe_id" in reg and "join_token" in reg, f"register {agent.name}: {reg}")
     agent.registration, agent.spiffe_id = reg, reg["spiffe_id"]
     return reg
-
-
-def enroll_request(w: Warden, key, join_token: str, manifest_digest: str, binary_sha256=None):
-    attestation = {"manifest_digest": manifest_digest}
-    if binary_sha256 is not None:
-        attestation["binary_sha256"] = binary_sha256
-    body = {"join_token": join_token, "jwk": public_jwk(key), "attestation": attestation}
-    return w.post("/v1/enroll", json=body, headers={"DPoP": dpop_proof(key, "POST", w.base + "/v1/enroll")})
-
-
-def token_request(w: Warden, agent: Agent):
-    form = {"grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE,
-            "client_assertion": client_assertion(agent.key, agent.spiffe_id, w.base + "/v1/token")}
-    return w.post("/v1/token", data=form, headers={"DPoP": dpop_proof(agent.key, "POST", w.base + "/v1/token")})
 
 
 def admin_action(w: Warden, agent: Agent, action: str, status=200):
@@ -1162,13 +972,8 @@ def live(binary: str, workdir: str) -> int:
     server = Server(binary, workdir, free_port())
     w = Warden(server)
     sfx = secrets.token_hex(3)  # unique agent names, so that a reused WORKDIR still works
-    st = {}  # state shared between checks
-
-    def need(*keys):
-        missing = [k for k in keys if k not in st]
-        if missing:
-            raise CheckFailed("skipped: an earlier check did not produce " + ", ".join(missing))
-        return [st[k] for k in keys] if len(keys) > 1 else st[keys[0]]
+    st = State()  # state shared between checks
+    need = st.need
 
     revoked = Agent(f"audit-revoked-{sfx}", manifest(f"audit-revoked-{sfx}"))
     retired = Agent(f"audit-retired-{sfx}", manifest(f"audit-retired-{sfx}"))

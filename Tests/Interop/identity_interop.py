@@ -10,24 +10,20 @@ access tokens against the published JWKS), cryptography (keys, CSR) and requests
 Prints one line per check ("ok NAME" or "FAIL NAME: detail") and at the end "N passed, M failed"; exits 1 when any
 check failed. Needs: joserfc, pyjwt[crypto], cryptography, requests, and `openssl` on PATH.
 """
-import base64
 import hashlib
 import hmac
-import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import time
-import traceback
-import uuid
 
-# Everything talks to 127.0.0.1: keep any proxy configured in the environment out of it (requests and the urllib
-# used by PyJWKClient both honour these).
-for _var in ("NO_PROXY", "no_proxy"):
-    os.environ[_var] = "127.0.0.1,localhost"
+from interop_common import (ASSERTION_TYPE, HTTP_TIMEOUT, Agent, Run, Server, State, Warden, b64url, b64url_json,
+                            client_assertion, describe, dpop_proof, enroll_request, expect, free_port,
+                            keep_loopback_off_proxy, new_key, token_request)
+
+keep_loopback_off_proxy()
 
 import jwt as pyjwt  # noqa: E402  (PyJWT)
 import requests  # noqa: E402
@@ -35,172 +31,18 @@ from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
-from joserfc import jws as jo_jws  # noqa: E402
-from joserfc import jwt as jo_jwt  # noqa: E402
 from joserfc.jwk import ECKey  # noqa: E402
 
-HTTP_TIMEOUT = 10  # seconds, every HTTP call
-START_TIMEOUT = 20  # seconds to wait for /healthz after starting the server
-STOP_TIMEOUT = 10  # seconds to wait for the server to exit after SIGTERM
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def expect(cond, message):
-    if not cond:
-        raise CheckFailed(message)
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def b64url_json(obj) -> str:
-    return b64url(json.dumps(obj, separators=(",", ":")).encode())
 
 
 def unverified_claims(token: str) -> dict:
     return pyjwt.decode(token, options={"verify_signature": False})
 
 
-def describe(resp) -> str:
-    body = resp.text
-    if len(body) > 300:
-        body = body[:300] + "..."
-    www = resp.headers.get("WWW-Authenticate")
-    return f"HTTP {resp.status_code}" + (f" WWW-Authenticate: {www}" if www else "") + f" body: {body}"
-
-
 # ---------------------------------------------------------------------------------------------------------------
-# The server
-
-
-def free_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
-
-
-class Server:
-    def __init__(self, binary: str, workdir: str, port: int, tls_port: int):
-        self.binary = binary
-        self.tls_port = tls_port
-        self.tls_base = f"https://127.0.0.1:{tls_port}"
-        self.data = os.path.join(workdir, "data")
-        self.log_path = os.path.join(workdir, "warden-serve.log")
-        self.port = port
-        self.base = f"http://127.0.0.1:{port}"
-        self.proc = None
-        self.log = None
-
-    def start(self):
-        """Starts the server and waits (at most START_TIMEOUT s) until /healthz answers 200."""
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [self.binary, "serve", "--data", self.data, "--listen", f"127.0.0.1:{self.port}",
-             "--tls-listen", f"127.0.0.1:{self.tls_port}"],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT
-        last = "no answer"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise CheckFailed(f"the server exited with status {self.proc.returncode}; see {self.log_path}")
-            try:
-                r = requests.get(self.base + "/healthz", timeout=1)
-                if r.status_code == 200:
-                    return
-                last = f"HTTP {r.status_code}"
-            except requests.RequestException as e:
-                last = type(e).__name__
-            time.sleep(0.1)
-        raise CheckFailed(f"the server did not answer /healthz within {START_TIMEOUT} s ({last}); see {self.log_path}")
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=STOP_TIMEOUT)
-        self.proc = None
-        if self.log is not None:
-            self.log.close()
-            self.log = None
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Clients
-
-
-class Warden:
-    """HTTP helpers against one server (base URL = issuer)."""
-
-    def __init__(self, server: Server):
-        self.server = server
-        self.http = requests.Session()
-        self.http.trust_env = False  # loopback only; never through a proxy
-
-    @property
-    def base(self) -> str:
-        return self.server.base
-
-    def admin_token(self) -> str:
-        with open(os.path.join(self.server.data, "admin.token")) as f:
-            return f.read().strip()
-
-    def admin(self, method: str, path: str, body=None):
-        headers = {"Authorization": "Bearer " + self.admin_token()}
-        return self.http.request(method, self.base + path, json=body, headers=headers, timeout=HTTP_TIMEOUT)
-
-    def get(self, path: str, **kw):
-        return self.http.get(self.base + path, timeout=HTTP_TIMEOUT, **kw)
-
-    def post(self, path: str, **kw):
-        return self.http.post(self.base + path, timeout=HTTP_TIMEOUT, **kw)
-
-
-def new_key() -> ECKey:
-    return ECKey.generate_key("P-256", private=True)
-
-
-def public_jwk(key: ECKey) -> dict:
-    d = key.as_dict(private=False)
-    return {k: d[k] for k in ("kty", "crv", "x", "y")}
-
-
-def dpop_proof(key: ECKey, method: str, url: str, access_token=None, iat=None, jwk=None) -> str:
-    """An RFC 9449 DPoP proof made with joserfc."""
-    header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk or public_jwk(key)}
-    claims = {"jti": str(uuid.uuid4()), "htm": method, "htu": url, "iat": int(time.time()) if iat is None else iat}
-    if access_token is not None:
-        claims["ath"] = b64url(hashlib.sha256(access_token.encode()).digest())
-    return jo_jws.serialize_compact(header, json.dumps(claims).encode(), key, algorithms=["ES256"])
-
-
-def client_assertion(key: ECKey, spiffe_id: str, audience: str) -> str:
-    """An RFC 7523 private_key_jwt client assertion made with joserfc."""
-    now = int(time.time())
-    claims = {"iss": spiffe_id, "sub": spiffe_id, "aud": audience, "iat": now, "exp": now + 60,
-              "jti": secrets.token_urlsafe(16)}
-    return jo_jwt.encode({"alg": "ES256", "typ": "JWT"}, claims, key, algorithms=["ES256"])
-
-
-class Agent:
-    def __init__(self, name: str, manifest: dict):
-        self.name = name
-        self.manifest = manifest
-        self.key = None
-        self.registration = None
-        self.spiffe_id = None
+# Clients (Server, Warden, Agent, keys, DPoP proofs, client assertions, enrollment and token requests: interop_common)
 
 
 def register(w: Warden, agent: Agent):
@@ -214,15 +56,6 @@ def register(w: Warden, agent: Agent):
     return reg
 
 
-def enroll_request(w: Warden, key: ECKey, join_token: str, manifest_digest: str, binary_sha256=None):
-    attestation = {"manifest_digest": manifest_digest}
-    if binary_sha256 is not None:
-        attestation["binary_sha256"] = binary_sha256
-    body = {"join_token": join_token, "jwk": public_jwk(key), "attestation": attestation}
-    proof = dpop_proof(key, "POST", w.base + "/v1/enroll")
-    return w.post("/v1/enroll", json=body, headers={"DPoP": proof})
-
-
 def register_and_enroll(w: Warden, agent: Agent):
     reg = register(w, agent)
     agent.key = new_key()
@@ -234,15 +67,6 @@ def register_and_enroll(w: Warden, agent: Agent):
            f"enroll {agent.name}: spiffe_id {body.get('spiffe_id')!r} != registered {reg['spiffe_id']!r}")
     expect(body.get("agent_id") == reg["agent_id"], f"enroll {agent.name}: agent_id differs from registration")
     return body
-
-
-def token_request(w: Warden, agent: Agent, **extra):
-    form = {"grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE,
-            "client_assertion": client_assertion(agent.key, agent.spiffe_id, w.base + "/v1/token")}
-    form.update(extra)
-    proof = dpop_proof(agent.key, "POST", w.base + "/v1/token")
-    # A dict body makes requests send application/x-www-form-urlencoded.
-    return w.post("/v1/token", data=form, headers={"DPoP": proof})
 
 
 def get_token(w: Warden, agent: Agent, **extra) -> dict:
@@ -278,28 +102,6 @@ def expect_401(r, what: str, error=None):
 # The checks
 
 
-class Run:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def check(self, name: str, fn):
-        try:
-            fn()
-        except CheckFailed as e:
-            self.failed += 1
-            print(f"FAIL {name}: {e}", flush=True)
-            return False
-        except Exception as e:  # noqa: BLE001 - an unexpected error is a failure of this check, not of the run
-            self.failed += 1
-            tb = traceback.extract_tb(e.__traceback__)[-1]
-            print(f"FAIL {name}: {type(e).__name__}: {e} (line {tb.lineno})", flush=True)
-            return False
-        self.passed += 1
-        print(f"ok {name}", flush=True)
-        return True
-
-
 def main(argv) -> int:
     if len(argv) != 3:
         print("usage: identity_interop.py WARDEN_BIN WORKDIR", file=sys.stderr)
@@ -310,13 +112,8 @@ def main(argv) -> int:
     server = Server(binary, workdir, free_port(), free_port())
     w = Warden(server)
     suffix = secrets.token_hex(3)  # unique agent names, so that a reused WORKDIR still works
-    st = {}  # state shared between checks
-
-    def need(*keys):
-        missing = [k for k in keys if k not in st]
-        if missing:
-            raise CheckFailed("skipped: an earlier check did not produce " + ", ".join(missing))
-        return [st[k] for k in keys] if len(keys) > 1 else st[keys[0]]
+    st = State()  # state shared between checks
+    need = st.need
 
     a = Agent(f"support-bot-{suffix}", {
         "name": f"support-bot-{suffix}", "owner": "a@example.com", "roles": ["support"],
@@ -334,8 +131,7 @@ def main(argv) -> int:
 
     try:
         if not run.check("server-start", server.start):
-            print(f"{run.passed} passed, {run.failed} failed")
-            return 1
+            return run.summary()
 
         # 1
         def metadata():
@@ -694,8 +490,7 @@ def main(argv) -> int:
 
     if "svid_validity" in st and st["svid_validity"] > 3600:
         print(f"note: the SVID's notAfter - notBefore is {st['svid_validity']} s (notBefore backdated)")
-    print(f"{run.passed} passed, {run.failed} failed")
-    return 1 if run.failed else 0
+    return run.summary()
 
 
 if __name__ == "__main__":

@@ -3,18 +3,14 @@
   jose_interop.py proof METHOD URL IAT ACCESS_TOKEN   -> {"proof": ..., "thumbprint": ...}
   jose_interop.py verify COMPACT_JWS JWK_JSON         -> {"valid": true|false, "claims": {...}}
 """
-import base64
 import hashlib
 import json
 import sys
 import uuid
 
+from interop_common import b64url
 from joserfc import jws
 from joserfc.jwk import ECKey
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def proof(method: str, url: str, iat: int, token: str) -> None:

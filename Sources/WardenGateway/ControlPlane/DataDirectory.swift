@@ -17,7 +17,8 @@ import X509
 /// file has become readable by others.
 ///
 /// Layout: `admin.token`, `ca/{root,intermediate}.{pem,key}`, `ca/trust-domain`, `keys/<kid>.key` (signing keys,
-/// PKCS#8 PEM), `nonce.key`, `warden.sqlite`.
+/// PKCS#8 PEM, deleted after their overlap), `keys/<kid>.pub` (their public halves, kept for ever: audit checkpoints
+/// stay verifiable), `nonce.key`, `warden.sqlite` (state and the audit log).
 public struct DataDirectory: Sendable {
     public let path: String
     public let store: SQLiteStore
