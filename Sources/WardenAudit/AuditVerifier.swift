@@ -144,11 +144,14 @@ public enum AuditVerifier {
             if let origin, origin != cp.origin {
                 return fail(nil, "the checkpoint kept outside the database is for another log (\(cp.origin))")
             }
-            if let t = targets[cp.treeSize], t.root != cp.rootHash || t.chain != cp.chainHead {
-                return fail(
-                    nil,
-                    "the checkpoint kept outside the database disagrees with the stored checkpoint at tree size "
-                        + "\(cp.treeSize): the stored one was replaced")
+            if let t = targets[cp.treeSize] {
+                guard t.root == cp.rootHash && t.chain == cp.chainHead else {
+                    return fail(
+                        nil,
+                        "the checkpoint kept outside the database disagrees with the stored checkpoint at tree size "
+                            + "\(cp.treeSize): the stored one was replaced")
+                }
+                continue  // the same checkpoint, already counted
             }
             result.checkpoints += 1
             targets[cp.treeSize] = Target(

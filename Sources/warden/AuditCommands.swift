@@ -222,7 +222,7 @@ struct AuditTail: AsyncParsableCommand {
     @OptionGroup var admin: AdminOptions
     @OptionGroup var filter: AuditFilter
     @Option(help: "jsonl or ocsf.") var format: String = "jsonl"
-    @Option(name: .shortAndLong, help: "How many existing entries to print first.") var lines: Int64 = 10
+    @Option(name: [.customShort("n"), .long], help: "How many existing entries to print first.") var lines: Int64 = 10
     @Flag(inversion: .prefixedNo, help: "Keep following (until interrupted).") var follow = true
 
     func run() async throws {
