@@ -1,5 +1,6 @@
 import Cedar
 import Foundation
+import Synchronization
 import WardenCore
 
 /// Export formats for SIEMs.
@@ -194,13 +195,16 @@ extension JSONValue {
 
 /// A continuous export of the audit log to a file (JSON lines or OCSF) with size-based rotation: `path` grows until
 /// `maxBytes`, then becomes `path.1` (older files shift up to `path.<keep>`, the oldest is deleted). The last exported
-/// sequence number is kept in `path.seq`, so a restart resumes where it stopped, with no entry lost or repeated.
+/// sequence number is kept in `path.seq` after each page and also read back from the file's last line at start, so a
+/// restart resumes where it stopped even if it died between writing a page and recording its position.
 public final class AuditFileExporter: Sendable {
     public let log: AuditLog
     public let path: String
     public let format: AuditFormat
     public let maxBytes: Int
     public let keep: Int
+    /// The last exported sequence number, once read.
+    private let exported = Mutex<Int64?>(nil)
 
     public init(log: AuditLog, path: String, format: AuditFormat, maxBytes: Int = 100 << 20, keep: Int = 5) {
         self.log = log
@@ -212,10 +216,33 @@ public final class AuditFileExporter: Sendable {
 
     var positionFile: String { path + ".seq" }
 
-    /// The last exported sequence number.
+    /// The last exported sequence number: the larger of `path.seq` and the sequence number of the file's last line.
     public func position() -> Int64 {
-        guard let text = try? String(contentsOfFile: positionFile, encoding: .utf8) else { return 0 }
-        return Int64(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        if let p = exported.withLock({ $0 }) { return p }
+        var p: Int64 = 0
+        if let text = try? String(contentsOfFile: positionFile, encoding: .utf8) {
+            p = Int64(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        }
+        if let last = Self.lastLine(of: path) {
+            let seq =
+                AuditVerifier.seq(of: last)
+                ?? (try? JSONValue.parse(last, maxDepth: 16))?["metadata"]?["sequence"]?.integerValue
+            p = max(p, seq ?? 0)
+        }
+        exported.withLock { $0 = p }
+        return p
+    }
+
+    /// The last complete line of a file (reading at most its last 256 KiB).
+    static func lastLine(of path: String) -> String? {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        guard let end = try? handle.seekToEnd(), end > 0 else { return nil }
+        let start = end > 262_144 ? end - 262_144 : 0
+        try? handle.seek(toOffset: start)
+        guard let data = try? handle.readToEnd() else { return nil }
+        let lines = data.split(separator: 10)
+        return lines.last.map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// Exports everything not yet exported; returns the new position.
@@ -224,7 +251,7 @@ public final class AuditFileExporter: Sendable {
         var position = position()
         while true {
             // Small pages, so that a file outgrows `maxBytes` by at most one page before it rotates.
-            let entries = try log.entries(after: position, limit: 100)
+            let entries = try log.entries(after: position, limit: 200)
             if entries.isEmpty { return position }
             var text = ""
             for (_, entry) in entries {
@@ -233,6 +260,7 @@ public final class AuditFileExporter: Sendable {
             }
             try append(text)
             position = entries.last!.0
+            exported.withLock { $0 = position }
             try SecureFile.write(String(position) + "\n", to: positionFile, mode: 0o600)
             try rotateIfNeeded()
         }
@@ -269,7 +297,9 @@ public final class AuditFileExporter: Sendable {
     public func run(interval: Duration = .seconds(1)) async {
         let (wake, waker) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { for await _ in self.log.updates() { waker.yield() } }
+            if let updates = log.updates() {
+                group.addTask { for await _ in updates { waker.yield() } }
+            }
             group.addTask {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: interval)

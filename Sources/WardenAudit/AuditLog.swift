@@ -54,8 +54,13 @@ public final class AuditLog: AuditAppender {
         /// Events refused (queue full or log failing) or lost with a failed batch.
         public var rejected: Int64 = 0
         public var checkpoints: Int64 = 0
+        /// Why the last checkpoint could not be signed or stored (nil once one succeeds).
+        public var checkpointError: String?
         public var treeSize: Int64 = 0
     }
+
+    /// Microseconds since the Unix epoch, from the system clock.
+    public static let systemClock: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1_000_000) }
 
     /// Complete subtrees at this level (16 leaves) and above are stored in `audit_nodes`.
     public static let storedLevel = 4
@@ -96,14 +101,19 @@ public final class AuditLog: AuditAppender {
     private let state: Mutex<State>
     private let pending = Mutex(Pending())
     private let healthState = Mutex(Health())
-    private let subscribers = Mutex<[UUID: AsyncStream<Int64>.Continuation]>([:])
+    private let subscribers = Mutex(Subscribers())
+
+    struct Subscribers {
+        var streams: [UUID: AsyncStream<Int64>.Continuation] = [:]
+        var closed = false
+    }
     private let queue = DispatchQueue(label: "warden.audit.writer")
 
     /// Opens the log in `store` (recovering its tip from the database) and attaches it to the store, so every event
     /// the store records is audited in the same transaction.
     public init(
         store: SQLiteStore, settings: Settings, signer: (@Sendable () -> SigningKey)?,
-        clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1_000_000) }
+        clock: @escaping @Sendable () -> Int64 = AuditLog.systemClock
     ) throws(WardenError) {
         self.store = store
         self.settings = settings
@@ -160,14 +170,40 @@ public final class AuditLog: AuditAppender {
                     "the audit log's last entry (\(size)) does not follow its chain; run `warden audit verify`")
             }
             tip.chain = stored
-            if let t = try? JSONValue.parse(entry, maxDepth: 8)["time"]?.stringValue,
-                let micros = AuditEvent.parseRFC3339(t)
+            if let (_, time) = AuditVerifier.prefix(ArraySlice(entry.utf8)),
+                let micros = AuditEvent.parseRFC3339(String(decoding: time, as: UTF8.self))
             {
                 tip.lastTime = micros
             }
         }
         if let jws = try String.fetchOne(db, sql: "SELECT jws FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1") {
+            // The latest checkpoint steers what is signed and pruned next: it must describe this log. A planted or
+            // stale one, or a tree rebuilt from altered nodes, stops the start (verify says what is wrong).
             let cp = try Checkpoint(parsing: jws)
+            let damaged = WardenError(
+                .storage,
+                "the latest audit checkpoint (tree size \(cp.treeSize)) does not match the log (\(size) entries); "
+                    + "run `warden audit verify`")
+            guard cp.treeSize <= size else { throw damaged }
+            let root: Hash32
+            let chain: Hash32?
+            if cp.treeSize == size {
+                root = tip.frontier.root
+                chain = tip.chain
+            } else {
+                root = try Merkle.rangeHash(0, cp.treeSize) { level, index throws(WardenError) in
+                    do { return try subtreeHash(db, level: level, index: index) } catch let e as WardenError {
+                        throw e
+                    } catch { throw WardenError(.storage, "the audit tree could not be read") }
+                }
+                chain =
+                    cp.treeSize == tip.anchor
+                    ? tip.chain
+                    : try Data.fetchOne(
+                        db, sql: "SELECT chain FROM audit_log WHERE seq = ?", arguments: [cp.treeSize]
+                    ).flatMap { Hash32(bytes: $0) }
+            }
+            guard root == cp.rootHash, chain == cp.chainHead else { throw damaged }
             tip.checkpointSize = cp.treeSize
             tip.checkpointTime = cp.issuedAt
             tip.checkpointDigest = cp.digest
@@ -303,11 +339,11 @@ public final class AuditLog: AuditAppender {
     /// Queues `event` without waiting for it to be written. Refused (`storage_error`) while the log is failing or
     /// its queue is full, so that the caller can deny the request it was going to allow.
     public func submit(_ event: AuditEvent) throws(WardenError) {
-        let h = healthState.withLock { $0 }
-        guard h.healthy else {
-            healthState.withLock { $0.rejected += 1 }
-            throw WardenError(.storage, "the audit log is failing: \(h.lastError ?? "write error")")
+        let healthy = healthState.withLock { h in
+            if !h.healthy { h.rejected += 1 }
+            return h.healthy
         }
+        guard healthy else { throw WardenError(.storage, "the audit log is failing") }
         guard enqueue(Item(event: event, continuation: nil)) else {
             throw WardenError(.storage, "the audit log's queue is full")
         }
@@ -346,9 +382,10 @@ public final class AuditLog: AuditAppender {
                     defer { p.items = [] }
                     return p.items
                 }
-                let b = Array(p.items.prefix(settings.maxBatch))
-                p.items.removeFirst(settings.maxBatch)
-                return b
+                let rest = Array(p.items[settings.maxBatch...])
+                p.items.removeSubrange(settings.maxBatch...)
+                defer { p.items = rest }
+                return p.items
             }
             if batch.isEmpty { return }
             write(batch)
@@ -356,6 +393,12 @@ public final class AuditLog: AuditAppender {
     }
 
     private func write(_ batch: [Item]) {
+        var events: Int64 = 0
+        var queuedOnly: Int64 = 0
+        for item in batch where item.event != nil {
+            events += 1
+            if item.continuation == nil { queuedOnly += 1 }
+        }
         do {
             let seqs: [Int64] = try store.write { db in
                 try mutate(db) { tip in
@@ -368,21 +411,25 @@ public final class AuditLog: AuditAppender {
                             seqs.append(tip.size)
                         }
                     }
-                    _ = try checkpointIfDue(db, &tip, force: false)
                     return seqs
                 }
             }
-            let events = Int64(batch.filter { $0.event != nil }.count)
+            // Only a batch that wrote something shows that writes work again (a flush barrier alone proves nothing).
             healthState.withLock { h in
-                h.healthy = true
-                h.lastError = nil
+                if events > 0 {
+                    h.healthy = true
+                    h.lastError = nil
+                }
                 h.appended += events
                 h.batches += 1
             }
+            // Signed in its own transaction (a signing problem never fails the events just written), before the
+            // callers hear back, so that a due checkpoint covers what they were told is stored.
+            if events > 0 { checkpointIfDue() }
             for (item, seq) in zip(batch, seqs) { item.continuation?.resume(returning: seq) }
         } catch {
             let reason = error.message
-            let lost = Int64(batch.filter { $0.event != nil && $0.continuation == nil }.count)
+            let lost = queuedOnly
             healthState.withLock { h in
                 h.healthy = false
                 h.lastError = reason
@@ -409,16 +456,34 @@ public final class AuditLog: AuditAppender {
         return try latestCheckpoint()
     }
 
-    /// Signs a checkpoint when one is due (the periodic timer); failures mark the log unhealthy.
+    /// Signs a checkpoint when one is due (after a batch, and from the periodic timer). A failure is reported in
+    /// ``Health/checkpointError`` and retried at the next occasion; it does not stop appends.
     public func checkpointIfDue() {
+        let due = state.withLock { s in
+            let tip = s.committed
+            return tip.size > tip.checkpointSize
+                && (tip.size - tip.checkpointSize >= settings.checkpointEvery
+                    || clock() / 1_000_000 - tip.checkpointTime >= settings.checkpointInterval)
+        }
+        guard due else { return }
         do {
             try store.write { db in _ = try mutate(db) { tip in try checkpointIfDue(db, &tip, force: false) } }
+            healthState.withLock { $0.checkpointError = nil }
         } catch {
-            healthState.withLock { h in
-                h.healthy = false
-                h.lastError = error.message
-            }
+            healthState.withLock { $0.checkpointError = error.message }
         }
+    }
+
+    /// While the log is failing, tries to write an entry saying so (the periodic timer calls it): its success is what
+    /// makes the log healthy again, since refusals (``submit(_:)``) are not queued meanwhile.
+    public func probe() async {
+        let h = health
+        guard !h.healthy else { return }
+        _ = try? await record(
+            AuditEvent(
+                kind: .system, action: "audit.recovered", actor: "system", resource: "audit-log",
+                message: "the audit log accepts writes again after a failure: \(h.lastError ?? "write error")",
+                details: [("rejected_events", String(h.rejected))]))
     }
 
     public func latestCheckpoint() throws(WardenError) -> Checkpoint? {
@@ -455,6 +520,44 @@ public final class AuditLog: AuditAppender {
         public var limit = 100
 
         public init() {}
+
+        /// The filter the admin API's query parameters and the CLI's options name: `since` (a sequence number,
+        /// inclusive, or an RFC 3339 time), `until` (RFC 3339, exclusive), `decision`, `kind`, `action`, `agent`
+        /// (taken as given).
+        public init(
+            since: String? = nil, until: String? = nil, agent: String? = nil, decision: String? = nil,
+            kind: String? = nil, action: String? = nil
+        ) throws(WardenError) {
+            if let since {
+                if let seq = Int64(since), seq >= 0 {
+                    after = max(0, seq - 1)
+                } else if let t = AuditEvent.parseRFC3339(since) {
+                    self.since = t
+                } else {
+                    throw WardenError(.invalidRequest, "since must be a sequence number or an RFC 3339 time")
+                }
+            }
+            if let until {
+                guard let t = AuditEvent.parseRFC3339(until) else {
+                    throw WardenError(.invalidRequest, "until must be an RFC 3339 time")
+                }
+                self.until = t
+            }
+            if let decision {
+                guard let d = AuditEvent.Decision(rawValue: decision) else {
+                    throw WardenError(.invalidRequest, "decision must be allow or deny")
+                }
+                self.decision = d
+            }
+            if let kind {
+                guard let k = AuditEvent.Kind(rawValue: kind) else {
+                    throw WardenError(.invalidRequest, "kind must be decision, admin, lifecycle or system")
+                }
+                self.kind = k
+            }
+            self.agent = agent
+            self.action = action
+        }
     }
 
     /// Entries matching `q`, by sequence number, as `(seq, entry JSON)`.
@@ -514,60 +617,78 @@ public final class AuditLog: AuditAppender {
 
     /// A stream of the tree size after each commit (latest only when the reader is slow). Ends when the caller stops
     /// iterating.
-    public func updates() -> AsyncStream<Int64> {
+    /// Nil when ``maxSubscribers`` readers already follow the log, or after ``finishUpdates()``.
+    public func updates() -> AsyncStream<Int64>? {
         let id = UUID()
         let (stream, continuation) = AsyncStream<Int64>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        continuation.onTermination = { [weak self] _ in _ = self?.subscribers.withLock { $0.removeValue(forKey: id) } }
-        subscribers.withLock { $0[id] = continuation }
+        let added = subscribers.withLock { s in
+            guard !s.closed, s.streams.count < Self.maxSubscribers else { return false }
+            s.streams[id] = continuation
+            return true
+        }
+        guard added else { return nil }
+        continuation.onTermination = { [weak self] _ in _ = self?.subscribers.withLock { $0.streams[id] = nil } }
         continuation.yield(size)
         return stream
     }
 
+    /// Most concurrent followers (`/tail` connections, exporters).
+    public static let maxSubscribers = 64
+
+    /// Ends every stream from ``updates()`` (at shutdown, so open tails let the server stop) and refuses new ones.
+    public func finishUpdates() {
+        let streams = subscribers.withLock { s in
+            s.closed = true
+            defer { s.streams = [:] }
+            return Array(s.streams.values)
+        }
+        for c in streams { c.finish() }
+    }
+
     private func notify(_ size: Int64) {
-        for c in subscribers.withLock({ Array($0.values) }) { c.yield(size) }
+        for c in subscribers.withLock({ Array($0.streams.values) }) { c.yield(size) }
     }
 
     // MARK: Proofs
 
-    /// The inclusion proof of entry `seq` in the tree of `treeSize` entries (default: the whole log).
-    public func inclusionProof(seq: Int64, treeSize: Int64? = nil) throws(WardenError) -> (
-        leaf: Hash32, treeSize: Int64, root: Hash32, proof: [Hash32]
-    ) {
+    /// Runs `body` on a snapshot of the tree: its size (entries, pruned ones included) and its subtree hashes.
+    func withTree<T>(_ body: (Int64, Merkle.SubtreeHash) throws(WardenError) -> T) throws(WardenError) -> T {
         try store.read { db in
-            let size = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM audit_log") ?? 0
+            let anchor = try Int64.fetchOne(db, sql: "SELECT tree_size FROM audit_anchor WHERE id = 1") ?? 0
+            let size = max(anchor, try Int64.fetchOne(db, sql: "SELECT max(seq) FROM audit_log") ?? 0)
+            return try body(size) { level, index throws(WardenError) in
+                do { return try Self.subtreeHash(db, level: level, index: index) } catch let e as WardenError {
+                    throw e
+                } catch { throw WardenError(.storage, "the audit tree could not be read") }
+            }
+        }
+    }
+
+    /// The inclusion proof of entry `seq` in the tree of `treeSize` entries (default: the whole log).
+    public func inclusionProof(seq: Int64, treeSize: Int64? = nil) throws(WardenError) -> InclusionProof {
+        try withTree { size, sub throws(WardenError) in
             let n = treeSize ?? size
             guard n >= 1, n <= size else {
                 throw WardenError(.invalidRequest, "tree_size must be between 1 and \(size)")
             }
             guard seq >= 1, seq <= n else { throw WardenError(.invalidRequest, "seq must be between 1 and \(n)") }
-            let sub: Merkle.SubtreeHash = { level, index throws(WardenError) in
-                do { return try Self.subtreeHash(db, level: level, index: index) } catch let e as WardenError {
-                    throw e
-                } catch { throw WardenError(.storage, "the audit tree could not be read") }
-            }
-            let leaf = try sub(0, seq - 1)
-            let proof = try Merkle.inclusionProof(leaf: seq - 1, treeSize: n, sub)
-            return (leaf, n, try Merkle.rangeHash(0, n, sub), proof)
+            return InclusionProof(
+                seq: seq, treeSize: n, leaf: try sub(0, seq - 1), root: try Merkle.rangeHash(0, n, sub),
+                proof: try Merkle.inclusionProof(leaf: seq - 1, treeSize: n, sub))
         }
     }
 
     /// The consistency proof between tree sizes `first` and `second` (default: the whole log).
-    public func consistencyProof(first: Int64, second: Int64? = nil) throws(WardenError) -> (
-        firstRoot: Hash32, second: Int64, secondRoot: Hash32, proof: [Hash32]
-    ) {
-        try store.read { db in
-            let size = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM audit_log") ?? 0
+    public func consistencyProof(first: Int64, second: Int64? = nil) throws(WardenError) -> ConsistencyProof {
+        try withTree { size, sub throws(WardenError) in
             let n = second ?? size
             guard first >= 1, first <= n, n <= size else {
                 throw WardenError(.invalidRequest, "need 1 <= first <= second <= \(size)")
             }
-            let sub: Merkle.SubtreeHash = { level, index throws(WardenError) in
-                do { return try Self.subtreeHash(db, level: level, index: index) } catch let e as WardenError {
-                    throw e
-                } catch { throw WardenError(.storage, "the audit tree could not be read") }
-            }
-            let proof = try Merkle.consistencyProof(first: first, second: n, sub)
-            return (try Merkle.rangeHash(0, first, sub), n, try Merkle.rangeHash(0, n, sub), proof)
+            return ConsistencyProof(
+                first: first, second: n, firstRoot: try Merkle.rangeHash(0, first, sub),
+                secondRoot: try Merkle.rangeHash(0, n, sub),
+                proof: try Merkle.consistencyProof(first: first, second: n, sub))
         }
     }
 
@@ -604,5 +725,39 @@ public final class AuditLog: AuditAppender {
                 return point
             }
         }
+    }
+}
+
+/// An RFC 9162 inclusion proof of one entry, as the admin API and `warden audit proof` print it.
+public struct InclusionProof: Sendable {
+    public let seq: Int64
+    public let treeSize: Int64
+    public let leaf: Hash32
+    public let root: Hash32
+    public let proof: [Hash32]
+
+    public var json: JSONValue {
+        .object([
+            ("seq", .number(String(seq))), ("leaf_index", .number(String(seq - 1))),
+            ("tree_size", .number(String(treeSize))), ("leaf_hash", .string(leaf.hex)),
+            ("root_hash", .string(root.hex)), ("proof", .array(proof.map { .string($0.hex) })),
+        ])
+    }
+}
+
+/// An RFC 9162 consistency proof between two tree sizes.
+public struct ConsistencyProof: Sendable {
+    public let first: Int64
+    public let second: Int64
+    public let firstRoot: Hash32
+    public let secondRoot: Hash32
+    public let proof: [Hash32]
+
+    public var json: JSONValue {
+        .object([
+            ("first", .number(String(first))), ("second", .number(String(second))),
+            ("first_root", .string(firstRoot.hex)), ("second_root", .string(secondRoot.hex)),
+            ("proof", .array(proof.map { .string($0.hex) })),
+        ])
     }
 }

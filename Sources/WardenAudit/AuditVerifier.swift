@@ -58,7 +58,8 @@ public struct AuditVerification: Sendable {
 public enum AuditVerifier {
     /// Opens `databasePath` read-only and verifies it.
     public static func verify(
-        databasePath: String, keys: [String: P256.Signing.PublicKey], external: [Checkpoint] = []
+        databasePath: String, keys: [String: P256.Signing.PublicKey], external: [Checkpoint] = [],
+        origin: String? = nil
     ) throws(WardenError) -> AuditVerification {
         guard FileManager.default.fileExists(atPath: databasePath) else {
             throw WardenError(.notFound, "no database at \(databasePath)")
@@ -67,7 +68,7 @@ public enum AuditVerifier {
         config.readonly = true
         do {
             let queue = try DatabaseQueue(path: databasePath, configuration: config)
-            return try queue.read { db in try verify(db, keys: keys, external: external) }
+            return try queue.read { db in try verify(db, keys: keys, external: external, origin: origin) }
         } catch let e as WardenError {
             throw e
         } catch {
@@ -82,10 +83,12 @@ public enum AuditVerifier {
         var label: String
     }
 
-    /// Verifies the log in `db` (a read transaction).
-    public static func verify(_ db: Database, keys: [String: P256.Signing.PublicKey], external: [Checkpoint] = [])
-        throws -> AuditVerification
-    {
+    /// Verifies the log in `db` (a read transaction). `origin` (`<trust domain>/audit`), when given, is the log every
+    /// checkpoint must be for.
+    public static func verify(
+        _ db: Database, keys: [String: P256.Signing.PublicKey], external: [Checkpoint] = [],
+        origin expected: String? = nil
+    ) throws -> AuditVerification {
         var result = AuditVerification()
         func fail(_ seq: Int64?, _ reason: String) -> AuditVerification {
             result.failure = .init(seq: seq, reason: reason)
@@ -105,7 +108,7 @@ public enum AuditVerifier {
         // The checkpoint chain.
         var targets: [Int64: Target] = [:]
         var previous: Checkpoint?
-        var origin: String?
+        var origin = expected
         for row in try Row.fetchAll(db, sql: "SELECT tree_size, jws FROM audit_checkpoints ORDER BY tree_size") {
             let size: Int64 = row["tree_size"]
             let cp: Checkpoint
@@ -153,13 +156,24 @@ public enum AuditVerifier {
                 }
                 continue  // the same checkpoint, already counted
             }
+            guard cp.treeSize >= anchor else {
+                return fail(
+                    nil,
+                    "the checkpoint kept outside the database covers \(cp.treeSize) entries, but the log says entries "
+                        + "up to \(anchor) were pruned: it cannot be checked (was the pruning anchor moved?)")
+            }
+            origin = cp.origin
             result.checkpoints += 1
             targets[cp.treeSize] = Target(
                 size: cp.treeSize, root: cp.rootHash, chain: cp.chainHead, label: "checkpoint kept outside the database"
             )
         }
         let pendingTargets = targets.values.filter { $0.size >= anchor && $0.size > 0 }.sorted { $0.size < $1.size }
-        var nextTarget = 0
+        // Entries are only pruned behind a signed checkpoint, and the pruning itself is an entry after the anchor.
+        if anchor > 0 && pendingTargets.isEmpty {
+            return fail(
+                anchor + 1, "entries up to \(anchor) were pruned but no signed checkpoint covers the pruning point")
+        }
 
         // The tree at the pruning point, from the stored nodes.
         var nodes: [Hash32] = []
@@ -174,39 +188,20 @@ public enum AuditVerifier {
             nodes.append(h)
         }
         var frontier = MerkleFrontier(size: anchor, nodes: nodes)!
-        var lastMatched = anchor
-        func check(_ t: Target) -> AuditVerification.Failure? {
-            if frontier.root != t.root || chain != t.chain {
-                return .init(
-                    seq: nil,
-                    reason:
-                        "the entries up to \(t.size) do not produce the root hash of the \(t.label) at tree size "
-                        + "\(t.size): entries \(lastMatched + 1)...\(t.size) were altered, removed or inserted "
-                        + "and their hash chain recomputed")
-            }
-            lastMatched = t.size
-            result.checkpointsMatched += 1
-            return nil
-        }
-        if nextTarget < pendingTargets.count, pendingTargets[nextTarget].size == anchor {
-            if let f = check(pendingTargets[nextTarget]) {
-                return fail(f.seq, "at the pruning point: " + f.reason)
-            }
-            nextTarget += 1
-        }
+        let scan = Scan(
+            expected: anchor + 1, chain: chain, frontier: frontier, targets: pendingTargets, lastMatched: anchor)
+        // A checkpoint exactly at the pruning point is checked before any entry.
+        scan.checkTarget(at: anchor)
 
         // The entries, in chunks, in a two-stage pipeline: this thread reads a chunk and hashes its leaves while a
         // second thread runs the sequential checks (chain, positions, times, tree, checkpoints) on the previous one.
-        let scan = Scan(
-            expected: anchor + 1, chain: chain, frontier: frontier, targets: pendingTargets, nextTarget: nextTarget,
-            lastMatched: lastMatched)
         let checker = DispatchQueue(label: "warden.audit.verify")
         let slots = DispatchSemaphore(value: 2)
         let statement = try db.makeStatement(
             sql: "SELECT seq, entry, chain FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT ?")
         let raw = statement.sqliteStatement
         var from = anchor + 1
-        while !scan.stopped.load(ordering: .relaxed) {
+        while scan.failure == nil && !scan.stopped.load(ordering: .relaxed) {
             let chunk = Chunk()
             sqlite3_reset(raw)
             sqlite3_bind_int64(raw, 1, from)
@@ -260,6 +255,9 @@ public enum AuditVerifier {
                 frontier.size + 1,
                 "the log is truncated: the \(t.label) covers \(t.size) entries but the log ends at \(frontier.size)")
         }
+        if anchor > 0 && frontier.size == anchor {
+            return fail(anchor + 1, "the log ends at the pruning point: the pruning's own entry is missing")
+        }
         return result
     }
 
@@ -289,20 +287,17 @@ public enum AuditVerifier {
         var entries: Int64 = 0
         var matched = 0
         let targets: [Target]
-        var nextTarget: Int
+        private(set) var nextTarget: Int
         var lastMatched: Int64
-        var failure: AuditVerification.Failure?
+        private(set) var failure: AuditVerification.Failure?
         let stopped = Atomic<Bool>(false)
 
-        init(
-            expected: Int64, chain: Hash32, frontier: MerkleFrontier, targets: [Target], nextTarget: Int,
-            lastMatched: Int64
-        ) {
+        init(expected: Int64, chain: Hash32, frontier: MerkleFrontier, targets: [Target], lastMatched: Int64) {
             self.expected = expected
             self.chain = chain
             self.frontier = frontier
             self.targets = targets
-            self.nextTarget = nextTarget
+            self.nextTarget = 0
             self.lastMatched = lastMatched
             lastTime.reserveCapacity(64)
         }
@@ -349,20 +344,25 @@ public enum AuditVerifier {
                 frontier.append(chunk.leaves[i])
                 entries += 1
                 expected = seq + 1
-                if nextTarget < targets.count, targets[nextTarget].size == seq {
-                    let t = targets[nextTarget]
-                    guard frontier.root == t.root && chain == t.chain else {
-                        return stop(
-                            nil,
-                            "the entries up to \(t.size) do not produce the root hash of the \(t.label) at tree size "
-                                + "\(t.size): entries \(lastMatched + 1)...\(t.size) were altered, removed or inserted "
-                                + "and their hash chain recomputed")
-                    }
-                    lastMatched = t.size
-                    matched += 1
-                    nextTarget += 1
-                }
+                checkTarget(at: seq)
+                if failure != nil { return }
             }
+        }
+
+        /// Compares the checkpoint at tree size `size`, if one is due there, with the recomputed log.
+        func checkTarget(at size: Int64) {
+            guard nextTarget < targets.count, targets[nextTarget].size == size else { return }
+            let t = targets[nextTarget]
+            guard frontier.root == t.root && chain == t.chain else {
+                return stop(
+                    nil,
+                    "the entries up to \(t.size) do not produce the root hash of the \(t.label) at tree size "
+                        + "\(t.size): entries \(lastMatched + 1)...\(t.size) were altered, removed or inserted "
+                        + "and their hash chain recomputed")
+            }
+            lastMatched = t.size
+            matched += 1
+            nextTarget += 1
         }
     }
 

@@ -17,13 +17,7 @@ public struct Hash32: Hashable, Sendable, CustomStringConvertible {
     }
 
     init(_ digest: SHA256.Digest) {
-        self = digest.withUnsafeBytes { p in
-            Hash32(
-                a: p.loadUnaligned(fromByteOffset: 0, as: UInt64.self),
-                b: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self),
-                c: p.loadUnaligned(fromByteOffset: 16, as: UInt64.self),
-                d: p.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
-        }
+        self = digest.withUnsafeBytes { Hash32(pointer: $0.baseAddress!) }
     }
 
     /// From the 32 bytes at `p`.
@@ -38,14 +32,7 @@ public struct Hash32: Hashable, Sendable, CustomStringConvertible {
     /// From exactly 32 bytes.
     public init?(bytes: some Collection<UInt8>) {
         guard bytes.count == 32 else { return nil }
-        let array = Array(bytes)
-        self = array.withUnsafeBytes { p in
-            Hash32(
-                a: p.loadUnaligned(fromByteOffset: 0, as: UInt64.self),
-                b: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self),
-                c: p.loadUnaligned(fromByteOffset: 16, as: UInt64.self),
-                d: p.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
-        }
+        self = Array(bytes).withUnsafeBytes { Hash32(pointer: $0.baseAddress!) }
     }
 
     /// From 64 hex digits.

@@ -47,9 +47,24 @@ public struct WardenHTTP: Sendable {
         base = b
     }
 
+    /// Whether requests may carry credentials (admin token, join token, access tokens) to `base`: https anywhere,
+    /// plain http only to this machine.
+    var isSafeForCredentials: Bool {
+        let lower = base.lowercased()
+        if lower.hasPrefix("https://") { return true }
+        guard lower.hasPrefix("http://"), let host = URLComponents(string: base)?.host?.lowercased() else {
+            return false
+        }
+        return host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
+    }
+
     public func send(
         _ method: String, _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil
     ) async throws -> WardenResponse {
+        guard isSafeForCredentials else {
+            throw WardenClientError(
+                "refusing to send credentials to \(base): use https, or http only to 127.0.0.1/localhost")
+        }
         var request = HTTPClientRequest(url: base + path)
         request.method = HTTPMethod(rawValue: method)
         for (k, v) in headers { request.headers.add(name: k, value: v) }

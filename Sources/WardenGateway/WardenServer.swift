@@ -38,10 +38,24 @@ struct AuditService: Service {
     let logger: Logger
 
     func run() async throws {
+        // Open tails end when shutdown begins, so that the listener can drain its connections.
+        await withGracefulShutdownHandler {
+            await tick()
+        } onGracefulShutdown: {
+            cp.audit.finishUpdates()
+        }
+        await cp.audit.flush()
+        do throws(WardenError) { try cp.audit.checkpoint() } catch {
+            logger.error("final audit checkpoint failed", metadata: ["error": "\(error.message)"])
+        }
+    }
+
+    func tick() async {
         await cancelWhenGracefulShutdown {
             var lastPrune = ContinuousClock.now - .seconds(3600)
             while !Task.isCancelled {
                 do { try await Task.sleep(for: .seconds(1)) } catch { break }
+                await cp.audit.probe()
                 cp.audit.checkpointIfDue()
                 if let retention = cp.config.audit.retention, ContinuousClock.now - lastPrune >= .seconds(3600) {
                     lastPrune = ContinuousClock.now
@@ -54,10 +68,6 @@ struct AuditService: Service {
                     }
                 }
             }
-        }
-        await cp.audit.flush()
-        do throws(WardenError) { try cp.audit.checkpoint() } catch {
-            logger.error("final audit checkpoint failed", metadata: ["error": "\(error.message)"])
         }
     }
 }
@@ -78,22 +88,15 @@ public enum WardenServer {
     public static func run(config: WardenConfig) async throws {
         var logger = Logger(label: "warden")
         logger.logLevel = .info
+        try config.validate()
         let (host, port) = try config.listenAddress()
         try SecureFile.ensureDirectory(config.data)
         let lock = try DataDirectoryLock(path: config.data)
         let cp = try ControlPlane(config: config)
+        // Background services first: the group stops services in reverse order, so the listeners stop taking requests
+        // before the audit service drains the writer and signs its final checkpoint.
         var services: [any Service] = [
-            Application(
-                router: WardenRouter.build(cp),
-                configuration: .init(address: .hostname(host, port: port), serverName: "warden"),
-                onServerRunning: { channel in
-                    announce(
-                        "warden: serving trust domain \(config.trustDomain) on \(host):\(channel.localAddress?.port ?? port), issuer \(cp.issuer), data \(config.data) (admin token in \(config.data)/admin.token)"
-                    )
-                },
-                logger: logger),
-            KeyRotationService(cp: cp, logger: logger),
-            AuditService(cp: cp, logger: logger),
+            KeyRotationService(cp: cp, logger: logger), AuditService(cp: cp, logger: logger),
         ]
         if let e = config.audit.export {
             services.append(
@@ -102,6 +105,16 @@ public enum WardenServer {
                         log: cp.audit, path: e.path, format: AuditFormat(rawValue: e.format) ?? .jsonl,
                         maxBytes: e.maxBytes, keep: e.keep)))
         }
+        services.append(
+            Application(
+                router: WardenRouter.build(cp),
+                configuration: .init(address: .hostname(host, port: port), serverName: "warden"),
+                onServerRunning: { channel in
+                    announce(
+                        "warden: serving trust domain \(config.trustDomain) on \(host):\(channel.localAddress?.port ?? port), issuer \(cp.issuer), data \(config.data) (admin token in \(config.data)/admin.token)"
+                    )
+                },
+                logger: logger))
         if let tlsListen = config.tlsListen, let tlsBase = config.tlsBase {
             let (tlsHost, tlsPort) = try WardenConfig.address(tlsListen)
             services.append(

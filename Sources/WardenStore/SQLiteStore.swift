@@ -508,7 +508,7 @@ public final class SQLiteStore: Sendable {
             if let retiredKid { details.append(("retired_kid", retiredKid)) }
             try audit(
                 AuditEvent(
-                    kind: retiredKid == nil ? .system : .admin, action: "key.rotate", actor: actor,
+                    kind: actor == "admin" ? .admin : .system, action: "key.rotate", actor: actor,
                     resource: "signing-key", message: retiredKid == nil ? "first signing key" : "signing key rotated",
                     details: details), in: db)
             if let retiredKid {

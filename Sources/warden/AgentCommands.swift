@@ -281,10 +281,19 @@ struct AgentEnroll: AsyncParsableCommand {
             guard !SecureFile.exists(keyOut) else {
                 throw ValidationError("\(keyOut) exists; refusing to overwrite a key")
             }
+            // The key is written before enrolling: a key that cannot be stored must not burn the join token and
+            // leave an active agent whose key nobody holds.
             let key = P256.Signing.PrivateKey()
-            let result = try await AgentClient(server: server, key: key).enroll(
-                joinToken: joinToken, evidence: AttestationEvidence(manifestDigest: digest, binarySHA256: binaryHash))
             try SecureFile.write(key.pemRepresentation + "\n", to: keyOut)
+            let result: JSONValue
+            do {
+                result = try await AgentClient(server: server, key: key).enroll(
+                    joinToken: joinToken,
+                    evidence: AttestationEvidence(manifestDigest: digest, binarySHA256: binaryHash))
+            } catch {
+                unlink(keyOut)
+                throw error
+            }
             try SecureFile.write(result.serialized + "\n", to: keyOut + ".json", mode: 0o644)
             print(result.serialized)
         }

@@ -42,28 +42,7 @@ struct AuditFilter: ParsableArguments {
     @Option(help: "allow or deny.") var decision: String?
 
     func query() throws -> AuditLog.Query {
-        var q = AuditLog.Query()
-        if let since {
-            if let seq = Int64(since), seq >= 0 {
-                q.after = max(0, seq - 1)
-            } else if let t = AuditEvent.parseRFC3339(since) {
-                q.since = t
-            } else {
-                throw ValidationError("--since must be a sequence number or an RFC 3339 time")
-            }
-        }
-        if let until {
-            guard let t = AuditEvent.parseRFC3339(until) else { throw ValidationError("--until must be RFC 3339") }
-            q.until = t
-        }
-        if let decision {
-            guard let d = AuditEvent.Decision(rawValue: decision) else {
-                throw ValidationError("--decision must be allow or deny")
-            }
-            q.decision = d
-        }
-        q.agent = agent
-        return q
+        try AuditLog.Query(since: since, until: until, agent: agent, decision: decision)
     }
 
     /// The same filter as admin API query parameters.
@@ -107,14 +86,11 @@ struct AuditVerify: AsyncParsableCommand {
             let c = try config.load()
             var keys: [String: P256.Signing.PublicKey]
             if let jwks {
-                keys = [:]
                 let set = try JSONValue.parse(try SecureFile.read(jwks, maxBytes: 1 << 20))
-                guard case .array(let items)? = set["keys"] else {
-                    throw WardenError(.invalidKey, "\(jwks) is not a JWKS")
-                }
-                for item in items {
-                    guard let kid = item["kid"]?.stringValue else { continue }
-                    keys[kid] = try ECPublicJWK(json: item).publicKey()
+                keys = try TrustedIssuer(issuer: jwks, jwks: set).keys
+                // Warden's key ids are the keys' RFC 7638 thumbprints.
+                for (kid, key) in keys where ECPublicJWK(key).thumbprint != kid {
+                    throw WardenError(.invalidKey, "\(jwks): key \(kid) is not named by its thumbprint")
                 }
             } else {
                 keys = try DataDirectory.checkpointKeys(path: c.data)
@@ -122,7 +98,9 @@ struct AuditVerify: AsyncParsableCommand {
             let external = try checkpoints.map { (f) throws(WardenError) in
                 try Checkpoint(parsing: try SecureFile.read(f, maxBytes: 64 * 1024))
             }
-            result = try AuditVerifier.verify(databasePath: c.data + "/warden.sqlite", keys: keys, external: external)
+            result = try AuditVerifier.verify(
+                databasePath: c.data + "/warden.sqlite", keys: keys, external: external,
+                origin: c.trustDomain + "/audit")
         } catch {
             throw fail(error)
         }
@@ -236,7 +214,9 @@ struct AuditTail: AsyncParsableCommand {
             if let local {
                 size = local.size
             } else {
-                size = try await client!.call("GET", "/v1/admin/audit/checkpoint")["tree_size"]?.integerValue ?? 0
+                size =
+                    try await client!.call("GET", "/v1/admin/audit/events?limit=1&after=0")["tree_size"]?.integerValue
+                    ?? 0
             }
             if filter.since == nil { q.after = max(0, size - max(0, lines)) }
             while true {
@@ -270,25 +250,7 @@ struct AuditKeys: AsyncParsableCommand {
     func run() async throws {
         try await admin.performReading(
             remote: { try await $0.call("GET", "/v1/admin/audit/keys") },
-            offline: { c in
-                let keys = try DataDirectory.checkpointKeys(path: c.data)
-                return .object([
-                    (
-                        "keys",
-                        .array(
-                            keys.sorted { $0.key < $1.key }.map { kid, key in
-                                var jwk = ECPublicJWK(key).json
-                                if case .object(var pairs) = jwk {
-                                    pairs += [
-                                        ("kid", .string(kid)), ("use", .string("sig")), ("alg", .string("ES256")),
-                                    ]
-                                    jwk = .object(pairs)
-                                }
-                                return jwk
-                            })
-                    )
-                ])
-            })
+            offline: { c in try DataDirectory.checkpointKeysJWKS(path: c.data) })
     }
 }
 
@@ -317,20 +279,8 @@ struct AuditProof: AsyncParsableCommand {
             },
             offline: { c in
                 let (log, _) = try openAuditLog(c)
-                if let seq {
-                    let p = try log.inclusionProof(seq: seq, treeSize: treeSize)
-                    return .object([
-                        ("seq", .number(String(seq))), ("leaf_index", .number(String(seq - 1))),
-                        ("tree_size", .number(String(p.treeSize))), ("leaf_hash", .string(p.leaf.hex)),
-                        ("root_hash", .string(p.root.hex)), ("proof", .array(p.proof.map { .string($0.hex) })),
-                    ])
-                }
-                let p = try log.consistencyProof(first: first!, second: second)
-                return .object([
-                    ("first", .number(String(first!))), ("second", .number(String(p.second))),
-                    ("first_root", .string(p.firstRoot.hex)), ("second_root", .string(p.secondRoot.hex)),
-                    ("proof", .array(p.proof.map { .string($0.hex) })),
-                ])
+                if let seq { return try log.inclusionProof(seq: seq, treeSize: treeSize).json }
+                return try log.consistencyProof(first: first!, second: second).json
             })
     }
 }

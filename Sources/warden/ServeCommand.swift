@@ -52,18 +52,12 @@ struct ServeCommand: AsyncParsableCommand {
     var tlsListen: String?
 
     func run() async throws {
-        var c = try options.load()
-        if let listen { c.listen = listen }
-        if let publicURL { c.publicURL = publicURL }
-        if let tlsListen {
-            _ = try WardenConfig.address(tlsListen)
-            c.tlsListen = tlsListen
-        }
-        do {
+        try await reporting {
+            var c = try options.load()
+            if let listen { c.listen = listen }
+            if let publicURL { c.publicURL = publicURL }
+            if let tlsListen { c.tlsListen = tlsListen }
             try await WardenServer.run(config: c)
-        } catch let e as WardenError {
-            FileHandle.standardError.write(Data("warden serve: \(e.message)\n".utf8))
-            throw ExitCode(1)
         }
     }
 }

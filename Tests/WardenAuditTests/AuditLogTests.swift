@@ -70,6 +70,17 @@ struct Harness {
         }
     }
 
+    /// Makes every audit insert fail as a full disk would (`false` undoes it).
+    func failWrites(_ on: Bool) async throws {
+        let q = try DatabaseQueue(path: path)
+        try await q.write { db in
+            try db.execute(
+                sql: on
+                    ? "CREATE TRIGGER full BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+                    : "DROP TRIGGER full")
+        }
+    }
+
     func row(_ seq: Int64) throws -> (String, Data) {
         let q = try DatabaseQueue(path: path)
         return try q.read { db in
@@ -351,11 +362,7 @@ struct AuditLogTests {
     func failClosed() async throws {
         let h = try Harness.make()
         try await h.fill(3)
-        let q = try DatabaseQueue(path: h.path)
-        try await q.write { db in
-            try db.execute(
-                sql: "CREATE TRIGGER full BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END")
-        }
+        try await h.failWrites(true)
         await #expect(throws: WardenError.self) { try await h.log.record(Harness.event(4)) }
         #expect(!h.log.health.healthy)
         #expect(h.log.health.lastError?.contains("disk full") == true)
@@ -370,7 +377,7 @@ struct AuditLogTests {
             try h.store.register(record, joinTokenHash: "x", joinTokenExpiresAt: 2, actor: "admin")
         }
         #expect(try h.store.agent("ghost") == nil)
-        try await q.write { db in try db.execute(sql: "DROP TRIGGER full") }
+        try await h.failWrites(false)
         #expect(try await h.log.record(Harness.event(6)) == 4)
         #expect(h.log.health.healthy)
         try h.store.register(record, joinTokenHash: "x", joinTokenExpiresAt: 2, actor: "admin")
@@ -505,5 +512,66 @@ struct AuditCrashTests {
         let log = try AuditLog(
             store: store, settings: .init(issuer: "x", origin: "warden.local/audit"), signer: { key })
         #expect(try await log.record(Harness.event(1)) == v.treeSize + 1)
+    }
+}
+
+@Suite("Audit log: what the review found")
+struct AuditReviewTests {
+    @Test("a planted checkpoint that does not describe the log stops the start")
+    func plantedCheckpoint() async throws {
+        let h = try Harness.make()
+        try await h.fill(20)
+        let forged = try Checkpoint.sign(
+            key: h.key, issuer: "x", origin: "warden.local/audit", treeSize: 1_000_000, rootHash: .zero,
+            chainHead: .zero, issuedAt: 1, previous: nil)
+        try h.tamper(
+            "INSERT INTO audit_checkpoints (tree_size, jws, created_at) VALUES (?, ?, 1)",
+            arguments: [forged.treeSize, forged.jws])
+        #expect(throws: WardenError.self) { try Harness.make(dir: h.dir, key: h.key) }
+    }
+
+    @Test("the pruning anchor moved without a covering checkpoint, or a checkpoint of another log, fails verification")
+    func anchorAndOrigin() async throws {
+        let h = try Harness.make()
+        try await h.fill(40)
+        try h.tamper("INSERT INTO audit_anchor (id, tree_size, chain) VALUES (1, 32, zeroblob(32))")
+        try h.tamper("DELETE FROM audit_log WHERE seq <= 32")
+        let v = try h.verify()
+        #expect(v.failure?.reason.contains("no signed checkpoint covers the pruning point") == true)
+
+        let other = try Harness.make()
+        try await other.fill(3)
+        let cp = try #require(try other.log.checkpoint())
+        let v2 = try AuditVerifier.verify(
+            databasePath: other.path, keys: other.keys, external: [cp], origin: "elsewhere.example/audit")
+        #expect(v2.failure?.reason.contains("another log") == true)
+    }
+
+    @Test("a failing log recovers through its probe, which records the failure")
+    func probe() async throws {
+        let h = try Harness.make()
+        try await h.fill(2)
+        try await h.failWrites(true)
+        await #expect(throws: WardenError.self) { try await h.log.record(Harness.event(3)) }
+        await h.log.probe()
+        #expect(!h.log.health.healthy)
+        try await h.failWrites(false)
+        await h.log.probe()
+        #expect(h.log.health.healthy)
+        var r = AuditLog.Query()
+        r.action = "audit.recovered"
+        #expect(try h.log.query(r).first?.1.contains("disk full") == true)
+        // A flush with nothing queued proves nothing about writes.
+        try await h.failWrites(true)
+        await #expect(throws: WardenError.self) { try await h.log.record(Harness.event(4)) }
+        await h.log.flush()
+        #expect(!h.log.health.healthy)
+    }
+
+    @Test("impossible dates are refused")
+    func dates() {
+        #expect(AuditEvent.parseRFC3339("2026-02-31T00:00:00Z") == nil)
+        #expect(AuditEvent.parseRFC3339("2024-02-29T00:00:00Z") != nil)
+        #expect(AuditEvent.parseRFC3339("2026-11-24T10:00:00+24:00") == nil)
     }
 }

@@ -83,7 +83,7 @@ public struct AuditEvent: Sendable, Hashable {
         func list(_ key: String, _ values: [String]) {
             guard !values.isEmpty else { return }
             out += ",\"\(key)\":["
-            for (i, v) in values.enumerated() {
+            for (i, v) in values.prefix(Self.maxListItems).enumerated() {
                 if i > 0 { out += "," }
                 JSONValue.writeString(Self.bounded(v), to: &out)
             }
@@ -106,7 +106,7 @@ public struct AuditEvent: Sendable, Hashable {
         field("message", message)
         if !details.isEmpty {
             out += ",\"details\":{"
-            for (i, (k, v)) in details.enumerated() {
+            for (i, (k, v)) in details.prefix(Self.maxListItems).enumerated() {
                 if i > 0 { out += "," }
                 JSONValue.writeString(Self.bounded(k), to: &out)
                 out += ":"
@@ -125,47 +125,60 @@ public struct AuditEvent: Sendable, Hashable {
         return String(cut)! + "…"
     }
 
-    /// `2026-11-24T10:00:00.123456Z` for microseconds since the epoch.
+    /// `2026-11-24T10:00:00.123456Z` for microseconds since the epoch (years 0...9999).
     public static func rfc3339(micros: Int64) -> String {
         let seconds = micros >= 0 ? micros / 1_000_000 : (micros - 999_999) / 1_000_000
         let fraction = micros - seconds * 1_000_000
-        var t = time_t(seconds)
-        var parts = tm()
-        gmtime_r(&t, &parts)
-        func pad(_ v: Int32, _ width: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, width - s.count)) + s
+        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let secondOfDay = seconds - days * 86_400
+        let (year, month, day) = CedarDatetime.civilFromDays(days)
+        var out = [UInt8](repeating: 0, count: 27)
+        func put(_ value: Int64, at start: Int, width: Int) {
+            var v = max(0, value)
+            for i in stride(from: start + width - 1, through: start, by: -1) {
+                out[i] = UInt8(48 + v % 10)
+                v /= 10
+            }
         }
-        let frac = String(fraction)
-        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
-            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))."
-            + String(repeating: "0", count: 6 - frac.count) + frac + "Z"
+        put(year, at: 0, width: 4)
+        put(month, at: 5, width: 2)
+        put(day, at: 8, width: 2)
+        put(secondOfDay / 3600, at: 11, width: 2)
+        put(secondOfDay / 60 % 60, at: 14, width: 2)
+        put(secondOfDay % 60, at: 17, width: 2)
+        put(fraction, at: 20, width: 6)
+        for (i, c) in [(4, "-"), (7, "-"), (10, "T"), (13, ":"), (16, ":"), (19, "."), (26, "Z")] as [(Int, Character)]
+        {
+            out[i] = c.asciiValue!
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Microseconds since the epoch for an RFC 3339 time (`Z` or a numeric offset, optional fraction), or nil.
     public static func parseRFC3339(_ text: String) -> Int64? {
         let b = Array(text.utf8)
         guard b.count >= 20, b.count <= 40 else { return nil }
-        func num(_ from: Int, _ len: Int) -> Int? {
+        func num(_ from: Int, _ len: Int) -> Int64? {
             guard from + len <= b.count else { return nil }
-            var v = 0
+            var v: Int64 = 0
             for c in b[from..<(from + len)] {
                 guard c >= 48 && c <= 57 else { return nil }
-                v = v * 10 + Int(c - 48)
+                v = v * 10 + Int64(c - 48)
             }
             return v
         }
         guard let y = num(0, 4), b[4] == 45, let mo = num(5, 2), b[7] == 45, let d = num(8, 2),
             b[10] == 84 || b[10] == 116, let h = num(11, 2), b[13] == 58, let mi = num(14, 2), b[16] == 58,
-            let s = num(17, 2), (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, s < 61
+            let s = num(17, 2), (1...12).contains(mo), d >= 1, d <= CedarDatetime.daysInMonth(year: y, month: mo),
+            h < 24, mi < 60, s < 60
         else { return nil }
         var i = 19
-        var micros = 0
+        var micros: Int64 = 0
         if i < b.count && b[i] == 46 {
             i += 1
             var digits = 0
             while i < b.count, b[i] >= 48, b[i] <= 57 {
-                if digits < 6 { micros = micros * 10 + Int(b[i] - 48) }
+                if digits < 6 { micros = micros * 10 + Int64(b[i] - 48) }
                 digits += 1
                 i += 1
             }
@@ -173,11 +186,11 @@ public struct AuditEvent: Sendable, Hashable {
             if digits < 6 { for _ in digits..<6 { micros *= 10 } }
         }
         guard i < b.count else { return nil }
-        var offset = 0
+        var offset: Int64 = 0
         if b[i] == 90 || b[i] == 122 {
             i += 1
         } else if b[i] == 43 || b[i] == 45, let oh = num(i + 1, 2), b.count > i + 3, b[i + 3] == 58,
-            let om = num(i + 4, 2)
+            let om = num(i + 4, 2), oh < 24, om < 60
         {
             offset = (oh * 60 + om) * 60 * (b[i] == 43 ? 1 : -1)
             i += 6
@@ -185,14 +198,10 @@ public struct AuditEvent: Sendable, Hashable {
             return nil
         }
         guard i == b.count else { return nil }
-        // Days from civil (Howard Hinnant's algorithm).
-        let yy = mo <= 2 ? y - 1 : y
-        let era = (yy >= 0 ? yy : yy - 399) / 400
-        let yoe = yy - era * 400
-        let doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        let days = era * 146097 + doe - 719468
-        let secs = Int64(days) * 86400 + Int64(h * 3600 + mi * 60 + min(s, 59)) - Int64(offset)
-        return secs * 1_000_000 + Int64(micros)
+        let secs = CedarDatetime.daysFromCivil(year: y, month: mo, day: d) * 86_400 + h * 3600 + mi * 60 + s - offset
+        return secs * 1_000_000 + micros
     }
+
+    /// Most items kept in a list field (`policies`, `delegation`, `details`); the rest are dropped.
+    public static let maxListItems = 64
 }

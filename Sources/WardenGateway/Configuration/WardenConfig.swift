@@ -89,6 +89,19 @@ public struct WardenConfig: Sendable, Hashable {
         DPoPVerifier.normalize(u) != nil && !u.contains("?") && !u.contains("#") && (!https || u.hasPrefix("https://"))
     }
 
+    /// Checks what command-line flags may have set after the file was read (the file's own values were checked as
+    /// they were parsed): the listeners and the public URLs.
+    public func validate() throws(WardenError) {
+        _ = try listenAddress()
+        if let publicURL, !Self.isBaseURL(publicURL) {
+            throw WardenError(.invalidConfig, "public_url must be an absolute http(s) URL without query or fragment")
+        }
+        if let tlsListen { _ = try Self.address(tlsListen) }
+        if let tlsPublicURL, !Self.isBaseURL(tlsPublicURL, https: true) {
+            throw WardenError(.invalidConfig, "tls.public_url must be an absolute https URL")
+        }
+    }
+
     /// Host and port of ``listen``.
     public func listenAddress() throws(WardenError) -> (host: String, port: Int) {
         try Self.address(listen)

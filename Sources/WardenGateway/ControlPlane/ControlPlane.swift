@@ -77,7 +77,8 @@ public final class ControlPlane: Sendable {
     public let enrollEndpoint: String
     /// The trust bundle (the root CA) as PEM, served with every SVID.
     let bundlePEM: String
-    let adminToken: String
+    /// SHA-256 of the admin token, computed once: requests are compared against it in constant time.
+    let adminTokenDigest: SHA256.Digest
     let assertionReplay: ReplayCache
     /// Identity providers whose user tokens may be exchanged (by issuer).
     let trustedIssuers: [String: TrustedIssuer]
@@ -88,7 +89,7 @@ public final class ControlPlane: Sendable {
     /// Opens the data directory named by `config` (creating it on first start).
     public convenience init(
         config: WardenConfig, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) },
-        auditClock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1_000_000) }
+        auditClock: @escaping @Sendable () -> Int64 = AuditLog.systemClock
     ) throws(WardenError) {
         let dir = try DataDirectory.open(
             path: config.data, trustDomain: config.trustDomain, now: now(), audit: Self.auditSettings(config),
@@ -112,7 +113,7 @@ public final class ControlPlane: Sendable {
         self.audit = directory.audit
         self.ca = directory.ca
         self.dataPath = directory.path
-        self.adminToken = directory.adminToken
+        self.adminTokenDigest = SHA256.hash(data: Array(directory.adminToken.utf8))
         self.now = now
         self.issuer = config.issuer
         self.tokenEndpoint = config.issuer + "/v1/token"
@@ -173,7 +174,7 @@ public final class ControlPlane: Sendable {
             return false
         }
         // Digests of equal length, compared by swift-crypto's constant-time digest equality.
-        return SHA256.hash(data: Array(authorization.dropFirst(7).utf8)) == SHA256.hash(data: Array(adminToken.utf8))
+        return SHA256.hash(data: Array(authorization.dropFirst(7).utf8)) == adminTokenDigest
     }
 
     static func hashJoinToken(_ token: String) -> String { Attestation.hex(SHA256.hash(data: Array(token.utf8))) }
@@ -216,6 +217,7 @@ public final class ControlPlane: Sendable {
     public func transition(agent ref: String, to state: AgentState, reason: String, actor: String = "admin")
         throws(WardenError) -> AgentRecord
     {
+        try Self.checkReason(reason)
         let r = try agent(ref)
         if state == .active && r.state == .pending {
             throw WardenError(.conflict, "a pending agent becomes active by enrolling, not by an admin action")
@@ -227,11 +229,17 @@ public final class ControlPlane: Sendable {
         }
     }
 
+    /// An operator's reason is kept in the store and the audit log: at most 1024 bytes.
+    static func checkReason(_ reason: String) throws(WardenError) {
+        guard reason.utf8.count <= 1024 else { throw WardenError(.invalidRequest, "reason is longer than 1024 bytes") }
+    }
+
     /// Revokes one token by `jti`, effective on the next request and kept past the token's longest possible life.
     public func revokeToken(jti: String, reason: String, agent ref: String? = nil) throws(WardenError) {
         guard !jti.isEmpty, jti.utf8.count <= 256 else {
             throw WardenError(.invalidRequest, "jti must be 1 to 256 bytes")
         }
+        try Self.checkReason(reason)
         let agentID = try ref.map { (r) throws(WardenError) in try agent(r).id }
         let t = now()
         let until = t + config.accessTTL + config.clockSkew
@@ -439,7 +447,7 @@ public final class ControlPlane: Sendable {
     }
 
     /// `POST /v1/token` with its audit record: a token is returned only once the record of its grant is on disk
-    /// (`storage_error`, and no token, when it cannot be written); a refusal is recorded without waiting.
+    /// (`storage_error`, and no token, when it cannot be written).
     public func auditedToken(
         form: [String: String], dpop: String?, base: String? = nil, certificate: ClientCertificate? = nil,
         requestDigest: String? = nil, source: String? = nil
@@ -451,21 +459,8 @@ public final class ControlPlane: Sendable {
             let d = ContinuousClock.now - start
             return d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000
         }
-        let response: TokenResponse
-        do {
-            response = try token(form: form, dpop: dpop, base: base, certificate: certificate)
-        } catch {
-            // Who claimed to ask (unverified: the request was refused).
-            var details: [(String, String)] = [("grant_type", String(grant.prefix(128)))]
-            if let cid = form["client_id"] { details.append(("claimed_client_id", String(cid.prefix(256)))) }
-            try? audit.submit(
-                AuditEvent(
-                    kind: .decision, action: action, actor: "unauthenticated",
-                    resource: form["audience"] ?? form["resource"] ?? issuer, decision: .deny,
-                    reason: error.code.description, requestDigest: requestDigest, latencyMicros: micros(),
-                    source: source, message: error.message, details: details))
-            throw error
-        }
+        // A refusal is recorded where every refusal of the endpoint is (`WardenRouter.respond`).
+        let response = try token(form: form, dpop: dpop, base: base, certificate: certificate)
         let c = response.contents
         let client = c.actors.first ?? c.subject
         var details: [(String, String)] = [
@@ -546,7 +541,13 @@ public final class ControlPlane: Sendable {
         // stay within the subject token's (no scope claim means none).
         var ceiling = subject.scopes.intersection(scopes(of: actor))
         for party in [subject.subject] + subject.actors {
-            guard let p = agents.agent(party) else { continue }
+            guard let p = agents.agent(party) else {
+                // A user (from a trusted identity provider) is not an agent; an agent that is gone ends the chain.
+                if party.hasPrefix("spiffe://") {
+                    throw WardenError(.invalidRequest, "a party in the delegation chain is no longer registered")
+                }
+                continue
+            }
             guard p.state == .active else {
                 throw WardenError(.invalidRequest, "a party in the delegation chain is \(p.state.rawValue)")
             }

@@ -1,3 +1,4 @@
+import Cedar
 import Crypto
 import Foundation
 import WardenAudit
@@ -32,8 +33,8 @@ public struct DataDirectory: Sendable {
 
     /// Opens `path`, creating what is missing. `trustDomain` must match the one the CA was made for.
     public static func open(
-        path: String, trustDomain: String, now: Int64, audit settings: AuditLog.Settings? = nil,
-        auditClock: (@Sendable () -> Int64)? = nil
+        path: String, trustDomain: String, now: Int64, audit settings: AuditLog.Settings,
+        auditClock: @escaping @Sendable () -> Int64 = AuditLog.systemClock
     ) throws(WardenError) -> DataDirectory {
         try SecureFile.ensureDirectory(path)
         try SecureFile.ensureDirectory(path + "/ca")
@@ -93,10 +94,7 @@ public struct DataDirectory: Sendable {
 
         let store = try SQLiteStore(path: path + "/warden.sqlite")
         for suffix in ["", "-wal", "-shm"] { _ = chmod(path + "/warden.sqlite" + suffix, 0o600) }
-        let audit = try AuditLog(
-            store: store,
-            settings: settings ?? AuditLog.Settings(issuer: "http://127.0.0.1:8443", origin: trustDomain + "/audit"),
-            signer: nil, clock: auditClock ?? { Int64(Date().timeIntervalSince1970 * 1_000_000) })
+        let audit = try AuditLog(store: store, settings: settings, signer: nil, clock: auditClock)
         var entries: [SigningKeyRing.Entry] = []
         for row in try store.signingKeys() {
             let keyText = try SecureFile.readSecret(path + "/keys/\(row.kid).key")
@@ -126,6 +124,14 @@ public struct DataDirectory: Sendable {
         try SecureFile.write(key.privateKey.publicKey.pemRepresentation + "\n", to: file, mode: 0o644)
     }
 
+    /// ``checkpointKeys(path:)`` as a JWKS.
+    public static func checkpointKeysJWKS(path: String) throws(WardenError) -> JSONValue {
+        let keys = try checkpointKeys(path: path)
+        return .object([
+            ("keys", .array(keys.sorted { $0.key < $1.key }.map { SigningKeyRing.jwk($1, kid: $0, use: "sig") }))
+        ])
+    }
+
     /// Every key that ever signed for this data directory (`keys/*.pub`), by key id: what audit checkpoints are
     /// verified with.
     public static func checkpointKeys(path: String) throws(WardenError) -> [String: P256.Signing.PublicKey] {
@@ -136,10 +142,13 @@ public struct DataDirectory: Sendable {
         var out: [String: P256.Signing.PublicKey] = [:]
         for name in names where name.hasSuffix(".pub") {
             let text = try SecureFile.read(dir + "/" + name, maxBytes: 16 * 1024)
-            guard let key = try? P256.Signing.PublicKey(pemRepresentation: text) else {
-                throw WardenError(.invalidKey, "\(dir)/\(name) is not a P-256 public key")
+            let kid = String(name.dropLast(4))
+            // A key id is the key's RFC 7638 thumbprint: a file cannot lend its name to another key.
+            guard let key = try? P256.Signing.PublicKey(pemRepresentation: text), ECPublicJWK(key).thumbprint == kid
+            else {
+                throw WardenError(.invalidKey, "\(dir)/\(name) is not the P-256 public key whose thumbprint is \(kid)")
             }
-            out[String(name.dropLast(4))] = key
+            out[kid] = key
         }
         return out
     }

@@ -1,8 +1,10 @@
 import Cedar
 import Crypto
+import Dispatch
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import ServiceLifecycle
 import WardenAudit
 import WardenCore
 import WardenIdentity
@@ -16,11 +18,8 @@ enum AuditRoutes {
 
         audit.get("/checkpoint") { request, context in
             await guarded(cp, request, context) { () throws(WardenError) in
-                // The first request on a fresh log signs one, so there is always something to keep.
-                var latest = try cp.audit.latestCheckpoint()
-                if latest == nil { latest = try cp.audit.checkpoint() }
-                guard let cp = latest else {
-                    throw WardenError(.notFound, "the audit log is empty")
+                guard let cp = try cp.audit.latestCheckpoint() else {
+                    throw WardenError(.notFound, "no checkpoint yet: POST /v1/admin/audit/checkpoint signs one")
                 }
                 return HTTPSupport.json(.ok, cp.json)
             }
@@ -41,7 +40,7 @@ enum AuditRoutes {
         }
         audit.get("/keys") { request, context in
             await guarded(cp, request, context) { () throws(WardenError) in
-                HTTPSupport.json(.ok, try cp.auditKeysJWKS())
+                HTTPSupport.json(.ok, try DataDirectory.checkpointKeysJWKS(path: cp.dataPath))
             }
         }
         audit.get("/events") { request, context in
@@ -55,7 +54,8 @@ enum AuditRoutes {
                     if i > 0 { text += "," }
                     text += row.1
                 }
-                text += "],\"next\":" + (rows.count == q.limit ? String(rows.last!.0) : "null") + "}"
+                text += "],\"next\":" + (rows.count == q.limit ? String(rows.last!.0) : "null")
+                text += ",\"tree_size\":\(cp.audit.size)}"
                 return Response(
                     status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"],
                     body: .init(byteBuffer: ByteBuffer(string: text)))
@@ -97,24 +97,31 @@ enum AuditRoutes {
                 }
                 let q = start
                 let log = cp.audit
+                guard let updates = log.updates() else {
+                    throw WardenError(.storage, "too many readers follow the audit log; try again later")
+                }
                 return Response(
                     status: .ok, headers: [.contentType: "application/x-ndjson", .cacheControl: "no-store"],
                     body: ResponseBody { writer in
                         var page = q
                         page.limit = 2000
-                        // Ends when the client goes away (the write fails) or the server shuts down.
-                        for await size in log.updates() {
-                            while page.after < size {
-                                let rows = try log.query(page)
-                                if rows.isEmpty {
-                                    page.after = size
-                                    break
+                        // Ends when the client goes away (the write fails) or the server begins to shut down.
+                        try await withGracefulShutdownHandler {
+                            for await size in updates {
+                                while page.after < size {
+                                    let rows = try log.query(page)
+                                    if rows.isEmpty {
+                                        page.after = size
+                                        break
+                                    }
+                                    var text = ""
+                                    for (_, entry) in rows { text += format.line(entry) + "\n" }
+                                    try await writer.write(ByteBuffer(string: text))
+                                    page.after = rows.last!.0
                                 }
-                                var text = ""
-                                for (_, entry) in rows { text += format.line(entry) + "\n" }
-                                try await writer.write(ByteBuffer(string: text))
-                                page.after = rows.last!.0
                             }
+                        } onGracefulShutdown: {
+                            log.finishUpdates()
                         }
                         try await writer.finish(nil)
                     })
@@ -126,14 +133,7 @@ enum AuditRoutes {
                 let size =
                     request.uri.queryParameters["tree_size"].map { _ in () } == nil
                     ? nil : try integer(request, "tree_size", default: nil, range: 1...Int64.max)
-                let p = try cp.audit.inclusionProof(seq: seq, treeSize: size)
-                return HTTPSupport.json(
-                    .ok,
-                    .object([
-                        ("seq", .number(String(seq))), ("leaf_index", .number(String(seq - 1))),
-                        ("tree_size", .number(String(p.treeSize))), ("leaf_hash", .string(p.leaf.hex)),
-                        ("root_hash", .string(p.root.hex)), ("proof", .array(p.proof.map { .string($0.hex) })),
-                    ]))
+                return HTTPSupport.json(.ok, try cp.audit.inclusionProof(seq: seq, treeSize: size).json)
             }
         }
         audit.get("/proof/consistency") { request, context in
@@ -142,19 +142,17 @@ enum AuditRoutes {
                 let second =
                     request.uri.queryParameters["second"] == nil
                     ? nil : try integer(request, "second", default: nil, range: 1...Int64.max)
-                let p = try cp.audit.consistencyProof(first: first, second: second)
-                return HTTPSupport.json(
-                    .ok,
-                    .object([
-                        ("first", .number(String(first))), ("second", .number(String(p.second))),
-                        ("first_root", .string(p.firstRoot.hex)), ("second_root", .string(p.secondRoot.hex)),
-                        ("proof", .array(p.proof.map { .string($0.hex) })),
-                    ]))
+                return HTTPSupport.json(.ok, try cp.audit.consistencyProof(first: first, second: second).json)
             }
         }
         audit.get("/verify") { request, context in
             await guarded(cp, request, context) { () throws(WardenError) in
-                let result = try cp.verifyAudit()
+                // A full recomputation: off the request threads.
+                let result = try await withCheckedContinuation { c in
+                    DispatchQueue.global().async {
+                        c.resume(returning: Result { () throws(WardenError) in try cp.verifyAudit() })
+                    }
+                }.get()
                 return HTTPSupport.json(result.ok ? .ok : .conflict, result.json)
             }
         }
@@ -203,66 +201,22 @@ enum AuditRoutes {
     /// (a sequence number, exclusive).
     static func query(_ request: Request, _ cp: ControlPlane) throws(WardenError) -> AuditLog.Query {
         let p = request.uri.queryParameters
-        var q = AuditLog.Query()
-        if let agent = p["agent"].map(String.init) {
-            q.agent = agent.hasPrefix("spiffe://") ? agent : (try cp.store.agent(agent)?.spiffeID.description ?? agent)
-        }
-        if let d = p["decision"].map(String.init) {
-            guard let decision = AuditEvent.Decision(rawValue: d) else {
-                throw WardenError(.invalidRequest, "decision must be allow or deny")
-            }
-            q.decision = decision
-        }
-        if let k = p["kind"].map(String.init) {
-            guard let kind = AuditEvent.Kind(rawValue: k) else {
-                throw WardenError(.invalidRequest, "kind must be decision, admin, lifecycle or system")
-            }
-            q.kind = kind
-        }
-        q.action = p["action"].map(String.init)
-        if let since = p["since"].map(String.init) {
-            if let seq = Int64(since), seq >= 0 {
-                q.after = max(0, seq - 1)
-            } else if let t = AuditEvent.parseRFC3339(since) {
-                q.since = t
-            } else {
-                throw WardenError(.invalidRequest, "since must be a sequence number or an RFC 3339 time")
-            }
-        }
-        if let until = p["until"].map(String.init) {
-            guard let t = AuditEvent.parseRFC3339(until) else {
-                throw WardenError(.invalidRequest, "until must be an RFC 3339 time")
-            }
-            q.until = t
-        }
+        func text(_ name: String) -> String? { p[Substring(name)].map(String.init) }
+        var agent = text("agent")
+        if let a = agent, !a.hasPrefix("spiffe://"), let r = try cp.store.agent(a) { agent = r.spiffeID.description }
+        var q = try AuditLog.Query(
+            since: text("since"), until: text("until"), agent: agent, decision: text("decision"), kind: text("kind"),
+            action: text("action"))
         if p["after"] != nil { q.after = max(q.after, try integer(request, "after", default: 0, range: 0...Int64.max)) }
         return q
     }
 }
 
 extension ControlPlane {
-    /// Every key that ever signed audit checkpoints (`keys/*.pub` of the data directory), as a JWKS.
-    public func auditKeysJWKS() throws(WardenError) -> JSONValue {
-        let keys = try DataDirectory.checkpointKeys(path: dataPath)
-        return .object([
-            (
-                "keys",
-                .array(
-                    keys.sorted { $0.key < $1.key }.map { kid, key in
-                        let jwk = ECPublicJWK(key)
-                        return .object([
-                            ("kty", .string("EC")), ("crv", .string("P-256")), ("x", .string(Base64URL.encode(jwk.x))),
-                            ("y", .string(Base64URL.encode(jwk.y))), ("kid", .string(kid)), ("use", .string("sig")),
-                            ("alg", .string("ES256")),
-                        ])
-                    })
-            )
-        ])
-    }
-
     /// Verifies the live audit log (a consistent snapshot) with every key that ever signed for this data directory.
     public func verifyAudit(external: [Checkpoint] = []) throws(WardenError) -> AuditVerification {
         let keys = try DataDirectory.checkpointKeys(path: dataPath)
-        return try store.read { db in try AuditVerifier.verify(db, keys: keys, external: external) }
+        let origin = config.trustDomain + "/audit"
+        return try store.read { db in try AuditVerifier.verify(db, keys: keys, external: external, origin: origin) }
     }
 }

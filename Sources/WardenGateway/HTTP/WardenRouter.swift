@@ -39,10 +39,7 @@ public enum WardenRouter {
             guard audit.healthy else {
                 return HTTPSupport.json(
                     .serviceUnavailable,
-                    .object([
-                        ("status", .string("not_ready")), ("reason", .string("audit")),
-                        ("detail", .string(audit.lastError ?? "the audit log cannot be written")),
-                    ]))
+                    .object([("status", .string("not_ready")), ("reason", .string("audit"))]))
             }
             return HTTPSupport.json(.ok, .object([("status", .string("ready"))]))
         }
@@ -79,7 +76,7 @@ public enum WardenRouter {
         }
 
         router.post("/v1/token") { request, context in
-            await respond(cp, style: .token) { () throws(WardenError) in
+            await respond(cp, style: .token, audit: ("token.request", request, context)) { () throws(WardenError) in
                 let contentType = request.headers[.contentType]?.lowercased() ?? ""
                 guard contentType.hasPrefix("application/x-www-form-urlencoded") else {
                     throw WardenError(.invalidRequest, "the token request must be application/x-www-form-urlencoded")
@@ -179,7 +176,9 @@ public enum WardenRouter {
         do throws(WardenError) {
             response = try await body()
         } catch {
-            if let (action, request, context) = audit, error.code != .useDPoPNonce {
+            // Not recorded here: the nonce challenge (part of the protocol, not a refusal) and an attestation
+            // failure (the store recorded it with the enrollment it ended).
+            if let (action, request, context) = audit, error.code != .useDPoPNonce, error.code != .attestationFailed {
                 cp.auditDenial(
                     action: action, error: error, resource: request.uri.path, source: source(context))
             }

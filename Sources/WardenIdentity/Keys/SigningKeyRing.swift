@@ -93,10 +93,15 @@ public final class SigningKeyRing: Sendable {
 
     /// A public JWK of `key` with `kid`, `use` and `alg`.
     public static func jwk(_ key: SigningKey, use: String) -> JSONValue {
-        let pub = ECPublicJWK(key.privateKey.publicKey)
+        jwk(key.privateKey.publicKey, kid: key.kid, use: use)
+    }
+
+    /// A public JWK of `key` with `kid`, `use` and `alg`.
+    public static func jwk(_ key: P256.Signing.PublicKey, kid: String, use: String) -> JSONValue {
+        let pub = ECPublicJWK(key)
         return .object([
             ("kty", .string("EC")), ("crv", .string("P-256")), ("x", .string(Base64URL.encode(pub.x))),
-            ("y", .string(Base64URL.encode(pub.y))), ("kid", .string(key.kid)), ("use", .string(use)),
+            ("y", .string(Base64URL.encode(pub.y))), ("kid", .string(kid)), ("use", .string(use)),
             ("alg", .string("ES256")),
         ])
     }
