@@ -77,15 +77,22 @@ public struct WardenError: Error, Hashable, Sendable, CustomStringConvertible {
 
     public let code: Code
     public let message: String
+    /// A finer reason code for the audit log and metrics than the wire code (`token_revoked`, `quarantined`,
+    /// `policy_denied`, ...); nil when the code says it all. See ``auditReason``.
+    public let reason: String?
     public let file: String
     public let line: Int
 
-    public init(_ code: Code, _ message: String, file: String = #fileID, line: Int = #line) {
+    public init(_ code: Code, _ message: String, reason: String? = nil, file: String = #fileID, line: Int = #line) {
         self.code = code
         self.message = message
+        self.reason = reason
         self.file = file
         self.line = line
     }
+
+    /// The reason code recorded for a refusal: ``reason`` when set, else the wire code.
+    public var auditReason: String { reason ?? code.description }
 
     public var description: String { "\(code): \(message)" }
     public static func == (lhs: WardenError, rhs: WardenError) -> Bool { lhs.code == rhs.code }

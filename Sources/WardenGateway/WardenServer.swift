@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import Logging
 import NIOSSL
@@ -72,6 +73,36 @@ struct AuditService: Service {
     }
 }
 
+/// Reloads the policy set on SIGHUP (keeping the last good one on error), and closes the gateway's upstream pool at
+/// shutdown.
+struct GatewayService: Service {
+    let gateway: Gateway
+    let logger: Logger
+
+    func run() async throws {
+        let cp = gateway.cp
+        signal(SIGHUP, SIG_IGN)
+        let (hangups, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        source.setEventHandler { continuation.yield() }
+        source.resume()
+        await cancelWhenGracefulShutdown {
+            for await _ in hangups {
+                do throws(WardenError) {
+                    let s = try await cp.reloadPolicies(actor: "system")
+                    logger.info(
+                        "policies reloaded (SIGHUP)", metadata: ["policies": "\(s.count)", "digest": "\(s.digest)"])
+                } catch {
+                    logger.error("policy reload refused; the last good set stays", metadata: ["error": "\(error.message)"])
+                }
+            }
+        }
+        source.cancel()
+        continuation.finish()
+        await gateway.shutdown()
+    }
+}
+
 /// Runs the continuous audit export to a file.
 struct AuditExportService: Service {
     let exporter: AuditFileExporter
@@ -95,8 +126,10 @@ public enum WardenServer {
         let cp = try ControlPlane(config: config)
         // Background services first: the group stops services in reverse order, so the listeners stop taking requests
         // before the audit service drains the writer and signs its final checkpoint.
+        let gateway = try Gateway(cp: cp)
         var services: [any Service] = [
             KeyRotationService(cp: cp, logger: logger), AuditService(cp: cp, logger: logger),
+            GatewayService(gateway: gateway, logger: logger),
         ]
         if let e = config.audit.export {
             services.append(
@@ -107,11 +140,14 @@ public enum WardenServer {
         }
         services.append(
             Application(
-                router: WardenRouter.build(cp),
-                configuration: .init(address: .hostname(host, port: port), serverName: "warden"),
+                router: WardenRouter.build(cp, gateway: gateway),
+                configuration: .init(
+                    address: .hostname(host, port: port), serverName: "warden",
+                    availableConnectionsDelegate: MaximumAvailableConnections(config.limits.maxConnections)),
                 onServerRunning: { channel in
+                    let p = cp.policies.snapshot
                     announce(
-                        "warden: serving trust domain \(config.trustDomain) on \(host):\(channel.localAddress?.port ?? port), issuer \(cp.issuer), data \(config.data) (admin token in \(config.data)/admin.token)"
+                        "warden: serving trust domain \(config.trustDomain) on \(host):\(channel.localAddress?.port ?? port), issuer \(cp.issuer), data \(config.data) (admin token in \(config.data)/admin.token); \(p.count) policies from \(p.files.count) files; routes: \(config.routes.keys.sorted().map { "/r/\($0)" }.joined(separator: " "))"
                     )
                 },
                 logger: logger))
@@ -119,9 +155,11 @@ public enum WardenServer {
             let (tlsHost, tlsPort) = try WardenConfig.address(tlsListen)
             services.append(
                 Application(
-                    router: WardenRouter.build(cp, base: tlsBase, mutualTLS: true),
+                    router: WardenRouter.build(cp, gateway: gateway, base: tlsBase, mutualTLS: true),
                     server: try .tls(.http1(), tlsConfiguration: try tlsConfiguration(cp, host: tlsHost)),
-                    configuration: .init(address: .hostname(tlsHost, port: tlsPort), serverName: "warden"),
+                    configuration: .init(
+                        address: .hostname(tlsHost, port: tlsPort), serverName: "warden",
+                        availableConnectionsDelegate: MaximumAvailableConnections(config.limits.maxConnections)),
                     onServerRunning: { channel in
                         announce(
                             "warden: mutual TLS on \(tlsHost):\(channel.localAddress?.port ?? tlsPort) (\(tlsBase)); client X.509-SVIDs accepted"

@@ -46,6 +46,21 @@ public struct RevokedToken: Sendable, Hashable {
 }
 
 /// A signing key's schedule as stored (the private key itself lives in a 0600 file of the data directory).
+/// A brokered credential as stored: AES-GCM sealed (nonce, ciphertext, tag).
+public struct SecretRow: Sendable, Hashable {
+    public var name: String
+    public var sealed: [UInt8]
+    public var createdAt: Int64
+    public var updatedAt: Int64
+
+    public init(name: String, sealed: [UInt8], createdAt: Int64, updatedAt: Int64) {
+        self.name = name
+        self.sealed = sealed
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
+}
+
 public struct SigningKeyRow: Sendable, Hashable {
     public var kid: String
     public var createdAt: Int64
@@ -191,6 +206,19 @@ public final class SQLiteStore: Sendable {
                     BEGIN SELECT RAISE(ABORT, 'the pruning anchor only moves forward'); END;
                     CREATE TRIGGER audit_anchor_no_delete BEFORE DELETE ON audit_anchor
                     BEGIN SELECT RAISE(ABORT, 'the pruning anchor cannot be removed'); END;
+                    """)
+        }
+        m.registerMigration("v3-secrets") { db in
+            // Brokered upstream credentials, sealed with AES-GCM under the data directory's secrets key (the name is
+            // the authenticated data, so a sealed value cannot be moved to another name).
+            try db.execute(
+                sql: """
+                    CREATE TABLE secrets (
+                        name TEXT PRIMARY KEY NOT NULL,
+                        sealed BLOB NOT NULL,
+                        created_at INTEGER NOT NULL,
+                        updated_at INTEGER NOT NULL
+                    );
                     """)
         }
         return m
@@ -523,6 +551,46 @@ public final class SQLiteStore: Sendable {
                 try db.execute(
                     sql: "INSERT INTO signing_keys (kid, created_at, retired_at) VALUES (?, ?, ?)",
                     arguments: [new.kid, new.createdAt, new.retiredAt])
+            }
+        }
+    }
+
+    // MARK: Secrets
+
+    /// Stores a sealed secret (created or replaced) with its audit entry in the same transaction; the entry names the
+    /// secret, never its value.
+    public func putSecret(_ row: SecretRow, actor: String) throws(WardenError) {
+        try write { db in
+            let existed = try Row.fetchOne(db, sql: "SELECT 1 FROM secrets WHERE name = ?", arguments: [row.name]) != nil
+            try audit(
+                AuditEvent(
+                    kind: .admin, action: existed ? "secret.replace" : "secret.create", actor: actor,
+                    resource: "secret:\(row.name)"), in: db)
+            try db.execute(
+                sql: """
+                    INSERT INTO secrets (name, sealed, created_at, updated_at) VALUES (?, ?, ?, ?)
+                    ON CONFLICT(name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at
+                    """, arguments: [row.name, Data(row.sealed), row.createdAt, row.updatedAt])
+        }
+    }
+
+    /// Deletes a secret; `notFound` when there is none.
+    public func deleteSecret(name: String, actor: String) throws(WardenError) {
+        try write { db in
+            try db.execute(sql: "DELETE FROM secrets WHERE name = ?", arguments: [name])
+            guard db.changesCount == 1 else { throw WardenError(.notFound, "no secret '\(name)'") }
+            try audit(
+                AuditEvent(kind: .admin, action: "secret.delete", actor: actor, resource: "secret:\(name)"), in: db)
+        }
+    }
+
+    /// Every stored secret, sealed.
+    public func secrets() throws(WardenError) -> [SecretRow] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM secrets ORDER BY name").map {
+                SecretRow(
+                    name: $0["name"], sealed: [UInt8]($0["sealed"] as Data), createdAt: $0["created_at"],
+                    updatedAt: $0["updated_at"])
             }
         }
     }

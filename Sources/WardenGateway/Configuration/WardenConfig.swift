@@ -68,6 +68,17 @@ public struct WardenConfig: Sendable, Hashable {
     /// The audit log (`audit:`).
     public var audit = AuditConfig()
 
+    /// Gateway routes (`routes:`), by name. With no configuration file: ``demoRoutes``; a file has its own (none when
+    /// it has no `routes:`).
+    public var routes: [String: RouteConfig] = WardenConfig.demoRoutes
+    /// Cedar policy files and directories of `.cedar` files (`policies:`); nil: `<data>/policies`, seeded with the
+    /// demo policy set when the data directory is created.
+    public var policies: [String]?
+    /// The per-agent bucket across all routes (`rate_limits.per_agent`); nil for none.
+    public var rateLimitPerAgent: RateLimit? = RateLimit(perSecond: 1000, burst: 2000)
+    /// Connection, body, deadline and concurrency limits (`limits:`).
+    public var limits = GatewayLimits()
+
     /// The base URL of the TLS listener, when there is one.
     public var tlsBase: String? { tlsListen.map { Self.base(tlsPublicURL ?? "https://\($0)") } }
 
@@ -100,7 +111,22 @@ public struct WardenConfig: Sendable, Hashable {
         if let tlsPublicURL, !Self.isBaseURL(tlsPublicURL, https: true) {
             throw WardenError(.invalidConfig, "tls.public_url must be an absolute https URL")
         }
+        for r in routes.values {
+            if let c = r.credential, Self.reservedCredentialHeaders.contains(c.header.lowercased()) {
+                throw WardenError(.invalidConfig, "routes.\(r.name).credential.header may not be \(c.header)")
+            }
+        }
     }
+
+    /// Headers a brokered credential may not be written to: framing, routing and hop-by-hop headers.
+    static let reservedCredentialHeaders: Set<String> = [
+        "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
+        "proxy-authorization", "proxy-authenticate", "forwarded", "x-forwarded-for", "x-forwarded-host",
+        "x-forwarded-proto", "dpop", "cookie", "x-warden-agent", "x-warden-delegation",
+    ]
+
+    /// The policy sources: ``policies`` or `<data>/policies`.
+    public var policySources: [String] { policies ?? [data + "/policies"] }
 
     /// Host and port of ``listen``.
     public func listenAddress() throws(WardenError) -> (host: String, port: Int) {
@@ -148,8 +174,56 @@ public struct WardenConfig: Sendable, Hashable {
             return n
         }
         var c = WardenConfig()
+        c.routes = [:]
+        // Limits first: they are the routes' defaults.
+        if let lv = value["limits"] {
+            guard case .object(let lp) = lv else { throw fail("limits", "must be a mapping") }
+            for (k, v) in lp {
+                let path = "limits.\(k)"
+                func count(_ range: ClosedRange<Int>) throws(WardenError) -> Int {
+                    guard case .number(let t) = v, let n = Int(t), range.contains(n) else {
+                        throw fail(path, "must be a whole number from \(range.lowerBound) to \(range.upperBound)")
+                    }
+                    return n
+                }
+                switch k {
+                case "max_connections": c.limits.maxConnections = try count(1...1_000_000)
+                case "max_body_bytes": c.limits.maxBodyBytes = try count(0...(1 << 40))
+                case "max_concurrent_per_route": c.limits.maxConcurrentPerRoute = try count(1...1_000_000)
+                case "upstream_timeout":
+                    guard let s = Self.durationValue(v), (1...3600).contains(s) else {
+                        throw fail(path, "must be a duration from 1s to 1h")
+                    }
+                    c.limits.upstreamTimeout = s
+                default:
+                    throw fail(
+                        path,
+                        "unknown key (known: max_connections, max_body_bytes, max_concurrent_per_route, upstream_timeout)"
+                    )
+                }
+            }
+        }
         for (key, v) in pairs {
             switch key {
+            case "limits": continue
+            case "routes": c.routes = try Self.parseRoutes(v, limits: c.limits, fail: fail)
+            case "policies":
+                var list: [JSONValue] = []
+                switch v {
+                case .string: list = [v]
+                case .array(let items): list = items
+                default: throw fail(key, "must be a list of files and directories")
+                }
+                guard list.count <= 256 else { throw fail(key, "at most 256 entries") }
+                var out: [String] = []
+                for (i, item) in list.enumerated() { out.append(try string(item, "\(key)[\(i)]")) }
+                c.policies = out
+            case "rate_limits":
+                if case .null = v {
+                    c.rateLimitPerAgent = nil
+                } else {
+                    c.rateLimitPerAgent = try Self.parseRate(v, key, key: "per_agent", fail: fail)
+                }
             case "trust_domain":
                 let td = try string(v, key)
                 do { _ = try SPIFFEID(parsing: "spiffe://\(td)") } catch { throw fail(key, error.message) }
@@ -277,10 +351,13 @@ public struct WardenConfig: Sendable, Hashable {
                             path, "unknown key (known: checkpoint_interval, checkpoint_every, retention, export)")
                     }
                 }
-            case "routes", "mcp_servers", "policies", "rate_limits":
-                throw fail(key, "not supported by this version yet (it arrives with the gateway issues)")
+            case "mcp_servers":
+                throw fail(key, "not supported by this version yet (it arrives with the MCP gateway)")
             default:
-                throw fail(key, "unknown key (known: trust_domain, listen, data, public_url, tokens, dpop, tls, audit)")
+                throw fail(
+                    key,
+                    "unknown key (known: trust_domain, listen, data, public_url, tokens, dpop, tls, audit, routes, policies, rate_limits, limits)"
+                )
             }
         }
         self = c

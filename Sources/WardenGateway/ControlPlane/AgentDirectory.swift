@@ -14,10 +14,37 @@ public final class AgentDirectory: Sendable {
         public let thumbprint: String
     }
 
-    /// A record and its parsed key (nil before enrollment).
+    /// A record, its parsed key (nil before enrollment) and its Cedar entity.
     public struct Entry: Sendable {
         public let record: AgentRecord
         public let key: EnrolledKey?
+        /// `Agent::"<spiffe id>"` with the manifest's attributes, in `Role::"…"` and `Team::"…"`.
+        public let entity: Entity
+    }
+
+    /// The Cedar entity of an agent (`../shared/DESIGN.md`, "The Cedar entity model"): attributes `name`, `owner`,
+    /// `environment`, `model` (`provider/name`), `modelDigest`, `manifestDigest`, `configDigest`, `team`, `state`,
+    /// `tags`, `roles`, `routes`, `peers`, `tools` (sets of strings; optional ones absent when the manifest has none);
+    /// parents `Role::"<role>"` and `Team::"<team>"`.
+    public static func entity(_ r: AgentRecord) -> Entity {
+        let m = r.manifest
+        func set(_ items: [String]) -> Value { .set(Set(items.map { .string($0) })) }
+        var attrs: [String: Value] = [
+            "name": .string(m.name), "owner": .string(m.owner), "manifestDigest": .string(r.manifestDigest),
+            "state": .string(r.state.rawValue), "tags": set(m.tags), "roles": set(m.roles), "routes": set(m.routes),
+            "peers": set(m.peers), "tools": set(m.tools),
+        ]
+        if let e = m.environment { attrs["environment"] = .string(e) }
+        if let t = m.team { attrs["team"] = .string(t) }
+        if let c = m.configDigest { attrs["configDigest"] = .string(c) }
+        if let model = m.model {
+            let name = [model.provider, model.name].compactMap { $0 }.joined(separator: "/")
+            if !name.isEmpty { attrs["model"] = .string(name) }
+            if let d = model.digest { attrs["modelDigest"] = .string(d) }
+        }
+        var parents = Set(m.roles.map { EntityUID("Role", $0) })
+        if let t = m.team { parents.insert(EntityUID("Team", t)) }
+        return Entity(uid: EntityUID("Agent", r.spiffeID.description), attributes: attrs, parents: parents)
     }
 
     private let agents = Mutex<[String: Entry]>([:])
@@ -35,7 +62,8 @@ public final class AgentDirectory: Sendable {
         let key = r.keyJWK.flatMap { try? JSONValue.parse($0) }.flatMap { try? ECPublicJWK(json: $0) }.flatMap { jwk in
             (try? jwk.publicKey()).map { EnrolledKey(publicKey: $0, thumbprint: jwk.thumbprint) }
         }
-        agents.withLock { $0[r.spiffeID.description] = Entry(record: r, key: key) }
+        let entry = Entry(record: r, key: key, entity: Self.entity(r))
+        agents.withLock { $0[r.spiffeID.description] = entry }
     }
 
     public var count: Int { agents.withLock { $0.count } }

@@ -69,6 +69,12 @@ public final class ControlPlane: Sendable {
     public let agents: AgentDirectory
     public let revocations: RevocationList
     public let authenticator: RequestAuthenticator
+    /// The Cedar policy set (hot-reloadable).
+    public let policies: PolicyEngine
+    /// Brokered upstream credentials.
+    public let secrets: SecretStore
+    /// Trust scores as policies see them.
+    public let trust = TrustScores()
     public let dataPath: String
     public let now: @Sendable () -> Int64
     /// The issuer and base URL (`config.issuer`, computed once), and the endpoints DPoP proofs name.
@@ -150,7 +156,16 @@ public final class ControlPlane: Sendable {
             trusted[iss] = try TrustedIssuer(issuer: iss, jwks: jwks)
         }
         self.trustedIssuers = trusted
+        self.secrets = try SecretStore(store: directory.store, key: directory.secretsKey)
+        if config.policies == nil { try PolicyEngine.seedDemo(directory.path + "/policies") }
+        self.policies = try PolicyEngine(sources: config.policySources, now: now())
         audit.use(signer: { [keys] in keys.current })
+        let loaded = policies.snapshot
+        try? audit.submit(
+            AuditEvent(
+                kind: .system, action: "policy.load", actor: "system", resource: "policies",
+                message: "\(loaded.count) policies from \(loaded.files.count) files",
+                details: [("digest", loaded.digest)]))
         // One agent may hold 1% of the assertion cache (about 3 token requests a second sustained, far above the
         // need of tokens that live five minutes).
         self.assertionReplay = ReplayCache(
@@ -281,6 +296,39 @@ public final class ControlPlane: Sendable {
         guard !gone.isEmpty else { return }
         try store.deleteSigningKeys(gone)
         for kid in gone { unlink(dataPath + "/keys/\(kid).key") }
+    }
+
+    // MARK: Policies
+
+    /// Reloads the policy set from its sources. On success the new set applies to the next request and the change is
+    /// recorded first (old and new digests); on failure the last good set stays, the failure is recorded and the error
+    /// says why.
+    @discardableResult
+    public func reloadPolicies(actor: String) async throws(WardenError) -> PolicyEngine.Snapshot {
+        do {
+            // Recorded before it applies: a change the log cannot hold does not happen.
+            let new = try policies.prepare(now: now())
+            let old = policies.snapshot
+            try await audit.record(
+                AuditEvent(
+                    kind: actor == "system" ? .system : .admin, action: "policy.change", actor: actor,
+                    resource: "policies",
+                    message: old.digest == new.digest
+                        ? "policy set reloaded unchanged (\(new.count) policies)"
+                        : "policy set replaced (\(old.count) → \(new.count) policies)",
+                    details: [("old_digest", old.digest), ("digest", new.digest), ("files", String(new.files.count))]))
+            policies.install(new)
+            return new
+        } catch {
+            policies.reloadFailures.add(1, ordering: .relaxed)
+            try? audit.submit(
+                AuditEvent(
+                    kind: actor == "system" ? .system : .admin, action: "policy.reload", actor: actor,
+                    resource: "policies", decision: .deny, reason: "invalid_policy",
+                    message: "kept the last good policy set: \(error.message)",
+                    details: [("digest", policies.snapshot.digest)]))
+            throw error
+        }
     }
 
     // MARK: Enrollment
@@ -489,7 +537,7 @@ public final class ControlPlane: Sendable {
             AuditEvent(
                 kind: .decision, action: action, actor: agent?.spiffeID.description ?? "unauthenticated",
                 agent: agent?.spiffeID.description, agentID: agent?.id, resource: resource, decision: .deny,
-                reason: error.code.description, source: source, message: error.message))
+                reason: error.auditReason, source: source, message: error.message))
     }
 
     /// RFC 8693 delegation. The subject token is a Warden access token whose audience names the acting agent (the
@@ -627,7 +675,7 @@ public final class ControlPlane: Sendable {
             authorization: authorization, dpop: dpop, method: method, url: (base ?? issuer) + path,
             clientCertificate: certificate?.thumbprint)
         guard !revocations.isRevoked(claims.jti) else {
-            throw WardenError(.invalidToken, "the access token is revoked")
+            throw WardenError(.invalidToken, "the access token is revoked", reason: "token_revoked")
         }
         guard let entry = agents.entry(claims.agent.description) else {
             throw WardenError(.invalidToken, "the token's agent is not registered")
@@ -635,9 +683,10 @@ public final class ControlPlane: Sendable {
         let record = entry.record
         switch record.state {
         case .active: break
-        case .quarantined: throw WardenError(.accessDenied, "the agent is quarantined")
+        case .quarantined: throw WardenError(.accessDenied, "the agent is quarantined", reason: "quarantined")
         case .pending, .revoked, .decommissioned:
-            throw WardenError(.invalidToken, "the agent is \(record.state.rawValue)")
+            throw WardenError(
+                .invalidToken, "the agent is \(record.state.rawValue)", reason: "agent_\(record.state.rawValue)")
         }
         switch claims.binding {
         case .dpop(let jkt):
@@ -652,7 +701,9 @@ public final class ControlPlane: Sendable {
         }
         for party in claims.delegation {
             if let a = agents.agent(party), a.state != .active {
-                throw WardenError(.invalidToken, "a party in the delegation chain is \(a.state.rawValue)")
+                throw WardenError(
+                    .invalidToken, "a party in the delegation chain is \(a.state.rawValue)",
+                    reason: "delegation_\(a.state.rawValue)")
             }
         }
         return AuthenticatedAgent(claims: claims, agent: record)

@@ -28,6 +28,8 @@ public struct DataDirectory: Sendable {
     public let signingKeys: [SigningKeyRing.Entry]
     public let adminToken: String
     public let nonceKey: SymmetricKey
+    /// Seals the brokered credentials (`secrets.key`, 0600).
+    public let secretsKey: SymmetricKey
     /// The audit log, attached to the store before anything is written.
     public let audit: AuditLog
 
@@ -77,20 +79,8 @@ public struct DataDirectory: Sendable {
             try SecureFile.write(adminToken + "\n", to: tokenFile)
         }
 
-        let nonceFile = path + "/nonce.key"
-        let nonceKey: SymmetricKey
-        if SecureFile.exists(nonceFile) {
-            guard
-                let bytes = Base64URL.decode(
-                    try SecureFile.readSecret(nonceFile).trimmingCharacters(in: .whitespacesAndNewlines)),
-                bytes.count == 32
-            else { throw WardenError(.invalidConfig, "\(nonceFile) is not a 32-byte base64url key") }
-            nonceKey = SymmetricKey(data: bytes)
-        } else {
-            let bytes = randomBytes(32)
-            try SecureFile.write(Base64URL.encode(bytes) + "\n", to: nonceFile)
-            nonceKey = SymmetricKey(data: bytes)
-        }
+        let nonceKey = try symmetricKey(path + "/nonce.key")
+        let secretsKey = try symmetricKey(path + "/secrets.key")
 
         let store = try SQLiteStore(path: path + "/warden.sqlite")
         for suffix in ["", "-wal", "-shm"] { _ = chmod(path + "/warden.sqlite" + suffix, 0o600) }
@@ -113,7 +103,22 @@ public struct DataDirectory: Sendable {
         }
         return DataDirectory(
             path: path, store: store, ca: ca, signingKeys: entries, adminToken: adminToken, nonceKey: nonceKey,
-            audit: audit)
+            secretsKey: secretsKey, audit: audit)
+    }
+
+    /// A 256-bit key kept base64url in `file` (0600), created on first use.
+    static func symmetricKey(_ file: String) throws(WardenError) -> SymmetricKey {
+        if SecureFile.exists(file) {
+            guard
+                let bytes = Base64URL.decode(
+                    try SecureFile.readSecret(file).trimmingCharacters(in: .whitespacesAndNewlines)),
+                bytes.count == 32
+            else { throw WardenError(.invalidConfig, "\(file) is not a 32-byte base64url key") }
+            return SymmetricKey(data: bytes)
+        }
+        let bytes = randomBytes(32)
+        try SecureFile.write(Base64URL.encode(bytes) + "\n", to: file)
+        return SymmetricKey(data: bytes)
     }
 
     /// Writes `keys/<kid>.pub` (the public key, PEM, 0644) unless present. Public halves are never deleted, so audit

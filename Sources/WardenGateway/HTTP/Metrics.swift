@@ -3,7 +3,7 @@ import WardenCore
 
 /// `GET /metrics` in the Prometheus text exposition format.
 enum Metrics {
-    static func render(_ cp: ControlPlane) -> String {
+    static func render(_ cp: ControlPlane, gateway: Gateway? = nil) -> String {
         let a = cp.audit.health
         var out = ""
         func metric(_ name: String, _ type: String, _ help: String, _ value: Int64) {
@@ -24,6 +24,15 @@ enum Metrics {
         let states = cp.agents.states()
         out += "# HELP warden_agents Registered agents by lifecycle state.\n# TYPE warden_agents gauge\n"
         for state in AgentState.allCases { out += "warden_agents{state=\"\(state.rawValue)\"} \(states[state] ?? 0)\n" }
+        let policies = cp.policies.snapshot
+        metric("warden_policies", "gauge", "Policies in the current set.", Int64(policies.count))
+        metric(
+            "warden_policies_loaded_timestamp_seconds", "gauge", "When the current policy set was loaded.",
+            policies.loadedAt)
+        metric(
+            "warden_policy_reload_failures_total", "counter", "Policy reloads refused (the last good set stayed).",
+            cp.policies.reloadFailures.load(ordering: .relaxed))
+        gateway?.metrics.render(into: &out)
         return out
     }
 }

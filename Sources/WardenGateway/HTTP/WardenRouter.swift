@@ -11,9 +11,9 @@ public enum WardenRouter {
     /// Builds the router for `cp`. `base` is the URL clients use to reach this listener (DPoP `htu` checks); on a
     /// `mutualTLS` listener, a client certificate (an X.509-SVID) may authenticate token requests and bind tokens
     /// (RFC 8705).
-    public static func build(_ cp: ControlPlane, base: String? = nil, mutualTLS: Bool = false)
-        -> Router<WardenRequestContext>
-    {
+    public static func build(
+        _ cp: ControlPlane, gateway: Gateway? = nil, base: String? = nil, mutualTLS: Bool = false
+    ) -> Router<WardenRequestContext> {
         let base = base ?? cp.issuer
         let router = Router(context: WardenRequestContext.self)
         @Sendable func certificate(_ context: WardenRequestContext) async throws(WardenError) -> ClientCertificate? {
@@ -46,7 +46,7 @@ public enum WardenRouter {
         router.get("/metrics") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(string: Metrics.render(cp))))
+                body: .init(byteBuffer: ByteBuffer(string: Metrics.render(cp, gateway: gateway))))
         }
         router.get("/.well-known/jwks.json") { _, _ in
             var r = HTTPSupport.json(.ok, cp.jwks())
@@ -132,6 +132,10 @@ public enum WardenRouter {
 
         AdminRoutes.add(to: router, cp)
         AuditRoutes.add(to: router, cp)
+        GatewayAdminRoutes.add(to: router, cp)
+        // Added last, so it wraps only the not-found responder: no endpoint starts with /r/, every gateway request
+        // reaches it, and the endpoints above pay nothing for it.
+        if let gateway { router.add(middleware: GatewayMiddleware(gateway: gateway, base: base, mutualTLS: mutualTLS)) }
         return router
     }
 

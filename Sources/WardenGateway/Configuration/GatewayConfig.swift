@@ -1,0 +1,257 @@
+import Cedar
+import Foundation
+import WardenCore
+
+/// A token-bucket rate: `rate` requests per second sustained, bursts of up to `burst`.
+public struct RateLimit: Sendable, Hashable {
+    public var perSecond: Double
+    public var burst: Double
+
+    public init(perSecond: Double, burst: Double? = nil) {
+        self.perSecond = perSecond
+        self.burst = burst ?? max(1, perSecond.rounded(.up))
+    }
+
+    /// `100/s`, `6000/m`, `10/h`, `50000/d`.
+    static func parse(_ text: String) -> Double? {
+        let parts = text.split(separator: "/", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+        guard parts.count == 2, let n = Double(parts[0]), n > 0, n <= 1e9, n.rounded() == n else { return nil }
+        switch parts[1] {
+        case "s", "sec", "second": return n
+        case "m", "min", "minute": return n / 60
+        case "h", "hour": return n / 3600
+        case "d", "day": return n / 86_400
+        default: return nil
+        }
+    }
+}
+
+/// How a route's brokered credential is injected: the secret's value in `header`, after `prefix`.
+public struct CredentialInjection: Sendable, Hashable {
+    /// The secret's name in the secrets store.
+    public var secret: String
+    /// The header that carries it upstream (default `Authorization`).
+    public var header = "Authorization"
+    /// Written before the value (default `Bearer ` for `Authorization`, nothing for other headers).
+    public var prefix = "Bearer "
+
+    public init(secret: String) { self.secret = secret }
+}
+
+/// One gateway route: `/r/<name>/...` forwarded to `upstream`, authorized against a Cedar `Service` in a `Segment`,
+/// or, for an agent that exposes itself, against the target `Agent`.
+public struct RouteConfig: Sendable, Hashable {
+    public var name: String
+    /// `http(s)://host:port[/prefix]`.
+    public var upstream: String
+    /// The Cedar `Service` id (default: the route's name).
+    public var service: String
+    /// The Cedar `Segment` the service is in (its parent); nil for none.
+    public var segment: String?
+    /// The agent (manifest name) this route exposes; set, the resource is that `Agent` and callers need the
+    /// `peer:<agent>` scope instead of `route:<name>`.
+    public var agent: String?
+    public var credential: CredentialInjection?
+    /// Per agent on this route (agent × route bucket).
+    public var rateLimit: RateLimit?
+    /// Largest request body forwarded, bytes.
+    public var maxBodyBytes: Int
+    /// Whole-request deadline upstream, seconds.
+    public var timeout: Int64
+    /// Requests in flight to the upstream at once; more get 503.
+    public var maxConcurrent: Int
+
+    public init(name: String, upstream: String, segment: String? = nil, limits: GatewayLimits = GatewayLimits()) {
+        self.name = name
+        self.upstream = upstream
+        self.service = name
+        self.segment = segment
+        self.maxBodyBytes = limits.maxBodyBytes
+        self.timeout = limits.upstreamTimeout
+        self.maxConcurrent = limits.maxConcurrentPerRoute
+    }
+
+    /// Route names are one path segment: letters, digits, `.`, `_`, `-`, at most 64.
+    static func validName(_ n: String) -> Bool {
+        !n.isEmpty && n.utf8.count <= 64 && n != "." && n != ".."
+            && n.utf8.allSatisfy { c in
+                (c >= 0x61 && c <= 0x7A) || (c >= 0x41 && c <= 0x5A) || (c >= 0x30 && c <= 0x39) || c == 0x2E
+                    || c == 0x5F || c == 0x2D
+            }
+    }
+
+    /// The upstream's scheme, host and port, and its path prefix (without trailing `/`).
+    static func parseUpstream(_ u: String) -> (base: String, prefix: String)? {
+        guard let url = URL(string: u), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
+            let host = url.host, !host.isEmpty, url.query == nil, url.fragment == nil, url.user == nil
+        else { return nil }
+        var prefix = url.path
+        while prefix.hasSuffix("/") { prefix.removeLast() }
+        let hostPart = host.contains(":") ? "[\(host)]" : host
+        return ("\(scheme)://\(hostPart)\(url.port.map { ":\($0)" } ?? "")", prefix)
+    }
+}
+
+/// Gateway-wide limits (`limits:`).
+public struct GatewayLimits: Sendable, Hashable {
+    /// Open client connections per listener; more wait in the backlog.
+    public var maxConnections = 4096
+    /// Default largest request body, bytes (routes may set their own).
+    public var maxBodyBytes = 10 << 20
+    /// Default upstream deadline, seconds.
+    public var upstreamTimeout: Int64 = 30
+    /// Default requests in flight per route.
+    public var maxConcurrentPerRoute = 1024
+
+    public init() {}
+}
+
+extension WardenConfig {
+    /// The routes `warden serve` has with no configuration file: the README's walkthrough (a ticket service in the
+    /// support segment on port 9001 with a brokered key, a billing service in the finance segment on 9002).
+    public static var demoRoutes: [String: RouteConfig] {
+        var tickets = RouteConfig(name: "tickets", upstream: "http://127.0.0.1:9001", segment: "support")
+        tickets.credential = CredentialInjection(secret: "tickets-api-key")
+        let billing = RouteConfig(name: "billing", upstream: "http://127.0.0.1:9002", segment: "finance")
+        return ["tickets": tickets, "billing": billing]
+    }
+
+    /// Parses `routes:`.
+    static func parseRoutes(
+        _ v: JSONValue, limits: GatewayLimits, fail: (String, String) -> WardenError
+    ) throws(WardenError) -> [String: RouteConfig] {
+        guard case .object(let pairs) = v else { throw fail("routes", "must be a mapping of route names to routes") }
+        guard pairs.count <= 10_000 else { throw fail("routes", "at most 10000 routes") }
+        var out: [String: RouteConfig] = [:]
+        for (name, rv) in pairs {
+            let path = "routes.\(name)"
+            guard RouteConfig.validName(name) else {
+                throw fail(path, "a route name is 1 to 64 letters, digits, '.', '_' or '-'")
+            }
+            guard case .object(let fields) = rv else { throw fail(path, "must be a mapping with at least upstream") }
+            var r = RouteConfig(name: name, upstream: "", limits: limits)
+            func text(_ v: JSONValue, _ p: String) throws(WardenError) -> String {
+                guard case .string(let s) = v, !s.isEmpty, s.utf8.count <= 2048 else {
+                    throw fail(p, "must be a non-empty string")
+                }
+                return s
+            }
+            for (k, fv) in fields {
+                let p = "\(path).\(k)"
+                switch k {
+                case "upstream":
+                    r.upstream = try text(fv, p)
+                    guard RouteConfig.parseUpstream(r.upstream) != nil else {
+                        throw fail(p, "must be an http(s) URL with a host, without query, fragment or user info")
+                    }
+                case "service": r.service = try text(fv, p)
+                case "segment": r.segment = try text(fv, p)
+                case "agent":
+                    let a = try text(fv, p)
+                    do { _ = try SPIFFEID.agent(a, trustDomain: "x.invalid") } catch {
+                        throw fail(p, "must be an agent name (one SPIFFE path segment)")
+                    }
+                    r.agent = a
+                case "credential":
+                    switch fv {
+                    case .string(let s) where !s.isEmpty:
+                        r.credential = CredentialInjection(secret: s)
+                    case .object(let cp):
+                        var c = CredentialInjection(secret: "")
+                        var prefixSet = false
+                        for (ck, cv) in cp {
+                            let cpath = "\(p).\(ck)"
+                            switch ck {
+                            case "secret": c.secret = try text(cv, cpath)
+                            case "header":
+                                c.header = try text(cv, cpath)
+                                guard Self.isHeaderName(c.header) else { throw fail(cpath, "must be a header name") }
+                            case "prefix":
+                                guard case .string(let s) = cv, s.utf8.count <= 64,
+                                    !s.contains(where: { $0 == "\r" || $0 == "\n" })
+                                else { throw fail(cpath, "must be a short string on one line") }
+                                c.prefix = s
+                                prefixSet = true
+                            default: throw fail(cpath, "unknown key (known: secret, header, prefix)")
+                            }
+                        }
+                        guard !c.secret.isEmpty else { throw fail(p, "needs secret: NAME") }
+                        if !prefixSet && c.header.lowercased() != "authorization" { c.prefix = "" }
+                        r.credential = c
+                    default: throw fail(p, "must be a secret name or {secret, header, prefix}")
+                    }
+                    guard SecretStore.validName(r.credential!.secret) else {
+                        throw fail(p, "a secret name is 1 to 128 letters, digits, '.', '_' or '-'")
+                    }
+                case "rate_limit": r.rateLimit = try parseRate(fv, p, key: "per_agent", fail: fail)
+                case "max_body_bytes":
+                    guard case .number(let t) = fv, let n = Int(t), n >= 0, n <= 1 << 40 else {
+                        throw fail(p, "must be a whole number of bytes")
+                    }
+                    r.maxBodyBytes = n
+                case "timeout":
+                    guard let s = Self.durationValue(fv), s >= 1, s <= 3600 else {
+                        throw fail(p, "must be a duration from 1s to 1h")
+                    }
+                    r.timeout = s
+                case "max_concurrent":
+                    guard case .number(let t) = fv, let n = Int(t), (1...1_000_000).contains(n) else {
+                        throw fail(p, "must be a whole number from 1 to 1000000")
+                    }
+                    r.maxConcurrent = n
+                default:
+                    throw fail(
+                        p,
+                        "unknown key (known: upstream, service, segment, agent, credential, rate_limit, max_body_bytes, timeout, max_concurrent)"
+                    )
+                }
+            }
+            guard !r.upstream.isEmpty else { throw fail(path, "needs upstream: URL") }
+            out[name] = r
+        }
+        return out
+    }
+
+    /// `{per_agent: 100/s, burst: 200}` (the key names the bucket).
+    static func parseRate(
+        _ v: JSONValue, _ path: String, key: String, fail: (String, String) -> WardenError
+    ) throws(WardenError) -> RateLimit {
+        guard case .object(let pairs) = v else { throw fail(path, "must be {\(key): N/s, burst: N}") }
+        var rate: Double?
+        var burst: Double?
+        for (k, rv) in pairs {
+            switch k {
+            case key:
+                guard case .string(let s) = rv, let r = RateLimit.parse(s) else {
+                    throw fail("\(path).\(k)", "must be a rate such as 100/s, 6000/m or 10/h")
+                }
+                rate = r
+            case "burst":
+                guard case .number(let t) = rv, let n = Double(t), n >= 1, n <= 1e9 else {
+                    throw fail("\(path).\(k)", "must be a number from 1")
+                }
+                burst = n
+            default: throw fail("\(path).\(k)", "unknown key (known: \(key), burst)")
+            }
+        }
+        guard let rate else { throw fail(path, "needs \(key): RATE") }
+        return RateLimit(perSecond: rate, burst: burst)
+    }
+
+    static func durationValue(_ v: JSONValue) -> Int64? {
+        switch v {
+        case .number(let t): Int64(t)
+        case .string(let t): parseDuration(t)
+        default: nil
+        }
+    }
+
+    /// An RFC 9110 token.
+    static func isHeaderName(_ s: String) -> Bool {
+        !s.isEmpty && s.utf8.count <= 128
+            && s.utf8.allSatisfy { c in
+                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A)
+                    || "!#$%&'*+-.^_`|~".utf8.contains(c)
+            }
+    }
+}

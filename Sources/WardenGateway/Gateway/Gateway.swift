@@ -1,0 +1,573 @@
+import AsyncHTTPClient
+import Cedar
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+import Synchronization
+import WardenAudit
+import WardenCore
+import WardenIdentity
+
+/// A route ready for the hot path: its configuration, the Cedar resource it stands for and its in-flight count.
+final class Route: Sendable {
+    let config: RouteConfig
+    /// `scheme://host:port` and the path prefix of the upstream.
+    let base: String
+    let prefix: String
+    /// The Cedar resource (`Service::"…"` in `Segment::"…"`) of a service route; nil for an agent route.
+    let service: Entity?
+    /// The SPIFFE ID of the exposed agent, for an agent route.
+    let target: String?
+    /// The scope a token must carry: `route:<name>`, or `peer:<agent>` for an agent route.
+    let scope: String
+    let inFlight = Atomic<Int>(0)
+
+    init(_ c: RouteConfig, trustDomain: String) throws(WardenError) {
+        config = c
+        guard let (b, p) = RouteConfig.parseUpstream(c.upstream) else {
+            throw WardenError(.invalidConfig, "routes.\(c.name).upstream is not an http(s) URL")
+        }
+        base = b
+        prefix = p
+        if let agent = c.agent {
+            target = try SPIFFEID.agent(agent, trustDomain: trustDomain).description
+            service = nil
+            scope = "peer:\(agent)"
+        } else {
+            target = nil
+            service = Entity(
+                uid: EntityUID("Service", c.service), attributes: ["name": .string(c.name)],
+                parents: c.segment.map { [EntityUID("Segment", $0)] } ?? [])
+            scope = "route:\(c.name)"
+        }
+    }
+}
+
+/// The policy enforcement point for `/r/<route>/...` (`../shared/DESIGN.md`, "The request path"): authenticate, build
+/// the Cedar request, decide, admit (rate limits, body size, concurrency), record, then stream to the upstream with
+/// the brokered credential and stream the response back. Every step before forwarding fails closed with a reason
+/// code that the response, the audit entry and the metrics share.
+public final class Gateway: Sendable {
+    public let cp: ControlPlane
+    let routes: [String: Route]
+    public let limiter: RateLimiter
+    public let metrics = GatewayMetrics()
+    let http: HTTPClient
+    let logger: Logger
+
+    public init(cp: ControlPlane, limiter: RateLimiter = RateLimiter()) throws(WardenError) {
+        self.cp = cp
+        var routes: [String: Route] = [:]
+        for (name, r) in cp.config.routes { routes[name] = try Route(r, trustDomain: cp.config.trustDomain) }
+        self.routes = routes
+        self.limiter = limiter
+        var config = HTTPClient.Configuration(
+            redirectConfiguration: .disallow,
+            timeout: .init(connect: .seconds(5)),
+            connectionPool: .init(
+                idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: cp.config.limits.maxConnections),
+            decompression: .disabled)
+        config.httpVersion = .http1Only
+        self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+        var logger = Logger(label: "warden.gateway")
+        logger.logLevel = .info
+        self.logger = logger
+    }
+
+    /// Closes the upstream connection pool.
+    public func shutdown() async {
+        try? await http.shutdown()
+    }
+
+    /// A refusal: the status, the wire error and the reason code, plus what the audit entry needs.
+    struct Refusal: Error {
+        var status: HTTPResponse.Status
+        var error: WardenError
+        var policies: [String] = []
+        var retryAfter: Int?
+    }
+
+    // MARK: Handling
+
+    /// Handles a request under `/r/`. `base` is the URL agents use for this listener (DPoP `htu`).
+    func handle(
+        _ request: Request, context: WardenRequestContext, base: String, mutualTLS: Bool
+    ) async -> Response {
+        let start = ContinuousClock.now
+        let path = request.uri.path
+        // /r/<route>[/rest]
+        let afterPrefix = path.utf8.dropFirst(3)
+        let slash = afterPrefix.firstIndex(of: UInt8(ascii: "/")) ?? afterPrefix.endIndex
+        let routeName = String(Substring(afterPrefix[..<slash]))
+        let rest = String(Substring(afterPrefix[slash...]))
+        let route = routes[routeName]
+        let label = route?.config.name ?? "unknown"
+        let source = WardenRouter.source(context)
+        var who: AuthenticatedAgent?
+        let nonce = cp.currentNonce()
+        do throws(Refusal) {
+            // 1. Authenticate.
+            do throws(WardenError) {
+                let cert =
+                    mutualTLS && request.headers[.authorization]?.lowercased().hasPrefix("bearer ") == true
+                    ? try await context.clientCertificate() : nil
+                who = try WardenRouter.authenticate(cp, request, base: base, certificate: cert)
+            } catch {
+                let status: HTTPResponse.Status =
+                    switch error.code {
+                    case .accessDenied: .forbidden
+                    case .storage, .io: .serviceUnavailable
+                    case .invalidRequest: .badRequest
+                    default: .unauthorized
+                    }
+                throw Refusal(status: status, error: error)
+            }
+            guard let who else { throw Refusal(status: .unauthorized, error: WardenError(.unauthenticated, "")) }
+            // 2. The route and what the agent may reach.
+            guard let route else {
+                throw Refusal(
+                    status: .notFound,
+                    error: WardenError(.notFound, "no route '\(routeName)'", reason: "unknown_route"))
+            }
+            try Self.checkPath(rest)
+            guard who.claims.scopes.contains(route.scope) else {
+                throw Refusal(
+                    status: .forbidden,
+                    error: WardenError(
+                        .accessDenied, "the token does not carry the scope \(route.scope)",
+                        reason: "insufficient_scope"))
+            }
+            // 3. Limits.
+            try admitRate(agent: who.agent.id, route: route)
+            let length = request.headers[.contentLength].flatMap { Int($0) }
+            if let length, length > route.config.maxBodyBytes {
+                throw Refusal(
+                    status: .contentTooLarge,
+                    error: WardenError(
+                        .invalidRequest, "the request body is larger than \(route.config.maxBodyBytes) bytes",
+                        reason: "body_too_large"))
+            }
+            // 4. Decide.
+            let (cedar, entities) = try cedarRequest(who, route: route, request: request, rest: rest, source: source)
+            let decision = cp.policies.decide(cedar, entities: entities)
+            let snapshot = cp.policies.snapshot
+            let forbidErrors = decision.errors.filter { snapshot.forbids.contains($0.policyID) }
+            guard decision.decision == .allow, forbidErrors.isEmpty else {
+                if !forbidErrors.isEmpty {
+                    throw Refusal(
+                        status: .forbidden,
+                        error: WardenError(
+                            .accessDenied,
+                            "a forbid policy could not be evaluated (\(forbidErrors.map(\.policyID).joined(separator: ", ")))",
+                            reason: "policy_error"),
+                        policies: forbidErrors.map(\.policyID))
+                }
+                throw Refusal(
+                    status: .forbidden,
+                    error: WardenError(
+                        .accessDenied,
+                        decision.reasons.isEmpty
+                            ? "no policy permits this call"
+                            : "forbidden by policy \(decision.reasons.joined(separator: ", "))",
+                        reason: "policy_denied"),
+                    policies: decision.reasons)
+            }
+            // 5. The brokered credential (a route that names one never goes out without it).
+            var credential: (HTTPField.Name, String)?
+            if let c = route.config.credential {
+                guard let value = cp.secrets.value(c.secret), let name = HTTPField.Name(c.header) else {
+                    throw Refusal(
+                        status: .serviceUnavailable,
+                        error: WardenError(
+                            .storage, "the route's credential is not available", reason: "credential_unavailable"))
+                }
+                credential = (name, c.prefix + String(decoding: value, as: UTF8.self))
+            }
+            // 6. Record (admission to the audit log; a failing log refuses the call).
+            let decisionMicros = Self.micros(ContinuousClock.now - start)
+            do throws(WardenError) {
+                try cp.audit.submit(
+                    auditEvent(
+                        who, route: route, request: request, rest: rest, source: source, decision: .allow,
+                        reason: nil, policies: decision.reasons, latency: decisionMicros))
+            } catch {
+                throw Refusal(
+                    status: .serviceUnavailable,
+                    error: WardenError(.storage, "the audit log is unavailable", reason: "audit_unavailable"))
+            }
+            metrics.decisionLatency.observe(micros: decisionMicros)
+            metrics.count(route: label, decision: "allow", reason: "")
+            // 7. Forward.
+            let response = await forward(
+                request, route: route, rest: rest, who: who, credential: credential, source: source, length: length,
+                proto: base.hasPrefix("https") ? "https" : "http")
+            metrics.requestLatency.observe(micros: Self.micros(ContinuousClock.now - start))
+            return response
+        } catch {
+            let latency = Self.micros(ContinuousClock.now - start)
+            metrics.decisionLatency.observe(micros: latency)
+            metrics.count(route: label, decision: "deny", reason: error.error.auditReason)
+            // The nonce challenge is part of the protocol, not a refusal.
+            if error.error.code != .useDPoPNonce {
+                try? cp.audit.submit(
+                    auditEvent(
+                        who, route: route, request: request, rest: rest, source: source, decision: .deny,
+                        reason: error.error.auditReason, policies: error.policies, latency: latency,
+                        message: error.error.message, routeName: routeName))
+            }
+            var response = refusalResponse(error, nonce: nonce)
+            if let nonce { response.headers[.dpopNonce] = nonce }
+            metrics.requestLatency.observe(micros: Self.micros(ContinuousClock.now - start))
+            return response
+        }
+    }
+
+    static func micros(_ d: Duration) -> Int64 {
+        d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000
+    }
+
+    /// Dot segments could climb out of the upstream's prefix: refused, encoded or not.
+    static func checkPath(_ rest: String) throws(Refusal) {
+        for segment in rest.split(separator: "/", omittingEmptySubsequences: false) {
+            let s = segment.lowercased()
+            if s == "." || s == ".." || s == "%2e" || s == "%2e%2e" || s == ".%2e" || s == "%2e." {
+                throw Refusal(
+                    status: .badRequest,
+                    error: WardenError(.invalidRequest, "the path has dot segments", reason: "invalid_path"))
+            }
+        }
+        if rest.lowercased().contains("%2f") || rest.contains("\\") {
+            throw Refusal(
+                status: .badRequest,
+                error: WardenError(.invalidRequest, "the path has encoded slashes", reason: "invalid_path"))
+        }
+    }
+
+    func admitRate(agent: String, route: Route) throws(Refusal) {
+        var routeKey: String?
+        if let limit = route.config.rateLimit {
+            let key = agent + "|" + route.config.name
+            if let wait = limiter.take(key, limit) { throw rateLimited(wait, "on route \(route.config.name)") }
+            routeKey = key
+        }
+        if let limit = cp.config.rateLimitPerAgent, let wait = limiter.take(agent, limit) {
+            if let routeKey { limiter.refund(routeKey) }
+            throw rateLimited(wait, "for this agent")
+        }
+    }
+
+    func rateLimited(_ wait: Double, _ what: String) -> Refusal {
+        Refusal(
+            status: .tooManyRequests,
+            error: WardenError(.accessDenied, "rate limit exceeded \(what)", reason: "rate_limited"),
+            retryAfter: max(1, Int(wait.rounded(.up))))
+    }
+
+    // MARK: Cedar
+
+    /// The Cedar request: principal the agent (manifest attributes, roles and team as parents), action `call`,
+    /// resource the route's `Service` (or the target `Agent`), and the context.
+    func cedarRequest(
+        _ who: AuthenticatedAgent, route: Route, request: Request, rest: String, source: String?
+    ) throws(Refusal) -> (Cedar.Request, Entities) {
+        guard let principal = cp.agents.entry(who.agent.spiffeID.description)?.entity else {
+            throw Refusal(status: .unauthorized, error: WardenError(.invalidToken, "the agent is not registered"))
+        }
+        var entities = [principal]
+        let resource: EntityUID
+        if let service = route.service {
+            entities.append(service)
+            resource = service.uid
+        } else {
+            guard let target = route.target, let t = cp.agents.entry(target) else {
+                throw Refusal(
+                    status: .serviceUnavailable,
+                    error: WardenError(.notFound, "the route's agent is not registered", reason: "target_unavailable"))
+            }
+            guard t.record.state == .active else {
+                throw Refusal(
+                    status: .serviceUnavailable,
+                    error: WardenError(
+                        .accessDenied, "the route's agent is \(t.record.state.rawValue)", reason: "target_unavailable"))
+            }
+            if t.entity.uid != principal.uid { entities.append(t.entity) }
+            resource = t.entity.uid
+        }
+        var context: [String: Value] = [
+            "method": .string(request.method.rawValue),
+            "path": .string(rest.isEmpty ? "/" : rest),
+            "route": .string(route.config.name),
+            "query": .set(Self.queryKeys(request.uri.query)),
+            "contentLength": .long(Int64(request.headers[.contentLength].flatMap { Int64($0) } ?? -1)),
+            "time": .ext(.datetime(CedarDatetime(milliseconds: cp.now() * 1000))),
+            "trust": .long(Int64(cp.trust.score(who.agent))),
+            "delegation": .set(Set(who.claims.delegation.map { .string($0) })),
+            "delegated": .bool(!who.claims.actors.isEmpty),
+            "subject": .string(who.claims.subject),
+        ]
+        if let source, let ip = IPAddr.parse(source) { context["source"] = .ext(.ipaddr(ip)) }
+        let built: Entities
+        do { built = try Entities(entities) } catch {
+            throw Refusal(
+                status: .forbidden, error: WardenError(.accessDenied, "entities: \(error)", reason: "policy_error"))
+        }
+        return (
+            Cedar.Request(
+                principal: principal.uid, action: EntityUID("Action", "call"), resource: resource, context: context),
+            built
+        )
+    }
+
+    /// The names of the query parameters (at most 64, percent-decoded).
+    static func queryKeys(_ query: String?) -> Set<Value> {
+        guard let query, !query.isEmpty else { return [] }
+        var out = Set<Value>()
+        for pair in query.split(separator: "&").prefix(64) {
+            let name = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]
+            let decoded = String(name).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(name)
+            if !decoded.isEmpty { out.insert(.string(decoded)) }
+        }
+        return out
+    }
+
+    // MARK: Audit
+
+    func auditEvent(
+        _ who: AuthenticatedAgent?, route: Route?, request: Request, rest: String, source: String?,
+        decision: AuditEvent.Decision, reason: String?, policies: [String], latency: Int64, message: String? = nil,
+        routeName: String? = nil
+    ) -> AuditEvent {
+        var h = SHA256()
+        h.update(data: Array("\(request.method.rawValue) \(request.uri.description)\n".utf8))
+        let resource: String? =
+            route.map { r in r.target.map { "Agent::\"\($0)\"" } ?? r.service!.uid.description }
+            ?? routeName.map { "route:\($0)" }
+        var details: [(String, String)] = [("method", request.method.rawValue), ("path", request.uri.path)]
+        if let r = route { details.append(("route", r.config.name)) }
+        if let q = request.uri.query, !q.isEmpty { details.append(("query_keys", Self.queryKeyList(q))) }
+        if let who { details.append(("jti", who.claims.jti)) }
+        let agent = who?.agent
+        return AuditEvent(
+            kind: .decision, action: "call", actor: agent?.spiffeID.description ?? "unauthenticated",
+            agent: agent?.spiffeID.description, agentID: agent?.id, resource: resource, decision: decision,
+            reason: reason, policies: policies, trust: agent.map { cp.trust.score($0) },
+            delegation: who?.claims.delegation ?? [], requestDigest: "sha256:" + Attestation.hex(h.finalize()),
+            latencyMicros: latency, source: source, message: message, details: details)
+    }
+
+    static func queryKeyList(_ q: String) -> String {
+        queryKeys(q).compactMap { if case .string(let s) = $0 { s } else { nil } }.sorted().joined(separator: ",")
+    }
+
+    // MARK: Responses
+
+    func refusalResponse(_ r: Refusal, nonce: String?) -> Response {
+        let e = r.error
+        var headers: HTTPFields = [:]
+        switch e.code {
+        case .invalidToken, .invalidDPoPProof, .useDPoPNonce:
+            let q = HTTPSupport.quoted
+            headers[.wwwAuthenticate] =
+                "DPoP error=\(q(e.code.description)), error_description=\(q(e.message)), algs=\"ES256\""
+        case .unauthenticated:
+            headers[.wwwAuthenticate] = "DPoP algs=\"ES256\""
+        default: break
+        }
+        if e.reason == "insufficient_scope" {
+            headers[.wwwAuthenticate] =
+                "DPoP error=\"insufficient_scope\", error_description=\(HTTPSupport.quoted(e.message)), algs=\"ES256\""
+        }
+        if e.code == .useDPoPNonce, let nonce { headers[.dpopNonce] = nonce }
+        if let retry = r.retryAfter { headers[.retryAfter] = String(retry) }
+        var pairs: [(String, JSONValue)] = [
+            ("error", .string(e.code.description)), ("error_description", .string(e.message)),
+            ("reason", .string(e.auditReason)),
+        ]
+        if !r.policies.isEmpty { pairs.append(("policies", .array(r.policies.map { .string($0) }))) }
+        return HTTPSupport.json(r.status, .object(pairs), headers: headers)
+    }
+
+    static func upstreamFailure(_ status: HTTPResponse.Status, _ code: String, _ message: String) -> Response {
+        HTTPSupport.json(
+            status,
+            .object([
+                ("error", .string(code)), ("error_description", .string(message)), ("reason", .string(code)),
+            ]))
+    }
+
+    // MARK: Forwarding
+
+    /// Hop-by-hop headers (RFC 9110 §7.6.1) and what the gateway replaces: never forwarded in either direction.
+    static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+        "transfer-encoding", "upgrade", "host", "content-length",
+    ]
+    /// Request headers the agent may not pass upstream: its own credentials and what the gateway vouches for.
+    static let agentOnly: Set<String> = [
+        "authorization", "dpop", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
+        "x-forwarded-port", "x-real-ip", "x-warden-agent", "x-warden-subject",
+    ]
+
+    func forward(
+        _ request: Request, route: Route, rest: String, who: AuthenticatedAgent,
+        credential: (HTTPField.Name, String)?, source: String?, length: Int?, proto: String
+    ) async -> Response {
+        let limit = route.config.maxConcurrent
+        guard route.inFlight.add(1, ordering: .relaxed).newValue <= limit else {
+            route.inFlight.subtract(1, ordering: .relaxed)
+            metrics.upstreamError(route: route.config.name, kind: "busy")
+            return Self.upstreamFailure(
+                .serviceUnavailable, "upstream_busy", "too many requests in flight on this route")
+        }
+        var query = ""
+        if let q = request.uri.query, !q.isEmpty { query = "?" + q }
+        var up = HTTPClientRequest(url: route.base + route.prefix + (rest.isEmpty ? "/" : rest) + query)
+        up.method = HTTPMethod(rawValue: request.method.rawValue)
+        // Headers named in Connection are hop-by-hop too.
+        var connectionTokens = Set<String>()
+        for v in request.headers[values: .connection] {
+            for t in v.split(separator: ",") { connectionTokens.insert(t.trimmingCharacters(in: .whitespaces).lowercased()) }
+        }
+        let injected = credential.map { $0.0.canonicalName }
+        for field in request.headers {
+            let name = field.name.canonicalName
+            if Self.hopByHop.contains(name) || Self.agentOnly.contains(name) || connectionTokens.contains(name)
+                || name == injected
+            {
+                continue
+            }
+            up.headers.add(name: field.name.rawName, value: field.value)
+        }
+        if let (name, value) = credential { up.headers.replaceOrAdd(name: name.rawName, value: value) }
+        let host = request.head.authority ?? ""
+        if let source {
+            let forFor = source.contains(":") ? "\"[\(source)]\"" : source
+            up.headers.add(name: "Forwarded", value: "for=\(forFor);proto=\(proto)" + (host.isEmpty ? "" : ";host=\"\(host)\""))
+            up.headers.add(name: "X-Forwarded-For", value: source)
+        }
+        up.headers.add(name: "X-Forwarded-Proto", value: proto)
+        if !host.isEmpty { up.headers.add(name: "X-Forwarded-Host", value: host) }
+        up.headers.add(name: "X-Warden-Agent", value: who.agent.spiffeID.description)
+        if !who.claims.actors.isEmpty { up.headers.add(name: "X-Warden-Subject", value: who.claims.subject) }
+        let chunked = request.headers[.transferEncoding] != nil
+        if let length, length > 0 {
+            up.body = .stream(
+                LimitedBody(base: request.body, limit: route.config.maxBodyBytes), length: .known(Int64(length)))
+        } else if chunked {
+            up.body = .stream(LimitedBody(base: request.body, limit: route.config.maxBodyBytes), length: .unknown)
+        }
+        let response: HTTPClientResponse
+        do {
+            response = try await http.execute(up, timeout: .seconds(route.config.timeout))
+        } catch {
+            route.inFlight.subtract(1, ordering: .relaxed)
+            return upstreamError(error, route: route, who: who, request: request)
+        }
+        var headers = HTTPFields()
+        var responseConnection = Set<String>()
+        for v in response.headers["connection"] {
+            for t in v.split(separator: ",") {
+                responseConnection.insert(t.trimmingCharacters(in: .whitespaces).lowercased())
+            }
+        }
+        var contentLength: Int?
+        for (name, value) in response.headers {
+            let lower = name.lowercased()
+            if lower == "content-length" { contentLength = Int(value) }
+            if Self.hopByHop.contains(lower) || responseConnection.contains(lower) { continue }
+            if let n = HTTPField.Name(name) { headers.append(HTTPField(name: n, value: value)) }
+        }
+        if let contentLength { headers[.contentLength] = String(contentLength) }
+        let body = ReleasingBody(
+            base: response.body, release: ReleasingBody.Release { route.inFlight.subtract(1, ordering: .relaxed) })
+        return Response(
+            status: HTTPResponse.Status(code: Int(response.status.code), reasonPhrase: response.status.reasonPhrase),
+            headers: headers, body: ResponseBody(asyncSequence: body))
+    }
+
+    /// 502 (unreachable, refused, reset) or 504 (deadline) with nothing of the upstream's address or error text;
+    /// counted by kind and recorded.
+    func upstreamError(_ error: any Error, route: Route, who: AuthenticatedAgent, request: Request) -> Response {
+        let timedOut: Bool
+        if let e = error as? HTTPClientError, e == .deadlineExceeded || e == .readTimeout || e == .connectTimeout {
+            timedOut = true
+        } else {
+            timedOut = false
+        }
+        let kind = timedOut ? "timeout" : "unavailable"
+        metrics.upstreamError(route: route.config.name, kind: kind)
+        try? cp.audit.submit(
+            AuditEvent(
+                kind: .system, action: "upstream.error", actor: "system", agent: who.agent.spiffeID.description,
+                agentID: who.agent.id, resource: route.service?.uid.description ?? route.target, reason: kind,
+                details: [("route", route.config.name), ("method", request.method.rawValue)]))
+        logger.warning(
+            "upstream request failed",
+            metadata: ["route": "\(route.config.name)", "kind": "\(kind)", "error": "\(String(describing: error))"])
+        return timedOut
+            ? Self.upstreamFailure(.gatewayTimeout, "upstream_timeout", "the upstream did not answer in time")
+            : Self.upstreamFailure(.badGateway, "upstream_unavailable", "the upstream is unavailable")
+    }
+}
+
+/// A request body that fails once more than `limit` bytes have passed (a chunked body that grows too large is cut,
+/// and the upstream sees an aborted request).
+struct LimitedBody<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable where Base.Element == ByteBuffer {
+    typealias Element = ByteBuffer
+    let base: Base
+    let limit: Int
+
+    struct TooLarge: Error {}
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var base: Base.AsyncIterator
+        let limit: Int
+        var seen = 0
+        mutating func next() async throws -> ByteBuffer? {
+            guard let b = try await base.next() else { return nil }
+            seen += b.readableBytes
+            if seen > limit { throw TooLarge() }
+            return b
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator(), limit: limit) }
+}
+
+/// The upstream's response body, releasing the route's in-flight slot when it ends, fails or is dropped unread.
+struct ReleasingBody<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable where Base.Element == ByteBuffer {
+    typealias Element = ByteBuffer
+    let base: Base
+    let release: Release
+
+    final class Release: Sendable {
+        let done = Atomic<Bool>(false)
+        let onEnd: @Sendable () -> Void
+        init(_ onEnd: @escaping @Sendable () -> Void) { self.onEnd = onEnd }
+        func fire() { if !done.exchange(true, ordering: .relaxed) { onEnd() } }
+        deinit { fire() }
+    }
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var base: Base.AsyncIterator
+        let release: Release
+        mutating func next() async throws -> ByteBuffer? {
+            do {
+                guard let b = try await base.next() else {
+                    release.fire()
+                    return nil
+                }
+                return b
+            } catch {
+                release.fire()
+                throw error
+            }
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator(), release: release) }
+}

@@ -1,0 +1,159 @@
+import Cedar
+import Crypto
+import Foundation
+import Synchronization
+import WardenCore
+import WardenIdentity
+
+/// The policy decision point: the current Cedar policy set, loaded from files and directories of `.cedar` files,
+/// replaced atomically on reload. A reload that fails (a file that does not parse, a duplicate id, a directory that
+/// cannot be read) keeps the last good set and reports why; every change of the set is audited with its digest.
+public final class PolicyEngine: Sendable {
+    /// A loaded policy set and what it came from.
+    public struct Snapshot: Sendable {
+        public let policies: PolicySet
+        /// `sha256:<hex>` over the files' names and contents, in load order.
+        public let digest: String
+        public let files: [String]
+        public let loadedAt: Int64
+        /// The ids of the forbid policies: one that errors denies the request (fail closed).
+        public let forbids: Set<String>
+        public var count: Int { policies.policies.count }
+    }
+
+    /// Largest policy file, and largest total, bytes.
+    static let maxFileBytes = 4 << 20
+    static let maxTotalBytes = 32 << 20
+
+    public let sources: [String]
+    /// Reloads that failed (the last good set stayed).
+    public let reloadFailures = Atomic<Int64>(0)
+    private let current: Mutex<Snapshot>
+    private let authorizer = Authorizer()
+
+    /// Loads `sources`; throws (refusing to start) when the set is invalid.
+    public init(sources: [String], now: Int64) throws(WardenError) {
+        self.sources = sources
+        self.current = Mutex(try Self.load(sources, now: now))
+    }
+
+    public var snapshot: Snapshot { current.withLock { $0 } }
+
+    /// Loads the sources into a new snapshot without installing it (it applies on ``install(_:)``).
+    public func prepare(now: Int64) throws(WardenError) -> Snapshot { try Self.load(sources, now: now) }
+
+    /// Makes `next` the current set; returns the one it replaces.
+    @discardableResult
+    public func install(_ next: Snapshot) -> Snapshot {
+        current.withLock { c in
+            let o = c
+            c = next
+            return o
+        }
+    }
+
+    /// Decides a request against the current set. Deny by default, forbid overrides permit; erroring policies never
+    /// grant (Cedar's algorithm); their errors come back for the audit record.
+    public func decide(_ request: Request, entities: Entities) -> Response {
+        let set = current.withLock { $0.policies }
+        return authorizer.isAuthorized(request, policies: set, entities: entities)
+    }
+
+    /// The `.cedar` files of `sources` (directories are read one level deep, files sorted by name).
+    static func files(_ sources: [String]) throws(WardenError) -> [String] {
+        var out: [String] = []
+        for s in sources {
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: s, isDirectory: &isDir) else {
+                throw WardenError(.invalidConfig, "policy source \(s) does not exist")
+            }
+            if isDir.boolValue {
+                guard let names = try? FileManager.default.contentsOfDirectory(atPath: s) else {
+                    throw WardenError(.invalidConfig, "policy directory \(s) cannot be read")
+                }
+                out += names.filter { $0.hasSuffix(".cedar") && !$0.hasPrefix(".") }.sorted().map { s + "/" + $0 }
+            } else {
+                out.append(s)
+            }
+        }
+        return out
+    }
+
+    static func load(_ sources: [String], now: Int64) throws(WardenError) -> Snapshot {
+        let files = try files(sources)
+        var set = PolicySet()
+        var h = SHA256()
+        var total = 0
+        for (i, file) in files.enumerated() {
+            let text = try SecureFile.read(file, maxBytes: maxFileBytes)
+            total += text.utf8.count
+            guard total <= maxTotalBytes else {
+                throw WardenError(.invalidConfig, "the policy files are larger than \(maxTotalBytes) bytes in all")
+            }
+            h.update(data: Array("\(file.split(separator: "/").last ?? "")\n\(text.utf8.count)\n".utf8))
+            h.update(data: Array(text.utf8))
+            let parsed: PolicySet
+            do {
+                // Policies without @id are named after their file and position, so ids stay unique across files.
+                parsed = try PolicySet(text: text, idPrefix: "f\(i)-policy")
+            } catch {
+                throw WardenError(.invalidConfig, "\(file): \(error)")
+            }
+            do {
+                // A policy's `@id` names it in decisions, audit entries and 403 responses.
+                for var p in parsed.policies {
+                    if let id = p.annotation("id"), !id.isEmpty { p.id = id }
+                    try set.add(p)
+                }
+            } catch {
+                throw WardenError(.invalidConfig, "\(file): \(error)")
+            }
+            guard parsed.templates.isEmpty else {
+                throw WardenError(.invalidConfig, "\(file): templates are not supported in policy files")
+            }
+        }
+        return Snapshot(
+            policies: set, digest: "sha256:" + Attestation.hex(h.finalize()), files: files, loadedAt: now,
+            forbids: Set(set.policies.filter { $0.effect == .forbid }.map(\.id)))
+    }
+
+    /// Writes the demo policy set to `dir/demo.cedar` when `dir` does not exist yet (a new data directory).
+    static func seedDemo(_ dir: String) throws(WardenError) {
+        guard !FileManager.default.fileExists(atPath: dir) else { return }
+        try SecureFile.ensureDirectory(dir)
+        try SecureFile.write(demoPolicies, to: dir + "/demo.cedar", mode: 0o644)
+    }
+
+    /// The demo policy set `warden serve` starts with (README walkthrough).
+    public static let demoPolicies = """
+        // Warden's demo policy set (written on the first start; edit it and reload with SIGHUP or
+        // POST /v1/admin/policies/reload). Deny by default; forbid overrides permit.
+        // Principals: Agent::"spiffe://<trust domain>/agent/<name>" in Role::"…" and Team::"…" (from the manifest),
+        // with attributes name, owner, model, environment, manifestDigest, tags, routes, peers, tools.
+        // Resources: Service::"<route>" in Segment::"…", or Agent::"…" for agent-to-agent routes.
+
+        // Support agents may call the services of the support segment.
+        @id("support-segment")
+        permit (principal in Role::"support", action == Action::"call", resource in Segment::"support");
+
+        // Finance agents may call the services of the finance segment.
+        @id("finance-segment")
+        permit (principal in Team::"finance", action == Action::"call", resource in Segment::"finance");
+
+        // Agent-to-agent calls only to the peers the caller's manifest names.
+        @id("manifest-peers")
+        permit (principal is Agent, action == Action::"call", resource is Agent)
+        when { principal.peers.contains(resource.name) };
+
+        // Writes need a trusted agent.
+        @id("writes-need-trust")
+        forbid (principal, action == Action::"call", resource)
+        when { context.trust < 50 && !["GET", "HEAD", "OPTIONS"].contains(context.method) };
+
+        // Nothing outside finance reaches the finance segment, whatever else says.
+        @id("finance-is-finance-only")
+        forbid (principal, action, resource in Segment::"finance")
+        unless { principal in Team::"finance" };
+
+        """
+}
