@@ -186,13 +186,6 @@ public enum OCSF {
     }
 }
 
-extension JSONValue {
-    var arrayValue: [JSONValue]? {
-        if case .array(let a) = self { return a }
-        return nil
-    }
-}
-
 /// A continuous export of the audit log to a file (JSON lines or OCSF) with size-based rotation: `path` grows until
 /// `maxBytes`, then becomes `path.1` (older files shift up to `path.<keep>`, the oldest is deleted). The last exported
 /// sequence number is kept in `path.seq` after each page and also read back from the file's last line at start, so a

@@ -93,7 +93,8 @@ struct GatewayService: Service {
                     logger.info(
                         "policies reloaded (SIGHUP)", metadata: ["policies": "\(s.count)", "digest": "\(s.digest)"])
                 } catch {
-                    logger.error("policy reload refused; the last good set stays", metadata: ["error": "\(error.message)"])
+                    logger.error(
+                        "policy reload refused; the last good set stays", metadata: ["error": "\(error.message)"])
                 }
             }
         }

@@ -561,7 +561,8 @@ public final class SQLiteStore: Sendable {
     /// secret, never its value.
     public func putSecret(_ row: SecretRow, actor: String) throws(WardenError) {
         try write { db in
-            let existed = try Row.fetchOne(db, sql: "SELECT 1 FROM secrets WHERE name = ?", arguments: [row.name]) != nil
+            let existed =
+                try Row.fetchOne(db, sql: "SELECT 1 FROM secrets WHERE name = ?", arguments: [row.name]) != nil
             try audit(
                 AuditEvent(
                     kind: .admin, action: existed ? "secret.replace" : "secret.create", actor: actor,

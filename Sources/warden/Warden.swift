@@ -7,7 +7,7 @@ struct Warden: AsyncParsableCommand {
         abstract: "Warden: a zero-trust control plane and policy-enforcing gateway for AI agents.",
         subcommands: [
             ServeCommand.self, AgentCommand.self, TokenCommand.self, KeysCommand.self, PolicyCommand.self,
-            AuditCommand.self,
+            AuditCommand.self, SecretCommand.self,
         ]
     )
 }
@@ -15,9 +15,10 @@ struct Warden: AsyncParsableCommand {
 struct PolicyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "policy",
-        abstract: "Test and evaluate Cedar policies.",
+        abstract: "Test and evaluate Cedar policies; reload a server's policy set.",
         subcommands: [
             PolicyTestCommand.self, PolicyAuthorizeCommand.self, PolicyExportCommand.self, PolicyImportCommand.self,
+            PolicyReload.self,
         ]
     )
 }

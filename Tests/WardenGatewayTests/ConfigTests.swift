@@ -22,6 +22,49 @@ struct ConfigTests {
         #expect(c.tlsBase == "https://127.0.0.1:9444")
     }
 
+    @Test("routes, policies, rate limits and limits parse; a file without routes has none, no file has the demo's")
+    func gateway() throws {
+        let c = try WardenConfig(
+            parsing: """
+                policies: [./p1, ./p2.cedar]
+                rate_limits: {per_agent: 6000/m, burst: 50}
+                limits: {max_connections: 100, max_body_bytes: 2048, upstream_timeout: 10s}
+                routes:
+                  billing:
+                    upstream: http://127.0.0.1:9001/api/
+                    segment: finance
+                    credential: billing-api-key
+                    rate_limit: {per_agent: 10/s}
+                  search:
+                    upstream: https://search.example.com
+                    service: search-svc
+                    credential: {secret: search-key, header: X-Api-Key}
+                    max_body_bytes: 100
+                    timeout: 5s
+                    max_concurrent: 8
+                  kb:
+                    upstream: http://127.0.0.1:9100
+                    agent: kb-agent
+                """, file: "w.yaml")
+        #expect(c.policySources == ["./p1", "./p2.cedar"])
+        #expect(c.rateLimitPerAgent == RateLimit(perSecond: 100, burst: 50))
+        let billing = try #require(c.routes["billing"])
+        #expect(billing.segment == "finance" && billing.service == "billing")
+        #expect(billing.credential == CredentialInjection(secret: "billing-api-key"))
+        #expect(billing.credential?.header == "Authorization" && billing.credential?.prefix == "Bearer ")
+        #expect(billing.rateLimit == RateLimit(perSecond: 10, burst: 10))
+        #expect(billing.maxBodyBytes == 2048 && billing.timeout == 10)
+        let search = try #require(c.routes["search"])
+        #expect(search.service == "search-svc" && search.credential?.header == "X-Api-Key")
+        #expect(search.credential?.prefix == "" && search.maxBodyBytes == 100 && search.maxConcurrent == 8)
+        #expect(c.routes["kb"]?.agent == "kb-agent")
+        #expect(try WardenConfig(parsing: "listen: 127.0.0.1:1\n", file: "w").routes.isEmpty)
+        #expect(WardenConfig().routes.keys.sorted() == ["billing", "tickets"])
+        var bad = WardenConfig()
+        bad.routes["tickets"]?.credential?.header = "Host"
+        #expect(throws: WardenError.self) { try bad.validate() }
+    }
+
     @Test("bad values name the file, line and key")
     func errors() {
         let cases: [(String, String)] = [
@@ -31,7 +74,17 @@ struct ConfigTests {
             ("tls: {public_url: http://x}\n", "tls.public_url"),
             ("tokens: {access_ttl: 301s}\n", "tokens.access_ttl: must be at most 300"),
             ("listen: nowhere\n", "w.yaml:1:1: listen"),
-            ("routes: {}\n", "not supported by this version yet"),
+            ("mcp_servers: {}\n", "not supported by this version yet"),
+            ("routes: {a: {upstream: ftp://x}}\n", "routes.a.upstream"),
+            ("routes: {a: {upstream: http://h, bogus: 1}}\n", "routes.a.bogus: unknown key"),
+            ("routes: {a: {segment: s}}\n", "routes.a: needs upstream"),
+            ("routes: {'a/b': {upstream: http://h}}\n", "a route name"),
+            ("routes: {a: {upstream: http://h, rate_limit: {per_agent: lots}}}\n", "rate_limit.per_agent"),
+            ("routes: {a: {upstream: http://h, credential: {header: X-Key}}}\n", "needs secret"),
+            ("routes: {a: {upstream: 'http://u:p@h'}}\n", "routes.a.upstream"),
+            ("rate_limits: {per_agent: 10/fortnight}\n", "rate_limits.per_agent"),
+            ("limits: {max_connections: 0}\n", "limits.max_connections"),
+            ("policies: 7\n", "policies"),
             ("trust_domain: Upper.Case\n", "trust_domain"),
             ("bogus: 1\n", "unknown key"),
         ]

@@ -46,11 +46,15 @@ struct Fixture {
     /// Reopens the same data directory (a restart).
     func reopened() throws -> ControlPlane { try ControlPlane(config: config, now: clock.closure) }
 
-    func manifest(_ name: String, peers: [String] = [], routes: [String] = ["tickets"], binary: String? = nil)
+    func manifest(
+        _ name: String, peers: [String] = [], routes: [String] = ["tickets"], binary: String? = nil,
+        roles: [String] = ["support"], team: String? = nil
+    )
         -> AgentManifest
     {
         var m = AgentManifest(name: name, owner: "owner@example.com")
-        m.roles = ["support"]
+        m.roles = roles
+        m.team = team
         m.peers = peers
         m.routes = routes
         m.tools = ["tickets/read"]
@@ -69,8 +73,11 @@ struct Fixture {
     }
 
     /// Registers and enrolls an agent through the control plane.
-    func agent(_ name: String, peers: [String] = []) throws -> TestAgent {
-        let reg = try cp.register(manifest: manifest(name, peers: peers))
+    func agent(
+        _ name: String, peers: [String] = [], routes: [String] = ["tickets"], roles: [String] = ["support"],
+        team: String? = nil
+    ) throws -> TestAgent {
+        let reg = try cp.register(manifest: manifest(name, peers: peers, routes: routes, roles: roles, team: team))
         let key = P256.Signing.PrivateKey()
         let proof = try DPoPProofSigner(key: key).proof(method: "POST", url: cp.enrollEndpoint, now: clock.now)
         let record = try cp.enroll(

@@ -671,16 +671,38 @@ public final class ControlPlane: Sendable {
         authorization: String?, dpop: String?, method: String, path: String, base: String? = nil,
         certificate: ClientCertificate? = nil
     ) throws(WardenError) -> AuthenticatedAgent {
+        let (claims, entry) = try verifyCredentials(
+            authorization: authorization, dpop: dpop, method: method, path: path, base: base, certificate: certificate)
+        let who = AuthenticatedAgent(claims: claims, agent: entry.record)
+        try admit(who, key: entry.key, certificate: certificate)
+        return who
+    }
+
+    /// The first half of ``authenticate``: the token and its proof of possession; returns the claims and the token's
+    /// agent. A failure here names no agent (the credentials prove nothing).
+    public func verifyCredentials(
+        authorization: String?, dpop: String?, method: String, path: String, base: String? = nil,
+        certificate: ClientCertificate? = nil
+    ) throws(WardenError) -> (AccessTokenClaims, AgentDirectory.Entry) {
         let claims = try authenticator.authenticate(
             authorization: authorization, dpop: dpop, method: method, url: (base ?? issuer) + path,
             clientCertificate: certificate?.thumbprint)
-        guard !revocations.isRevoked(claims.jti) else {
-            throw WardenError(.invalidToken, "the access token is revoked", reason: "token_revoked")
-        }
         guard let entry = agents.entry(claims.agent.description) else {
             throw WardenError(.invalidToken, "the token's agent is not registered")
         }
-        let record = entry.record
+        return (claims, entry)
+    }
+
+    /// The second half of ``authenticate``: the revocation list, the agent's state, the token's binding to its
+    /// enrolled key or SVID, and the state of every agent in the delegation chain. A failure here is the named
+    /// agent's (its token is genuine).
+    public func admit(_ who: AuthenticatedAgent, key: AgentDirectory.EnrolledKey?, certificate: ClientCertificate?)
+        throws(WardenError)
+    {
+        let (claims, record) = (who.claims, who.agent)
+        guard !revocations.isRevoked(claims.jti) else {
+            throw WardenError(.invalidToken, "the access token is revoked", reason: "token_revoked")
+        }
         switch record.state {
         case .active: break
         case .quarantined: throw WardenError(.accessDenied, "the agent is quarantined", reason: "quarantined")
@@ -690,7 +712,7 @@ public final class ControlPlane: Sendable {
         }
         switch claims.binding {
         case .dpop(let jkt):
-            guard let enrolled = entry.key?.thumbprint, DPoPVerifier.constantTimeEqual(enrolled, jkt) else {
+            guard let enrolled = key?.thumbprint, DPoPVerifier.constantTimeEqual(enrolled, jkt) else {
                 throw WardenError(.invalidToken, "the access token is not bound to the agent's enrolled key")
             }
         case .certificate:
@@ -706,7 +728,6 @@ public final class ControlPlane: Sendable {
                     reason: "delegation_\(a.state.rawValue)")
             }
         }
-        return AuthenticatedAgent(claims: claims, agent: record)
     }
 
     // MARK: SVIDs and metadata

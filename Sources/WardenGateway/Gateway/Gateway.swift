@@ -115,7 +115,13 @@ public final class Gateway: Sendable {
                 let cert =
                     mutualTLS && request.headers[.authorization]?.lowercased().hasPrefix("bearer ") == true
                     ? try await context.clientCertificate() : nil
-                who = try WardenRouter.authenticate(cp, request, base: base, certificate: cert)
+                let (claims, entry) = try cp.verifyCredentials(
+                    authorization: try HTTPSupport.single(request, .authorization, code: .invalidToken),
+                    dpop: try HTTPSupport.single(request, .dpop, code: .invalidDPoPProof),
+                    method: request.method.rawValue, path: path, base: base, certificate: cert)
+                // From here on, a refusal is this agent's (its credentials are genuine).
+                who = AuthenticatedAgent(claims: claims, agent: entry.record)
+                try cp.admit(who!, key: entry.key, certificate: cert)
             } catch {
                 let status: HTTPResponse.Status =
                     switch error.code {
@@ -126,7 +132,9 @@ public final class Gateway: Sendable {
                     }
                 throw Refusal(status: status, error: error)
             }
-            guard let who else { throw Refusal(status: .unauthorized, error: WardenError(.unauthenticated, "")) }
+            guard let who else {
+                throw Refusal(status: .unauthorized, error: WardenError(.unauthenticated, "no credentials"))
+            }
             // 2. The route and what the agent may reach.
             guard let route else {
                 throw Refusal(
@@ -412,6 +420,29 @@ public final class Gateway: Sendable {
         "x-forwarded-port", "x-real-ip", "x-warden-agent", "x-warden-subject",
     ]
 
+    /// The agent's request headers that go upstream: not hop-by-hop ones (nor those its `Connection` names), not its
+    /// credentials or forwarding claims, not the header the brokered credential goes in.
+    public static func passedHeaders(_ headers: HTTPFields, injected: HTTPField.Name?) -> [(String, String)] {
+        var connectionTokens = Set<String>()
+        for v in headers[values: .connection] {
+            for t in v.split(separator: ",") {
+                connectionTokens.insert(t.trimmingCharacters(in: .whitespaces).lowercased())
+            }
+        }
+        let injected = injected?.canonicalName
+        var out: [(String, String)] = []
+        for field in headers {
+            let name = field.name.canonicalName
+            if Self.hopByHop.contains(name) || Self.agentOnly.contains(name) || connectionTokens.contains(name)
+                || name == injected
+            {
+                continue
+            }
+            out.append((field.name.rawName, field.value))
+        }
+        return out
+    }
+
     func forward(
         _ request: Request, route: Route, rest: String, who: AuthenticatedAgent,
         credential: (HTTPField.Name, String)?, source: String?, length: Int?, proto: String
@@ -427,26 +458,15 @@ public final class Gateway: Sendable {
         if let q = request.uri.query, !q.isEmpty { query = "?" + q }
         var up = HTTPClientRequest(url: route.base + route.prefix + (rest.isEmpty ? "/" : rest) + query)
         up.method = HTTPMethod(rawValue: request.method.rawValue)
-        // Headers named in Connection are hop-by-hop too.
-        var connectionTokens = Set<String>()
-        for v in request.headers[values: .connection] {
-            for t in v.split(separator: ",") { connectionTokens.insert(t.trimmingCharacters(in: .whitespaces).lowercased()) }
-        }
-        let injected = credential.map { $0.0.canonicalName }
-        for field in request.headers {
-            let name = field.name.canonicalName
-            if Self.hopByHop.contains(name) || Self.agentOnly.contains(name) || connectionTokens.contains(name)
-                || name == injected
-            {
-                continue
-            }
-            up.headers.add(name: field.name.rawName, value: field.value)
+        for (name, value) in Self.passedHeaders(request.headers, injected: credential?.0) {
+            up.headers.add(name: name, value: value)
         }
         if let (name, value) = credential { up.headers.replaceOrAdd(name: name.rawName, value: value) }
         let host = request.head.authority ?? ""
         if let source {
             let forFor = source.contains(":") ? "\"[\(source)]\"" : source
-            up.headers.add(name: "Forwarded", value: "for=\(forFor);proto=\(proto)" + (host.isEmpty ? "" : ";host=\"\(host)\""))
+            up.headers.add(
+                name: "Forwarded", value: "for=\(forFor);proto=\(proto)" + (host.isEmpty ? "" : ";host=\"\(host)\""))
             up.headers.add(name: "X-Forwarded-For", value: source)
         }
         up.headers.add(name: "X-Forwarded-Proto", value: proto)

@@ -104,5 +104,5 @@ public final class SecretStore: Sendable {
     public func list() -> [Info] { infos.withLock { Array($0.values) }.sorted { $0.name < $1.name } }
 
     /// The opened value (the gateway's injection), nil when unset or unopenable.
-    func value(_ name: String) -> [UInt8]? { values.withLock { $0[name] } }
+    public func value(_ name: String) -> [UInt8]? { values.withLock { $0[name] } }
 }

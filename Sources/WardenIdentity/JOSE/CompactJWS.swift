@@ -83,4 +83,9 @@ extension JSONValue {
         if case .string(let s) = self { return s }
         return nil
     }
+
+    public var arrayValue: [JSONValue]? {
+        if case .array(let a) = self { return a }
+        return nil
+    }
 }

@@ -1,0 +1,128 @@
+import ArgumentParser
+import Cedar
+import Foundation
+import WardenClient
+import WardenCore
+import WardenGateway
+import WardenIdentity
+
+struct SecretCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "secret",
+        abstract: "Brokered upstream credentials: stored encrypted, injected by the gateway, never shown.",
+        subcommands: [SecretSet.self, SecretList.self, SecretDelete.self]
+    )
+}
+
+struct SecretSet: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "set",
+        abstract: "Store a secret read from standard input (created or replaced).",
+        discussion: """
+            The value is read from standard input (one trailing newline is dropped), sealed with AES-256-GCM under \
+            DIR/secrets.key and stored in the database. Example: printf %s "$KEY" | warden secret set billing-api-key
+            """)
+
+    @Argument(help: "The secret's name (letters, digits, '.', '_', '-').") var name: String
+    @OptionGroup var admin: AdminOptions
+
+    func run() async throws {
+        var value = [UInt8](FileHandle.standardInput.readData(ofLength: SecretStore.maxValueBytes + 3))
+        if value.last == UInt8(ascii: "\n") { value.removeLast() }
+        if value.last == UInt8(ascii: "\r") { value.removeLast() }
+        try await admin.perform(
+            remote: { c in
+                try await c.call("PUT", "/v1/admin/secrets/\(WardenHTTP.percentEncode(name))", raw: value)
+            },
+            offline: { cp in
+                try cp.secrets.set(name, value: value, now: cp.now())
+                guard let info = cp.secrets.list().first(where: { $0.name == name }) else {
+                    throw WardenError(.storage, "the secret was not stored")
+                }
+                return info.json
+            })
+    }
+}
+
+struct SecretList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "Secret names and ages (never values).")
+
+    @Flag(name: .long, help: "Print JSON.") var json = false
+    @OptionGroup var admin: AdminOptions
+
+    func run() async throws {
+        try await reporting {
+            let result: JSONValue
+            if let client = try admin.client() {
+                result = try await client.call("GET", "/v1/admin/secrets")
+            } else {
+                let (cp, lock) = try admin.local()
+                result = .object([("secrets", .array(cp.secrets.list().map(\.json)))])
+                withExtendedLifetime(lock) {}
+            }
+            if json {
+                print(result.serialized)
+                return
+            }
+            let now = Int64(Date().timeIntervalSince1970)
+            let items = result["secrets"]?.arrayValue ?? []
+            if items.isEmpty { print("no secrets") }
+            for s in items {
+                let name = s["name"]?.stringValue ?? "?"
+                let updated = s["updated_at"]?.integerValue ?? now
+                print("\(name)\tupdated \(Self.age(now - updated)) ago")
+            }
+        }
+    }
+
+    static func age(_ s: Int64) -> String {
+        switch s {
+        case ..<60: "\(max(0, s))s"
+        case ..<3600: "\(s / 60)m"
+        case ..<86_400: "\(s / 3600)h"
+        default: "\(s / 86_400)d"
+        }
+    }
+}
+
+struct SecretDelete: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "delete", abstract: "Delete a secret (routes that use it fail closed).")
+
+    @Argument(help: "The secret's name.") var name: String
+    @OptionGroup var admin: AdminOptions
+
+    func run() async throws {
+        try await admin.perform(
+            remote: { c in try await c.call("DELETE", "/v1/admin/secrets/\(WardenHTTP.percentEncode(name))") },
+            offline: { cp in
+                try cp.secrets.delete(name)
+                return .object([("deleted", .string(name))])
+            })
+    }
+}
+
+struct PolicyReload: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reload",
+        abstract: "Reload a running server's policy set (the last good set stays on error).",
+        discussion: """
+            With --server, asks the server to reload (as SIGHUP does) and prints the new set's digest and ids. \
+            Without, loads the configured policy sources and prints what a reload would install, or the error.
+            """)
+
+    @OptionGroup var admin: AdminOptions
+
+    func run() async throws {
+        try await reporting {
+            if let client = try admin.client() {
+                print(try await client.call("POST", "/v1/admin/policies/reload").serialized)
+            } else {
+                let c = try admin.config.load()
+                let engine = try PolicyEngine(sources: c.policySources, now: Int64(Date().timeIntervalSince1970))
+                print(engine.snapshot.json.serialized)
+            }
+        }
+    }
+}

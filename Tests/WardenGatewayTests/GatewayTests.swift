@@ -1,0 +1,438 @@
+import Cedar
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import Synchronization
+import Testing
+import WardenAudit
+import WardenCore
+import WardenGateway
+import WardenIdentity
+
+/// What the upstream received.
+struct SeenRequest: Sendable {
+    let method: String
+    let path: String
+    let query: String?
+    let headers: [(String, String)]
+    let bodyBytes: Int
+
+    func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
+    func headers(_ name: String) -> [String] { headers.filter { $0.0.lowercased() == name.lowercased() }.map(\.1) }
+}
+
+/// A real HTTP upstream on loopback that records what reaches it and answers with a small JSON body.
+final class Upstream: Sendable {
+    let seen = Mutex<[SeenRequest]>([])
+
+    var requests: [SeenRequest] { seen.withLock { $0 } }
+
+    var app: some ApplicationProtocol {
+        let router = Router()
+        let handler: @Sendable (Request, BasicRequestContext) async throws -> Response = { [self] request, _ in
+            var r = request
+            let body = try await r.collectBody(upTo: 1 << 20)
+            seen.withLock {
+                $0.append(
+                    SeenRequest(
+                        method: request.method.rawValue, path: request.uri.path, query: request.uri.query,
+                        headers: request.headers.map { ($0.name.rawName, $0.value) }, bodyBytes: body.readableBytes))
+            }
+            return Response(
+                status: .ok,
+                headers: [.contentType: "application/json", HTTPField.Name("X-Upstream")!: "yes"],
+                body: .init(byteBuffer: ByteBuffer(string: #"{"upstream":"ok","path":"\#(request.uri.path)"}"#)))
+        }
+        for method in [HTTPRequest.Method.get, .post, .put, .delete] {
+            router.on("/**", method: method, use: handler)
+        }
+        return Application(router: router)
+    }
+}
+
+/// A clock for the rate limiter that tests move by hand.
+final class ManualSeconds: Sendable {
+    let t = Mutex<Double>(1000)
+    func advance(_ s: Double) { t.withLock { $0 += s } }
+    var closure: @Sendable () -> Double { { [self] in t.withLock { $0 } } }
+}
+
+/// A gateway in front of a live upstream, both on loopback, with the routes the tests use.
+struct GatewayEnv {
+    let f: Fixture
+    let gateway: Gateway
+    let upstream: Upstream
+    let client: any TestClientProtocol
+    let rateClock: ManualSeconds
+
+    /// A token for `a` (its manifest's scopes unless `scope` narrows them).
+    func token(_ a: TestAgent, scope: String? = nil) throws -> String {
+        try f.token(a, scope.map { ["scope": $0] } ?? [:])
+    }
+
+    /// Calls `path` through the gateway as `a` with a DPoP proof made with `proofKey` (the agent's own by default).
+    func call(
+        _ a: TestAgent, _ method: HTTPRequest.Method = .get, _ path: String, token: String? = nil,
+        proofKey: P256.Signing.PrivateKey? = nil, headers extra: HTTPFields = [:], body: String? = nil
+    ) async throws -> TestResponse {
+        let t = try token ?? self.token(a)
+        var h = extra
+        h[.authorization] = "DPoP \(t)"
+        let bare = String(path.split(separator: "?", maxSplits: 1)[0])
+        h[HTTPField.Name("DPoP")!] = try DPoPProofSigner(key: proofKey ?? a.key).proof(
+            method: method.rawValue, url: f.cp.url(path: bare), accessToken: t, now: f.clock.now)
+        return try await client.execute(
+            uri: path, method: method, headers: h, body: body.map { ByteBuffer(string: $0) })
+    }
+
+    /// The audit entries for `agent`'s calls, after the writer has drained.
+    func callEntries(_ agent: TestAgent? = nil) async throws -> [JSONValue] {
+        await f.cp.audit.flush()
+        return try f.cp.audit.entries(after: 0, limit: 10_000).compactMap { try? JSONValue.parse($0.1) }.filter {
+            $0["action"]?.stringValue == "call" && (agent == nil || $0["agent"]?.stringValue == agent!.id)
+        }
+    }
+}
+
+func withGateway(
+    _ tweak: @escaping @Sendable (inout WardenConfig) -> Void = { _ in },
+    _ body: @escaping @Sendable (GatewayEnv) async throws -> Void
+) async throws {
+    let upstream = Upstream()
+    try await upstream.app.test(.live) { upClient in
+        let port = try #require(upClient.port)
+        let base = "http://127.0.0.1:\(port)"
+        let f = try Fixture { c in
+            var tickets = RouteConfig(name: "tickets", upstream: base + "/api", segment: "support")
+            tickets.credential = CredentialInjection(secret: "tickets-key")
+            var limited = RouteConfig(name: "limited", upstream: base, segment: "support")
+            limited.rateLimit = RateLimit(perSecond: 2, burst: 2)
+            var small = RouteConfig(name: "small", upstream: base, segment: "support")
+            small.maxBodyBytes = 16
+            var kb = RouteConfig(name: "kb", upstream: base)
+            kb.agent = "kb-agent"
+            var keyed = RouteConfig(name: "keyed", upstream: base, segment: "support")
+            keyed.credential = CredentialInjection(secret: "never-set")
+            c.routes = [
+                "tickets": tickets, "limited": limited, "small": small, "kb": kb, "keyed": keyed,
+                "billing": RouteConfig(name: "billing", upstream: base, segment: "finance"),
+                // Nothing listens on port 1.
+                "down": RouteConfig(name: "down", upstream: "http://127.0.0.1:1", segment: "support"),
+            ]
+            c.rateLimitPerAgent = RateLimit(perSecond: 1000, burst: 1000)
+            tweak(&c)
+        }
+        try f.cp.secrets.set("tickets-key", value: Array("tk-s3cret-value".utf8), now: f.clock.now)
+        let rateClock = ManualSeconds()
+        let gateway = try Gateway(cp: f.cp, limiter: RateLimiter(clock: rateClock.closure))
+        let app = Application(router: WardenRouter.build(f.cp, gateway: gateway))
+        do {
+            try await app.test(.live) { client in
+                try await body(
+                    GatewayEnv(f: f, gateway: gateway, upstream: upstream, client: client, rateClock: rateClock))
+            }
+        } catch {
+            await gateway.shutdown()
+            throw error
+        }
+        await gateway.shutdown()
+    }
+}
+
+@Suite("Gateway end to end (live upstream on loopback)")
+struct GatewayTests {
+    @Test("an allowed call reaches the upstream with the brokered credential, and nothing of the agent's own")
+    func allowedCall() async throws {
+        try await withGateway { env in
+            let a = try env.f.agent("support-bot")
+            var extra = HTTPFields()
+            extra[HTTPField.Name("X-Forwarded-For")!] = "6.6.6.6"
+            extra[HTTPField.Name("X-Warden-Agent")!] = "spiffe://warden.local/agent/admin"
+            extra[HTTPField.Name("X-Keep")!] = "kept"
+            let r = try await env.call(a, .get, "/r/tickets/v1/tickets/42?status=open&limit=5", headers: extra)
+            #expect(r.status == .ok)
+            #expect(r.json?["upstream"]?.stringValue == "ok")
+            #expect(r.headers[HTTPField.Name("X-Upstream")!] == "yes")
+            let seen = try #require(env.upstream.requests.last)
+            #expect(seen.path == "/api/v1/tickets/42")
+            #expect(seen.query == "status=open&limit=5")
+            #expect(seen.headers("Authorization") == ["Bearer tk-s3cret-value"])
+            #expect(seen.header("DPoP") == nil)
+            #expect(seen.headers("X-Forwarded-For") == ["127.0.0.1"])
+            #expect(seen.header("Forwarded")?.hasPrefix("for=127.0.0.1;proto=http") == true)
+            #expect(seen.header("X-Warden-Agent") == a.id)
+            #expect(seen.header("X-Keep") == "kept")
+            let entries = try await env.callEntries(a)
+            let last = try #require(entries.last)
+            #expect(last["decision"]?.stringValue == "allow")
+            #expect(last["resource"]?.stringValue == #"Service::"tickets""#)
+            #expect(last["policies"] == .array([.string("support-segment")]))
+            // The secret never reaches the log.
+            let all = try env.f.cp.audit.entries(after: 0, limit: 10_000).map(\.1).joined()
+            #expect(!all.contains("tk-s3cret-value"))
+        }
+    }
+
+    @Test("a call no policy permits, and one a forbid policy names, get 403 with the reason")
+    func policyDenied() async throws {
+        try await withGateway { env in
+            let intern = try env.f.agent("intern-bot", roles: ["intern"])
+            var r = try await env.call(intern, .get, "/r/tickets/x")
+            #expect(r.status == .forbidden)
+            #expect(r.json?["reason"]?.stringValue == "policy_denied")
+            // A manifest that (wrongly) lists billing still cannot reach the finance segment.
+            let broad = try env.f.agent("broad-bot", routes: ["tickets", "billing"])
+            r = try await env.call(broad, .get, "/r/billing/invoices")
+            #expect(r.status == .forbidden)
+            #expect(r.json?["reason"]?.stringValue == "policy_denied")
+            #expect(r.json?["policies"] == .array([.string("finance-is-finance-only")]))
+            #expect(env.upstream.requests.isEmpty)
+            let entries = try await env.callEntries(broad)
+            #expect(entries.last?["decision"]?.stringValue == "deny")
+            #expect(entries.last?["reason"]?.stringValue == "policy_denied")
+            #expect(entries.last?["policies"] == .array([.string("finance-is-finance-only")]))
+        }
+    }
+
+    @Test("agent-to-agent: a listed peer passes, an unapproved caller is denied and audited")
+    func segmentation() async throws {
+        try await withGateway { env in
+            _ = try env.f.agent("kb-agent", routes: [])
+            let caller = try env.f.agent("support-bot", peers: ["kb-agent"])
+            var r = try await env.call(caller, .post, "/r/kb/ask", body: "{}")
+            #expect(r.status == .ok)
+            let rogue = try env.f.agent("rogue-bot")
+            r = try await env.call(rogue, .post, "/r/kb/ask", body: "{}")
+            #expect(r.status == .forbidden)
+            #expect(r.json?["reason"]?.stringValue == "insufficient_scope")
+            #expect(r.wwwAuthenticate.contains("insufficient_scope"))
+            #expect(env.upstream.requests.count == 1)
+            let denied = try #require(try await env.callEntries(rogue).last)
+            #expect(denied["decision"]?.stringValue == "deny")
+            #expect(denied["resource"]?.stringValue == #"Agent::"spiffe://warden.local/agent/kb-agent""#)
+            // A peer that is quarantined cannot be reached either.
+            _ = try env.f.cp.transition(agent: "kb-agent", to: .quarantined, reason: "test")
+            r = try await env.call(caller, .post, "/r/kb/ask", body: "{}")
+            #expect(r.status == .serviceUnavailable)
+            #expect(r.json?["reason"]?.stringValue == "target_unavailable")
+        }
+    }
+
+    @Test("the per agent and route bucket answers 429 with Retry-After, and refills")
+    func rateLimit() async throws {
+        try await withGateway { env in
+            let a = try env.f.agent("support-bot", routes: ["limited"])
+            let t = try env.token(a)
+            #expect(try await env.call(a, .get, "/r/limited/a", token: t).status == .ok)
+            #expect(try await env.call(a, .get, "/r/limited/a", token: t).status == .ok)
+            let r = try await env.call(a, .get, "/r/limited/a", token: t)
+            #expect(r.status == .tooManyRequests)
+            #expect(r.headers[.retryAfter] == "1")
+            #expect(r.json?["reason"]?.stringValue == "rate_limited")
+            env.rateClock.advance(0.6)
+            #expect(try await env.call(a, .get, "/r/limited/a", token: t).status == .ok)
+            #expect(env.upstream.requests.count == 3)
+            #expect(try await env.callEntries(a).filter { $0["reason"]?.stringValue == "rate_limited" }.count == 1)
+        }
+    }
+
+    @Test("quarantined, revoked and token-revoked agents are denied on their next request")
+    func revokedAndQuarantined() async throws {
+        try await withGateway { env in
+            let a = try env.f.agent("support-bot")
+            let t = try env.token(a)
+            #expect(try await env.call(a, .get, "/r/tickets/1", token: t).status == .ok)
+            _ = try env.f.cp.transition(agent: "support-bot", to: .quarantined, reason: "anomaly")
+            var r = try await env.call(a, .get, "/r/tickets/1", token: t)
+            #expect(r.status == .forbidden)
+            #expect(r.json?["reason"]?.stringValue == "quarantined")
+            _ = try env.f.cp.transition(agent: "support-bot", to: .active, reason: "cleared")
+            #expect(try await env.call(a, .get, "/r/tickets/1", token: t).status == .ok)
+            let jti = try #require(try claims(t)["jti"]?.stringValue)
+            try env.f.cp.revokeToken(jti: jti, reason: "leaked")
+            r = try await env.call(a, .get, "/r/tickets/1", token: t)
+            #expect(r.status == .unauthorized)
+            #expect(r.json?["reason"]?.stringValue == "token_revoked")
+            let t2 = try env.token(a)
+            _ = try env.f.cp.transition(agent: "support-bot", to: .revoked, reason: "compromised")
+            r = try await env.call(a, .get, "/r/tickets/1", token: t2)
+            #expect(r.status == .unauthorized)
+            #expect(r.json?["reason"]?.stringValue == "agent_revoked")
+            #expect(env.upstream.requests.count == 2)
+            let reasons = try await env.callEntries(a).compactMap { $0["reason"]?.stringValue }
+            #expect(reasons == ["quarantined", "token_revoked", "agent_revoked"])
+        }
+    }
+
+    @Test("a stolen token replayed with another key, or without a proof, is refused")
+    func stolenToken() async throws {
+        try await withGateway { env in
+            let a = try env.f.agent("support-bot")
+            let t = try env.token(a)
+            var r = try await env.call(a, .get, "/r/tickets/1", token: t, proofKey: P256.Signing.PrivateKey())
+            #expect(r.status == .unauthorized)
+            #expect(r.wwwAuthenticate.contains("invalid_token") || r.wwwAuthenticate.contains("invalid_dpop_proof"))
+            r = try await env.client.execute(
+                uri: "/r/tickets/1", method: .get, headers: [.authorization: "Bearer \(t)"], body: nil)
+            #expect(r.status == .unauthorized)
+            r = try await env.client.execute(uri: "/r/tickets/1", method: .get, headers: [:], body: nil)
+            #expect(r.status == .unauthorized)
+            #expect(r.json?["reason"]?.stringValue == "unauthenticated")
+            #expect(env.upstream.requests.isEmpty)
+        }
+    }
+
+    @Test("oversize bodies, dot segments, unknown routes and a missing credential are refused before forwarding")
+    func refusedBeforeForwarding() async throws {
+        try await withGateway { env in
+            let a = try env.f.agent("support-bot", routes: ["small", "keyed", "tickets"])
+            var r = try await env.call(a, .post, "/r/small/upload", body: String(repeating: "x", count: 100))
+            #expect(r.status == .contentTooLarge)
+            #expect(r.json?["reason"]?.stringValue == "body_too_large")
+            #expect(try await env.call(a, .post, "/r/small/upload", body: "tiny").status == .ok)
+            r = try await env.call(a, .get, "/r/tickets/a/%2e%2e/admin")
+            #expect(r.status == .badRequest)
+            r = try await env.call(a, .get, "/r/nowhere/x")
+            #expect(r.status == .notFound)
+            #expect(r.json?["reason"]?.stringValue == "unknown_route")
+            r = try await env.call(a, .get, "/r/keyed/x")
+            #expect(r.status == .serviceUnavailable)
+            #expect(r.json?["reason"]?.stringValue == "credential_unavailable")
+            #expect(env.upstream.requests.count == 1)
+        }
+    }
+
+    @Test("an upstream that is down gives 502 and says nothing about it")
+    func upstreamDown() async throws {
+        try await withGateway { env in
+            let a = try env.f.agent("support-bot", routes: ["down"])
+            let r = try await env.call(a, .get, "/r/down/x")
+            #expect(r.status == .badGateway)
+            #expect(r.json?["error"]?.stringValue == "upstream_unavailable")
+            let text = String(buffer: r.body)
+            #expect(!text.contains("127.0.0.1") && !text.contains(":1") && !text.lowercased().contains("refused"))
+            let metrics = try await env.client.execute(uri: "/metrics", method: .get, headers: [:], body: nil)
+            #expect(
+                String(buffer: metrics.body).contains(
+                    #"warden_gateway_upstream_errors_total{route="down",kind="unavailable"} 1"#))
+        }
+    }
+
+    @Test("policies reload through the admin API; a broken set is refused and the last good one stays")
+    func hotReload() async throws {
+        try await withGateway { env in
+            let a = try env.f.agent("support-bot")
+            let admin: HTTPFields = [.authorization: "Bearer \(try adminToken(env.f))"]
+            #expect(try await env.call(a, .get, "/r/tickets/1").status == .ok)
+            let file = env.f.dir + "/policies/zz-freeze.cedar"
+            try #"@id("freeze-tickets") forbid (principal, action, resource == Service::"tickets");"#.write(
+                toFile: file, atomically: true, encoding: .utf8)
+            var r = try await env.client.execute(
+                uri: "/v1/admin/policies/reload", method: .post, headers: admin, body: nil)
+            #expect(r.status == .ok)
+            var denied = try await env.call(a, .get, "/r/tickets/1")
+            #expect(denied.json?["policies"] == .array([.string("freeze-tickets")]))
+            try "permit (principal, action, resource) when { nonsense".write(
+                toFile: env.f.dir + "/policies/zz-broken.cedar", atomically: true, encoding: .utf8)
+            r = try await env.client.execute(
+                uri: "/v1/admin/policies/reload", method: .post, headers: admin, body: nil)
+            #expect(r.status == .badRequest)
+            #expect(r.json?["error_description"]?.stringValue?.contains("zz-broken.cedar") == true)
+            denied = try await env.call(a, .get, "/r/tickets/1")
+            #expect(denied.json?["policies"] == .array([.string("freeze-tickets")]))
+            try FileManager.default.removeItem(atPath: env.f.dir + "/policies/zz-broken.cedar")
+            try FileManager.default.removeItem(atPath: file)
+            _ = try await env.client.execute(uri: "/v1/admin/policies/reload", method: .post, headers: admin, body: nil)
+            #expect(try await env.call(a, .get, "/r/tickets/1").status == .ok)
+            await env.f.cp.audit.flush()
+            let changes = try env.f.cp.audit.entries(after: 0, limit: 10_000).map(\.1).filter {
+                $0.contains(#""action":"policy.change""#) || $0.contains(#""action":"policy.reload""#)
+            }
+            #expect(changes.count == 3)
+        }
+    }
+
+    @Test("metrics count requests by route, decision and reason, with latency histograms")
+    func metrics() async throws {
+        try await withGateway { env in
+            let a = try env.f.agent("support-bot")
+            _ = try await env.call(a, .get, "/r/tickets/1")
+            _ = try await env.call(a, .get, "/r/billing/1")
+            let text = String(
+                buffer: try await env.client.execute(uri: "/metrics", method: .get, headers: [:], body: nil).body)
+            #expect(text.contains(#"warden_gateway_requests_total{route="tickets",decision="allow",reason=""} 1"#))
+            #expect(
+                text.contains(
+                    #"warden_gateway_requests_total{route="billing",decision="deny",reason="insufficient_scope"} 1"#))
+            #expect(text.contains("warden_gateway_decision_seconds_count 2"))
+            #expect(text.contains(#"warden_gateway_request_seconds_bucket{le="+Inf"} 2"#))
+        }
+    }
+}
+
+func adminToken(_ f: Fixture) throws -> String {
+    try String(contentsOfFile: f.dir + "/admin.token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
+@Suite("Gateway header rules")
+struct GatewayHeaderTests {
+    @Test("hop-by-hop headers, those Connection names, the agent's credentials and forwarding claims stay behind")
+    func passedHeaders() {
+        var h = HTTPFields()
+        h[.connection] = "keep-alive, X-Drop-Me"
+        h[HTTPField.Name("X-Drop-Me")!] = "1"
+        h[.authorization] = "DPoP abc"
+        h[HTTPField.Name("DPoP")!] = "proof"
+        h[.transferEncoding] = "chunked"
+        h[HTTPField.Name("Keep-Alive")!] = "timeout=5"
+        h[HTTPField.Name("X-Forwarded-For")!] = "6.6.6.6"
+        h[HTTPField.Name("Forwarded")!] = "for=6.6.6.6"
+        h[HTTPField.Name("X-Warden-Agent")!] = "spiffe://warden.local/agent/admin"
+        h[HTTPField.Name("X-Api-Key")!] = "agent-supplied"
+        h[HTTPField.Name("X-Keep")!] = "kept"
+        h[.contentType] = "application/json"
+        let passed = Gateway.passedHeaders(h, injected: HTTPField.Name("x-api-key"))
+        #expect(passed.map(\.0) == ["X-Keep", "Content-Type"])
+    }
+}
+
+@Suite("Scenario: the compromised support bot")
+struct CompromisedSupportBotScenario {
+    /// SCENARIOS.md: a prompt-injected support bot, allowed to read tickets, uses its valid credentials to reach the
+    /// billing API. Its own manifest does not list billing (scope), and a manifest that did would still meet the
+    /// finance segment's forbid policy; both attempts are refused before the upstream and are in the audit log.
+    @Test("reads tickets, is denied billing, and the attempt is in the audit log")
+    func scenario() async throws {
+        try await withGateway { env in
+            let bot = try env.f.agent("support-bot")
+            let t = try env.token(bot)
+            #expect(try await env.call(bot, .get, "/r/tickets/v1/tickets/7", token: t).status == .ok)
+            let r = try await env.call(bot, .get, "/r/billing/v1/invoices?customer=all", token: t)
+            #expect(r.status == .forbidden)
+            // Even asking the token endpoint for the billing scope fails: it is not in the manifest.
+            #expect(throws: WardenError.self) { _ = try env.token(bot, scope: "route:billing") }
+            // A bot whose manifest was widened by mistake meets the forbid policy.
+            let widened = try env.f.agent("support-bot-2", routes: ["tickets", "billing"])
+            let r2 = try await env.call(widened, .post, "/r/billing/v1/refunds", body: #"{"amount":9999}"#)
+            #expect(r2.status == .forbidden)
+            #expect(r2.json?["policies"] == .array([.string("finance-is-finance-only")]))
+            #expect(env.upstream.requests.map(\.path) == ["/api/v1/tickets/7"])
+            let attempts = try await env.callEntries().filter {
+                $0["resource"]?.stringValue == #"Service::"billing""#
+            }
+            #expect(attempts.count == 2)
+            #expect(attempts.allSatisfy { $0["decision"]?.stringValue == "deny" })
+            #expect(attempts.map { $0["agent"]?.stringValue } == [bot.id, widened.id])
+            #expect(attempts.map { $0["reason"]?.stringValue } == ["insufficient_scope", "policy_denied"])
+            // The log still verifies with the attempts in it.
+            await env.f.cp.audit.flush()
+            _ = try env.f.cp.audit.checkpoint()
+            let report = try AuditVerifier.verify(
+                databasePath: env.f.dir + "/warden.sqlite", keys: try DataDirectory.checkpointKeys(path: env.f.dir))
+            #expect(report.ok)
+        }
+    }
+}
