@@ -59,6 +59,10 @@ public struct WardenConfig: Sendable, Hashable {
     public var dpopMaxAge: Int64 = 60
     /// Clock skew allowed on token and proof times, seconds.
     public var clockSkew: Int64 = 30
+    /// DPoP proof identifiers remembered against replay (`dpop.replay_cache_size`). Each lives max_age + skew + 1 s, and
+    /// a full cache refuses proofs (fail closed), so sustained DPoP requests per second are bounded by
+    /// size / (max_age + clock_skew + 1); one key may hold a tenth.
+    public var dpopReplayCacheSize = 200_000
     /// A second listener with TLS (server certificate issued by Warden's own CA at start) that accepts client
     /// X.509-SVIDs for RFC 8705 certificate-bound tokens; nil for none.
     public var tlsListen: String?
@@ -285,7 +289,13 @@ public struct WardenConfig: Sendable, Hashable {
                         c.dpopRequireNonce = b
                     case "max_age": c.dpopMaxAge = try seconds(dv, path, max: 300)
                     case "clock_skew": c.clockSkew = try seconds(dv, path, max: 300)
-                    default: throw fail(path, "unknown key (known: require_nonce, max_age, clock_skew)")
+                    case "replay_cache_size":
+                        guard case .number(let t) = dv, let n = Int(t), (1000...50_000_000).contains(n) else {
+                            throw fail(path, "must be a whole number from 1000 to 50000000")
+                        }
+                        c.dpopReplayCacheSize = n
+                    default:
+                        throw fail(path, "unknown key (known: require_nonce, max_age, clock_skew, replay_cache_size)")
                     }
                 }
             case "tls":

@@ -1,0 +1,381 @@
+// The gateway benchmark's two halves (Benchmarks/gateway/run.sh drives them with nginx and `warden serve`):
+//
+//   GatewayBenchmark setup --dir DIR [--agents N]
+//       Writes DIR/warden.yaml (route `bench` to the nginx upstream on 127.0.0.1:18080), registers and enrolls N agents
+//       directly on the data directory, and issues their tokens: DPoP-bound ones (keys in DIR/agents) and, for
+//       agent 0, an X.509-SVID and a certificate-bound token for the mutual-TLS listener. Tokens live 300 s: run
+//       the measurements right after.
+//   GatewayBenchmark run --dir DIR [--seconds S] [--connections 1,16,64] [--targets direct,nginx,dpop,mtls]
+//       A closed-loop HTTP/1.1 load generator (SwiftNIO, one event-loop thread, keep-alive connections): for each
+//       connection count and target, 1 s of warm-up then S seconds measured; prints throughput and the median and
+//       p99 latency, and what each proxy adds over direct. DPoP proofs are signed before each run (not timed).
+//       Also measures one P-256 signature verification (the DPoP target's budget is nginx's figure + 1.5x that).
+import Cedar
+import Crypto
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import SwiftASN1
+import Synchronization
+import WardenCore
+import WardenGateway
+import WardenIdentity
+import X509
+
+let args = CommandLine.arguments
+func option(_ name: String) -> String? { args.firstIndex(of: name).flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil } }
+guard args.count >= 2, let dir = option("--dir") else {
+    print("usage: GatewayBenchmark setup|run --dir DIR [...]")
+    exit(2)
+}
+let upstreamPort = 18080
+let nginxPort = 18081
+let wardenPort = 18443
+let wardenTLSPort = 18444
+
+// MARK: setup
+
+func setup(agents: Int) throws {
+    let data = dir + "/data"
+    try FileManager.default.createDirectory(atPath: dir + "/agents", withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(atPath: dir + "/policies", withIntermediateDirectories: true)
+    try (PolicyEngine.demoPolicies
+        + """
+        @id("bench")
+        permit (principal in Role::"bench", action == Action::"call", resource in Segment::"bench");
+
+        """).write(toFile: dir + "/policies/bench.cedar", atomically: true, encoding: .utf8)
+    let yaml = """
+        trust_domain: warden.local
+        listen: 127.0.0.1:\(wardenPort)
+        tls: {listen: 127.0.0.1:\(wardenTLSPort)}
+        data: \(data)
+        policies: [\(dir)/policies]
+        rate_limits: null
+        dpop: {replay_cache_size: 4000000}
+        routes:
+          bench: {upstream: "http://127.0.0.1:\(upstreamPort)", segment: bench}
+
+        """
+    try yaml.write(toFile: dir + "/warden.yaml", atomically: true, encoding: .utf8)
+    let config = try WardenConfig(parsing: yaml, file: "warden.yaml")
+    let cp = try ControlPlane(config: config)
+    var tokens: [JSONValue] = []
+    for i in 0..<agents {
+        var m = AgentManifest(name: "bench-\(i)", owner: "bench@example.com")
+        m.roles = ["bench"]
+        m.routes = ["bench"]
+        let reg = try cp.register(manifest: m)
+        let key = P256.Signing.PrivateKey()
+        let now = cp.now()
+        let proof = try DPoPProofSigner(key: key).proof(method: "POST", url: cp.enrollEndpoint, now: now)
+        _ = try cp.enroll(
+            body: .object([
+                ("join_token", .string(reg.joinToken)), ("jwk", ECPublicJWK(key.publicKey).json),
+                ("attestation", .object([("manifest_digest", .string(reg.agent.manifestDigest))])),
+            ]), dpop: proof)
+        let id = reg.agent.spiffeID.description
+        func form() throws -> [String: String] {
+            [
+                "grant_type": "client_credentials", "client_assertion_type": ClientAssertion.type,
+                "client_assertion": try ClientAssertion.sign(
+                    clientID: id, audience: cp.tokenEndpoint, key: key, now: cp.now(), jti: UUID().uuidString),
+            ]
+        }
+        let token = try cp.token(
+            form: try form(), dpop: try DPoPProofSigner(key: key).proof(method: "POST", url: cp.tokenEndpoint, now: now))
+        try key.pemRepresentation.write(toFile: dir + "/agents/\(i).key", atomically: true, encoding: .utf8)
+        var entry: [(String, JSONValue)] = [("key", .string(dir + "/agents/\(i).key")), ("token", .string(token.accessToken))]
+        if i == 0 {
+            // The mutual-TLS client: an SVID and a token bound to it.
+            let tlsKey = P256.Signing.PrivateKey()
+            let csr = try CertificateSigningRequest(
+                version: .v1, subject: try DistinguishedName { CommonName("bench") }, privateKey: .init(tlsKey),
+                attributes: .init(), signatureAlgorithm: .ecdsaWithSHA256)
+            let who = try cp.authenticate(
+                authorization: "DPoP \(token.accessToken)",
+                dpop: try DPoPProofSigner(key: key).proof(
+                    method: "POST", url: cp.url(path: "/v1/svid"), accessToken: token.accessToken, now: now),
+                method: "POST", path: "/v1/svid")
+            let (chain, bundle, _) = try cp.issueSVID(csrPEM: try csr.serializeAsPEM().pemString, for: who)
+            try chain.write(toFile: dir + "/svid.pem", atomically: true, encoding: .utf8)
+            try bundle.write(toFile: dir + "/bundle.pem", atomically: true, encoding: .utf8)
+            try tlsKey.pemRepresentation.write(toFile: dir + "/svid.key", atomically: true, encoding: .utf8)
+            let leaf = try Certificate(pemEncoded: chain)
+            var der = DER.Serializer()
+            try der.serialize(leaf)
+            let certificate = try ClientCertificate(der: der.serializedBytes)
+            let bound = try cp.token(form: try form(), dpop: nil, certificate: certificate)
+            entry.append(("mtls_token", .string(bound.accessToken)))
+        }
+        tokens.append(.object(entry))
+    }
+    try JSONValue.array(tokens).serialized.write(toFile: dir + "/tokens.json", atomically: true, encoding: .utf8)
+    print("setup: \(agents) agents enrolled with tokens in \(dir)/tokens.json; config \(dir)/warden.yaml")
+}
+
+// MARK: load generator
+
+/// A request to send: path and extra headers.
+struct Shot: Sendable {
+    let path: String
+    let headers: [(String, String)]
+}
+
+/// Where requests come from: fixed, or pre-signed DPoP proofs taken in order (each used once).
+final class ShotSource: Sendable {
+    let shots: [Shot]
+    let cycle: Bool
+    let next = Atomic<Int>(0)
+    init(_ shots: [Shot], cycle: Bool) {
+        self.shots = shots
+        self.cycle = cycle
+    }
+    func take() -> Shot? {
+        let i = next.add(1, ordering: .relaxed).oldValue
+        if cycle { return shots[i % shots.count] }
+        return i < shots.count ? shots[i] : nil
+    }
+}
+
+/// Samples and counters shared by the connections of one run.
+final class Recorder: Sendable {
+    let state = Mutex<(samples: [UInt32], errors: Int, measuring: Bool, stopped: Bool)>(([], 0, false, false))
+    func record(_ micros: UInt32, ok: Bool) -> Bool {
+        state.withLock { s in
+            guard !s.stopped else { return false }
+            if s.measuring {
+                if ok { s.samples.append(micros) } else { s.errors += 1 }
+            }
+            return true
+        }
+    }
+}
+
+final class LoadHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundOut = HTTPClientRequestPart
+    let source: ShotSource
+    let recorder: Recorder
+    let host: String
+    var sent: UInt64 = 0
+    var status: UInt = 0
+
+    init(source: ShotSource, recorder: Recorder, host: String) {
+        self.source = source
+        self.recorder = recorder
+        self.host = host
+    }
+
+    func send(_ context: ChannelHandlerContext) {
+        guard let shot = source.take() else {
+            context.close(promise: nil)
+            return
+        }
+        var headers = HTTPHeaders([("Host", host)])
+        for (n, v) in shot.headers { headers.add(name: n, value: v) }
+        sent = DispatchTime.now().uptimeNanoseconds
+        context.write(wrapOutboundOut(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: shot.path, headers: headers))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+
+    func channelActive(context: ChannelHandlerContext) { send(context) }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h): status = h.status.code
+        case .body: break
+        case .end:
+            let micros = UInt32(min(UInt64(UInt32.max), (DispatchTime.now().uptimeNanoseconds - sent) / 1000))
+            if recorder.record(micros, ok: status == 200) { send(context) } else { context.close(promise: nil) }
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        print("connection error: \(error)")
+        context.close(promise: nil)
+    }
+}
+
+struct RunResult {
+    let rps: Double
+    let median: Double
+    let p99: Double
+    let errors: Int
+}
+
+func measure(
+    group: any EventLoopGroup, port: Int, tls: NIOSSLContext?, connections: Int, seconds: Double, source: ShotSource
+) throws -> RunResult {
+    let recorder = Recorder()
+    let host = "127.0.0.1:\(port)"
+    var channels: [any Channel] = []
+    for _ in 0..<connections {
+        let bootstrap = ClientBootstrap(group: group).channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            try NIOSSLClientHandler(context: tls, serverHostname: nil))
+                    }
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(
+                        LoadHandler(source: source, recorder: recorder, host: host))
+                }
+            }
+        channels.append(try bootstrap.connect(host: "127.0.0.1", port: port).wait())
+    }
+    Thread.sleep(forTimeInterval: 1)  // warm-up
+    let start = DispatchTime.now().uptimeNanoseconds
+    recorder.state.withLock { $0.measuring = true }
+    Thread.sleep(forTimeInterval: seconds)
+    let (samples, errors) = recorder.state.withLock { s in
+        s.stopped = true
+        return (s.samples, s.errors)
+    }
+    let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    for c in channels { try? c.close().wait() }
+    let sorted = samples.sorted()
+    func pct(_ p: Double) -> Double {
+        sorted.isEmpty ? .nan : Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))])
+    }
+    return RunResult(rps: Double(samples.count) / elapsed, median: pct(0.5), p99: pct(0.99), errors: errors)
+}
+
+/// The median cost of one P-256 (ES256) signature verification, microseconds.
+func verifyCost() -> Double {
+    let key = P256.Signing.PrivateKey()
+    let message = Array(repeating: UInt8(7), count: 300)
+    let signature = try! key.signature(for: message)
+    var samples: [Double] = []
+    for _ in 0..<3000 {
+        let t = DispatchTime.now().uptimeNanoseconds
+        precondition(key.publicKey.isValidSignature(signature, for: message))
+        samples.append(Double(DispatchTime.now().uptimeNanoseconds - t) / 1000)
+    }
+    return samples.sorted()[samples.count / 2]
+}
+
+func run() throws {
+    let seconds = Double(option("--seconds") ?? "5") ?? 5
+    let counts = (option("--connections") ?? "1,16,64").split(separator: ",").compactMap { Int($0) }
+    let targets = (option("--targets") ?? "direct,nginx,dpop,mtls").split(separator: ",").map(String.init)
+    let tokens = try JSONValue.parse(try String(contentsOfFile: dir + "/tokens.json", encoding: .utf8))
+    guard case .array(let agents) = tokens, !agents.isEmpty else { throw WardenError(.invalidConfig, "no tokens") }
+    let keys = try agents.map { a in
+        try P256.Signing.PrivateKey(pemRepresentation: try String(contentsOfFile: a["key"]!.stringValue!, encoding: .utf8))
+    }
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    var tlsConfig = TLSConfiguration.makeClientConfiguration()
+    tlsConfig.certificateChain = try NIOSSLCertificate.fromPEMFile(dir + "/svid.pem").map { .certificate($0) }
+    tlsConfig.privateKey = .privateKey(try NIOSSLPrivateKey(file: dir + "/svid.key", format: .pem))
+    tlsConfig.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(dir + "/bundle.pem"))
+    tlsConfig.certificateVerification = .noHostnameVerification
+    let tls = try NIOSSLContext(configuration: tlsConfig)
+    let path = "/r/bench/hello"
+    let cost = verifyCost()
+    print(String(format: "one P-256 signature verification: %.1f µs (median of 3000)", cost))
+    var results: [String: [Int: RunResult]] = [:]
+    for c in counts {
+        for t in targets {
+            let r: RunResult
+            switch t {
+            case "direct":
+                r = try measure(
+                    group: group, port: upstreamPort, tls: nil, connections: c, seconds: seconds,
+                    source: ShotSource([Shot(path: "/hello", headers: [])], cycle: true))
+            case "nginx":
+                r = try measure(
+                    group: group, port: nginxPort, tls: nil, connections: c, seconds: seconds,
+                    source: ShotSource([Shot(path: "/hello", headers: [])], cycle: true))
+            case "dpop":
+                // Enough single-use proofs for the run at a generous rate, signed now (iat must be fresh).
+                let expected = Int((seconds + 1.5) * 12_000)
+                let url = "http://127.0.0.1:\(wardenPort)" + path
+                let shots = ShotSourceBuilder.dpop(agents: agents, keys: keys, url: url, path: path, count: expected)
+                r = try measure(
+                    group: group, port: wardenPort, tls: nil, connections: c, seconds: seconds,
+                    source: ShotSource(shots, cycle: false))
+            case "mtls":
+                let token = agents[0]["mtls_token"]!.stringValue!
+                r = try measure(
+                    group: group, port: wardenTLSPort, tls: tls, connections: c, seconds: seconds,
+                    source: ShotSource([Shot(path: path, headers: [("Authorization", "Bearer \(token)")])], cycle: true))
+            default: throw WardenError(.invalidRequest, "unknown target \(t)")
+            }
+            results[t, default: [:]][c] = r
+            print(
+                String(
+                    format: "%-6@ %3d conn: %8.0f req/s  median %7.0f µs  p99 %7.0f µs  errors %d", t as NSString, c, r.rps,
+                    r.median, r.p99, r.errors))
+            fflush(nil)
+        }
+    }
+    print("\n| connections | target | req/s | median µs | p99 µs | added median µs | added p99 µs | throughput vs nginx |")
+    print("|---|---|---|---|---|---|---|---|")
+    for c in counts {
+        guard let direct = results["direct"]?[c] else { continue }
+        for t in targets {
+            guard let r = results[t]?[c] else { continue }
+            let addMedian = t == "direct" ? 0 : r.median - direct.median
+            let addP99 = t == "direct" ? 0 : r.p99 - direct.p99
+            let vsNginx = results["nginx"]?[c].map { String(format: "%.2f", r.rps / $0.rps) } ?? "-"
+            print(
+                String(
+                    format: "| %d | %@ | %.0f | %.0f | %.0f | %.0f | %.0f | %@ |", c, t as NSString, r.rps, r.median, r.p99,
+                    addMedian, addP99, vsNginx as NSString))
+        }
+    }
+    print("\nTargets (per connection count): mTLS adds ≤ 2x nginx's added median and keeps ≥ 0.5 of nginx's throughput;")
+    print(String(format: "DPoP adds ≤ nginx's added median + 1.5 x %.1f µs.", cost))
+    for c in counts {
+        guard let d = results["direct"]?[c], let n = results["nginx"]?[c] else { continue }
+        let nAdd = n.median - d.median
+        if let m = results["mtls"]?[c] {
+            let ok = (m.median - d.median) <= 2 * nAdd && m.rps >= 0.5 * n.rps
+            print(String(format: "%3d conn: mTLS added %.0f µs vs limit %.0f, throughput %.2f of nginx: %@", c, m.median - d.median, 2 * nAdd, m.rps / n.rps, (ok ? "met" : "NOT met") as NSString))
+        }
+        if let p = results["dpop"]?[c] {
+            let limit = nAdd + 1.5 * cost
+            print(String(format: "%3d conn: DPoP added %.0f µs vs limit %.0f: %@", c, p.median - d.median, limit, ((p.median - d.median) <= limit ? "met" : "NOT met") as NSString))
+        }
+    }
+    try group.syncShutdownGracefully()
+}
+
+enum ShotSourceBuilder {
+    /// `count` requests, round-robin over the agents, each with its own fresh proof (signed on all cores).
+    static func dpop(agents: [JSONValue], keys: [P256.Signing.PrivateKey], url: String, path: String, count: Int)
+        -> [Shot]
+    {
+        let now = Int64(Date().timeIntervalSince1970)
+        let tokens = agents.map { $0["token"]!.stringValue! }
+        let signers = keys.map { DPoPProofSigner(key: $0) }
+        let out = Mutex<[Shot?]>(Array(repeating: nil, count: count))
+        DispatchQueue.concurrentPerform(iterations: 4) { part in
+            var local: [(Int, Shot)] = []
+            for i in stride(from: part, to: count, by: 4) {
+                let a = i % tokens.count
+                let proof = try! signers[a].proof(method: "GET", url: url, accessToken: tokens[a], now: now)
+                local.append((i, Shot(path: path, headers: [("Authorization", "DPoP \(tokens[a])"), ("DPoP", proof)])))
+            }
+            out.withLock { o in for (i, s) in local { o[i] = s } }
+        }
+        return out.withLock { $0.compactMap { $0 } }
+    }
+}
+
+do {
+    switch args[1] {
+    case "setup": try setup(agents: Int(option("--agents") ?? "16") ?? 16)
+    case "run": try run()
+    default:
+        print("usage: GatewayBenchmark setup|run --dir DIR")
+        exit(2)
+    }
+} catch {
+    print("error: \(error)")
+    exit(1)
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The gateway benchmark (README, "Performance"): one run, the same upstream (nginx returning a small body, one
+# worker), at 1, 16 and 64 keep-alive connections, through four paths:
+#   direct  - the upstream itself (127.0.0.1:18080)
+#   nginx   - Debian's nginx as a plain reverse proxy, one worker, keep-alive upstream (127.0.0.1:18081)
+#   dpop    - warden serve, DPoP-bound tokens, a fresh proof per request (127.0.0.1:18443)
+#   mtls    - warden serve's mutual-TLS listener, certificate-bound tokens (127.0.0.1:18444)
+# Needs: nginx (apt-get install nginx-light, or nginx). Not part of CI (a release build and a minute of load).
+# Usage: bash Benchmarks/gateway/run.sh [--seconds 5] [--connections 1,16,64]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; }
+swift build -c release --product warden --product GatewayBenchmark
+BIN=.build/release
+WORK=$(mktemp -d /tmp/warden-gwbench.XXXXXX)
+echo "work directory: $WORK"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for c in upstream proxy; do [ -f "$WORK/$c.pid" ] && kill "$(cat "$WORK/$c.pid")" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+nginx_conf() {  # name, listen port, location body
+    mkdir -p "$WORK/$1"
+    cat > "$WORK/$1.conf" <<CONF
+worker_processes 1;
+pid $WORK/$1.pid;
+error_log $WORK/$1.error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/$1/body; proxy_temp_path $WORK/$1/proxy;
+    fastcgi_temp_path $WORK/$1/fcgi; uwsgi_temp_path $WORK/$1/uwsgi; scgi_temp_path $WORK/$1/scgi;
+    keepalive_requests 10000000;
+    upstream bench_upstream { server 127.0.0.1:18080; keepalive 128; }
+    server {
+        listen 127.0.0.1:$2;
+        location / { $3 }
+    }
+}
+CONF
+    nginx -c "$WORK/$1.conf" -p "$WORK/$1"
+}
+nginx_conf upstream 18080 'default_type text/plain; return 200 "hello from upstream\n";'
+nginx_conf proxy 18081 'proxy_pass http://bench_upstream; proxy_http_version 1.1; proxy_set_header Connection "";'
+
+$BIN/GatewayBenchmark setup --dir "$WORK" --agents 16
+$BIN/warden serve --config "$WORK/warden.yaml" > "$WORK/warden.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do curl -fsS http://127.0.0.1:18443/healthz >/dev/null 2>&1 && break; sleep 0.1; done
+curl -fsS http://127.0.0.1:18080/hello >/dev/null && curl -fsS http://127.0.0.1:18081/hello >/dev/null
+$BIN/GatewayBenchmark run --dir "$WORK" "$@"
