@@ -25,7 +25,9 @@ import WardenIdentity
 import X509
 
 let args = CommandLine.arguments
-func option(_ name: String) -> String? { args.firstIndex(of: name).flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil } }
+func option(_ name: String) -> String? {
+    args.firstIndex(of: name).flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil }
+}
 guard args.count >= 2, let dir = option("--dir") else {
     print("usage: GatewayBenchmark setup|run --dir DIR [...]")
     exit(2)
@@ -41,12 +43,13 @@ func setup(agents: Int) throws {
     let data = dir + "/data"
     try FileManager.default.createDirectory(atPath: dir + "/agents", withIntermediateDirectories: true)
     try FileManager.default.createDirectory(atPath: dir + "/policies", withIntermediateDirectories: true)
-    try (PolicyEngine.demoPolicies
-        + """
-        @id("bench")
-        permit (principal in Role::"bench", action == Action::"call", resource in Segment::"bench");
+    try
+        (PolicyEngine.demoPolicies
+            + """
+            @id("bench")
+            permit (principal in Role::"bench", action == Action::"call", resource in Segment::"bench");
 
-        """).write(toFile: dir + "/policies/bench.cedar", atomically: true, encoding: .utf8)
+            """).write(toFile: dir + "/policies/bench.cedar", atomically: true, encoding: .utf8)
     let yaml = """
         trust_domain: warden.local
         listen: 127.0.0.1:\(wardenPort)
@@ -85,9 +88,12 @@ func setup(agents: Int) throws {
             ]
         }
         let token = try cp.token(
-            form: try form(), dpop: try DPoPProofSigner(key: key).proof(method: "POST", url: cp.tokenEndpoint, now: now))
+            form: try form(), dpop: try DPoPProofSigner(key: key).proof(method: "POST", url: cp.tokenEndpoint, now: now)
+        )
         try key.pemRepresentation.write(toFile: dir + "/agents/\(i).key", atomically: true, encoding: .utf8)
-        var entry: [(String, JSONValue)] = [("key", .string(dir + "/agents/\(i).key")), ("token", .string(token.accessToken))]
+        var entry: [(String, JSONValue)] = [
+            ("key", .string(dir + "/agents/\(i).key")), ("token", .string(token.accessToken)),
+        ]
         if i == 0 {
             // The mutual-TLS client: an SVID and a token bound to it.
             let tlsKey = P256.Signing.PrivateKey()
@@ -103,7 +109,8 @@ func setup(agents: Int) throws {
             try chain.write(toFile: dir + "/svid.pem", atomically: true, encoding: .utf8)
             try bundle.write(toFile: dir + "/bundle.pem", atomically: true, encoding: .utf8)
             try tlsKey.pemRepresentation.write(toFile: dir + "/svid.key", atomically: true, encoding: .utf8)
-            let leaf = try Certificate(pemEncoded: chain)
+            let end = "-----END CERTIFICATE-----"
+            let leaf = try Certificate(pemEncoded: String(chain[..<chain.range(of: end)!.upperBound]))
             var der = DER.Serializer()
             try der.serialize(leaf)
             let certificate = try ClientCertificate(der: der.serializedBytes)
@@ -177,7 +184,9 @@ final class LoadHandler: ChannelInboundHandler, @unchecked Sendable {
         var headers = HTTPHeaders([("Host", host)])
         for (n, v) in shot.headers { headers.add(name: n, value: v) }
         sent = DispatchTime.now().uptimeNanoseconds
-        context.write(wrapOutboundOut(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: shot.path, headers: headers))), promise: nil)
+        context.write(
+            wrapOutboundOut(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: shot.path, headers: headers))),
+            promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }
 
@@ -265,7 +274,8 @@ func run() throws {
     let tokens = try JSONValue.parse(try String(contentsOfFile: dir + "/tokens.json", encoding: .utf8))
     guard case .array(let agents) = tokens, !agents.isEmpty else { throw WardenError(.invalidConfig, "no tokens") }
     let keys = try agents.map { a in
-        try P256.Signing.PrivateKey(pemRepresentation: try String(contentsOfFile: a["key"]!.stringValue!, encoding: .utf8))
+        try P256.Signing.PrivateKey(
+            pemRepresentation: try String(contentsOfFile: a["key"]!.stringValue!, encoding: .utf8))
     }
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     var tlsConfig = TLSConfiguration.makeClientConfiguration()
@@ -286,6 +296,11 @@ func run() throws {
                 r = try measure(
                     group: group, port: upstreamPort, tls: nil, connections: c, seconds: seconds,
                     source: ShotSource([Shot(path: "/hello", headers: [])], cycle: true))
+            case "healthz":
+                // Warden's HTTP floor: GET /healthz (no authentication, no upstream).
+                r = try measure(
+                    group: group, port: wardenPort, tls: nil, connections: c, seconds: seconds,
+                    source: ShotSource([Shot(path: "/healthz", headers: [])], cycle: true))
             case "nginx":
                 r = try measure(
                     group: group, port: nginxPort, tls: nil, connections: c, seconds: seconds,
@@ -302,18 +317,22 @@ func run() throws {
                 let token = agents[0]["mtls_token"]!.stringValue!
                 r = try measure(
                     group: group, port: wardenTLSPort, tls: tls, connections: c, seconds: seconds,
-                    source: ShotSource([Shot(path: path, headers: [("Authorization", "Bearer \(token)")])], cycle: true))
+                    source: ShotSource([Shot(path: path, headers: [("Authorization", "Bearer \(token)")])], cycle: true)
+                )
             default: throw WardenError(.invalidRequest, "unknown target \(t)")
             }
             results[t, default: [:]][c] = r
             print(
                 String(
-                    format: "%-6@ %3d conn: %8.0f req/s  median %7.0f µs  p99 %7.0f µs  errors %d", t as NSString, c, r.rps,
+                    format: "%-6@ %3d conn: %8.0f req/s  median %7.0f µs  p99 %7.0f µs  errors %d", t as NSString, c,
+                    r.rps,
                     r.median, r.p99, r.errors))
             fflush(nil)
         }
     }
-    print("\n| connections | target | req/s | median µs | p99 µs | added median µs | added p99 µs | throughput vs nginx |")
+    print(
+        "\n| connections | target | req/s | median µs | p99 µs | added median µs | added p99 µs | throughput vs nginx |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for c in counts {
         guard let direct = results["direct"]?[c] else { continue }
@@ -324,22 +343,30 @@ func run() throws {
             let vsNginx = results["nginx"]?[c].map { String(format: "%.2f", r.rps / $0.rps) } ?? "-"
             print(
                 String(
-                    format: "| %d | %@ | %.0f | %.0f | %.0f | %.0f | %.0f | %@ |", c, t as NSString, r.rps, r.median, r.p99,
+                    format: "| %d | %@ | %.0f | %.0f | %.0f | %.0f | %.0f | %@ |", c, t as NSString, r.rps, r.median,
+                    r.p99,
                     addMedian, addP99, vsNginx as NSString))
         }
     }
-    print("\nTargets (per connection count): mTLS adds ≤ 2x nginx's added median and keeps ≥ 0.5 of nginx's throughput;")
+    print(
+        "\nTargets (per connection count): mTLS adds ≤ 2x nginx's added median and keeps ≥ 0.5 of nginx's throughput;")
     print(String(format: "DPoP adds ≤ nginx's added median + 1.5 x %.1f µs.", cost))
     for c in counts {
         guard let d = results["direct"]?[c], let n = results["nginx"]?[c] else { continue }
         let nAdd = n.median - d.median
         if let m = results["mtls"]?[c] {
             let ok = (m.median - d.median) <= 2 * nAdd && m.rps >= 0.5 * n.rps
-            print(String(format: "%3d conn: mTLS added %.0f µs vs limit %.0f, throughput %.2f of nginx: %@", c, m.median - d.median, 2 * nAdd, m.rps / n.rps, (ok ? "met" : "NOT met") as NSString))
+            print(
+                String(
+                    format: "%3d conn: mTLS added %.0f µs vs limit %.0f, throughput %.2f of nginx: %@", c,
+                    m.median - d.median, 2 * nAdd, m.rps / n.rps, (ok ? "met" : "NOT met") as NSString))
         }
         if let p = results["dpop"]?[c] {
             let limit = nAdd + 1.5 * cost
-            print(String(format: "%3d conn: DPoP added %.0f µs vs limit %.0f: %@", c, p.median - d.median, limit, ((p.median - d.median) <= limit ? "met" : "NOT met") as NSString))
+            print(
+                String(
+                    format: "%3d conn: DPoP added %.0f µs vs limit %.0f: %@", c, p.median - d.median, limit,
+                    ((p.median - d.median) <= limit ? "met" : "NOT met") as NSString))
         }
     }
     try group.syncShutdownGracefully()

@@ -10,7 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; }
-swift build -c release --product warden --product GatewayBenchmark
+swift build -c release --product warden
+swift build -c release --product GatewayBenchmark
 BIN=.build/release
 WORK=$(mktemp -d /tmp/warden-gwbench.XXXXXX)
 echo "work directory: $WORK"

@@ -64,7 +64,7 @@ struct AgentCommand: AsyncParsableCommand {
         subcommands: [
             AgentRegister.self, AgentList.self, AgentShow.self, AgentEvents.self, AgentQuarantine.self,
             AgentActivate.self, AgentRevoke.self, AgentDecommission.self,
-            AgentJoinToken.self, AgentEnroll.self, AgentToken.self, AgentSVID.self, AgentWhoami.self,
+            AgentJoinToken.self, AgentEnroll.self, AgentToken.self, AgentSVID.self, AgentWhoami.self, AgentCall.self,
         ]
     )
 }
@@ -331,6 +331,41 @@ struct AgentWhoami: AsyncParsableCommand {
                 throw WardenClientError("the token response has no access_token")
             }
             print(try await client.whoami(accessToken: token).serialized)
+        }
+    }
+}
+
+struct AgentCall: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "call",
+        abstract: "Call a gateway route as the agent: a token, a DPoP proof for the request, the response body.",
+        discussion: """
+            Example: warden agent call --server http://127.0.0.1:8443 --key bot.key /r/tickets/             (the status goes to standard error; exit status 1 when it is not 2xx).
+            """)
+    @OptionGroup var agentKey: AgentKeyOptions
+    @Option(name: .long, help: "HTTP method (default GET).") var method = "GET"
+    @Option(name: .long, help: "Request body (sent as application/json unless --content-type).") var body: String?
+    @Option(name: .long, help: "Content-Type of the body.") var contentType = "application/json"
+    @Argument(help: "The path, for example /r/tickets/v1/tickets?status=open.") var path: String
+
+    func run() async throws {
+        try await reporting {
+            guard path.hasPrefix("/") else { throw ValidationError("the path must start with /") }
+            let (key, id) = try agentKey.load()
+            let client = AgentClient(server: agentKey.server, key: key)
+            guard let token = try await client.token(spiffeID: id)["access_token"]?.stringValue else {
+                throw WardenClientError("the token response has no access_token")
+            }
+            let bare = String(path.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0])
+            let proof = try client.signer.proof(
+                method: method.uppercased(), url: client.http.base + bare, accessToken: token)
+            var headers = [("Authorization", "DPoP \(token)"), ("DPoP", proof)]
+            if body != nil { headers.append(("Content-Type", contentType)) }
+            let r = try await client.http.send(
+                method.uppercased(), path, headers: headers, body: body.map { Array($0.utf8) })
+            FileHandle.standardError.write(Data("HTTP \(r.status)\n".utf8))
+            print(r.text, terminator: r.text.hasSuffix("\n") ? "" : "\n")
+            if !(200..<300).contains(r.status) { throw ExitCode(1) }
         }
     }
 }

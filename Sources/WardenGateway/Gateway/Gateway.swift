@@ -240,18 +240,45 @@ public final class Gateway: Sendable {
 
     /// Dot segments could climb out of the upstream's prefix: refused, encoded or not.
     static func checkPath(_ rest: String) throws(Refusal) {
-        for segment in rest.split(separator: "/", omittingEmptySubsequences: false) {
-            let s = segment.lowercased()
-            if s == "." || s == ".." || s == "%2e" || s == "%2e%2e" || s == ".%2e" || s == "%2e." {
+        // One pass over the bytes: backslashes, `%2f` (any case), and segments that are `.`/`..` or their encodings.
+        let bytes = Array(rest.utf8)
+        var i = 0
+        var segmentStart = 0
+        func isDotSegment(_ s: ArraySlice<UInt8>) -> Bool {
+            // ".", "..", "%2e", "%2e%2e", ".%2e", "%2e." (case-insensitive)
+            var dots = 0
+            var j = s.startIndex
+            while j < s.endIndex {
+                if s[j] == UInt8(ascii: ".") {
+                    j += 1
+                } else if s[j] == UInt8(ascii: "%"), j + 2 < s.endIndex,
+                    s[j + 1] == UInt8(ascii: "2"), s[j + 2] | 0x20 == UInt8(ascii: "e")
+                {
+                    j += 3
+                } else {
+                    return false
+                }
+                dots += 1
+            }
+            return dots == 1 || dots == 2
+        }
+        while i <= bytes.count {
+            if i == bytes.count || bytes[i] == UInt8(ascii: "/") {
+                if i > segmentStart, isDotSegment(bytes[segmentStart..<i]) {
+                    throw Refusal(
+                        status: .badRequest,
+                        error: WardenError(.invalidRequest, "the path has dot segments", reason: "invalid_path"))
+                }
+                segmentStart = i + 1
+            } else if bytes[i] == UInt8(ascii: "\\")
+                || (bytes[i] == UInt8(ascii: "%") && i + 2 < bytes.count && bytes[i + 1] == UInt8(ascii: "2")
+                    && bytes[i + 2] | 0x20 == UInt8(ascii: "f"))
+            {
                 throw Refusal(
                     status: .badRequest,
-                    error: WardenError(.invalidRequest, "the path has dot segments", reason: "invalid_path"))
+                    error: WardenError(.invalidRequest, "the path has encoded slashes", reason: "invalid_path"))
             }
-        }
-        if rest.lowercased().contains("%2f") || rest.contains("\\") {
-            throw Refusal(
-                status: .badRequest,
-                error: WardenError(.invalidRequest, "the path has encoded slashes", reason: "invalid_path"))
+            i += 1
         }
     }
 
@@ -464,7 +491,7 @@ public final class Gateway: Sendable {
         if let (name, value) = credential { up.headers.replaceOrAdd(name: name.rawName, value: value) }
         let host = request.head.authority ?? ""
         if let source {
-            let forFor = source.contains(":") ? "\"[\(source)]\"" : source
+            let forFor = source.utf8.contains(UInt8(ascii: ":")) ? "\"[\(source)]\"" : source
             up.headers.add(
                 name: "Forwarded", value: "for=\(forFor);proto=\(proto)" + (host.isEmpty ? "" : ";host=\"\(host)\""))
             up.headers.add(name: "X-Forwarded-For", value: source)

@@ -1,6 +1,7 @@
 import Hummingbird
 import NIOCore
 import NIOSSL
+import Synchronization
 import WardenCore
 import WardenIdentity
 
@@ -24,6 +25,16 @@ public struct WardenRequestContext: RequestContext {
         guard let der = try? peer.toDERBytes() else {
             throw WardenError(.invalidClient, "the client certificate cannot be read")
         }
-        return try ClientCertificate(der: der)
+        if let known = Self.parsed.withLock({ $0[der] }) { return known }
+        let parsed = try ClientCertificate(der: der)
+        Self.parsed.withLock { cache in
+            if cache.count >= 4096 { cache.removeAll(keepingCapacity: true) }
+            cache[der] = parsed
+        }
+        return parsed
     }
+
+    /// Certificates already parsed, by their exact DER (a keep-alive connection presents the same one on every
+    /// request; the TLS layer validated it at the handshake, so only the parsing is saved). Bounded.
+    static let parsed = Mutex<[[UInt8]: ClientCertificate]>([:])
 }

@@ -119,7 +119,7 @@ public struct DPoPVerifier: Sendable {
         if let cut = rest.firstIndex(where: { $0 == "?" || $0 == "#" }) { rest = rest[..<cut] }
         let slash = rest.firstIndex(of: "/") ?? rest.endIndex
         var authority = rest[..<slash].lowercased()
-        guard !authority.isEmpty, !authority.contains("@") else { return nil }
+        guard !authority.isEmpty, !authority.utf8.contains(UInt8(ascii: "@")) else { return nil }
         let path = rest[slash...].isEmpty ? "/" : String(rest[slash...])
         if scheme == "https", authority.hasSuffix(":443") { authority.removeLast(4) }
         if scheme == "http", authority.hasSuffix(":80") { authority.removeLast(3) }

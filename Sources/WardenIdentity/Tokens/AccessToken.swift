@@ -280,7 +280,7 @@ public final class RequestAuthenticator: Sendable {
         }
         let scheme = authorization[..<space].lowercased()
         let token = String(authorization[authorization.index(after: space)...])
-        guard !token.isEmpty, !token.contains(" ") else {
+        guard !token.isEmpty, !token.utf8.contains(UInt8(ascii: " ")) else {
             throw WardenError(.invalidToken, "the Authorization header must hold exactly one token")
         }
         switch scheme {
