@@ -185,9 +185,7 @@ extension WardenConfig {
                     }
                 case "rate_limit": r.rateLimit = try parseRate(fv, p, key: "per_agent", fail: fail)
                 case "max_body_bytes":
-                    guard case .number(let t) = fv, let n = Int(t), n >= 0, n <= 1 << 40 else {
-                        throw fail(p, "must be a whole number of bytes")
-                    }
+                    guard let n = whole(fv, in: 0...(1 << 40)) else { throw fail(p, "must be a whole number of bytes") }
                     r.maxBodyBytes = n
                 case "timeout":
                     guard let s = Self.durationValue(fv), s >= 1, s <= 3600 else {
@@ -195,7 +193,7 @@ extension WardenConfig {
                     }
                     r.timeout = s
                 case "max_concurrent":
-                    guard case .number(let t) = fv, let n = Int(t), (1...1_000_000).contains(n) else {
+                    guard let n = whole(fv, in: 1...1_000_000) else {
                         throw fail(p, "must be a whole number from 1 to 1000000")
                     }
                     r.maxConcurrent = n
@@ -236,6 +234,12 @@ extension WardenConfig {
         }
         guard let rate else { throw fail(path, "needs \(key): RATE") }
         return RateLimit(perSecond: rate, burst: burst)
+    }
+
+    /// A whole number within `range`, nil otherwise.
+    static func whole(_ v: JSONValue, in range: ClosedRange<Int>) -> Int? {
+        guard case .number(let t) = v, let n = Int(t), range.contains(n) else { return nil }
+        return n
     }
 
     static func durationValue(_ v: JSONValue) -> Int64? {

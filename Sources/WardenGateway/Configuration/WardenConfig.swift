@@ -185,7 +185,7 @@ public struct WardenConfig: Sendable, Hashable {
             for (k, v) in lp {
                 let path = "limits.\(k)"
                 func count(_ range: ClosedRange<Int>) throws(WardenError) -> Int {
-                    guard case .number(let t) = v, let n = Int(t), range.contains(n) else {
+                    guard let n = Self.whole(v, in: range) else {
                         throw fail(path, "must be a whole number from \(range.lowerBound) to \(range.upperBound)")
                     }
                     return n
@@ -290,7 +290,7 @@ public struct WardenConfig: Sendable, Hashable {
                     case "max_age": c.dpopMaxAge = try seconds(dv, path, max: 300)
                     case "clock_skew": c.clockSkew = try seconds(dv, path, max: 300)
                     case "replay_cache_size":
-                        guard case .number(let t) = dv, let n = Int(t), (1000...50_000_000).contains(n) else {
+                        guard let n = Self.whole(dv, in: 1000...50_000_000) else {
                             throw fail(path, "must be a whole number from 1000 to 50000000")
                         }
                         c.dpopReplayCacheSize = n
@@ -342,12 +342,12 @@ public struct WardenConfig: Sendable, Hashable {
                                     throw fail(epath, "must be jsonl or ocsf")
                                 }
                             case "max_bytes":
-                                guard case .number(let t) = ev, let n = Int(t), n >= 4096 else {
+                                guard let n = Self.whole(ev, in: 4096...Int.max) else {
                                     throw fail(epath, "must be a whole number of bytes, at least 4096")
                                 }
                                 e.maxBytes = n
                             case "keep":
-                                guard case .number(let t) = ev, let n = Int(t), (1...1000).contains(n) else {
+                                guard let n = Self.whole(ev, in: 1...1000) else {
                                     throw fail(epath, "must be a whole number from 1 to 1000")
                                 }
                                 e.keep = n
