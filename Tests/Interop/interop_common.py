@@ -120,10 +120,12 @@ def free_port() -> int:
 
 class Server:
     """`BINARY serve --data WORKDIR/data --listen 127.0.0.1:PORT [--tls-listen 127.0.0.1:TLS_PORT]`, its output
-    appended to WORKDIR/warden-serve.log."""
+    appended to WORKDIR/warden-serve.log. With `config`: `BINARY serve --config CONFIG [--tls-listen ...]` instead,
+    the file being expected to say `listen: 127.0.0.1:PORT` and `data: WORKDIR/data`."""
 
-    def __init__(self, binary: str, workdir: str, port: int, tls_port=None):
+    def __init__(self, binary: str, workdir: str, port: int, tls_port=None, config=None):
         self.binary = binary
+        self.config = config
         self.tls_port = tls_port
         self.tls_base = f"https://127.0.0.1:{tls_port}" if tls_port is not None else None
         self.data = os.path.join(workdir, "data")
@@ -137,7 +139,10 @@ class Server:
         """Starts the server and waits (at most START_TIMEOUT s) until /healthz answers 200."""
         import requests
 
-        args = [self.binary, "serve", "--data", self.data, "--listen", f"127.0.0.1:{self.port}"]
+        if self.config is not None:
+            args = [self.binary, "serve", "--config", self.config]
+        else:
+            args = [self.binary, "serve", "--data", self.data, "--listen", f"127.0.0.1:{self.port}"]
         if self.tls_port is not None:
             args += ["--tls-listen", f"127.0.0.1:{self.tls_port}"]
         self.log = open(self.log_path, "ab")
@@ -230,6 +235,11 @@ def public_jwk(key) -> dict:
     return {k: d[k] for k in ("kty", "crv", "x", "y")}
 
 
+def ath(access_token: str) -> str:
+    """RFC 9449 §4.2: the `ath` claim, base64url(SHA-256(ASCII(access_token)))."""
+    return b64url(hashlib.sha256(access_token.encode()).digest())
+
+
 def dpop_proof(key, method: str, url: str, access_token=None, iat=None, jwk=None) -> str:
     """An RFC 9449 DPoP proof made with joserfc."""
     from joserfc import jws
@@ -237,7 +247,7 @@ def dpop_proof(key, method: str, url: str, access_token=None, iat=None, jwk=None
     header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk or public_jwk(key)}
     claims = {"jti": str(uuid.uuid4()), "htm": method, "htu": url, "iat": int(time.time()) if iat is None else iat}
     if access_token is not None:
-        claims["ath"] = b64url(hashlib.sha256(access_token.encode()).digest())
+        claims["ath"] = ath(access_token)
     return jws.serialize_compact(header, json.dumps(claims).encode(), key, algorithms=["ES256"])
 
 
