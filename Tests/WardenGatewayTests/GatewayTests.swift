@@ -41,6 +41,13 @@ final class Upstream: Sendable {
                         method: request.method.rawValue, path: request.uri.path, query: request.uri.query,
                         headers: request.headers.map { ($0.name.rawName, $0.value) }, bodyBytes: body.readableBytes))
             }
+            if request.uri.path.hasSuffix("/big") {
+                // Larger than the gateway reads whole: streamed back in chunks.
+                let chunk = ByteBuffer(repeating: UInt8(ascii: "b"), count: 50_000)
+                return Response(
+                    status: .ok, headers: [.contentType: "text/plain"],
+                    body: .init(contentsOf: Array(repeating: chunk, count: 6)))
+            }
             return Response(
                 status: .ok,
                 headers: [.contentType: "application/json", HTTPField.Name("X-Upstream")!: "yes"],
@@ -165,8 +172,10 @@ struct GatewayTests {
             #expect(seen.header("Forwarded")?.hasPrefix("for=127.0.0.1;proto=http") == true)
             #expect(seen.header("X-Warden-Agent") == a.id)
             #expect(seen.header("X-Keep") == "kept")
+            let big = try await env.call(a, .get, "/r/tickets/big")
+            #expect(big.status == .ok && big.body.readableBytes == 300_000)
             let entries = try await env.callEntries(a)
-            let last = try #require(entries.last)
+            let last = try #require(entries.first)
             #expect(last["decision"]?.stringValue == "allow")
             #expect(last["resource"]?.stringValue == #"Service::"tickets""#)
             #expect(last["policies"] == .array([.string("support-segment")]))

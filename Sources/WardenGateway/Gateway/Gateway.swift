@@ -470,6 +470,9 @@ public final class Gateway: Sendable {
         return out
     }
 
+    /// Largest response body read whole before answering (known length only).
+    static let bufferedResponseBytes = 64 * 1024
+
     func forward(
         _ request: Request, route: Route, rest: String, who: AuthenticatedAgent,
         credential: (HTTPField.Name, String)?, source: String?, length: Int?, proto: String
@@ -529,11 +532,21 @@ public final class Gateway: Sendable {
             if let n = HTTPField.Name(name) { headers.append(HTTPField(name: n, value: value)) }
         }
         if let contentLength { headers[.contentLength] = String(contentLength) }
+        let status = HTTPResponse.Status(code: Int(response.status.code), reasonPhrase: response.status.reasonPhrase)
+        // A small body of known length is read in one go (as nginx's proxy buffering does): one hand-over instead
+        // of a streamed sequence; larger or unknown-length bodies stream.
+        if let contentLength, contentLength <= Self.bufferedResponseBytes {
+            defer { route.inFlight.subtract(1, ordering: .relaxed) }
+            do {
+                let buffer = try await response.body.collect(upTo: contentLength)
+                return Response(status: status, headers: headers, body: .init(byteBuffer: buffer))
+            } catch {
+                return upstreamError(error, route: route, who: who, request: request)
+            }
+        }
         let body = ReleasingBody(
             base: response.body, release: ReleasingBody.Release { route.inFlight.subtract(1, ordering: .relaxed) })
-        return Response(
-            status: HTTPResponse.Status(code: Int(response.status.code), reasonPhrase: response.status.reasonPhrase),
-            headers: headers, body: ResponseBody(asyncSequence: body))
+        return Response(status: status, headers: headers, body: ResponseBody(asyncSequence: body))
     }
 
     /// 502 (unreachable, refused, reset) or 504 (deadline) with nothing of the upstream's address or error text;

@@ -102,6 +102,7 @@ public enum WardenRouter {
                     ("spiffe_id", .string(who.agent.spiffeID.description)), ("agent_id", .string(who.agent.id)),
                     ("exp", .number(String(who.claims.expiresAt))), ("jti", .string(who.claims.jti)),
                     ("state", .string(who.agent.state.rawValue)),
+                    ("trust", .number(String(cp.trust.score(who.agent)))),
                 ]
                 if let scope = who.claims.scope { pairs.append(("scope", .string(scope))) }
                 if !who.claims.delegation.isEmpty {

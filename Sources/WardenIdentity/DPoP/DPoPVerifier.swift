@@ -1,6 +1,7 @@
 import Cedar
 import Crypto
 import Foundation
+import Synchronization
 import WardenCore
 
 /// Verifies DPoP proofs (RFC 9449 §4.3) for requests that carry them.
@@ -20,6 +21,8 @@ public struct DPoPVerifier: Sendable {
     public var maxJTILength = 256
     /// The replay cache (its TTL should cover `maxAge + skew`).
     public let replayCache: ReplayCache
+    /// Proof keys already decoded (an agent signs every proof with the same key).
+    let keys = ProofKeyCache()
     /// The current time, in seconds since the Unix epoch (injected so tests control it).
     public let now: @Sendable () -> Int64
     /// When set, every proof must carry a nonce this source issued recently (RFC 9449 §8).
@@ -60,13 +63,8 @@ public struct DPoPVerifier: Sendable {
             throw WardenError(code, "the DPoP proof header typ must be dpop+jwt")
         }
         guard let jwkJSON = jws.header["jwk"] else { throw WardenError(code, "the DPoP proof header has no jwk") }
-        let key: ECPublicJWK
-        do {
-            key = try ECPublicJWK(json: jwkJSON)
-        } catch {
-            throw WardenError(code, "the DPoP proof key is unusable: \(error.message)")
-        }
-        try jws.verifyES256(with: try key.publicKey(), code: code, what: "DPoP proof")
+        let (key, publicKey, thumbprint) = try keys.resolve(jwkJSON, code: code)
+        try jws.verifyES256(with: publicKey, code: code, what: "DPoP proof")
 
         let claims = jws.payload
         guard let jti = claims["jti"]?.stringValue, !jti.isEmpty, jti.utf8.count <= maxJTILength else {
@@ -92,7 +90,6 @@ public struct DPoPVerifier: Sendable {
                 throw WardenError(code, "the DPoP proof ath does not match the access token")
             }
         }
-        let thumbprint = key.thumbprint
         if let expectedThumbprint, !Self.constantTimeEqual(thumbprint, expectedThumbprint) {
             throw WardenError(code, "the DPoP proof is made with another key than the one the request is bound to")
         }
@@ -112,10 +109,25 @@ public struct DPoPVerifier: Sendable {
     /// RFC 9449 §4.3 step 9 / RFC 3986 §6.2.2-6.2.3: lowercase scheme and host, default port removed, empty path as
     /// `/`, query and fragment dropped. Nil when the text is not an absolute http(s) URI.
     public static func normalize(_ uri: String) -> String? {
-        guard let schemeEnd = uri.range(of: "://") else { return nil }
-        let scheme = uri[..<schemeEnd.lowerBound].lowercased()
+        // Byte scan for "://" (Foundation's range(of:) was a measurable part of each gateway request).
+        let u = uri.utf8
+        var schemeEnd: String.Index?
+        var i = u.startIndex
+        while i < u.endIndex, schemeEnd == nil {
+            if u[i] == UInt8(ascii: ":") {
+                let j = u.index(after: i)
+                if j < u.endIndex, u[j] == UInt8(ascii: "/"), u.index(after: j) < u.endIndex,
+                    u[u.index(after: j)] == UInt8(ascii: "/")
+                {
+                    schemeEnd = i
+                }
+            }
+            i = u.index(after: i)
+        }
+        guard let schemeEnd else { return nil }
+        let scheme = uri[..<schemeEnd].lowercased()
         guard scheme == "https" || scheme == "http" else { return nil }
-        var rest = uri[schemeEnd.upperBound...]
+        var rest = uri[uri.utf8.index(schemeEnd, offsetBy: 3)...]
         if let cut = rest.firstIndex(where: { $0 == "?" || $0 == "#" }) { rest = rest[..<cut] }
         let slash = rest.firstIndex(of: "/") ?? rest.endIndex
         var authority = rest[..<slash].lowercased()
@@ -134,5 +146,39 @@ public struct DPoPVerifier: Sendable {
         var diff: UInt8 = 0
         for i in 0..<x.count { diff |= x[i] ^ y[i] }
         return diff == 0
+    }
+}
+
+/// Decoded proof keys by their coordinates: the point's validation and the RFC 7638 thumbprint are computed once per
+/// key, not per proof. The JWK's structural rules (EC, P-256, no private member) are checked on every proof. Bounded.
+final class ProofKeyCache: Sendable {
+    private let entries = Mutex<[String: (ECPublicJWK, P256.Signing.PublicKey, String)]>([:])
+    static let capacity = 10_000
+
+    func resolve(_ jwk: JSONValue, code: WardenError.Code) throws(WardenError) -> (
+        ECPublicJWK, P256.Signing.PublicKey, String
+    ) {
+        guard case .string(let x)? = jwk["x"], case .string(let y)? = jwk["y"], jwk["d"] == nil,
+            case .string("EC")? = jwk["kty"], case .string("P-256")? = jwk["crv"]
+        else { return try decode(jwk, code: code) }
+        let id = x + "." + y
+        if let hit = entries.withLock({ $0[id] }) { return hit }
+        let resolved = try decode(jwk, code: code)
+        entries.withLock { e in
+            if e.count >= Self.capacity { e.removeAll(keepingCapacity: true) }
+            e[id] = resolved
+        }
+        return resolved
+    }
+
+    private func decode(_ jwk: JSONValue, code: WardenError.Code) throws(WardenError) -> (
+        ECPublicJWK, P256.Signing.PublicKey, String
+    ) {
+        do {
+            let key = try ECPublicJWK(json: jwk)
+            return (key, try key.publicKey(), key.thumbprint)
+        } catch {
+            throw WardenError(code, "the DPoP proof key is unusable: \(error.message)")
+        }
     }
 }
