@@ -41,7 +41,8 @@ import tempfile
 import time
 
 from interop_common import (Agent, CheckFailed, Run, Server, State, Warden, b64url, b64url_decode, b64url_json,
-                            enroll_request, expect, free_port, keep_loopback_off_proxy, new_key, token_request)
+                            enroll_request, expect, free_port, keep_loopback_off_proxy, new_key, register,
+                            token_request)
 from interop_common import describe as describe_response
 
 keep_loopback_off_proxy()
@@ -864,13 +865,6 @@ def manifest(name: str, **extra) -> dict:
     return m
 
 
-def register(w: Warden, agent: Agent) -> dict:
-    r = w.admin("POST", "/v1/admin/agents", agent.manifest)
-    expect(r.status_code == 201, f"register {agent.name}: expected 201, got {describe(r)}")
-    reg = body_json(r, f"register {agent.name}")
-    expect("spiffe_id" in reg and "join_token" in reg, f"register {agent.name}: {reg}")
-    agent.registration, agent.spiffe_id = reg, reg["spiffe_id"]
-    return reg
 
 
 def admin_action(w: Warden, agent: Agent, action: str, status=200):

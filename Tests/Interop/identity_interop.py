@@ -19,9 +19,9 @@ import subprocess
 import sys
 import time
 
-from interop_common import (ASSERTION_TYPE, HTTP_TIMEOUT, Agent, Run, Server, State, Warden, b64url, b64url_json,
-                            client_assertion, describe, dpop_proof, enroll_request, expect, free_port,
-                            keep_loopback_off_proxy, new_key, token_request)
+from interop_common import (ASSERTION_TYPE, Agent, HTTP_TIMEOUT, Run, Server, State, Warden, b64url, b64url_json,
+                            client_assertion, describe, dpop_proof, enroll_request, expect, free_port, get_token,
+                            keep_loopback_off_proxy, new_key, register, register_and_enroll, token_request)
 
 keep_loopback_off_proxy()
 
@@ -45,34 +45,10 @@ def unverified_claims(token: str) -> dict:
 # Clients (Server, Warden, Agent, keys, DPoP proofs, client assertions, enrollment and token requests: interop_common)
 
 
-def register(w: Warden, agent: Agent):
-    r = w.admin("POST", "/v1/admin/agents", agent.manifest)
-    expect(r.status_code == 201, f"register {agent.name}: expected 201, got {describe(r)}")
-    reg = r.json()
-    for field in ("agent_id", "spiffe_id", "join_token", "expires_at", "manifest_digest"):
-        expect(field in reg, f"register {agent.name}: response lacks {field}: {reg}")
-    agent.registration = reg
-    agent.spiffe_id = reg["spiffe_id"]
-    return reg
 
 
-def register_and_enroll(w: Warden, agent: Agent):
-    reg = register(w, agent)
-    agent.key = new_key()
-    r = enroll_request(w, agent.key, reg["join_token"], reg["manifest_digest"])
-    expect(r.status_code == 200, f"enroll {agent.name}: expected 200, got {describe(r)}")
-    body = r.json()
-    expect(body.get("state") == "active", f"enroll {agent.name}: state is {body.get('state')!r}, not active")
-    expect(body.get("spiffe_id") == reg["spiffe_id"],
-           f"enroll {agent.name}: spiffe_id {body.get('spiffe_id')!r} != registered {reg['spiffe_id']!r}")
-    expect(body.get("agent_id") == reg["agent_id"], f"enroll {agent.name}: agent_id differs from registration")
-    return body
 
 
-def get_token(w: Warden, agent: Agent, **extra) -> dict:
-    r = token_request(w, agent, **extra)
-    expect(r.status_code == 200, f"token for {agent.name}: expected 200, got {describe(r)}")
-    return r.json()
 
 
 def whoami(w: Warden, key: ECKey, token: str, proof=None, method="GET", htu=None):

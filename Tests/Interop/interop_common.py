@@ -277,3 +277,38 @@ def token_request(w: Warden, agent: Agent, **extra):
     proof = dpop_proof(agent.key, "POST", w.base + "/v1/token")
     # A dict body makes requests send application/x-www-form-urlencoded.
     return w.post("/v1/token", data=form, headers={"DPoP": proof})
+
+
+def register(w: Warden, agent: Agent) -> dict:
+    """Registers `agent` through the admin API; records its registration and SPIFFE ID on it."""
+    r = w.admin("POST", "/v1/admin/agents", agent.manifest)
+    expect(r.status_code == 201, f"register {agent.name}: expected 201, got {describe(r)}")
+    reg = r.json()
+    for field in ("agent_id", "spiffe_id", "join_token", "expires_at", "manifest_digest"):
+        expect(field in reg, f"register {agent.name}: response lacks {field}: {reg}")
+    agent.registration = reg
+    agent.spiffe_id = reg["spiffe_id"]
+    return reg
+
+
+def register_and_enroll(w: Warden, agent: Agent) -> dict:
+    """Registers `agent`, gives it a new key and enrolls it with its manifest digest; returns the enrollment."""
+    reg = register(w, agent)
+    agent.key = new_key()
+    r = enroll_request(w, agent.key, reg["join_token"], reg["manifest_digest"])
+    expect(r.status_code == 200, f"enroll {agent.name}: expected 200, got {describe(r)}")
+    body = r.json()
+    expect(body.get("state") == "active", f"enroll {agent.name}: state is {body.get('state')!r}, not active")
+    expect(body.get("spiffe_id") == reg["spiffe_id"],
+           f"enroll {agent.name}: spiffe_id {body.get('spiffe_id')!r} != registered {reg['spiffe_id']!r}")
+    expect(body.get("agent_id") == reg["agent_id"], f"enroll {agent.name}: agent_id differs from registration")
+    return body
+
+
+def get_token(w: Warden, agent: Agent, **extra) -> dict:
+    """A client-credentials token for `agent` (DPoP-bound)."""
+    r = token_request(w, agent, **extra)
+    expect(r.status_code == 200, f"token for {agent.name}: expected 200, got {describe(r)}")
+    t = r.json()
+    expect(t.get("token_type") == "DPoP", f"token for {agent.name}: token_type is {t.get('token_type')!r}")
+    return t

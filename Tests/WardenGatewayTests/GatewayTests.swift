@@ -410,6 +410,15 @@ struct GatewayHeaderTests {
         let passed = Gateway.passedHeaders(h, injected: HTTPField.Name("x-api-key"))
         #expect(passed.map(\.0) == ["X-Keep", "Content-Type"])
     }
+
+    @Test("only a plain authority is quoted into Forwarded: no quotes, semicolons or spaces from the agent")
+    func forwardedHost() {
+        #expect(Gateway.isPlainAuthority("warden.example.com:8443"))
+        #expect(Gateway.isPlainAuthority("[::1]:8443"))
+        #expect(!Gateway.isPlainAuthority("evil\";for=1.2.3.4"))
+        #expect(!Gateway.isPlainAuthority("a b"))
+        #expect(!Gateway.isPlainAuthority(String(repeating: "a", count: 300)))
+    }
 }
 
 @Suite("Scenario: the compromised support bot")

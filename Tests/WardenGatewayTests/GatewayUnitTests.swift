@@ -74,10 +74,11 @@ struct SecretStoreTests {
         try f.cp.secrets.reload()
         #expect(f.cp.secrets.list().count == 2)
         #expect(f.cp.secrets.value("other") == nil)
-        #expect(f.cp.secrets.value("billing-api-key") == Array("sk_live_0123456789".utf8))
+        #expect(f.cp.secrets.value("billing-api-key") == "sk_live_0123456789")
         // Bad values are refused with a reason.
         #expect(throws: WardenError.self) { try f.cp.secrets.set("x", value: Array("a\r\nInjected: 1".utf8), now: 0) }
         #expect(throws: WardenError.self) { try f.cp.secrets.set("bad/name", value: [0x41], now: 0) }
+        #expect(throws: WardenError.self) { try f.cp.secrets.set("latin1", value: [0x41, 0xE9], now: 0) }
         #expect(throws: WardenError.self) { try f.cp.secrets.set("empty", value: [], now: 0) }
         try f.cp.secrets.delete("other")
         #expect(throws: WardenError.self) { try f.cp.secrets.delete("other") }
@@ -114,20 +115,27 @@ struct PolicyEngineTests {
     func demo() throws {
         let f = try Fixture()
         let bot = try f.agent("support-bot")
-        func decide(_ agent: AgentRecord, _ resource: Entity, method: String = "GET", trust: Int64 = 70) -> Response {
+        func decide(
+            _ agent: AgentRecord, _ resource: Entity, method: String = "GET", trust: Int64? = 70
+        ) -> PolicyEngine.Verdict {
             let principal = AgentDirectory.entity(agent)
             let entities = try! Entities([principal, resource])
-            return f.cp.policies.decide(
+            var context: [String: Value] = ["method": .string(method)]
+            if let trust { context["trust"] = .long(trust) }
+            return f.cp.policies.authorize(
                 Request(
                     principal: principal.uid, action: EntityUID("Action", "call"), resource: resource.uid,
-                    context: ["method": .string(method), "trust": .long(trust)]), entities: entities)
+                    context: context), entities: entities)
         }
         let tickets = Entity(uid: EntityUID("Service", "tickets"), parents: [EntityUID("Segment", "support")])
         let billing = Entity(uid: EntityUID("Service", "billing"), parents: [EntityUID("Segment", "finance")])
-        #expect(decide(bot.record, tickets).decision == .allow)
-        #expect(decide(bot.record, tickets, method: "POST", trust: 40).reasons == ["writes-need-trust"])
-        #expect(decide(bot.record, billing).reasons == ["finance-is-finance-only"])
+        #expect(decide(bot.record, tickets).allowed)
+        #expect(decide(bot.record, tickets, method: "POST", trust: 40).policies == ["writes-need-trust"])
+        #expect(decide(bot.record, billing).policies == ["finance-is-finance-only"])
         let recon = try f.agent("recon", roles: ["reconciliation"], team: "finance")
-        #expect(decide(recon.record, billing).decision == .allow)
+        #expect(decide(recon.record, billing).allowed)
+        // A forbid that cannot be evaluated (no trust in the context) denies instead of being skipped.
+        let unknown = decide(bot.record, tickets, method: "POST", trust: nil)
+        #expect(!unknown.allowed && unknown.reason == "policy_error" && unknown.policies == ["writes-need-trust"])
     }
 }

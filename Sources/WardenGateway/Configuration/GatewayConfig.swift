@@ -7,9 +7,10 @@ public struct RateLimit: Sendable, Hashable {
     public var perSecond: Double
     public var burst: Double
 
+    /// `perSecond` is at least one a day and `burst` at least 1 (a zero rate would never refill).
     public init(perSecond: Double, burst: Double? = nil) {
-        self.perSecond = perSecond
-        self.burst = burst ?? max(1, perSecond.rounded(.up))
+        self.perSecond = max(perSecond, 1.0 / 86_400)
+        self.burst = max(1, burst ?? self.perSecond.rounded(.up))
     }
 
     /// `100/s`, `6000/m`, `10/h`, `50000/d`.
@@ -80,6 +81,22 @@ public struct RouteConfig: Sendable, Hashable {
             }
     }
 
+    /// Headers a brokered credential may not be written to: framing, routing, hop-by-hop and forwarding headers, and
+    /// the ones the gateway sets itself.
+    static let reservedCredentialHeaders: Set<String> = [
+        "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
+        "proxy-authorization", "proxy-authenticate", "forwarded", "x-forwarded-for", "x-forwarded-host",
+        "x-forwarded-proto", "dpop", "cookie", "x-warden-agent", "x-warden-subject",
+    ]
+
+    /// Refuses a credential header that is not a header name or is reserved (checked at parse, at `validate()` and
+    /// when a route goes live, so a configuration built in code is held to the same rule).
+    static func checkCredentialHeader(_ header: String, route: String) throws(WardenError) {
+        guard WardenConfig.isHeaderName(header), !reservedCredentialHeaders.contains(header.lowercased()) else {
+            throw WardenError(.invalidConfig, "routes.\(route).credential.header may not be \(header)")
+        }
+    }
+
     /// The upstream's scheme, host and port, and its path prefix (without trailing `/`).
     static func parseUpstream(_ u: String) -> (base: String, prefix: String)? {
         guard let url = URL(string: u), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
@@ -130,12 +147,7 @@ extension WardenConfig {
             }
             guard case .object(let fields) = rv else { throw fail(path, "must be a mapping with at least upstream") }
             var r = RouteConfig(name: name, upstream: "", limits: limits)
-            func text(_ v: JSONValue, _ p: String) throws(WardenError) -> String {
-                guard case .string(let s) = v, !s.isEmpty, s.utf8.count <= 2048 else {
-                    throw fail(p, "must be a non-empty string")
-                }
-                return s
-            }
+            func text(_ v: JSONValue, _ p: String) throws(WardenError) -> String { try Self.text(v, p, fail: fail) }
             for (k, fv) in fields {
                 let p = "\(path).\(k)"
                 switch k {
@@ -165,7 +177,9 @@ extension WardenConfig {
                             case "secret": c.secret = try text(cv, cpath)
                             case "header":
                                 c.header = try text(cv, cpath)
-                                guard Self.isHeaderName(c.header) else { throw fail(cpath, "must be a header name") }
+                                do { try RouteConfig.checkCredentialHeader(c.header, route: name) } catch {
+                                    throw fail(cpath, "must be a header name other than framing or forwarding ones")
+                                }
                             case "prefix":
                                 guard case .string(let s) = cv, s.utf8.count <= 64,
                                     !s.contains(where: { $0 == "\r" || $0 == "\n" })
@@ -234,6 +248,16 @@ extension WardenConfig {
         }
         guard let rate else { throw fail(path, "needs \(key): RATE") }
         return RateLimit(perSecond: rate, burst: burst)
+    }
+
+    /// A non-empty string of at most 2048 bytes.
+    static func text(_ v: JSONValue, _ path: String, fail: (String, String) -> WardenError) throws(WardenError)
+        -> String
+    {
+        guard case .string(let s) = v, !s.isEmpty, s.utf8.count <= 2048 else {
+            throw fail(path, "must be a non-empty string")
+        }
+        return s
     }
 
     /// A whole number within `range`, nil otherwise.

@@ -116,18 +116,9 @@ public struct WardenConfig: Sendable, Hashable {
             throw WardenError(.invalidConfig, "tls.public_url must be an absolute https URL")
         }
         for r in routes.values {
-            if let c = r.credential, Self.reservedCredentialHeaders.contains(c.header.lowercased()) {
-                throw WardenError(.invalidConfig, "routes.\(r.name).credential.header may not be \(c.header)")
-            }
+            if let c = r.credential { try RouteConfig.checkCredentialHeader(c.header, route: r.name) }
         }
     }
-
-    /// Headers a brokered credential may not be written to: framing, routing and hop-by-hop headers.
-    static let reservedCredentialHeaders: Set<String> = [
-        "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
-        "proxy-authorization", "proxy-authenticate", "forwarded", "x-forwarded-for", "x-forwarded-host",
-        "x-forwarded-proto", "dpop", "cookie", "x-warden-agent", "x-warden-delegation",
-    ]
 
     /// The policy sources: ``policies`` or `<data>/policies`.
     public var policySources: [String] { policies ?? [data + "/policies"] }
@@ -161,10 +152,7 @@ public struct WardenConfig: Sendable, Hashable {
             throw WardenError(.invalidConfig, "\(file): the configuration is a mapping of keys to values")
         }
         func string(_ v: JSONValue, _ path: String) throws(WardenError) -> String {
-            guard case .string(let s) = v, !s.isEmpty, s.utf8.count <= 2048 else {
-                throw fail(path, "must be a non-empty string")
-            }
-            return s
+            try Self.text(v, path, fail: fail)
         }
         func seconds(_ v: JSONValue, _ path: String, max: Int64) throws(WardenError) -> Int64 {
             let n: Int64?
@@ -290,8 +278,8 @@ public struct WardenConfig: Sendable, Hashable {
                     case "max_age": c.dpopMaxAge = try seconds(dv, path, max: 300)
                     case "clock_skew": c.clockSkew = try seconds(dv, path, max: 300)
                     case "replay_cache_size":
-                        guard let n = Self.whole(dv, in: 1000...50_000_000) else {
-                            throw fail(path, "must be a whole number from 1000 to 50000000")
+                        guard let n = Self.whole(dv, in: 1000...10_000_000) else {
+                            throw fail(path, "must be a whole number from 1000 to 10000000")
                         }
                         c.dpopReplayCacheSize = n
                     default:

@@ -91,6 +91,8 @@ public final class ControlPlane: Sendable {
     /// Serialises the writes that change hot-path state (store write and in-memory update together), so two
     /// concurrent changes can never leave memory disagreeing with the store (a revoke overtaken by an activate).
     let writes = Mutex(())
+    /// Set while a policy reload runs.
+    let reloading = Mutex(false)
 
     /// Opens the data directory named by `config` (creating it on first start).
     public convenience init(
@@ -307,6 +309,14 @@ public final class ControlPlane: Sendable {
     /// says why.
     @discardableResult
     public func reloadPolicies(actor: String) async throws(WardenError) -> PolicyEngine.Snapshot {
+        // One reload at a time, so the recorded order of changes is the order they apply in.
+        guard
+            reloading.withLock({ r in
+                defer { r = true }
+                return !r
+            })
+        else { throw WardenError(.conflict, "a policy reload is already in progress") }
+        defer { reloading.withLock { $0 = false } }
         do {
             // Recorded before it applies: a change the log cannot hold does not happen.
             let new = try policies.prepare(now: now())

@@ -20,27 +20,35 @@ final class Route: Sendable {
     let prefix: String
     /// The Cedar resource (`Service::"…"` in `Segment::"…"`) of a service route; nil for an agent route.
     let service: Entity?
-    /// The SPIFFE ID of the exposed agent, for an agent route.
-    let target: String?
+    /// The Cedar resource: the service, or the exposed agent (`Agent::"<SPIFFE ID>"`).
+    let resource: EntityUID
     /// The scope a token must carry: `route:<name>`, or `peer:<agent>` for an agent route.
     let scope: String
+    /// The header the brokered credential goes in.
+    let credentialHeader: HTTPField.Name?
     let inFlight = Atomic<Int>(0)
 
     init(_ c: RouteConfig, trustDomain: String) throws(WardenError) {
         config = c
+        if let credential = c.credential {
+            try RouteConfig.checkCredentialHeader(credential.header, route: c.name)
+            credentialHeader = HTTPField.Name(credential.header)
+        } else {
+            credentialHeader = nil
+        }
         guard let (b, p) = RouteConfig.parseUpstream(c.upstream) else {
             throw WardenError(.invalidConfig, "routes.\(c.name).upstream is not an http(s) URL")
         }
         base = b
         prefix = p
         if let agent = c.agent {
-            target = try SPIFFEID.agent(agent, trustDomain: trustDomain).description
+            resource = EntityUID("Agent", try SPIFFEID.agent(agent, trustDomain: trustDomain).description)
             service = nil
             scope = "peer:\(agent)"
         } else {
-            target = nil
+            resource = EntityUID("Service", c.service)
             service = Entity(
-                uid: EntityUID("Service", c.service), attributes: ["name": .string(c.name)],
+                uid: resource, attributes: ["name": .string(c.name)],
                 parents: c.segment.map { [EntityUID("Segment", $0)] } ?? [])
             scope = "route:\(c.name)"
         }
@@ -55,7 +63,7 @@ public final class Gateway: Sendable {
     public let cp: ControlPlane
     let routes: [String: Route]
     public let limiter: RateLimiter
-    public let metrics = GatewayMetrics()
+    public let metrics: GatewayMetrics
     let http: HTTPClient
     let logger: Logger
 
@@ -64,6 +72,7 @@ public final class Gateway: Sendable {
         var routes: [String: Route] = [:]
         for (name, r) in cp.config.routes { routes[name] = try Route(r, trustDomain: cp.config.trustDomain) }
         self.routes = routes
+        self.metrics = GatewayMetrics(routes: routes.keys)
         self.limiter = limiter
         var config = HTTPClient.Configuration(
             redirectConfiguration: .disallow,
@@ -89,6 +98,8 @@ public final class Gateway: Sendable {
         var error: WardenError
         var policies: [String] = []
         var retryAfter: Int?
+        /// The agent, when its credentials were genuine (its state or binding refused it).
+        var who: AuthenticatedAgent?
     }
 
     // MARK: Handling
@@ -105,36 +116,16 @@ public final class Gateway: Sendable {
         let routeName = String(Substring(afterPrefix[..<slash]))
         let rest = String(Substring(afterPrefix[slash...]))
         let route = routes[routeName]
-        let label = route?.config.name ?? "unknown"
         let source = WardenRouter.source(context)
+        let query = Self.queryKeys(request.uri.query)
         var who: AuthenticatedAgent?
-        let nonce = cp.currentNonce()
+        var trust: Int?
         do throws(Refusal) {
             // 1. Authenticate.
-            do throws(WardenError) {
-                let cert =
-                    mutualTLS && request.headers[.authorization]?.lowercased().hasPrefix("bearer ") == true
-                    ? try await context.clientCertificate() : nil
-                let (claims, entry) = try cp.verifyCredentials(
-                    authorization: try HTTPSupport.single(request, .authorization, code: .invalidToken),
-                    dpop: try HTTPSupport.single(request, .dpop, code: .invalidDPoPProof),
-                    method: request.method.rawValue, path: path, base: base, certificate: cert)
-                // From here on, a refusal is this agent's (its credentials are genuine).
-                who = AuthenticatedAgent(claims: claims, agent: entry.record)
-                try cp.admit(who!, key: entry.key, certificate: cert)
-            } catch {
-                let status: HTTPResponse.Status =
-                    switch error.code {
-                    case .accessDenied: .forbidden
-                    case .storage, .io: .serviceUnavailable
-                    case .invalidRequest: .badRequest
-                    default: .unauthorized
-                    }
-                throw Refusal(status: status, error: error)
-            }
-            guard let who else {
-                throw Refusal(status: .unauthorized, error: WardenError(.unauthenticated, "no credentials"))
-            }
+            let (agent, entry) = try await authenticate(request, context: context, base: base, mutualTLS: mutualTLS)
+            who = agent
+            let score = cp.trust.score(agent.agent)
+            trust = score
             // 2. The route and what the agent may reach.
             guard let route else {
                 throw Refusal(
@@ -142,7 +133,7 @@ public final class Gateway: Sendable {
                     error: WardenError(.notFound, "no route '\(routeName)'", reason: "unknown_route"))
             }
             try Self.checkPath(rest)
-            guard who.claims.scopes.contains(route.scope) else {
+            guard agent.claims.hasScope(route.scope) else {
                 throw Refusal(
                     status: .forbidden,
                     error: WardenError(
@@ -150,7 +141,7 @@ public final class Gateway: Sendable {
                         reason: "insufficient_scope"))
             }
             // 3. Limits.
-            try admitRate(agent: who.agent.id, route: route)
+            try admitRate(agent: agent.agent.id, route: route)
             let length = request.headers[.contentLength].flatMap { Int($0) }
             if let length, length > route.config.maxBodyBytes {
                 throw Refusal(
@@ -160,77 +151,95 @@ public final class Gateway: Sendable {
                         reason: "body_too_large"))
             }
             // 4. Decide.
-            let (cedar, entities) = try cedarRequest(who, route: route, request: request, rest: rest, source: source)
-            let decision = cp.policies.decide(cedar, entities: entities)
-            let snapshot = cp.policies.snapshot
-            let forbidErrors = decision.errors.filter { snapshot.forbids.contains($0.policyID) }
-            guard decision.decision == .allow, forbidErrors.isEmpty else {
-                if !forbidErrors.isEmpty {
-                    throw Refusal(
-                        status: .forbidden,
-                        error: WardenError(
-                            .accessDenied,
-                            "a forbid policy could not be evaluated (\(forbidErrors.map(\.policyID).joined(separator: ", ")))",
-                            reason: "policy_error"),
-                        policies: forbidErrors.map(\.policyID))
-                }
+            let (cedar, entities) = try cedarRequest(
+                agent, principal: entry.entity, route: route, request: request, rest: rest, query: query,
+                source: source, length: length, trust: score)
+            let verdict = cp.policies.authorize(cedar, entities: entities)
+            guard verdict.allowed else {
                 throw Refusal(
                     status: .forbidden,
-                    error: WardenError(
-                        .accessDenied,
-                        decision.reasons.isEmpty
-                            ? "no policy permits this call"
-                            : "forbidden by policy \(decision.reasons.joined(separator: ", "))",
-                        reason: "policy_denied"),
-                    policies: decision.reasons)
+                    error: WardenError(.accessDenied, verdict.message, reason: verdict.reason),
+                    policies: verdict.policies)
             }
             // 5. The brokered credential (a route that names one never goes out without it).
             var credential: (HTTPField.Name, String)?
             if let c = route.config.credential {
-                guard let value = cp.secrets.value(c.secret), let name = HTTPField.Name(c.header) else {
+                guard let value = cp.secrets.value(c.secret), let name = route.credentialHeader else {
                     throw Refusal(
                         status: .serviceUnavailable,
                         error: WardenError(
                             .storage, "the route's credential is not available", reason: "credential_unavailable"))
                 }
-                credential = (name, c.prefix + String(decoding: value, as: UTF8.self))
+                credential = (name, c.prefix + value)
             }
             // 6. Record (admission to the audit log; a failing log refuses the call).
             let decisionMicros = Self.micros(ContinuousClock.now - start)
             do throws(WardenError) {
                 try cp.audit.submit(
                     auditEvent(
-                        who, route: route, request: request, rest: rest, source: source, decision: .allow,
-                        reason: nil, policies: decision.reasons, latency: decisionMicros))
+                        agent, trust: score, route: route, routeName: routeName, request: request, query: query,
+                        source: source, decision: .allow, reason: nil, policies: verdict.policies,
+                        latency: decisionMicros))
             } catch {
                 throw Refusal(
                     status: .serviceUnavailable,
                     error: WardenError(.storage, "the audit log is unavailable", reason: "audit_unavailable"))
             }
             metrics.decisionLatency.observe(micros: decisionMicros)
-            metrics.count(route: label, decision: "allow", reason: "")
+            metrics.allowed(route: route.config.name)
             // 7. Forward.
             let response = await forward(
-                request, route: route, rest: rest, who: who, credential: credential, source: source, length: length,
-                proto: base.hasPrefix("https") ? "https" : "http")
+                request, route: route, rest: rest, who: agent, credential: credential, source: source,
+                length: length, proto: base.hasPrefix("https") ? "https" : "http")
             metrics.requestLatency.observe(micros: Self.micros(ContinuousClock.now - start))
             return response
         } catch {
             let latency = Self.micros(ContinuousClock.now - start)
+            let agent = error.who ?? who
             metrics.decisionLatency.observe(micros: latency)
-            metrics.count(route: label, decision: "deny", reason: error.error.auditReason)
+            metrics.denied(route: route?.config.name ?? "unknown", reason: error.error.auditReason)
             // The nonce challenge is part of the protocol, not a refusal.
             if error.error.code != .useDPoPNonce {
                 try? cp.audit.submit(
                     auditEvent(
-                        who, route: route, request: request, rest: rest, source: source, decision: .deny,
+                        agent, trust: trust ?? agent.map { cp.trust.score($0.agent) }, route: route,
+                        routeName: routeName, request: request, query: query, source: source, decision: .deny,
                         reason: error.error.auditReason, policies: error.policies, latency: latency,
-                        message: error.error.message, routeName: routeName))
+                        message: error.error.message))
             }
-            var response = refusalResponse(error, nonce: nonce)
-            if let nonce { response.headers[.dpopNonce] = nonce }
+            let response = refusalResponse(error, nonce: cp.currentNonce())
             metrics.requestLatency.observe(micros: Self.micros(ContinuousClock.now - start))
             return response
+        }
+    }
+
+    /// The token and its proof (or client certificate), then the agent's state and binding. A refusal after the
+    /// credentials verified carries the agent, so that it is recorded as that agent's.
+    func authenticate(
+        _ request: Request, context: WardenRequestContext, base: String, mutualTLS: Bool
+    ) async throws(Refusal) -> (AuthenticatedAgent, AgentDirectory.Entry) {
+        var who: AuthenticatedAgent?
+        do throws(WardenError) {
+            let authorization = try HTTPSupport.single(request, .authorization, code: .invalidToken)
+            let cert =
+                mutualTLS && authorization?.utf8.prefix(7).lazy.map({ $0 | 0x20 }).elementsEqual("bearer ".utf8) == true
+                ? try await context.clientCertificate() : nil
+            let (claims, entry) = try cp.verifyCredentials(
+                authorization: authorization, dpop: try HTTPSupport.single(request, .dpop, code: .invalidDPoPProof),
+                method: request.method.rawValue, path: request.uri.path, base: base, certificate: cert)
+            let agent = AuthenticatedAgent(claims: claims, agent: entry.record)
+            who = agent
+            try cp.admit(agent, key: entry.key, certificate: cert)
+            return (agent, entry)
+        } catch {
+            let status: HTTPResponse.Status =
+                switch error.code {
+                case .accessDenied: .forbidden
+                case .storage, .io: .serviceUnavailable
+                case .invalidRequest: .badRequest
+                default: .unauthorized
+                }
+            throw Refusal(status: status, error: error, who: who)
         }
     }
 
@@ -299,7 +308,7 @@ public final class Gateway: Sendable {
         Refusal(
             status: .tooManyRequests,
             error: WardenError(.accessDenied, "rate limit exceeded \(what)", reason: "rate_limited"),
-            retryAfter: max(1, Int(wait.rounded(.up))))
+            retryAfter: max(1, Int(min(wait, 86_400).rounded(.up))))
     }
 
     // MARK: Cedar
@@ -307,18 +316,16 @@ public final class Gateway: Sendable {
     /// The Cedar request: principal the agent (manifest attributes, roles and team as parents), action `call`,
     /// resource the route's `Service` (or the target `Agent`), and the context.
     func cedarRequest(
-        _ who: AuthenticatedAgent, route: Route, request: Request, rest: String, source: String?
+        _ who: AuthenticatedAgent, principal: Entity, route: Route, request: Request, rest: String, query: Set<Value>,
+        source: String?, length: Int?, trust: Int
     ) throws(Refusal) -> (Cedar.Request, Entities) {
-        guard let principal = cp.agents.entry(who.agent.spiffeID.description)?.entity else {
-            throw Refusal(status: .unauthorized, error: WardenError(.invalidToken, "the agent is not registered"))
-        }
         var entities = [principal]
         let resource: EntityUID
         if let service = route.service {
             entities.append(service)
             resource = service.uid
         } else {
-            guard let target = route.target, let t = cp.agents.entry(target) else {
+            guard let t = cp.agents.entry(route.resource.id) else {
                 throw Refusal(
                     status: .serviceUnavailable,
                     error: WardenError(.notFound, "the route's agent is not registered", reason: "target_unavailable"))
@@ -336,10 +343,10 @@ public final class Gateway: Sendable {
             "method": .string(request.method.rawValue),
             "path": .string(rest.isEmpty ? "/" : rest),
             "route": .string(route.config.name),
-            "query": .set(Self.queryKeys(request.uri.query)),
-            "contentLength": .long(Int64(request.headers[.contentLength].flatMap { Int64($0) } ?? -1)),
+            "query": .set(query),
+            "contentLength": .long(Int64(length ?? -1)),
             "time": .ext(.datetime(CedarDatetime(milliseconds: cp.now() * 1000))),
-            "trust": .long(Int64(cp.trust.score(who.agent))),
+            "trust": .long(Int64(trust)),
             "delegation": .set(Set(who.claims.delegation.map { .string($0) })),
             "delegated": .bool(!who.claims.actors.isEmpty),
             "subject": .string(who.claims.subject),
@@ -371,31 +378,29 @@ public final class Gateway: Sendable {
 
     // MARK: Audit
 
+    /// The decision's audit entry; the resource is the Cedar resource, or `route:<name>` for an unknown route.
     func auditEvent(
-        _ who: AuthenticatedAgent?, route: Route?, request: Request, rest: String, source: String?,
-        decision: AuditEvent.Decision, reason: String?, policies: [String], latency: Int64, message: String? = nil,
-        routeName: String? = nil
+        _ who: AuthenticatedAgent?, trust: Int?, route: Route?, routeName: String, request: Request,
+        query: Set<Value>, source: String?, decision: AuditEvent.Decision, reason: String?, policies: [String],
+        latency: Int64, message: String? = nil
     ) -> AuditEvent {
         var h = SHA256()
         h.update(data: Array("\(request.method.rawValue) \(request.uri.description)\n".utf8))
-        let resource: String? =
-            route.map { r in r.target.map { "Agent::\"\($0)\"" } ?? r.service!.uid.description }
-            ?? routeName.map { "route:\($0)" }
+        let resource = route?.resource.description ?? "route:\(routeName)"
         var details: [(String, String)] = [("method", request.method.rawValue), ("path", request.uri.path)]
         if let r = route { details.append(("route", r.config.name)) }
-        if let q = request.uri.query, !q.isEmpty { details.append(("query_keys", Self.queryKeyList(q))) }
+        if !query.isEmpty {
+            let names = query.compactMap { if case .string(let s) = $0 { s } else { nil } }.sorted()
+            details.append(("query_keys", names.joined(separator: ",")))
+        }
         if let who { details.append(("jti", who.claims.jti)) }
         let agent = who?.agent
         return AuditEvent(
             kind: .decision, action: "call", actor: agent?.spiffeID.description ?? "unauthenticated",
             agent: agent?.spiffeID.description, agentID: agent?.id, resource: resource, decision: decision,
-            reason: reason, policies: policies, trust: agent.map { cp.trust.score($0) },
+            reason: reason, policies: policies, trust: trust,
             delegation: who?.claims.delegation ?? [], requestDigest: "sha256:" + Attestation.hex(h.finalize()),
             latencyMicros: latency, source: source, message: message, details: details)
-    }
-
-    static func queryKeyList(_ q: String) -> String {
-        queryKeys(q).compactMap { if case .string(let s) = $0 { s } else { nil } }.sorted().joined(separator: ",")
     }
 
     // MARK: Responses
@@ -416,7 +421,8 @@ public final class Gateway: Sendable {
             headers[.wwwAuthenticate] =
                 "DPoP error=\"insufficient_scope\", error_description=\(HTTPSupport.quoted(e.message)), algs=\"ES256\""
         }
-        if e.code == .useDPoPNonce, let nonce { headers[.dpopNonce] = nonce }
+        // With nonces required, every refusal carries the current one (RFC 9449 §9), not only the challenge.
+        if let nonce { headers[.dpopNonce] = nonce }
         if let retry = r.retryAfter { headers[.retryAfter] = String(retry) }
         var pairs: [(String, JSONValue)] = [
             ("error", .string(e.code.description)), ("error_description", .string(e.message)),
@@ -470,6 +476,15 @@ public final class Gateway: Sendable {
         return out
     }
 
+    /// Letters, digits and `.-_:[]` only, at most 255 bytes.
+    public static func isPlainAuthority(_ s: String) -> Bool {
+        s.utf8.count <= 255
+            && s.utf8.allSatisfy { c in
+                (c >= 0x30 && c <= 0x3A) || (c >= 0x41 && c <= 0x5B) || (c >= 0x61 && c <= 0x7A) || c == 0x5D
+                    || c == 0x2E || c == 0x2D || c == 0x5F
+            }
+    }
+
     /// Largest response body read whole before answering (known length only).
     static let bufferedResponseBytes = 64 * 1024
 
@@ -492,7 +507,9 @@ public final class Gateway: Sendable {
             up.headers.add(name: name, value: value)
         }
         if let (name, value) = credential { up.headers.replaceOrAdd(name: name.rawName, value: value) }
-        let host = request.head.authority ?? ""
+        // The agent's Host, passed on only when it is a plain authority (it is quoted into Forwarded).
+        let authority = request.head.authority ?? ""
+        let host = Self.isPlainAuthority(authority) ? authority : ""
         if let source {
             let forFor = source.utf8.contains(UInt8(ascii: ":")) ? "\"[\(source)]\"" : source
             up.headers.add(
@@ -563,7 +580,7 @@ public final class Gateway: Sendable {
         try? cp.audit.submit(
             AuditEvent(
                 kind: .system, action: "upstream.error", actor: "system", agent: who.agent.spiffeID.description,
-                agentID: who.agent.id, resource: route.service?.uid.description ?? route.target, reason: kind,
+                agentID: who.agent.id, resource: route.resource.description, reason: kind,
                 details: [("route", route.config.name), ("method", request.method.rawValue)]))
         logger.warning(
             "upstream request failed",

@@ -52,11 +52,38 @@ public final class PolicyEngine: Sendable {
         }
     }
 
-    /// Decides a request against the current set. Deny by default, forbid overrides permit; erroring policies never
-    /// grant (Cedar's algorithm); their errors come back for the audit record.
-    public func decide(_ request: Request, entities: Entities) -> Response {
-        let set = current.withLock { $0.policies }
-        return authorizer.isAuthorized(request, policies: set, entities: entities)
+    /// A decision as the enforcement points use it.
+    public struct Verdict: Sendable {
+        public let allowed: Bool
+        /// The permitting policies when allowed; the forbids that applied (or that errored) when denied.
+        public let policies: [String]
+        /// Every policy that errored (for the audit record).
+        public let errors: [PolicyEvaluationError]
+        /// `policy_denied` or `policy_error` when denied.
+        public let reason: String?
+        /// Why, for the caller and the audit log.
+        public let message: String
+    }
+
+    /// Decides a request against the current set (one snapshot for the whole decision). Cedar's algorithm — deny by
+    /// default, forbid overrides permit, an erroring permit never grants — with one stricter rule: a forbid policy
+    /// that errors denies (`policy_error`), so a guard that cannot be evaluated never lets a call through.
+    public func authorize(_ request: Request, entities: Entities) -> Verdict {
+        let snapshot = current.withLock { $0 }
+        let r = authorizer.isAuthorized(request, policies: snapshot.policies, entities: entities)
+        let failedForbids = r.errors.map(\.policyID).filter { snapshot.forbids.contains($0) }
+        if !failedForbids.isEmpty {
+            return Verdict(
+                allowed: false, policies: failedForbids, errors: r.errors, reason: "policy_error",
+                message: "a forbid policy could not be evaluated (\(failedForbids.joined(separator: ", ")))")
+        }
+        guard r.decision == .allow else {
+            return Verdict(
+                allowed: false, policies: r.reasons, errors: r.errors, reason: "policy_denied",
+                message: r.reasons.isEmpty
+                    ? "no policy permits this call" : "forbidden by policy \(r.reasons.joined(separator: ", "))")
+        }
+        return Verdict(allowed: true, policies: r.reasons, errors: r.errors, reason: nil, message: "allowed")
     }
 
     /// The `.cedar` files of `sources` (directories are read one level deep, files sorted by name).

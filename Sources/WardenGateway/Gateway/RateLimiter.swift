@@ -14,6 +14,8 @@ public final class RateLimiter: Sendable {
 
     struct Shard {
         var buckets: [String: Bucket] = [:]
+        /// When the full shard was last swept (a sweep is O(shard); at most one a second).
+        var lastSweep = -Double.infinity
     }
 
     final class Locked: Sendable {
@@ -60,8 +62,11 @@ public final class RateLimiter: Sendable {
             }
             b.tokens -= 1
             if s.buckets[key] == nil && s.buckets.count >= perShard {
-                s.buckets = s.buckets.filter { _, v in
-                    v.tokens + (now - v.updated) * v.limit.perSecond < v.limit.burst
+                if now - s.lastSweep >= 1 {
+                    s.lastSweep = now
+                    s.buckets = s.buckets.filter { _, v in
+                        v.tokens + (now - v.updated) * v.limit.perSecond < v.limit.burst
+                    }
                 }
                 guard s.buckets.count < perShard else { return 1 }
             }

@@ -18,11 +18,17 @@ public final class SecretStore: Sendable {
     /// Largest secret value, bytes.
     public static let maxValueBytes = 8 * 1024
 
+    /// A secret in memory: its times, and its opened value (nil when it does not open: routes that use it fail
+    /// closed).
+    struct Entry {
+        let info: Info
+        let value: String?
+    }
+
     let store: SQLiteStore
     let key: SymmetricKey
-    /// Opened values by name, loaded at start and kept current by this process's changes.
-    let values = Mutex<[String: [UInt8]]>([:])
-    let infos = Mutex<[String: Info]>([:])
+    /// By name; loaded at start and kept current by this process's changes.
+    let entries = Mutex<[String: Entry]>([:])
 
     init(store: SQLiteStore, key: SymmetricKey) throws(WardenError) {
         self.store = store
@@ -42,14 +48,13 @@ public final class SecretStore: Sendable {
     /// Re-reads every secret from the store. A value that does not open (wrong key, tampered row) is left out, so a
     /// route that needs it fails closed.
     public func reload() throws(WardenError) {
-        var opened: [String: [UInt8]] = [:]
-        var info: [String: Info] = [:]
+        var loaded: [String: Entry] = [:]
         for row in try store.secrets() {
-            info[row.name] = Info(name: row.name, createdAt: row.createdAt, updatedAt: row.updatedAt)
-            if let v = try? open(row.sealed, name: row.name) { opened[row.name] = v }
+            let value = (try? open(row.sealed, name: row.name)).flatMap { String(validating: $0, as: UTF8.self) }
+            loaded[row.name] = Entry(
+                info: Info(name: row.name, createdAt: row.createdAt, updatedAt: row.updatedAt), value: value)
         }
-        values.withLock { $0 = opened }
-        infos.withLock { $0 = info }
+        entries.withLock { $0 = loaded }
     }
 
     func seal(_ value: [UInt8], name: String) throws(WardenError) -> [UInt8] {
@@ -81,28 +86,28 @@ public final class SecretStore: Sendable {
         guard !value.isEmpty, value.count <= Self.maxValueBytes else {
             throw WardenError(.invalidRequest, "a secret value is 1 to \(Self.maxValueBytes) bytes")
         }
-        // Injected into a header: no control characters (CR/LF would split headers).
-        guard value.allSatisfy({ $0 >= 0x20 && $0 != 0x7F }) else {
-            throw WardenError(.invalidRequest, "a secret value must not contain control characters or line breaks")
+        // Injected into a header: UTF-8 without control characters (CR/LF would split headers).
+        guard let text = String(validating: value, as: UTF8.self), value.allSatisfy({ $0 >= 0x20 && $0 != 0x7F })
+        else {
+            throw WardenError(.invalidRequest, "a secret value must be UTF-8 without control characters or line breaks")
         }
-        let created = infos.withLock { $0[name]?.createdAt } ?? now
+        let created = entries.withLock { $0[name]?.info.createdAt } ?? now
         try store.putSecret(
             SecretRow(name: name, sealed: try seal(value, name: name), createdAt: created, updatedAt: now),
             actor: actor)
-        values.withLock { $0[name] = value }
-        infos.withLock { $0[name] = Info(name: name, createdAt: created, updatedAt: now) }
+        let entry = Entry(info: Info(name: name, createdAt: created, updatedAt: now), value: text)
+        entries.withLock { $0[name] = entry }
     }
 
     /// Deletes a secret; routes that name it fail closed from the next request.
     public func delete(_ name: String, actor: String = "admin") throws(WardenError) {
         try store.deleteSecret(name: name, actor: actor)
-        values.withLock { _ = $0.removeValue(forKey: name) }
-        infos.withLock { _ = $0.removeValue(forKey: name) }
+        entries.withLock { _ = $0.removeValue(forKey: name) }
     }
 
     /// Names and times, sorted by name.
-    public func list() -> [Info] { infos.withLock { Array($0.values) }.sorted { $0.name < $1.name } }
+    public func list() -> [Info] { entries.withLock { $0.values.map(\.info) }.sorted { $0.name < $1.name } }
 
     /// The opened value (the gateway's injection), nil when unset or unopenable.
-    public func value(_ name: String) -> [UInt8]? { values.withLock { $0[name] } }
+    public func value(_ name: String) -> String? { entries.withLock { $0[name]?.value } }
 }

@@ -1,7 +1,6 @@
 import Cedar
 import HTTPTypes
 import Hummingbird
-import NIOCore
 import WardenCore
 
 extension SecretStore.Info {
@@ -79,22 +78,6 @@ struct GatewayMiddleware: RouterMiddleware {
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
         guard request.uri.path.hasPrefix("/r/") else { return try await next(request, context) }
-        // Run the gateway on the connection's event loop: the upstream client then picks the same loop, so the
-        // request, the upstream exchange and the response stay on one thread instead of hopping between the
-        // cooperative pool and two event loops (each hop a thread wake-up).
-        guard let loop = context.channel?.eventLoop else {
-            return await gateway.handle(request, context: context, base: base, mutualTLS: mutualTLS)
-        }
-        return await withTaskExecutorPreference(EventLoopTaskExecutor(loop)) {
-            await gateway.handle(request, context: context, base: base, mutualTLS: mutualTLS)
-        }
+        return await gateway.handle(request, context: context, base: base, mutualTLS: mutualTLS)
     }
-}
-
-/// An event loop as a Swift task executor (NIO offers it as a serial executor only).
-final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
-    let loop: any EventLoop
-    init(_ loop: any EventLoop) { self.loop = loop }
-    func enqueue(_ job: consuming ExecutorJob) { loop.enqueue(job) }
-    func asUnownedTaskExecutor() -> UnownedTaskExecutor { UnownedTaskExecutor(ordinary: self) }
 }

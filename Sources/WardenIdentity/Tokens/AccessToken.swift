@@ -57,6 +57,20 @@ public struct AccessTokenClaims: Sendable, Hashable {
     /// The scopes as a set (empty when the token has none).
     public var scopes: Set<String> { Set((scope ?? "").split(separator: " ").map(String.init)) }
 
+    /// Whether the token carries scope `name` (a scan of the scope string, no allocation: the gateway asks on every
+    /// request).
+    public func hasScope(_ name: String) -> Bool {
+        guard let scope else { return false }
+        let bytes = scope.utf8
+        var start = bytes.startIndex
+        while start < bytes.endIndex {
+            let end = bytes[start...].firstIndex(of: UInt8(ascii: " ")) ?? bytes.endIndex
+            if bytes[start..<end].elementsEqual(name.utf8) { return true }
+            start = end < bytes.endIndex ? bytes.index(after: end) : end
+        }
+        return false
+    }
+
     /// The parties the agent acts for, nearest first: for `sub=user, act={sub=B, act={sub=A}}` presented by B,
     /// `[A, user]`. Empty for a token that is not delegated.
     public var delegation: [String] { actors.isEmpty ? [] : Array(actors.dropFirst()) + [subject] }
