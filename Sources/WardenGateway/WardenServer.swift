@@ -77,6 +77,7 @@ struct AuditService: Service {
 /// shutdown.
 struct GatewayService: Service {
     let gateway: Gateway
+    let mcp: MCPGateway?
     let logger: Logger
 
     func run() async throws {
@@ -100,6 +101,7 @@ struct GatewayService: Service {
         }
         source.cancel()
         continuation.finish()
+        await mcp?.shutdown()
         await gateway.shutdown()
     }
 }
@@ -128,9 +130,10 @@ public enum WardenServer {
         // Background services first: the group stops services in reverse order, so the listeners stop taking requests
         // before the audit service drains the writer and signs its final checkpoint.
         let gateway = try Gateway(cp: cp)
+        let mcp = config.mcpServers.isEmpty ? nil : try MCPGateway(gateway: gateway)
         var services: [any Service] = [
             KeyRotationService(cp: cp, logger: logger), AuditService(cp: cp, logger: logger),
-            GatewayService(gateway: gateway, logger: logger),
+            GatewayService(gateway: gateway, mcp: mcp, logger: logger),
         ]
         if let e = config.audit.export {
             services.append(
@@ -141,14 +144,14 @@ public enum WardenServer {
         }
         services.append(
             Application(
-                router: WardenRouter.build(cp, gateway: gateway),
+                router: WardenRouter.build(cp, gateway: gateway, mcp: mcp),
                 configuration: .init(
                     address: .hostname(host, port: port), serverName: "warden",
                     availableConnectionsDelegate: MaximumAvailableConnections(config.limits.maxConnections)),
                 onServerRunning: { channel in
                     let p = cp.policies.snapshot
                     announce(
-                        "warden: serving trust domain \(config.trustDomain) on \(host):\(channel.localAddress?.port ?? port), issuer \(cp.issuer), data \(config.data) (admin token in \(config.data)/admin.token); \(p.count) policies from \(p.files.count) files; routes: \(config.routes.keys.sorted().map { "/r/\($0)" }.joined(separator: " "))"
+                        "warden: serving trust domain \(config.trustDomain) on \(host):\(channel.localAddress?.port ?? port), issuer \(cp.issuer), data \(config.data) (admin token in \(config.data)/admin.token); \(p.count) policies from \(p.files.count) files; routes: \(config.routes.keys.sorted().map { "/r/\($0)" }.joined(separator: " "))\(config.mcpServers.isEmpty ? "" : "; MCP: /mcp " + config.mcpServers.keys.sorted().map { "/mcp/\($0)" }.joined(separator: " "))"
                     )
                 },
                 logger: logger))
@@ -156,7 +159,7 @@ public enum WardenServer {
             let (tlsHost, tlsPort) = try WardenConfig.address(tlsListen)
             services.append(
                 Application(
-                    router: WardenRouter.build(cp, gateway: gateway, base: tlsBase, mutualTLS: true),
+                    router: WardenRouter.build(cp, gateway: gateway, mcp: mcp, base: tlsBase, mutualTLS: true),
                     server: try .tls(.http1(), tlsConfiguration: try tlsConfiguration(cp, host: tlsHost)),
                     configuration: .init(
                         address: .hostname(tlsHost, port: tlsPort), serverName: "warden",

@@ -61,6 +61,38 @@ public struct SecretRow: Sendable, Hashable {
     }
 }
 
+/// One recorded definition of an MCP tool.
+public struct MCPToolRow: Sendable, Hashable {
+    public var server: String
+    public var tool: String
+    /// `sha256:<hex>` of the canonical definition.
+    public var digest: String
+    /// The definition as canonical JSON.
+    public var definition: String
+    /// `approved` (the pin), `pending`, `superseded` or `rejected`.
+    public var state: String
+    /// Injection-scan flags, comma-separated.
+    public var flags: String
+    public var firstSeen: Int64
+    public var decidedAt: Int64?
+    public var decidedBy: String?
+
+    public init(
+        server: String, tool: String, digest: String, definition: String, state: String, flags: String,
+        firstSeen: Int64, decidedAt: Int64? = nil, decidedBy: String? = nil
+    ) {
+        self.server = server
+        self.tool = tool
+        self.digest = digest
+        self.definition = definition
+        self.state = state
+        self.flags = flags
+        self.firstSeen = firstSeen
+        self.decidedAt = decidedAt
+        self.decidedBy = decidedBy
+    }
+}
+
 public struct SigningKeyRow: Sendable, Hashable {
     public var kid: String
     public var createdAt: Int64
@@ -219,6 +251,25 @@ public final class SQLiteStore: Sendable {
                         created_at INTEGER NOT NULL,
                         updated_at INTEGER NOT NULL
                     );
+                    """)
+        }
+        m.registerMigration("v4-mcp-tools") { db in
+            // MCP tool definitions by digest: the approved (pinned) one per tool, and changed ones pending approval.
+            try db.execute(
+                sql: """
+                    CREATE TABLE mcp_tools (
+                        server TEXT NOT NULL,
+                        tool TEXT NOT NULL,
+                        digest TEXT NOT NULL,
+                        definition TEXT NOT NULL,
+                        state TEXT NOT NULL CHECK (state IN ('approved', 'pending', 'superseded', 'rejected')),
+                        flags TEXT NOT NULL DEFAULT '',
+                        first_seen INTEGER NOT NULL,
+                        decided_at INTEGER,
+                        decided_by TEXT,
+                        PRIMARY KEY (server, tool, digest)
+                    );
+                    CREATE UNIQUE INDEX mcp_tools_one_pin ON mcp_tools (server, tool) WHERE state = 'approved';
                     """)
         }
         return m
@@ -593,6 +644,76 @@ public final class SQLiteStore: Sendable {
                     name: $0["name"], sealed: [UInt8]($0["sealed"] as Data), createdAt: $0["created_at"],
                     updatedAt: $0["updated_at"])
             }
+        }
+    }
+
+    // MARK: MCP tool pins
+
+    /// Every recorded MCP tool definition of `server` (all servers when nil).
+    public func mcpTools(server: String? = nil) throws(WardenError) -> [MCPToolRow] {
+        try read { db in
+            let rows =
+                if let server {
+                    try Row.fetchAll(
+                        db, sql: "SELECT * FROM mcp_tools WHERE server = ? ORDER BY tool, first_seen",
+                        arguments: [server])
+                } else {
+                    try Row.fetchAll(db, sql: "SELECT * FROM mcp_tools ORDER BY server, tool, first_seen")
+                }
+            return rows.map {
+                MCPToolRow(
+                    server: $0["server"], tool: $0["tool"], digest: $0["digest"], definition: $0["definition"],
+                    state: $0["state"], flags: $0["flags"], firstSeen: $0["first_seen"], decidedAt: $0["decided_at"],
+                    decidedBy: $0["decided_by"])
+            }
+        }
+    }
+
+    /// Records a definition not seen before (pinned when `row.state` is approved), with its audit entry.
+    public func recordMCPTool(_ row: MCPToolRow, event: AuditEvent) throws(WardenError) {
+        try write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO mcp_tools (server, tool, digest, definition, state, flags, first_seen, decided_at,
+                        decided_by)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
+                    """,
+                arguments: [
+                    row.server, row.tool, row.digest, row.definition, row.state, row.flags, row.firstSeen,
+                    row.decidedAt, row.decidedBy,
+                ])
+            if db.changesCount == 1 { try audit(event, in: db) }
+        }
+    }
+
+    /// Approves (pins) or rejects a recorded definition; approving supersedes the previous pin. Audited in the same
+    /// transaction.
+    public func decideMCPTool(
+        server: String, tool: String, digest: String, approve: Bool, actor: String, now: Int64
+    ) throws(WardenError) {
+        try write { db in
+            guard
+                let state = try String.fetchOne(
+                    db, sql: "SELECT state FROM mcp_tools WHERE server = ? AND tool = ? AND digest = ?",
+                    arguments: [server, tool, digest])
+            else { throw WardenError(.notFound, "no recorded definition \(digest) of \(server)/\(tool)") }
+            if approve {
+                guard state != "approved" else { return }
+                try db.execute(
+                    sql:
+                        "UPDATE mcp_tools SET state = 'superseded' WHERE server = ? AND tool = ? AND state = 'approved'",
+                    arguments: [server, tool])
+            }
+            try db.execute(
+                sql: """
+                    UPDATE mcp_tools SET state = ?, decided_at = ?, decided_by = ?
+                    WHERE server = ? AND tool = ? AND digest = ?
+                    """, arguments: [approve ? "approved" : "rejected", now, actor, server, tool, digest])
+            try audit(
+                AuditEvent(
+                    kind: .admin, action: approve ? "mcp.tool.approve" : "mcp.tool.reject", actor: actor,
+                    resource: "Tool::\"\(server)/\(tool)\"", details: [("digest", digest), ("previous_state", state)]),
+                in: db)
         }
     }
 

@@ -60,6 +60,28 @@ struct ConfigTests {
         #expect(c.routes["kb"]?.agent == "kb-agent")
         #expect(try WardenConfig(parsing: "listen: 127.0.0.1:1\n", file: "w").routes.isEmpty)
         #expect(WardenConfig().routes.keys.sorted() == ["billing", "tickets"])
+        let m = try WardenConfig(
+            parsing: """
+                mcp_servers:
+                  tickets: {url: http://127.0.0.1:9002/mcp, credential: {secret: t-key, header: X-Key}, dlp: block}
+                  files:
+                    command: [python3, files_server.py]
+                    env: {FILES_ROOT: /srv}
+                    credential: {secret: f-key, env: FILES_TOKEN}
+                    tools: {delete: {risk: high, data_class: pii}, read: {approval: true}}
+                    approval_timeout: 2m
+                    refresh: 0
+                """, file: "w")
+        #expect(m.mcpServers["tickets"]?.transport == .http(url: "http://127.0.0.1:9002/mcp"))
+        #expect(m.mcpServers["tickets"]?.credential?.header == "X-Key")
+        #expect(m.mcpServers["tickets"]?.dlp == .block)
+        let files = try #require(m.mcpServers["files"])
+        #expect(files.transport == .stdio(command: ["python3", "files_server.py"], cwd: nil))
+        #expect(files.env == ["FILES_ROOT": "/srv"])
+        #expect(files.credential?.env == "FILES_TOKEN")
+        #expect(files.tool("delete").needsApproval && files.tool("delete").dataClass == "pii")
+        #expect(files.tool("read").needsApproval && !files.tool("other").needsApproval)
+        #expect(files.approvalTimeout == 120 && files.refresh == 0)
         var bad = WardenConfig()
         bad.routes["tickets"]?.credential?.header = "Host"
         #expect(throws: WardenError.self) { try bad.validate() }
@@ -74,7 +96,16 @@ struct ConfigTests {
             ("tls: {public_url: http://x}\n", "tls.public_url"),
             ("tokens: {access_ttl: 301s}\n", "tokens.access_ttl: must be at most 300"),
             ("listen: nowhere\n", "w.yaml:1:1: listen"),
-            ("mcp_servers: {}\n", "not supported by this version yet"),
+            ("mcp_servers: {a: {}}\n", "mcp_servers.a: needs exactly one of url"),
+            ("mcp_servers: {a: {url: http://h, command: [x]}}\n", "needs exactly one of url"),
+            ("mcp_servers: {a: {url: ftp://h}}\n", "mcp_servers.a.url"),
+            ("mcp_servers: {a.b: {url: http://h}}\n", "a server name"),
+            ("mcp_servers: {a: {url: http://h, tools: {t: {risk: extreme}}}}\n", "mcp_servers.a.tools.t.risk"),
+            ("mcp_servers: {a: {url: http://h, dlp: maybe}}\n", "mcp_servers.a.dlp"),
+            ("mcp_servers: {a: {command: [x], credential: k}}\n", "a stdio server gets its credential in a variable"),
+            ("mcp_servers: {a: {url: http://h, env: {K: v}}}\n", "env and cwd are for stdio servers"),
+            ("mcp_servers: {a: {command: [x], env: {'1X': v}}}\n", "environment variable name"),
+            ("mcp_servers: {a: {url: http://h, bogus: 1}}\n", "mcp_servers.a.bogus: unknown key"),
             ("routes: {a: {upstream: ftp://x}}\n", "routes.a.upstream"),
             ("routes: {a: {upstream: http://h, bogus: 1}}\n", "routes.a.bogus: unknown key"),
             ("routes: {a: {segment: s}}\n", "routes.a: needs upstream"),

@@ -48,7 +48,7 @@ struct Fixture {
 
     func manifest(
         _ name: String, peers: [String] = [], routes: [String] = ["tickets"], binary: String? = nil,
-        roles: [String] = ["support"], team: String? = nil
+        roles: [String] = ["support"], team: String? = nil, tools: [String] = ["tickets/read"]
     )
         -> AgentManifest
     {
@@ -57,7 +57,7 @@ struct Fixture {
         m.team = team
         m.peers = peers
         m.routes = routes
-        m.tools = ["tickets/read"]
+        m.tools = tools
         m.binarySHA256 = binary
         return m
     }
@@ -75,9 +75,10 @@ struct Fixture {
     /// Registers and enrolls an agent through the control plane.
     func agent(
         _ name: String, peers: [String] = [], routes: [String] = ["tickets"], roles: [String] = ["support"],
-        team: String? = nil
+        team: String? = nil, tools: [String] = ["tickets/read"]
     ) throws -> TestAgent {
-        let reg = try cp.register(manifest: manifest(name, peers: peers, routes: routes, roles: roles, team: team))
+        let reg = try cp.register(
+            manifest: manifest(name, peers: peers, routes: routes, roles: roles, team: team, tools: tools))
         let key = P256.Signing.PrivateKey()
         let proof = try DPoPProofSigner(key: key).proof(method: "POST", url: cp.enrollEndpoint, now: clock.now)
         let record = try cp.enroll(

@@ -35,6 +35,8 @@ public struct CredentialInjection: Sendable, Hashable {
     public var header = "Authorization"
     /// Written before the value (default `Bearer ` for `Authorization`, nothing for other headers).
     public var prefix = "Bearer "
+    /// For a stdio MCP server: the environment variable the value is passed in (instead of a header).
+    public var env: String?
 
     public init(secret: String) { self.secret = secret }
 }
@@ -164,39 +166,7 @@ extension WardenConfig {
                         throw fail(p, "must be an agent name (one SPIFFE path segment)")
                     }
                     r.agent = a
-                case "credential":
-                    switch fv {
-                    case .string(let s) where !s.isEmpty:
-                        r.credential = CredentialInjection(secret: s)
-                    case .object(let cp):
-                        var c = CredentialInjection(secret: "")
-                        var prefixSet = false
-                        for (ck, cv) in cp {
-                            let cpath = "\(p).\(ck)"
-                            switch ck {
-                            case "secret": c.secret = try text(cv, cpath)
-                            case "header":
-                                c.header = try text(cv, cpath)
-                                do { try RouteConfig.checkCredentialHeader(c.header, route: name) } catch {
-                                    throw fail(cpath, "must be a header name other than framing or forwarding ones")
-                                }
-                            case "prefix":
-                                guard case .string(let s) = cv, s.utf8.count <= 64,
-                                    !s.contains(where: { $0 == "\r" || $0 == "\n" })
-                                else { throw fail(cpath, "must be a short string on one line") }
-                                c.prefix = s
-                                prefixSet = true
-                            default: throw fail(cpath, "unknown key (known: secret, header, prefix)")
-                            }
-                        }
-                        guard !c.secret.isEmpty else { throw fail(p, "needs secret: NAME") }
-                        if !prefixSet && c.header.lowercased() != "authorization" { c.prefix = "" }
-                        r.credential = c
-                    default: throw fail(p, "must be a secret name or {secret, header, prefix}")
-                    }
-                    guard SecretStore.validName(r.credential!.secret) else {
-                        throw fail(p, "a secret name is 1 to 128 letters, digits, '.', '_' or '-'")
-                    }
+                case "credential": r.credential = try parseCredential(fv, p, owner: name, fail: fail)
                 case "rate_limit": r.rateLimit = try parseRate(fv, p, key: "per_agent", fail: fail)
                 case "max_body_bytes":
                     guard let n = whole(fv, in: 0...(1 << 40)) else { throw fail(p, "must be a whole number of bytes") }
@@ -222,6 +192,57 @@ extension WardenConfig {
             out[name] = r
         }
         return out
+    }
+
+    /// A brokered credential: a secret name, or `{secret, header, prefix}` (and `env` where `allowEnv`, for stdio
+    /// servers: the variable the secret is passed in).
+    static func parseCredential(
+        _ fv: JSONValue, _ p: String, owner: String, allowEnv: Bool = false,
+        fail: (String, String) -> WardenError
+    ) throws(WardenError) -> CredentialInjection {
+        var c = CredentialInjection(secret: "")
+        switch fv {
+        case .string(let s) where !s.isEmpty:
+            c.secret = s
+        case .object(let cp):
+            var prefixSet = false
+            for (ck, cv) in cp {
+                let cpath = "\(p).\(ck)"
+                switch ck {
+                case "secret": c.secret = try text(cv, cpath, fail: fail)
+                case "header":
+                    c.header = try text(cv, cpath, fail: fail)
+                    do { try RouteConfig.checkCredentialHeader(c.header, route: owner) } catch {
+                        throw fail(cpath, "must be a header name other than framing or forwarding ones")
+                    }
+                case "prefix":
+                    guard case .string(let s) = cv, s.utf8.count <= 64,
+                        !s.contains(where: { $0 == "\r" || $0 == "\n" })
+                    else { throw fail(cpath, "must be a short string on one line") }
+                    c.prefix = s
+                    prefixSet = true
+                case "env" where allowEnv:
+                    let e = try text(cv, cpath, fail: fail)
+                    guard MCPServerConfig.validEnvName(e) else {
+                        throw fail(cpath, "must be an environment variable name")
+                    }
+                    c.env = e
+                default:
+                    throw fail(
+                        cpath,
+                        allowEnv
+                            ? "unknown key (known: secret, header, prefix, env)"
+                            : "unknown key (known: secret, header, prefix)")
+                }
+            }
+            guard !c.secret.isEmpty else { throw fail(p, "needs secret: NAME") }
+            if !prefixSet && c.header.lowercased() != "authorization" { c.prefix = "" }
+        default: throw fail(p, "must be a secret name or {secret, header, prefix}")
+        }
+        guard SecretStore.validName(c.secret) else {
+            throw fail(p, "a secret name is 1 to 128 letters, digits, '.', '_' or '-'")
+        }
+        return c
     }
 
     /// `{per_agent: 100/s, burst: 200}` (the key names the bucket).

@@ -75,6 +75,8 @@ public struct WardenConfig: Sendable, Hashable {
     /// Gateway routes (`routes:`), by name. With no configuration file: ``demoRoutes``; a file has its own (none when
     /// it has no `routes:`).
     public var routes: [String: RouteConfig] = WardenConfig.demoRoutes
+    /// Upstream MCP servers, served at `/mcp/<name>` and together at `/mcp`.
+    public var mcpServers: [String: MCPServerConfig] = [:]
     /// Cedar policy files and directories of `.cedar` files (`policies:`); nil: `<data>/policies`, seeded with the
     /// demo policy set when the data directory is created.
     public var policies: [String]?
@@ -117,6 +119,9 @@ public struct WardenConfig: Sendable, Hashable {
         }
         for r in routes.values {
             if let c = r.credential { try RouteConfig.checkCredentialHeader(c.header, route: r.name) }
+        }
+        for s in mcpServers.values {
+            if let c = s.credential, c.env == nil { try RouteConfig.checkCredentialHeader(c.header, route: s.name) }
         }
     }
 
@@ -349,12 +354,11 @@ public struct WardenConfig: Sendable, Hashable {
                             path, "unknown key (known: checkpoint_interval, checkpoint_every, retention, export)")
                     }
                 }
-            case "mcp_servers":
-                throw fail(key, "not supported by this version yet (it arrives with the MCP gateway)")
+            case "mcp_servers": c.mcpServers = try Self.parseMCPServers(v, fail: fail)
             default:
                 throw fail(
                     key,
-                    "unknown key (known: trust_domain, listen, data, public_url, tokens, dpop, tls, audit, routes, policies, rate_limits, limits)"
+                    "unknown key (known: trust_domain, listen, data, public_url, tokens, dpop, tls, audit, routes, policies, rate_limits, limits, mcp_servers)"
                 )
             }
         }

@@ -18,6 +18,9 @@ public final class PolicyEngine: Sendable {
         public let loadedAt: Int64
         /// The ids of the forbid policies: one that errors denies the request (fail closed).
         public let forbids: Set<String>
+        /// The forbid policies annotated `@approval`: a call they alone deny, and that `context.approved` would let
+        /// through, is held for a human's approval instead of refused (MCP gateway).
+        public let approvalPolicies: Set<String>
         public var count: Int { policies.policies.count }
     }
 
@@ -141,7 +144,10 @@ public final class PolicyEngine: Sendable {
         }
         return Snapshot(
             policies: set, digest: "sha256:" + Attestation.hex(h.finalize()), files: files, loadedAt: now,
-            forbids: Set(set.policies.filter { $0.effect == .forbid }.map(\.id)))
+            forbids: Set(set.policies.filter { $0.effect == .forbid }.map(\.id)),
+            approvalPolicies: Set(
+                set.policies.filter { $0.effect == .forbid && $0.annotations.contains { $0.key == "approval" } }.map(
+                    \.id)))
     }
 
     /// Writes the demo policy set to `dir/demo.cedar` when `dir` does not exist yet (a new data directory).
@@ -181,6 +187,25 @@ public final class PolicyEngine: Sendable {
         @id("finance-is-finance-only")
         forbid (principal, action, resource in Segment::"finance")
         unless { principal in Team::"finance" };
+
+        // MCP tools (Tool::"<server>/<tool>" in ToolServer::"<server>", with name, server, id, risk, dataClass and
+        // allTools = "<server>/*"): an agent may list and call the tools its manifest names (`tools: [server/tool]`, or
+        // `server/*` for all of a server's).
+        @id("manifest-tools")
+        permit (principal is Agent, action in [Action::"mcp:tools/list", Action::"mcp:tools/call"], resource is Tool)
+        when { principal.tools.contains(resource.id) || principal.tools.contains(resource.allTools) };
+
+        // Resources and prompts of a server whose tools the manifest names.
+        @id("manifest-servers")
+        permit (principal is Agent, action in [Action::"mcp:resources/read", Action::"mcp:prompts/get"], resource)
+        when { resource has allTools && principal.tools.contains(resource.allTools) };
+
+        // Destructive tools need a human: the gateway holds the call until an approver decides (@approval).
+        @id("high-risk-needs-approval")
+        @approval
+        forbid (principal, action == Action::"mcp:tools/call", resource is Tool)
+        when { resource.risk == "high" }
+        unless { context.approved };
 
         """
 }

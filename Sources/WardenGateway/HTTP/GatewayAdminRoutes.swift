@@ -71,13 +71,18 @@ enum GatewayAdminRoutes {
 struct GatewayMiddleware: RouterMiddleware {
     typealias Context = WardenRequestContext
     let gateway: Gateway
+    let mcp: MCPGateway?
     let base: String
     let mutualTLS: Bool
 
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
-        guard request.uri.path.hasPrefix("/r/") else { return try await next(request, context) }
+        let path = request.uri.path
+        if let mcp, path.hasPrefix("/mcp"), path.utf8.count == 4 || path.utf8.dropFirst(4).first == UInt8(ascii: "/") {
+            return await mcp.handle(request, context: context, base: base, mutualTLS: mutualTLS)
+        }
+        guard path.hasPrefix("/r/") else { return try await next(request, context) }
         return await gateway.handle(request, context: context, base: base, mutualTLS: mutualTLS)
     }
 }

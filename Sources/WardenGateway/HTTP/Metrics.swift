@@ -3,7 +3,7 @@ import WardenCore
 
 /// `GET /metrics` in the Prometheus text exposition format.
 enum Metrics {
-    static func render(_ cp: ControlPlane, gateway: Gateway? = nil) -> String {
+    static func render(_ cp: ControlPlane, gateway: Gateway? = nil, mcp: MCPGateway? = nil) -> String {
         let a = cp.audit.health
         var out = ""
         func metric(_ name: String, _ type: String, _ help: String, _ value: Int64) {
@@ -33,6 +33,7 @@ enum Metrics {
             "warden_policy_reload_failures_total", "counter", "Policy reloads refused (the last good set stayed).",
             cp.policies.reloadFailures.load(ordering: .relaxed))
         gateway?.metrics.render(into: &out)
+        if let mcp { out += mcp.metrics.render(alerts: mcp.pins.alerts.load(ordering: .relaxed)) }
         return out
     }
 }

@@ -12,7 +12,8 @@ public enum WardenRouter {
     /// `mutualTLS` listener, a client certificate (an X.509-SVID) may authenticate token requests and bind tokens
     /// (RFC 8705).
     public static func build(
-        _ cp: ControlPlane, gateway: Gateway? = nil, base: String? = nil, mutualTLS: Bool = false
+        _ cp: ControlPlane, gateway: Gateway? = nil, mcp: MCPGateway? = nil, base: String? = nil,
+        mutualTLS: Bool = false
     ) -> Router<WardenRequestContext> {
         let base = base ?? cp.issuer
         let router = Router(context: WardenRequestContext.self)
@@ -46,7 +47,7 @@ public enum WardenRouter {
         router.get("/metrics") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(string: Metrics.render(cp, gateway: gateway))))
+                body: .init(byteBuffer: ByteBuffer(string: Metrics.render(cp, gateway: gateway, mcp: mcp))))
         }
         router.get("/.well-known/jwks.json") { _, _ in
             var r = HTTPSupport.json(.ok, cp.jwks())
@@ -134,9 +135,12 @@ public enum WardenRouter {
         AdminRoutes.add(to: router, cp)
         AuditRoutes.add(to: router, cp)
         GatewayAdminRoutes.add(to: router, cp)
+        if let mcp { MCPAdminRoutes.add(to: router, cp, mcp: mcp, base: base) }
         // Added last, so it wraps only the not-found responder: no endpoint starts with /r/, every gateway request
         // reaches it, and the endpoints above pay nothing for it.
-        if let gateway { router.add(middleware: GatewayMiddleware(gateway: gateway, base: base, mutualTLS: mutualTLS)) }
+        if let gateway {
+            router.add(middleware: GatewayMiddleware(gateway: gateway, mcp: mcp, base: base, mutualTLS: mutualTLS))
+        }
         return router
     }
 

@@ -1,0 +1,920 @@
+import AsyncHTTPClient
+import Cedar
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import Synchronization
+import WardenAudit
+import WardenCore
+import WardenIdentity
+
+/// Warden's version, as servers and clients see it.
+public enum WardenVersion {
+    public static let current = "0.6.0"
+}
+
+/// One upstream MCP server at run time: its configuration, the connection to it, its Cedar `ToolServer` entity and
+/// the last tool catalogue fetched from it.
+final class MCPServerRuntime: Sendable {
+    let config: MCPServerConfig
+    let upstream: any MCPUpstream
+    let entity: Entity
+    let catalogue = Mutex<Catalogue?>(nil)
+
+    struct Tool: Sendable {
+        let name: String
+        let definition: JSONValue
+        let digest: String
+        let validator: SchemaValidator
+        /// `Tool::"<server>/<tool>"` with `name`, `server`, `id`, `risk`, `dataClass`, in `ToolServer::"<server>"`.
+        let entity: Entity
+        let config: MCPToolConfig
+    }
+
+    struct Catalogue: Sendable {
+        var tools: [String: Tool]
+        var order: [String]
+        var fetchedAt: ContinuousClock.Instant
+    }
+
+    init(config: MCPServerConfig, upstream: any MCPUpstream) {
+        self.config = config
+        self.upstream = upstream
+        self.entity = Entity(
+            uid: EntityUID("ToolServer", config.name), attributes: ["name": .string(config.name)], parents: [])
+    }
+
+    func tool(name: String, definition: JSONValue, digest: String) -> Tool {
+        let c = config.tool(name)
+        let id = config.name + "/" + name
+        return Tool(
+            name: name, definition: definition, digest: digest,
+            validator: SchemaValidator(definition["inputSchema"] ?? .object([])),
+            entity: Entity(
+                uid: EntityUID("Tool", id),
+                attributes: [
+                    "name": .string(name), "server": .string(config.name), "id": .string(id),
+                    "risk": .string(c.risk), "dataClass": .string(c.dataClass),
+                    "allTools": .string(config.name + "/*"),
+                ], parents: [entity.uid]),
+            config: c)
+    }
+}
+
+/// The MCP gateway (`docs/mcp.md`): MCP over streamable HTTP at `/mcp/<server>` and `/mcp` (every server the agent
+/// may see, tool names prefixed `<server>.`), in both protocol eras (2025-11-25 with `initialize` and
+/// `Mcp-Session-Id`; 2026-07-28 stateless with `server/discover` and `Mcp-Method`/`Mcp-Name` headers). Every call is
+/// authenticated like the HTTP gateway's, decided per tool by Cedar, checked against the pinned definition and its
+/// input schema, possibly held for a human's approval, recorded, forwarded with Warden's own session and brokered
+/// credential, and its result scanned for secrets and personal data.
+public final class MCPGateway: Sendable {
+    let gateway: Gateway
+    var cp: ControlPlane { gateway.cp }
+    let servers: [String: MCPServerRuntime]
+    let order: [String]
+    public let pins: ToolPins
+    public let approvals: ApprovalQueue
+    let sessions = MCPSessions()
+    let dlp = DLPScanner()
+    let logger: Logger
+    let maxMessageBytes: Int
+    public let metrics = MCPMetrics()
+
+    /// Protocol versions served: the stateless era, and the session era with its two predecessors.
+    static let modernVersion = "2026-07-28"
+    static let sessionVersions: Set<String> = ["2025-11-25", "2025-06-18", "2025-03-26"]
+
+    public init(gateway: Gateway, approvals: ApprovalQueue = ApprovalQueue()) throws(WardenError) {
+        self.gateway = gateway
+        let cp = gateway.cp
+        self.pins = try ToolPins(store: cp.store, clock: { [cp] in cp.now() })
+        self.approvals = approvals
+        var servers: [String: MCPServerRuntime] = [:]
+        for (name, c) in cp.config.mcpServers {
+            let secrets = cp.secrets
+            let cred = c.credential
+            let credential: @Sendable () -> (String, String)? = {
+                guard let cred, let value = secrets.value(cred.secret) else { return nil }
+                return (cred.env ?? cred.header, cred.prefix + value)
+            }
+            let upstream: any MCPUpstream
+            switch c.transport {
+            case .http(let url):
+                upstream = HTTPUpstream(
+                    url: url, http: gateway.http, timeout: c.timeout, maxBytes: c.maxMessageBytes,
+                    credential: credential)
+            case .stdio(let command, let cwd):
+                upstream = StdioUpstream(
+                    config: c, command: command, cwd: cwd, home: cp.config.data + "/mcp/" + name,
+                    credential: credential)
+            }
+            servers[name] = MCPServerRuntime(config: c, upstream: upstream)
+        }
+        self.servers = servers
+        self.order = servers.keys.sorted()
+        self.maxMessageBytes = servers.values.map(\.config.maxMessageBytes).max() ?? (4 << 20)
+        var logger = Logger(label: "warden.mcp")
+        logger.logLevel = .info
+        self.logger = logger
+    }
+
+    public func shutdown() async {
+        for s in servers.values { await s.upstream.shutdown() }
+    }
+
+    /// What one request carries through the pipeline.
+    struct Call {
+        let agent: AuthenticatedAgent
+        let principal: Entity
+        let trust: Int
+        let source: String?
+        let era: String
+        let server: String?
+        let start: ContinuousClock.Instant
+    }
+
+    // MARK: HTTP
+
+    /// Handles `/mcp` and `/mcp/<server>`.
+    func handle(_ request: Request, context: WardenRequestContext, base: String, mutualTLS: Bool) async -> Response {
+        let start = ContinuousClock.now
+        let path = request.uri.path
+        var serverName: String?
+        if path.count > 5 {
+            var name = String(path.dropFirst(5))
+            if name.hasSuffix("/") { name.removeLast() }
+            serverName = name
+        }
+        let metadataURL = base + "/.well-known/oauth-protected-resource" + path
+        // 1. Authenticate (the agent's credential stops here: the upstream gets Warden's).
+        let agent: AuthenticatedAgent
+        let entry: AgentDirectory.Entry
+        do throws(Gateway.Refusal) {
+            (agent, entry) = try await gateway.authenticate(
+                request, context: context, base: base, mutualTLS: mutualTLS)
+        } catch {
+            metrics.count(server: serverName ?? "*", method: "auth", outcome: error.error.auditReason)
+            if error.error.code != .useDPoPNonce {
+                try? cp.audit.submit(
+                    AuditEvent(
+                        kind: .decision, action: "mcp:connect",
+                        actor: error.who?.agent.spiffeID.description
+                            ?? "unauthenticated", agent: error.who?.agent.spiffeID.description,
+                        agentID: error.who?.agent.id, resource: "ToolServer::\"\(serverName ?? "*")\"",
+                        decision: .deny, reason: error.error.auditReason, source: WardenRouter.source(context),
+                        message: error.error.message))
+            }
+            var response = gateway.refusalResponse(error, nonce: cp.currentNonce())
+            // RFC 9728 §5.1: point standard MCP clients at the protected-resource metadata.
+            if let challenge = response.headers[.wwwAuthenticate] {
+                response.headers[.wwwAuthenticate] =
+                    challenge + ", resource_metadata=\(HTTPSupport.quoted(metadataURL))"
+            }
+            return response
+        }
+        let call = Call(
+            agent: agent, principal: entry.entity, trust: cp.trust.score(agent.agent),
+            source: WardenRouter.source(context), era: "", server: serverName, start: start)
+        if let serverName, servers[serverName] == nil {
+            return Self.httpError(.notFound, JSONRPC.RPCError(JSONRPC.invalidRequest, "no MCP server '\(serverName)'"))
+        }
+        switch request.method {
+        case .post: break
+        case .delete:
+            // Ends a 2025-11-25 session.
+            guard let id = request.headers[.mcpSessionID] else {
+                return Self.httpError(
+                    .badRequest, JSONRPC.RPCError(JSONRPC.invalidRequest, "Mcp-Session-Id is required"))
+            }
+            return sessions.end(id, agentID: agent.agent.id)
+                ? Response(status: .noContent)
+                : Self.httpError(.notFound, JSONRPC.RPCError(JSONRPC.invalidRequest, "no such session"))
+        default:
+            // No server-initiated stream (GET): allowed by the transport (405).
+            var headers = HTTPFields()
+            headers[.allow] = "POST, DELETE"
+            return Response(status: .methodNotAllowed, headers: headers)
+        }
+        // 2. The message (bounded), the era, and the era's own checks.
+        let bytes: [UInt8]
+        do { bytes = try await HTTPSupport.body(request, limit: maxMessageBytes) } catch {
+            return Self.httpError(
+                .contentTooLarge,
+                JSONRPC.RPCError(JSONRPC.invalidRequest, "the message is larger than \(maxMessageBytes) bytes"))
+        }
+        let versionHeader = request.headers[.mcpProtocolVersion]
+        let message: JSONRPC.Message
+        do throws(JSONRPC.RPCError) {
+            message = try JSONRPC.parse(bytes, maxBytes: maxMessageBytes)
+        } catch {
+            metrics.count(server: serverName ?? "*", method: "invalid", outcome: "invalid_message")
+            return Self.httpError(.badRequest, error)
+        }
+        var era: String
+        if let versionHeader {
+            guard versionHeader == Self.modernVersion || Self.sessionVersions.contains(versionHeader) else {
+                return Self.httpError(
+                    .badRequest,
+                    JSONRPC.RPCError(
+                        JSONRPC.invalidRequest, "unsupported MCP-Protocol-Version \(versionHeader.prefix(40))",
+                        id: message.id))
+            }
+            era = versionHeader
+        } else if case .request(_, "initialize", _) = message {
+            era = "2025-11-25"
+        } else if case .request(_, let m, _) = message, m == "server/discover" {
+            era = Self.modernVersion
+        } else {
+            era = "2025-03-26"
+        }
+        var sessionHeader: HTTPFields = [:]
+        if era == Self.modernVersion {
+            if let mismatch = Self.headerMismatch(message, request.headers) {
+                metrics.count(server: serverName ?? "*", method: message.method ?? "?", outcome: "header_mismatch")
+                return Self.httpError(.badRequest, mismatch)
+            }
+        } else if case .request(_, "initialize", let params) = message {
+            let asked = params?["protocolVersion"]?.stringValue ?? ""
+            era = Self.sessionVersions.contains(asked) ? asked : "2025-11-25"
+            sessionHeader[.mcpSessionID] = sessions.create(agentID: agent.agent.id, version: era, now: cp.now())
+        } else {
+            guard let id = request.headers[.mcpSessionID] else {
+                return Self.httpError(
+                    .badRequest,
+                    JSONRPC.RPCError(
+                        JSONRPC.invalidRequest, "Mcp-Session-Id is required (initialize first)", id: message.id))
+            }
+            guard let v = sessions.use(id, agentID: agent.agent.id, now: cp.now()) else {
+                return Self.httpError(
+                    .notFound, JSONRPC.RPCError(JSONRPC.invalidRequest, "no such session", id: message.id))
+            }
+            if versionHeader == nil { era = v }
+        }
+        let c = Call(
+            agent: call.agent, principal: call.principal, trust: call.trust, source: call.source, era: era,
+            server: serverName, start: start)
+        // 3. Dispatch.
+        switch message {
+        case .notification, .response:
+            // Client notifications (initialized, cancelled) and responses need no answer here.
+            return Response(status: .accepted, headers: sessionHeader)
+        case .request(let id, let method, let params):
+            let body: JSONValue
+            do throws(JSONRPC.RPCError) {
+                body = JSONRPC.result(id: id, try await dispatch(c, method: method, params: params))
+                metrics.count(server: serverName ?? "*", method: method, outcome: "ok")
+            } catch {
+                var e = error
+                e.id = id
+                body = e.json
+                metrics.count(server: serverName ?? "*", method: method, outcome: String(e.code))
+            }
+            return Self.reply(body, request: request, headers: sessionHeader)
+        }
+    }
+
+    /// 2026-07-28: `Mcp-Method` must name the body's method, and `Mcp-Name` the tool, prompt or resource of the
+    /// methods that have one; missing or different is a 400.
+    static func headerMismatch(_ message: JSONRPC.Message, _ headers: HTTPFields) -> JSONRPC.RPCError? {
+        var id: JSONRPC.ID?
+        if case .request(let i, _, _) = message { id = i }
+        guard let method = message.method else { return nil }
+        guard let h = headers[.mcpMethod] else {
+            return JSONRPC.RPCError(JSONRPC.headerMismatch, "the Mcp-Method header is required", id: id)
+        }
+        guard h == method else {
+            return JSONRPC.RPCError(
+                JSONRPC.headerMismatch, "Mcp-Method does not match the body's method", id: id)
+        }
+        var params: JSONValue?
+        switch message {
+        case .request(_, _, let p), .notification(_, let p): params = p
+        case .response: break
+        }
+        let named: String? =
+            switch method {
+            case "tools/call", "prompts/get": params?["name"]?.stringValue
+            case "resources/read": params?["uri"]?.stringValue
+            default: nil
+            }
+        guard let named else { return nil }
+        guard let header = headers[.mcpName] else {
+            return JSONRPC.RPCError(JSONRPC.headerMismatch, "the Mcp-Name header is required for \(method)", id: id)
+        }
+        guard header == named else {
+            return JSONRPC.RPCError(JSONRPC.headerMismatch, "Mcp-Name does not match the body", id: id)
+        }
+        return nil
+    }
+
+    static func httpError(_ status: HTTPResponse.Status, _ error: JSONRPC.RPCError) -> Response {
+        HTTPSupport.json(status, error.json)
+    }
+
+    /// JSON, or one server-sent event when the client accepts only `text/event-stream`.
+    static func reply(_ body: JSONValue, request: Request, headers: HTTPFields) -> Response {
+        let accept = request.headers[values: .accept].joined(separator: ",").lowercased()
+        if !accept.isEmpty, !accept.contains("application/json"), !accept.contains("*/*"),
+            accept.contains("text/event-stream")
+        {
+            var h = headers
+            h[.contentType] = "text/event-stream"
+            h[.cacheControl] = "no-store"
+            return Response(
+                status: .ok, headers: h,
+                body: .init(byteBuffer: ByteBuffer(string: "event: message\ndata: \(body.serialized)\n\n")))
+        }
+        return HTTPSupport.json(.ok, body, headers: headers)
+    }
+
+    // MARK: Methods
+
+    func dispatch(_ c: Call, method: String, params: JSONValue?) async throws(JSONRPC.RPCError) -> JSONValue {
+        switch method {
+        case "initialize": return serverDescription(c, version: c.era, discover: false)
+        case "server/discover": return serverDescription(c, version: Self.modernVersion, discover: true)
+        case "ping": return .object([])
+        case "tools/list": return try await listTools(c)
+        case "tools/call": return try await callTool(c, params: params ?? .object([]))
+        case "resources/list", "resources/templates/list", "prompts/list":
+            return try await listOther(c, method: method, params: params)
+        case "resources/read", "prompts/get":
+            return try await readOther(c, method: method, params: params ?? .object([]))
+        default:
+            throw JSONRPC.RPCError(JSONRPC.methodNotFound, "method not found: \(method.prefix(100))")
+        }
+    }
+
+    func serverDescription(_ c: Call, version: String, discover: Bool) -> JSONValue {
+        var pairs: [(String, JSONValue)] = [
+            ("protocolVersion", .string(version)),
+            (
+                "capabilities",
+                .object([
+                    ("tools", .object([("listChanged", .bool(false))])), ("resources", .object([])),
+                    ("prompts", .object([])),
+                ])
+            ),
+            (
+                "serverInfo",
+                .object([
+                    ("name", .string("warden")), ("title", .string("Warden MCP gateway")),
+                    ("version", .string(WardenVersion.current)),
+                ])
+            ),
+            (
+                "instructions",
+                .string(
+                    c.server == nil
+                        ? "Tools of every MCP server you may use, named <server>.<tool>."
+                        : "Tools of the MCP server '\(c.server ?? "")' that you may use.")
+            ),
+        ]
+        if discover {
+            pairs.append(
+                (
+                    "supportedVersions",
+                    .array(([Self.modernVersion] + Self.sessionVersions.sorted(by: >)).map { .string($0) })
+                ))
+        }
+        return .object(pairs)
+    }
+
+    /// The servers a request addresses: the one in the path, or every server the token names a tool of.
+    func addressed(_ c: Call) -> [MCPServerRuntime] {
+        if let name = c.server, let s = servers[name] { return [s] }
+        return order.compactMap { servers[$0] }.filter { hasServerScope(c.agent, $0.config.name) }
+    }
+
+    func hasServerScope(_ a: AuthenticatedAgent, _ server: String) -> Bool {
+        a.claims.scopes.contains { $0.hasPrefix("tool:\(server)/") }
+    }
+
+    func hasToolScope(_ a: AuthenticatedAgent, _ server: String, _ tool: String) -> Bool {
+        a.claims.hasScope("tool:\(server)/\(tool)") || a.claims.hasScope("tool:\(server)/*")
+    }
+
+    /// The catalogue of `server`: the cached one when younger than `maxAge`, else fetched (all pages) and classified
+    /// against the pins.
+    func catalogue(_ s: MCPServerRuntime, maxAge: Duration?) async throws(JSONRPC.RPCError)
+        -> MCPServerRuntime.Catalogue
+    {
+        if let maxAge, let cached = s.catalogue.withLock({ $0 }), ContinuousClock.now - cached.fetchedAt < maxAge {
+            return cached
+        }
+        var tools: [(String, JSONValue)] = []
+        var cursor: JSONValue?
+        for _ in 0..<100 {
+            let params: JSONValue? = cursor.map { .object([("cursor", $0)]) }
+            let response: JSONValue
+            do throws(UpstreamFailure) {
+                response = try await s.upstream.request("tools/list", params: params)
+            } catch {
+                throw upstreamFailed(s, error)
+            }
+            guard case .success(let result) = unwrap(response), case .array(let items)? = result["tools"] else {
+                throw JSONRPC.RPCError(JSONRPC.upstreamUnavailable, "the MCP server's tool list is unreadable")
+            }
+            for item in items.prefix(10_000 - tools.count) {
+                guard let name = item["name"]?.stringValue, !name.isEmpty, name.utf8.count <= 128 else { continue }
+                tools.append((name, item))
+            }
+            guard let next = result["nextCursor"], case .string = next, tools.count < 10_000 else { break }
+            cursor = next
+        }
+        let statuses = pins.observe(server: s.config.name, tools: tools.map { (name: $0.0, definition: $0.1) })
+        var byName: [String: MCPServerRuntime.Tool] = [:]
+        var order: [String] = []
+        for (name, def) in tools where byName[name] == nil {
+            byName[name] = s.tool(name: name, definition: def, digest: ToolPins.digest(def).digest)
+            order.append(name)
+        }
+        _ = statuses
+        let c = MCPServerRuntime.Catalogue(tools: byName, order: order, fetchedAt: .now)
+        s.catalogue.withLock { $0 = c }
+        return c
+    }
+
+    func upstreamFailed(_ s: MCPServerRuntime, _ e: UpstreamFailure) -> JSONRPC.RPCError {
+        metrics.upstreamError(server: s.config.name, kind: e.kind)
+        logger.warning(
+            "MCP upstream failed",
+            metadata: ["server": "\(s.config.name)", "kind": "\(e.kind)", "detail": "\(e.detail)"])
+        try? cp.audit.submit(
+            AuditEvent(
+                kind: .system, action: "upstream.error", actor: "system", resource: "ToolServer::\"\(s.config.name)\"",
+                reason: e.kind == "timeout" ? "timeout" : "unavailable"))
+        return JSONRPC.RPCError(
+            JSONRPC.upstreamUnavailable,
+            e.kind == "timeout" ? "the MCP server did not answer in time" : "the MCP server is unavailable")
+    }
+
+    func listTools(_ c: Call) async throws(JSONRPC.RPCError) -> JSONValue {
+        var out: [JSONValue] = []
+        var hidden = 0
+        let targets = addressed(c)
+        if let name = c.server, !hasServerScope(c.agent, name) {
+            audit(
+                c, action: "mcp:tools/list", resource: "ToolServer::\"\(name)\"", allowed: true, reason: nil,
+                details: [("listed", "0")])
+            return .object([("tools", .array([]))])
+        }
+        for s in targets {
+            let cat: MCPServerRuntime.Catalogue
+            do throws(JSONRPC.RPCError) {
+                cat = try await catalogue(s, maxAge: nil)
+            } catch {
+                // The aggregate lists what it can; one server's endpoint reports the failure.
+                if c.server != nil { throw error }
+                continue
+            }
+            for name in cat.order {
+                guard let t = cat.tools[name] else { continue }
+                guard pins.status(server: s.config.name, tool: name, digest: t.digest) == .pinned,
+                    hasToolScope(c.agent, s.config.name, name),
+                    decide(c, action: "mcp:tools/list", resource: t.entity, parent: s.entity, context: [:]).allowed
+                else {
+                    hidden += 1
+                    continue
+                }
+                out.append(
+                    c.server == nil ? t.definition.setting("name", .string(s.config.name + "." + name)) : t.definition)
+            }
+        }
+        audit(
+            c, action: "mcp:tools/list", resource: c.server.map { "ToolServer::\"\($0)\"" } ?? "ToolServer::\"*\"",
+            allowed: true, reason: nil, details: [("listed", String(out.count)), ("hidden", String(hidden))])
+        return .object([("tools", .array(out))])
+    }
+
+    /// Resolves a tool name: `<tool>` on a server's endpoint, `<server>.<tool>` on the aggregate.
+    func resolve(_ c: Call, _ name: String) -> (MCPServerRuntime, String)? {
+        if let server = c.server { return servers[server].map { ($0, name) } }
+        guard let dot = name.firstIndex(of: ".") else { return nil }
+        let server = String(name[..<dot])
+        return servers[server].map { ($0, String(name[name.index(after: dot)...])) }
+    }
+
+    func callTool(_ c: Call, params: JSONValue) async throws(JSONRPC.RPCError) -> JSONValue {
+        guard let name = params["name"]?.stringValue, !name.isEmpty, name.utf8.count <= 256 else {
+            throw JSONRPC.RPCError(JSONRPC.invalidParams, "tools/call needs params.name")
+        }
+        let arguments = params["arguments"] ?? .object([])
+        guard case .object = arguments else {
+            throw JSONRPC.RPCError(JSONRPC.invalidParams, "params.arguments must be an object")
+        }
+        let digest = "sha256:" + Attestation.hex(SHA256.hash(data: Array(arguments.canonical.utf8)))
+        let resourceName = c.server.map { "\($0)/\(name)" } ?? name
+        var details: [(String, String)] = [("tool", name), ("arguments_digest", digest), ("era", c.era)]
+        func refuse(
+            _ code: Int, _ reason: String, _ message: String, resource: String? = nil, policies: [String] = []
+        ) -> JSONRPC.RPCError {
+            audit(
+                c, action: "mcp:tools/call", resource: resource ?? "Tool::\"\(resourceName)\"", allowed: false,
+                reason: reason, policies: policies, message: message, details: details)
+            return JSONRPC.RPCError(code, message, data: .object([("reason", .string(reason))]))
+        }
+        guard let (s, tool) = resolve(c, name) else {
+            throw refuse(JSONRPC.invalidParams, "unknown_tool", "unknown tool: \(name.prefix(128))")
+        }
+        let server = s.config.name
+        let resource = "Tool::\"\(server)/\(tool)\""
+        details[0] = ("tool", "\(server)/\(tool)")
+        details.append(("server", server))
+        guard hasToolScope(c.agent, server, tool) else {
+            throw refuse(
+                JSONRPC.accessDenied, "insufficient_scope", "the token does not carry the scope tool:\(server)/\(tool)",
+                resource: resource)
+        }
+        if let limit = cp.config.rateLimitPerAgent, gateway.limiter.take(c.agent.agent.id, limit) != nil {
+            throw refuse(JSONRPC.rateLimited, "rate_limited", "rate limit exceeded for this agent", resource: resource)
+        }
+        // The definition the upstream serves now, against its pin.
+        var cat = try await catalogue(s, maxAge: .seconds(s.config.refresh))
+        if cat.tools[tool] == nil, s.config.refresh > 0 { cat = try await catalogue(s, maxAge: nil) }
+        guard let t = cat.tools[tool] else {
+            throw refuse(JSONRPC.invalidParams, "unknown_tool", "unknown tool: \(tool.prefix(128))", resource: resource)
+        }
+        switch pins.status(server: server, tool: tool, digest: t.digest) {
+        case .pinned: break
+        case .pending:
+            throw refuse(
+                JSONRPC.toolChanged, "tool_not_approved",
+                "the tool's definition is not approved (changed or new); an operator must approve it",
+                resource: resource)
+        case .rejected:
+            throw refuse(
+                JSONRPC.toolChanged, "tool_rejected", "this definition of the tool was rejected", resource: resource)
+        }
+        let problems = t.validator.validate(arguments)
+        if !problems.isEmpty {
+            throw refuse(
+                JSONRPC.invalidParams, "invalid_arguments",
+                "the arguments do not match the tool's input schema: " + problems.prefix(5).joined(separator: "; "),
+                resource: resource)
+        }
+        // Cedar, with the arguments in the context.
+        let argsValue = Self.cedarValue(arguments, depth: 0) ?? .record([:])
+        var verdict = decide(
+            c, action: "mcp:tools/call", resource: t.entity, parent: s.entity, context: ["arguments": argsValue])
+        var approvalReason: String?
+        if !verdict.allowed {
+            // A denial that only `@approval` policies made, and that approval would lift, asks a human instead.
+            let approvalPolicies = cp.policies.snapshot.approvalPolicies
+            if verdict.reason == "policy_denied", !verdict.policies.isEmpty,
+                verdict.policies.allSatisfy(approvalPolicies.contains)
+            {
+                let again = decide(
+                    c, action: "mcp:tools/call", resource: t.entity, parent: s.entity,
+                    context: ["arguments": argsValue, "approved": .bool(true)])
+                if again.allowed {
+                    approvalReason = "policy:" + verdict.policies.joined(separator: ",")
+                    verdict = again
+                }
+            }
+            if approvalReason == nil {
+                throw refuse(
+                    JSONRPC.accessDenied, verdict.reason ?? "policy_denied", verdict.message, resource: resource,
+                    policies: verdict.policies)
+            }
+        } else if t.config.needsApproval {
+            approvalReason = t.config.risk == "high" ? "risk:high" : "tool:approval"
+        }
+        if let approvalReason {
+            let item = ApprovalQueue.Item(
+                id: ApprovalQueue.newID(), agent: c.agent.agent.spiffeID.description, agentID: c.agent.agent.id,
+                server: server, tool: tool, arguments: arguments, argumentsDigest: digest, reason: approvalReason,
+                createdAt: cp.now(), expiresAt: cp.now() + s.config.approvalTimeout)
+            details.append(("approval_id", item.id))
+            audit(
+                c, action: "mcp.approval.request", resource: resource, allowed: nil, reason: approvalReason,
+                details: details)
+            metrics.approvalsPending.add(1, ordering: .relaxed)
+            let outcome = await approvals.hold(item, timeout: .seconds(s.config.approvalTimeout))
+            metrics.approvalsPending.subtract(1, ordering: .relaxed)
+            switch outcome {
+            case .approved(let by)?:
+                details.append(("approved_by", by))
+            case .denied(let by, let why)?:
+                details.append(("denied_by", by))
+                throw refuse(
+                    JSONRPC.approvalRefused, "approval_denied",
+                    "the call was denied by an approver" + (why.map { ": \($0.prefix(200))" } ?? ""), resource: resource
+                )
+            case .timedOut?:
+                throw refuse(
+                    JSONRPC.approvalRefused, "approval_timeout", "no approver decided in time", resource: resource)
+            case .abandoned?:
+                throw refuse(
+                    JSONRPC.approvalRefused, "approval_abandoned", "the call was abandoned", resource: resource)
+            case nil:
+                throw refuse(
+                    JSONRPC.approvalRefused, "approval_queue_full", "too many calls are waiting for approval",
+                    resource: resource)
+            }
+        }
+        if let cred = s.config.credential, cp.secrets.value(cred.secret) == nil {
+            throw refuse(
+                JSONRPC.upstreamUnavailable, "credential_unavailable", "the server's credential is not available",
+                resource: resource)
+        }
+        do throws(WardenError) {
+            try cp.audit.submit(
+                event(
+                    c, action: "mcp:tools/call", resource: resource, allowed: true, reason: nil,
+                    policies: verdict.policies,
+                    message: nil, details: details))
+        } catch {
+            throw JSONRPC.RPCError(
+                JSONRPC.internalError, "the audit log is unavailable",
+                data: .object([("reason", .string("audit_unavailable"))]))
+        }
+        // Forward with Warden's session and credential; the agent's `_meta` stays here.
+        let response: JSONValue
+        do throws(UpstreamFailure) {
+            response = try await s.upstream.request(
+                "tools/call", params: .object([("name", .string(tool)), ("arguments", arguments)]))
+        } catch {
+            throw upstreamFailed(s, error)
+        }
+        switch unwrap(response) {
+        case .success(let result):
+            return try screen(c, s, result, resource: resource, details: details)
+        case .failure(let e):
+            throw JSONRPC.RPCError(e.code, String(e.message.prefix(1000)), data: e.data)
+        }
+    }
+
+    /// The DLP step on a result: redacted or withheld per the server's `dlp`, the findings recorded by class.
+    func screen(
+        _ c: Call, _ s: MCPServerRuntime, _ result: JSONValue, resource: String, details: [(String, String)]
+    ) throws(JSONRPC.RPCError) -> JSONValue {
+        guard s.config.dlp != .off else { return result }
+        let (redacted, kinds) = dlp.redact(result)
+        guard !kinds.isEmpty else { return result }
+        let classes = kinds.sorted().joined(separator: ",")
+        for k in kinds { metrics.dlp(kind: k) }
+        let blocked = s.config.dlp == .block
+        try? cp.audit.submit(
+            event(
+                c, action: "mcp.dlp", resource: resource, allowed: !blocked,
+                reason: blocked ? "dlp_blocked" : "dlp_redacted",
+                policies: [], message: nil, details: details + [("classes", classes)]))
+        if blocked {
+            throw JSONRPC.RPCError(
+                JSONRPC.resultWithheld, "the result was withheld: it contains \(classes)",
+                data: .object([("reason", .string("dlp_blocked"))]))
+        }
+        return redacted
+    }
+
+    /// `resources/list`, `resources/templates/list`, `prompts/list` of one server, filtered by Cedar.
+    func listOther(_ c: Call, method: String, params: JSONValue?) async throws(JSONRPC.RPCError) -> JSONValue {
+        guard let name = c.server, let s = servers[name] else {
+            throw JSONRPC.RPCError(JSONRPC.methodNotFound, "\(method) is served at /mcp/<server>")
+        }
+        guard hasServerScope(c.agent, name) else {
+            let key =
+                method == "prompts/list" ? "prompts" : method == "resources/list" ? "resources" : "resourceTemplates"
+            return .object([(key, .array([]))])
+        }
+        let response: JSONValue
+        do throws(UpstreamFailure) {
+            var p = params?.removing("_meta")
+            if case .object(let pairs)? = p, pairs.isEmpty { p = nil }
+            response = try await s.upstream.request(method, params: p)
+        } catch {
+            throw upstreamFailed(s, error)
+        }
+        guard case .success(let result) = unwrap(response) else {
+            if case .failure(let e) = unwrap(response) { throw e }
+            throw JSONRPC.RPCError(JSONRPC.internalError, "no result")
+        }
+        let (key, action, idKey, type) =
+            switch method {
+            case "prompts/list": ("prompts", "mcp:prompts/get", "name", "Prompt")
+            case "resources/list": ("resources", "mcp:resources/read", "uri", "Resource")
+            default: ("resourceTemplates", "mcp:resources/read", "uriTemplate", "Resource")
+            }
+        guard case .array(let items)? = result[key] else { return result }
+        let kept = items.filter { item in
+            guard let id = item[idKey]?.stringValue else { return false }
+            return decide(c, action: action, resource: otherEntity(type, s, id), parent: s.entity, context: [:]).allowed
+        }
+        return result.setting(key, .array(kept))
+    }
+
+    func otherEntity(_ type: String, _ s: MCPServerRuntime, _ id: String) -> Entity {
+        let key = type == "Prompt" ? "name" : "uri"
+        return Entity(
+            uid: EntityUID(type, s.config.name + "/" + id),
+            attributes: [
+                key: .string(id), "server": .string(s.config.name), "allTools": .string(s.config.name + "/*"),
+            ],
+            parents: [s.entity.uid])
+    }
+
+    /// `resources/read` and `prompts/get`: decided per call, recorded, forwarded, screened.
+    func readOther(_ c: Call, method: String, params: JSONValue) async throws(JSONRPC.RPCError) -> JSONValue {
+        let isPrompt = method == "prompts/get"
+        let key = isPrompt ? "name" : "uri"
+        guard let id = params[key]?.stringValue, !id.isEmpty, id.utf8.count <= 2048 else {
+            throw JSONRPC.RPCError(JSONRPC.invalidParams, "\(method) needs params.\(key)")
+        }
+        guard let name = c.server, let s = servers[name] else {
+            throw JSONRPC.RPCError(JSONRPC.methodNotFound, "\(method) is served at /mcp/<server>")
+        }
+        let action = isPrompt ? "mcp:prompts/get" : "mcp:resources/read"
+        let entity = otherEntity(isPrompt ? "Prompt" : "Resource", s, id)
+        let resource = entity.uid.description
+        var extra: [String: Value] = [:]
+        var forwarded: [(String, JSONValue)] = [(key, .string(id))]
+        var details: [(String, String)] = [("server", name), (key, String(id.prefix(512)))]
+        if isPrompt {
+            let args = params["arguments"] ?? .object([])
+            guard case .object = args else {
+                throw JSONRPC.RPCError(JSONRPC.invalidParams, "params.arguments must be an object")
+            }
+            extra["arguments"] = Self.cedarValue(args, depth: 0) ?? .record([:])
+            forwarded.append(("arguments", args))
+            details.append(
+                ("arguments_digest", "sha256:" + Attestation.hex(SHA256.hash(data: Array(args.canonical.utf8)))))
+        }
+        guard hasServerScope(c.agent, name) else {
+            audit(c, action: action, resource: resource, allowed: false, reason: "insufficient_scope", details: details)
+            throw JSONRPC.RPCError(JSONRPC.accessDenied, "the token carries no tool scope of \(name)")
+        }
+        let verdict = decide(c, action: action, resource: entity, parent: s.entity, context: extra)
+        guard verdict.allowed else {
+            audit(
+                c, action: action, resource: resource, allowed: false, reason: verdict.reason ?? "policy_denied",
+                policies: verdict.policies, message: verdict.message, details: details)
+            throw JSONRPC.RPCError(JSONRPC.accessDenied, verdict.message)
+        }
+        do throws(WardenError) {
+            try cp.audit.submit(
+                event(
+                    c, action: action, resource: resource, allowed: true, reason: nil, policies: verdict.policies,
+                    message: nil, details: details))
+        } catch {
+            throw JSONRPC.RPCError(JSONRPC.internalError, "the audit log is unavailable")
+        }
+        let response: JSONValue
+        do throws(UpstreamFailure) {
+            response = try await s.upstream.request(method, params: .object(forwarded))
+        } catch {
+            throw upstreamFailed(s, error)
+        }
+        switch unwrap(response) {
+        case .success(let result): return try screen(c, s, result, resource: resource, details: details)
+        case .failure(let e): throw JSONRPC.RPCError(e.code, String(e.message.prefix(1000)), data: e.data)
+        }
+    }
+
+    // MARK: Cedar
+
+    /// Decides `action` on `resource` (in its `ToolServer`) for the caller; the context has the server, the
+    /// arguments (when given), the trust score, time, source, delegation and whether a human approved.
+    func decide(
+        _ c: Call, action: String, resource: Entity, parent: Entity, context extra: [String: Value]
+    ) -> PolicyEngine.Verdict {
+        var context: [String: Value] = [
+            "server": .string(parent.uid.id),
+            "time": .ext(.datetime(CedarDatetime(milliseconds: cp.now() * 1000))),
+            "trust": .long(Int64(c.trust)),
+            "delegation": .set(Set(c.agent.claims.delegation.map { .string($0) })),
+            "delegated": .bool(!c.agent.claims.actors.isEmpty),
+            "subject": .string(c.agent.claims.subject),
+            "approved": .bool(false),
+            "protocolVersion": .string(c.era),
+        ]
+        if let source = c.source, let ip = IPAddr.parse(source) { context["source"] = .ext(.ipaddr(ip)) }
+        for (k, v) in extra { context[k] = v }
+        guard let entities = try? Entities([c.principal, resource, parent]) else {
+            return PolicyEngine.Verdict(
+                allowed: false, policies: [], errors: [], reason: "policy_error", message: "the entities are invalid")
+        }
+        return cp.policies.authorize(
+            Cedar.Request(
+                principal: c.principal.uid, action: EntityUID("Action", action), resource: resource.uid,
+                context: context),
+            entities: entities)
+    }
+
+    /// JSON arguments as a Cedar value: objects as records, arrays as sets, integers as longs, other numbers as their
+    /// text; nulls and anything nested deeper than 8 levels are left out.
+    static func cedarValue(_ v: JSONValue, depth: Int) -> Value? {
+        guard depth <= 8 else { return nil }
+        switch v {
+        case .null: return nil
+        case .bool(let b): return .bool(b)
+        case .number(let n): return Int64(n).map(Value.long) ?? .string(n)
+        case .string(let s): return .string(s)
+        case .array(let items): return .set(Set(items.prefix(1000).compactMap { cedarValue($0, depth: depth + 1) }))
+        case .object(let pairs):
+            var r: [String: Value] = [:]
+            for (k, v) in pairs.prefix(1000) { if let cv = cedarValue(v, depth: depth + 1) { r[k] = cv } }
+            return .record(r)
+        }
+    }
+
+    // MARK: Audit
+
+    func event(
+        _ c: Call, action: String, resource: String, allowed: Bool?, reason: String?, policies: [String],
+        message: String?, details: [(String, String)]
+    ) -> AuditEvent {
+        let a = c.agent.agent
+        return AuditEvent(
+            kind: allowed == nil ? .system : .decision, action: action, actor: a.spiffeID.description,
+            agent: a.spiffeID.description, agentID: a.id, resource: resource,
+            decision: allowed.map { $0 ? .allow : .deny }, reason: reason, policies: policies, trust: c.trust,
+            delegation: c.agent.claims.delegation, latencyMicros: Gateway.micros(ContinuousClock.now - c.start),
+            source: c.source, message: message, details: details + [("jti", c.agent.claims.jti)])
+    }
+
+    /// Records a decision (best effort for refusals: the refusal stands whether or not it is recorded).
+    func audit(
+        _ c: Call, action: String, resource: String, allowed: Bool?, reason: String?, policies: [String] = [],
+        message: String? = nil, details: [(String, String)]
+    ) {
+        try? cp.audit.submit(
+            event(
+                c, action: action, resource: resource, allowed: allowed, reason: reason, policies: policies,
+                message: message, details: details))
+    }
+}
+
+extension JSONRPC.Message {
+    var id: JSONRPC.ID? {
+        if case .request(let id, _, _) = self { return id }
+        return nil
+    }
+}
+
+extension HTTPField.Name {
+    static let mcpSessionID = HTTPField.Name("Mcp-Session-Id")!
+    static let mcpProtocolVersion = HTTPField.Name("MCP-Protocol-Version")!
+    static let mcpMethod = HTTPField.Name("Mcp-Method")!
+    static let mcpName = HTTPField.Name("Mcp-Name")!
+}
+
+/// Counters of the MCP gateway (`/metrics`).
+public final class MCPMetrics: Sendable {
+    struct Key: Hashable {
+        let a: String
+        let b: String
+        let c: String
+    }
+
+    let requests = Mutex<[Key: Int64]>([:])
+    let upstreamErrors = Mutex<[Key: Int64]>([:])
+    let dlpFindings = Mutex<[String: Int64]>([:])
+    public let approvalsPending = Atomic<Int64>(0)
+
+    func count(server: String, method: String, outcome: String) {
+        let known: Set<String> = [
+            "initialize", "server/discover", "ping", "tools/list", "tools/call", "resources/list", "resources/read",
+            "resources/templates/list", "prompts/list", "prompts/get", "auth", "invalid",
+        ]
+        let m = known.contains(method) ? method : "other"
+        requests.withLock { $0[Key(a: server, b: m, c: outcome), default: 0] += 1 }
+    }
+
+    func upstreamError(server: String, kind: String) {
+        upstreamErrors.withLock { $0[Key(a: server, b: kind, c: ""), default: 0] += 1 }
+    }
+
+    func dlp(kind: String) { dlpFindings.withLock { $0[kind, default: 0] += 1 } }
+
+    /// Prometheus text.
+    func render(alerts: Int64) -> String {
+        var out =
+            "# HELP warden_mcp_requests_total MCP requests by server, method and outcome (ok or a reason / code).\n"
+        out += "# TYPE warden_mcp_requests_total counter\n"
+        for (k, v) in requests.withLock({ $0 }).sorted(by: {
+            ($0.key.a, $0.key.b, $0.key.c) < ($1.key.a, $1.key.b, $1.key.c)
+        }) {
+            out += "warden_mcp_requests_total{server=\"\(k.a)\",method=\"\(k.b)\",outcome=\"\(k.c)\"} \(v)\n"
+        }
+        out += "# HELP warden_mcp_upstream_errors_total Failed exchanges with upstream MCP servers.\n"
+        out += "# TYPE warden_mcp_upstream_errors_total counter\n"
+        for (k, v) in upstreamErrors.withLock({ $0 }).sorted(by: { ($0.key.a, $0.key.b) < ($1.key.a, $1.key.b) }) {
+            out += "warden_mcp_upstream_errors_total{server=\"\(k.a)\",kind=\"\(k.b)\"} \(v)\n"
+        }
+        out += "# HELP warden_mcp_dlp_findings_total Secrets and personal data found in MCP results, by class.\n"
+        out += "# TYPE warden_mcp_dlp_findings_total counter\n"
+        for (k, v) in dlpFindings.withLock({ $0 }).sorted(by: { $0.key < $1.key }) {
+            out += "warden_mcp_dlp_findings_total{class=\"\(k)\"} \(v)\n"
+        }
+        out += "# HELP warden_mcp_tool_alerts_total Tool definitions held for approval (changed, new or flagged).\n"
+        out += "# TYPE warden_mcp_tool_alerts_total counter\nwarden_mcp_tool_alerts_total \(alerts)\n"
+        out += "# HELP warden_mcp_approvals_pending Calls waiting for a human's approval.\n"
+        out +=
+            "# TYPE warden_mcp_approvals_pending gauge\nwarden_mcp_approvals_pending \(approvalsPending.load(ordering: .relaxed))\n"
+        return out
+    }
+}
