@@ -236,7 +236,7 @@ extension WardenConfig {
                 }
             }
             guard !c.secret.isEmpty else { throw fail(p, "needs secret: NAME") }
-            if !prefixSet && c.header.lowercased() != "authorization" { c.prefix = "" }
+            if !prefixSet && (c.header.lowercased() != "authorization" || c.env != nil) { c.prefix = "" }
         default: throw fail(p, "must be a secret name or {secret, header, prefix}")
         }
         guard SecretStore.validName(c.secret) else {

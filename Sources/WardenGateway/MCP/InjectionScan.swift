@@ -87,7 +87,7 @@ public enum InjectionScan {
         }
         let haystack = Array(String(folded).lowercased().utf8)
         var out: [String] = []
-        for rule in rules where rule.phrases.contains(where: { contains(haystack, $0) }) {
+        for rule in rules where rule.phrases.contains(where: { Self.contains(haystack, $0) }) {
             out.append(rule.flag)
         }
         if invisible { out.append("invisible_characters") }

@@ -17,7 +17,7 @@ public struct SchemaValidator: Sendable {
     /// Deepest recursion of the checker (schema combinators and instance nesting together).
     static let maxCallDepth = 256
     /// Subschema applications per validation.
-    static let maxSteps = 1_000_000
+    static let maxSteps = 500_000
     /// Longest string matched against a `pattern`.
     static let maxPatternBytes = 4096
 

@@ -264,7 +264,9 @@ public final class MCPGateway: Sendable {
         case .request(let id, let method, let params):
             let body: JSONValue
             do throws(JSONRPC.RPCError) {
-                body = JSONRPC.result(id: id, try await dispatch(c, method: method, params: params))
+                var result = try await dispatch(c, method: method, params: params)
+                if era == Self.modernVersion { result = Self.modernResult(result, method: method) }
+                body = JSONRPC.result(id: id, result)
                 metrics.count(server: serverName ?? "*", method: method, outcome: "ok")
             } catch {
                 var e = error
@@ -274,6 +276,23 @@ public final class MCPGateway: Sendable {
             }
             return Self.reply(body, request: request, headers: sessionHeader)
         }
+    }
+
+    /// Methods whose 2026-07-28 results carry caching directives.
+    static let cacheableMethods: Set<String> = [
+        "prompts/list", "resources/list", "resources/read", "resources/templates/list", "server/discover", "tools/list",
+    ]
+
+    /// A result as the 2026-07-28 schema wants it: `resultType` always, and for cacheable methods `ttlMs: 0` and
+    /// `cacheScope: "private"` (Warden's answers are per agent and pins can change at any time, so never shared or
+    /// kept, whatever the upstream said).
+    static func modernResult(_ result: JSONValue, method: String) -> JSONValue {
+        var r = result
+        if r["resultType"] == nil { r = r.setting("resultType", .string("complete")) }
+        if cacheableMethods.contains(method) {
+            r = r.setting("ttlMs", .number("0")).setting("cacheScope", .string("private"))
+        }
+        return r
     }
 
     /// 2026-07-28: `Mcp-Method` must name the body's method, and `Mcp-Name` the tool, prompt or resource of the
@@ -349,38 +368,32 @@ public final class MCPGateway: Sendable {
     }
 
     func serverDescription(_ c: Call, version: String, discover: Bool) -> JSONValue {
-        var pairs: [(String, JSONValue)] = [
-            ("protocolVersion", .string(version)),
-            (
-                "capabilities",
-                .object([
-                    ("tools", .object([("listChanged", .bool(false))])), ("resources", .object([])),
-                    ("prompts", .object([])),
-                ])
-            ),
-            (
-                "serverInfo",
-                .object([
-                    ("name", .string("warden")), ("title", .string("Warden MCP gateway")),
-                    ("version", .string(WardenVersion.current)),
-                ])
-            ),
-            (
-                "instructions",
-                .string(
-                    c.server == nil
-                        ? "Tools of every MCP server you may use, named <server>.<tool>."
-                        : "Tools of the MCP server '\(c.server ?? "")' that you may use.")
-            ),
-        ]
-        if discover {
-            pairs.append(
-                (
-                    "supportedVersions",
-                    .array(([Self.modernVersion] + Self.sessionVersions.sorted(by: >)).map { .string($0) })
-                ))
+        let capabilities = JSONValue.object([
+            ("tools", .object([("listChanged", .bool(false))])), ("resources", .object([])), ("prompts", .object([])),
+        ])
+        let info = JSONValue.object([
+            ("name", .string("warden")), ("title", .string("Warden MCP gateway")),
+            ("version", .string(WardenVersion.current)),
+        ])
+        let instructions = JSONValue.string(
+            c.server == nil
+                ? "Tools of every MCP server you may use, named <server>.<tool>."
+                : "Tools of the MCP server '\(c.server ?? "")' that you may use.")
+        guard discover else {
+            return .object([
+                ("protocolVersion", .string(version)), ("capabilities", capabilities), ("serverInfo", info),
+                ("instructions", instructions),
+            ])
         }
-        return .object(pairs)
+        // 2026-07-28 `server/discover`: the versions served, capabilities, and the server's identity in `_meta`.
+        return .object([
+            (
+                "supportedVersions",
+                .array(([Self.modernVersion] + Self.sessionVersions.sorted(by: >)).map { .string($0) })
+            ),
+            ("capabilities", capabilities), ("instructions", instructions),
+            ("_meta", .object([("io.modelcontextprotocol/serverInfo", info)])),
+        ])
     }
 
     /// The servers a request addresses: the one in the path, or every server the token names a tool of.
