@@ -141,6 +141,19 @@ let package = Package(
             path: "Benchmarks/GatewayBenchmark",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "MCPBenchmark",
+            dependencies: [
+                "WardenGateway", "WardenIdentity", "WardenCore", "Cedar",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Benchmarks/MCPBenchmark",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "CedarTests", dependencies: ["Cedar"], swiftSettings: swiftSettings),
         .testTarget(name: "WardenCoreTests", dependencies: ["WardenCore", "Cedar"], swiftSettings: swiftSettings),
         .testTarget(

@@ -83,7 +83,8 @@ class UpstreamProcess:
 
     def stop(self):
         if self.proc is not None:
-            self.proc.terminate()
+            # Killed, not terminated: uvicorn's graceful stop would wait for Warden's idle keep-alive connection.
+            self.proc.kill()
             self.proc.wait(timeout=10)
             self.proc = None
 

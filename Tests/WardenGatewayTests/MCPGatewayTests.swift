@@ -272,7 +272,8 @@ struct MCPGatewayTests {
             let d = try await modern(
                 #"{"jsonrpc":"2.0","id":1,"method":"server/discover"}"#, method: "server/discover", name: nil)
             #expect(d.status == .ok)
-            #expect(d.json?["result"]?["_meta"]?["io.modelcontextprotocol/serverInfo"]?["name"]?.stringValue == "warden")
+            #expect(
+                d.json?["result"]?["_meta"]?["io.modelcontextprotocol/serverInfo"]?["name"]?.stringValue == "warden")
             #expect(d.json?["result"]?["supportedVersions"]?.arrayValue?.first == .string("2026-07-28"))
             #expect(d.json?["result"]?["resultType"] == .string("complete"))
             #expect(d.json?["result"]?["cacheScope"] == .string("private"))

@@ -197,22 +197,10 @@ private struct ValidationRun {
         }
         if pairs.isEmpty { return }
         let kw = Keywords(pairs)
-
         if let ref = kw.ref {
             followRef(ref, value, path: path, depth: depth, level: level, refs: refs, into: &errors)
         }
-        if let type = kw.type, let names = Self.typeNames(type), !names.contains(where: { Self.matches($0, value) }) {
-            Self.fail(path, "expected \(Self.describe(types: names)), got \(value.kindName)", &errors)
-            return
-        }
-        if case .array(let options)? = kw.enumValues, !options.contains(where: { Self.equal(value, $0) }) {
-            let shown = options.prefix(8).map(Self.describe(value:)).joined(separator: ", ")
-            Self.fail(path, "must be one of: \(shown)\(options.count > 8 ? ", …" : "")", &errors)
-        }
-        if let c = kw.const, !Self.equal(value, c) {
-            Self.fail(path, "must be \(Self.describe(value: c))", &errors)
-        }
-
+        guard checkType(kw, value, path: path, into: &errors) else { return }
         switch value {
         case .number(let text):
             checkNumber(text, kw, path: path, into: &errors)
@@ -225,7 +213,33 @@ private struct ValidationRun {
         default:
             break
         }
+        if kw.allOf != nil || kw.anyOf != nil || kw.oneOf != nil || kw.not != nil {
+            checkCombinators(kw, value, path: path, depth: depth, level: level, refs: refs, into: &errors)
+        }
+    }
 
+    /// `type`, `enum` and `const`; false when the type is wrong (nothing else is worth reporting then).
+    /// (Each keyword group has its own function to keep the recursive frame of `check` small.)
+    func checkType(_ kw: Keywords, _ value: JSONValue, path: String, into errors: inout [String]) -> Bool {
+        if let type = kw.type, let names = Self.typeNames(type), !names.contains(where: { Self.matches($0, value) }) {
+            Self.fail(path, "expected \(Self.describe(types: names)), got \(value.kindName)", &errors)
+            return false
+        }
+        if case .array(let options)? = kw.enumValues, !options.contains(where: { Self.equal(value, $0) }) {
+            let shown = options.prefix(8).map(Self.describe(value:)).joined(separator: ", ")
+            Self.fail(path, "must be one of: \(shown)\(options.count > 8 ? ", …" : "")", &errors)
+        }
+        if let c = kw.const, !Self.equal(value, c) {
+            Self.fail(path, "must be \(Self.describe(value: c))", &errors)
+        }
+        return true
+    }
+
+    /// `allOf`, `anyOf`, `oneOf`, `not`.
+    mutating func checkCombinators(
+        _ kw: Keywords, _ value: JSONValue, path: String, depth: Int, level: Int, refs: Int,
+        into errors: inout [String]
+    ) {
         if case .array(let subs)? = kw.allOf {
             for sub in subs {
                 check(sub, value, path: path, depth: depth + 1, level: level, refs: refs, into: &errors)
@@ -324,7 +338,7 @@ private struct ValidationRun {
         return nil
     }
 
-    mutating func checkNumber(_ text: String, _ kw: Keywords, path: String, into errors: inout [String]) {
+    func checkNumber(_ text: String, _ kw: Keywords, path: String, into errors: inout [String]) {
         guard let x = Double(text) else { return }
         if let m = Self.number(kw.minimum) {
             if kw.exclusiveMinimum == .bool(true) {
