@@ -233,8 +233,8 @@ def live(binary: str, workdir: str) -> int:
             async def steps(c):
                 names = sorted(t.name for t in (await c.list_tools()).tools)
                 expect(names == ["search"], f"reader sees {names}")
-                await expect_error(c.call_tool("read", {"id": 1}), -32001, "reader calls read")
-                await expect_error(c.call_tool("delete", {"id": 1}), -32001, "reader calls delete")
+                await expect_error(c.call_tool("read", {"id": 1}), -32003, "reader calls read")
+                await expect_error(c.call_tool("delete", {"id": 1}), -32003, "reader calls delete")
             for mode in ("legacy", "2026-07-28"):
                 run_session(w, reader, token, "/mcp/docs", mode, steps)
         run.check("a tool outside the manifest is absent from the list and refused on call (both eras)",

@@ -233,7 +233,7 @@ struct MCPGatewayTests {
             // Not in the manifest: refused, never forwarded.
             let before = env.upstream.calls.withLock { $0.count }
             let denied = try await env.rpc(a, session: s, "tools/call", #"{"name":"delete","arguments":{"path":"/"}}"#)
-            #expect(denied["error"]?["code"] == .number("-32001"))
+            #expect(denied["error"]?["code"] == .number("-32003"))
             #expect(env.upstream.calls.withLock { $0.count } == before)
             // Arguments outside the pinned schema: invalid params.
             let bad = try await env.rpc(a, session: s, "tools/call", #"{"name":"read","arguments":{"path":5}}"#)
@@ -269,8 +269,11 @@ struct MCPGatewayTests {
                 if let name { h[HTTPField.Name("Mcp-Name")!] = name }
                 return try await env.post(a, body: body, headers: h)
             }
+            let meta =
+                #""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#
             let d = try await modern(
-                #"{"jsonrpc":"2.0","id":1,"method":"server/discover"}"#, method: "server/discover", name: nil)
+                #"{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{\#(meta)}}"#, method: "server/discover",
+                name: nil)
             #expect(d.status == .ok)
             #expect(
                 d.json?["result"]?["_meta"]?["io.modelcontextprotocol/serverInfo"]?["name"]?.stringValue == "warden")
@@ -279,26 +282,39 @@ struct MCPGatewayTests {
             #expect(d.json?["result"]?["cacheScope"] == .string("private"))
             #expect(d.headers[HTTPField.Name("Mcp-Session-Id")!] == nil)
             let call =
-                #"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"read","arguments":{"path":"p"}}}"#
+                #"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"read","arguments":{"path":"p"},\#(meta)}}"#
             let ok = try await modern(call, method: "tools/call", name: "read")
             #expect(ok.status == .ok)
             #expect(ok.json?["result"]?["content"] != nil)
-            for (method, name) in [
+            #expect(ok.json?["result"]?["resultType"] == .string("complete"))
+            // Mcp-Name may be base64-encoded (=?base64?…?=).
+            #expect(try await modern(call, method: "tools/call", name: "=?base64?cmVhZA==?=").status == .ok)
+            let mismatches: [(String?, String?)] = [
                 ("tools/call", "search"), ("tools/list", "read"), (nil, "read"), ("tools/call", nil),
+                ("tools/call", "=?base64?!!?="),
             ]
-            where !(method == "tools/list") {
+            for (method, name) in mismatches {
                 let r = try await modern(call, method: method, name: name)
                 #expect(r.status == .badRequest)
-                #expect(r.json?["error"]?["code"] == .number("-32001"))
+                #expect(r.json?["error"]?["code"] == .number("-32020"))
             }
-            let wrongMethod = try await modern(call, method: "tools/list", name: "read")
-            #expect(wrongMethod.status == .badRequest)
+            // Without the per-request envelope: invalid params.
+            let bare = try await modern(
+                #"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"read","arguments":{"path":"p"}}}"#,
+                method: "tools/call", name: "read")
+            #expect(bare.status == .badRequest)
+            #expect(bare.json?["error"]?["code"] == .number("-32602"))
+            // Unknown methods are 404 in this era.
+            let unknown = try await modern(
+                #"{"jsonrpc":"2.0","id":6,"method":"no/such","params":{\#(meta)}}"#, method: "no/such", name: nil)
+            #expect(unknown.status == .notFound)
+            #expect(unknown.json?["error"]?["code"] == .number("-32601"))
             // The aggregate endpoint: tools named <server>.<tool>.
             var h = HTTPFields()
             h[HTTPField.Name("MCP-Protocol-Version")!] = "2026-07-28"
             h[HTTPField.Name("Mcp-Method")!] = "tools/list"
             let agg = try await env.post(
-                a, "/mcp", body: #"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#, headers: h)
+                a, "/mcp", body: #"{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{\#(meta)}}"#, headers: h)
             let names = env.toolNames(try #require(agg.json))
             #expect(names.contains("files.read") && names.contains("files.delete"))
             h[HTTPField.Name("Mcp-Method")!] = "tools/call"
@@ -306,7 +322,7 @@ struct MCPGatewayTests {
             let aggCall = try await env.post(
                 a, "/mcp",
                 body:
-                    #"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"files.read","arguments":{"path":"q"}}}"#,
+                    #"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"files.read","arguments":{"path":"q"},\#(meta)}}"#,
                 headers: h)
             #expect(
                 aggCall.json?["result"]?["content"]?.arrayValue?.first?["text"]?.stringValue == #"read: {"path":"q"}"#)

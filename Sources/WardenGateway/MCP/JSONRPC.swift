@@ -12,15 +12,18 @@ public enum JSONRPC {
     public static let methodNotFound = -32601
     public static let invalidParams = -32602
     public static let internalError = -32603
-    /// Warden's own codes (the implementation-defined range, -32000 to -32099).
-    public static let accessDenied = -32001
-    /// MCP's "header mismatch" (2026-07-28: `Mcp-Method`/`Mcp-Name` disagree with the body, or are missing).
-    public static let headerMismatch = -32001
+    /// Warden's own codes, in the implementation-defined band (-32000 to -32019; the SDKs use -32000 and -32001
+    /// themselves).
+    public static let accessDenied = -32003
     public static let approvalRefused = -32010
     public static let toolChanged = -32011
     public static let resultWithheld = -32012
     public static let upstreamUnavailable = -32013
     public static let rateLimited = -32014
+    /// MCP 2026-07-28: the HTTP headers disagree with the body, or required ones are missing or repeated.
+    public static let headerMismatch = -32020
+    /// MCP 2026-07-28: the request's protocol version is not served.
+    public static let unsupportedProtocolVersion = -32022
 
     /// Deepest nesting accepted in a message.
     public static let maxDepth = 64

@@ -219,8 +219,15 @@ public final class MCPGateway: Sendable {
                 return Self.httpError(
                     .badRequest,
                     JSONRPC.RPCError(
-                        JSONRPC.invalidRequest, "unsupported MCP-Protocol-Version \(versionHeader.prefix(40))",
-                        id: message.id))
+                        JSONRPC.unsupportedProtocolVersion,
+                        "unsupported MCP-Protocol-Version \(versionHeader.prefix(40))", id: message.id,
+                        data: .object([
+                            (
+                                "supported",
+                                .array(([Self.modernVersion] + Self.sessionVersions.sorted(by: >)).map { .string($0) })
+                            ),
+                            ("requested", .string(String(versionHeader.prefix(40)))),
+                        ])))
             }
             era = versionHeader
         } else if case .request(_, "initialize", _) = message {
@@ -263,6 +270,7 @@ public final class MCPGateway: Sendable {
             return Response(status: .accepted, headers: sessionHeader)
         case .request(let id, let method, let params):
             let body: JSONValue
+            var status = HTTPResponse.Status.ok
             do throws(JSONRPC.RPCError) {
                 var result = try await dispatch(c, method: method, params: params)
                 if era == Self.modernVersion { result = Self.modernResult(result, method: method) }
@@ -273,8 +281,10 @@ public final class MCPGateway: Sendable {
                 e.id = id
                 body = e.json
                 metrics.count(server: serverName ?? "*", method: method, outcome: String(e.code))
+                // 2026-07-28 gives some codes an HTTP status of their own; the session era answers 200.
+                if era == Self.modernVersion { status = Self.modernStatus[e.code] ?? .ok }
             }
-            return Self.reply(body, request: request, headers: sessionHeader)
+            return Self.reply(body, status: status, request: request, headers: sessionHeader)
         }
     }
 
@@ -299,19 +309,39 @@ public final class MCPGateway: Sendable {
     /// methods that have one; missing or different is a 400.
     static func headerMismatch(_ message: JSONRPC.Message, _ headers: HTTPFields) -> JSONRPC.RPCError? {
         var id: JSONRPC.ID?
-        if case .request(let i, _, _) = message { id = i }
+        var params: JSONValue?
+        switch message {
+        case .request(let i, _, let p):
+            id = i
+            params = p
+        case .notification(_, let p): params = p
+        case .response: return nil
+        }
         guard let method = message.method else { return nil }
+        for name in [HTTPField.Name.mcpMethod, .mcpName, .mcpProtocolVersion] where headers[values: name].count > 1 {
+            return JSONRPC.RPCError(JSONRPC.headerMismatch, "\(name) appears more than once", id: id)
+        }
         guard let h = headers[.mcpMethod] else {
             return JSONRPC.RPCError(JSONRPC.headerMismatch, "the Mcp-Method header is required", id: id)
         }
         guard h == method else {
-            return JSONRPC.RPCError(
-                JSONRPC.headerMismatch, "Mcp-Method does not match the body's method", id: id)
+            return JSONRPC.RPCError(JSONRPC.headerMismatch, "Mcp-Method does not match the body's method", id: id)
         }
-        var params: JSONValue?
-        switch message {
-        case .request(_, _, let p), .notification(_, let p): params = p
-        case .response: break
+        // Requests carry the per-request envelope: `_meta` with the protocol version (equal to the header) and the
+        // client's capabilities.
+        if id != nil {
+            guard let meta = params?["_meta"], case .object = meta,
+                let version = meta["io.modelcontextprotocol/protocolVersion"],
+                meta["io.modelcontextprotocol/clientCapabilities"] != nil
+            else {
+                return JSONRPC.RPCError(
+                    JSONRPC.invalidParams,
+                    "params._meta must carry io.modelcontextprotocol/protocolVersion and clientCapabilities", id: id)
+            }
+            guard case .string(let v) = version, v == headers[.mcpProtocolVersion] else {
+                return JSONRPC.RPCError(
+                    JSONRPC.headerMismatch, "MCP-Protocol-Version does not match params._meta", id: id)
+            }
         }
         let named: String? =
             switch method {
@@ -320,8 +350,9 @@ public final class MCPGateway: Sendable {
             default: nil
             }
         guard let named else { return nil }
-        guard let header = headers[.mcpName] else {
-            return JSONRPC.RPCError(JSONRPC.headerMismatch, "the Mcp-Name header is required for \(method)", id: id)
+        guard let header = headers[.mcpName].flatMap(decodeHeaderValue) else {
+            return JSONRPC.RPCError(
+                JSONRPC.headerMismatch, "a valid Mcp-Name header is required for \(method)", id: id)
         }
         guard header == named else {
             return JSONRPC.RPCError(JSONRPC.headerMismatch, "Mcp-Name does not match the body", id: id)
@@ -329,12 +360,31 @@ public final class MCPGateway: Sendable {
         return nil
     }
 
+    /// A header value as MCP encodes it: verbatim, or `=?base64?<canonical base64 of UTF-8>?=`; nil when malformed.
+    static func decodeHeaderValue(_ value: String) -> String? {
+        guard value.hasPrefix("=?base64?"), value.hasSuffix("?="), value.utf8.count >= 11 else { return value }
+        let payload = String(value.dropFirst(9).dropLast(2))
+        guard let data = Data(base64Encoded: payload), data.base64EncodedString() == payload,
+            let text = String(data: data, encoding: .utf8)
+        else { return nil }
+        return text
+    }
+
     static func httpError(_ status: HTTPResponse.Status, _ error: JSONRPC.RPCError) -> Response {
         HTTPSupport.json(status, error.json)
     }
 
     /// JSON, or one server-sent event when the client accepts only `text/event-stream`.
-    static func reply(_ body: JSONValue, request: Request, headers: HTTPFields) -> Response {
+    /// The HTTP status of a JSON-RPC error in the 2026-07-28 era.
+    static let modernStatus: [Int: HTTPResponse.Status] = [
+        JSONRPC.parseError: .badRequest, JSONRPC.invalidRequest: .badRequest, JSONRPC.invalidParams: .badRequest,
+        JSONRPC.headerMismatch: .badRequest, JSONRPC.unsupportedProtocolVersion: .badRequest,
+        JSONRPC.methodNotFound: .notFound,
+    ]
+
+    static func reply(
+        _ body: JSONValue, status: HTTPResponse.Status = .ok, request: Request, headers: HTTPFields
+    ) -> Response {
         let accept = request.headers[values: .accept].joined(separator: ",").lowercased()
         if !accept.isEmpty, !accept.contains("application/json"), !accept.contains("*/*"),
             accept.contains("text/event-stream")
@@ -343,10 +393,10 @@ public final class MCPGateway: Sendable {
             h[.contentType] = "text/event-stream"
             h[.cacheControl] = "no-store"
             return Response(
-                status: .ok, headers: h,
+                status: status, headers: h,
                 body: .init(byteBuffer: ByteBuffer(string: "event: message\ndata: \(body.serialized)\n\n")))
         }
-        return HTTPSupport.json(.ok, body, headers: headers)
+        return HTTPSupport.json(status, body, headers: headers)
     }
 
     // MARK: Methods
@@ -657,8 +707,18 @@ public final class MCPGateway: Sendable {
         case .success(let result):
             return try screen(c, s, result, resource: resource, details: details)
         case .failure(let e):
-            throw JSONRPC.RPCError(e.code, String(e.message.prefix(1000)), data: e.data)
+            throw screened(s, e)
         }
+    }
+
+    /// An upstream's JSON-RPC error, its message and data through the DLP step too (redacted whatever `dlp` says:
+    /// an error is not a result the operator chose to block).
+    func screened(_ s: MCPServerRuntime, _ e: JSONRPC.RPCError) -> JSONRPC.RPCError {
+        guard s.config.dlp != .off else {
+            return JSONRPC.RPCError(e.code, String(e.message.prefix(1000)), data: e.data)
+        }
+        let (message, _) = dlp.redact(String(e.message.prefix(1000)))
+        return JSONRPC.RPCError(e.code, message, data: e.data.map { dlp.redact($0).0 })
     }
 
     /// The DLP step on a result: redacted or withheld per the server's `dlp`, the findings recorded by class.
@@ -783,7 +843,7 @@ public final class MCPGateway: Sendable {
         }
         switch unwrap(response) {
         case .success(let result): return try screen(c, s, result, resource: resource, details: details)
-        case .failure(let e): throw JSONRPC.RPCError(e.code, String(e.message.prefix(1000)), data: e.data)
+        case .failure(let e): throw screened(s, e)
         }
     }
 
