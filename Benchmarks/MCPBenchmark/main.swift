@@ -8,6 +8,9 @@
 // cost, not Warden's); Warden authenticates, checks the pin and the input schema, decides with Cedar, records the
 // audit entry, forwards with its own session and brokered credential, and scans the result (DLP).
 //
+// The same calls through an HTTP route (`/r/bench`, no MCP handling: the generic gateway) separate what the MCP layer
+// costs from what any authenticated, decided, recorded and forwarded call costs.
+//
 // Usage: swift build -c release --product MCPBenchmark && .build/release/MCPBenchmark [--calls N] [--rounds R]
 import AsyncHTTPClient
 import Cedar
@@ -69,11 +72,17 @@ func micros(_ d: Duration) -> Double {
 }
 
 let dir = FileManager.default.temporaryDirectory.appendingPathComponent("warden-mcpbench-\(UUID().uuidString)").path
+// The demo policies, and a permit for the HTTP route used as the generic gateway's reference.
+try SecureFile.ensureDirectory(dir)
+try SecureFile.ensureDirectory(dir + "/policies")
+try (PolicyEngine.demoPolicies + "\npermit (principal, action == Action::\"call\", resource in Segment::\"bench\");\n")
+    .write(toFile: dir + "/policies/bench.cedar", atomically: true, encoding: .utf8)
 var config = try WardenConfig(
     parsing: """
         listen: 127.0.0.1:18091
         data: \(dir)
-        routes: {}
+        routes:
+          bench: {upstream: "http://127.0.0.1:18090", segment: bench}
         dpop: {replay_cache_size: 4000000}
         rate_limits: null
         mcp_servers:
@@ -84,6 +93,7 @@ let cp = try ControlPlane(config: config)
 try cp.secrets.set("bench-key", value: Array("bench-secret".utf8), now: cp.now())
 var manifest = AgentManifest(name: "bench-agent", owner: "bench@example.com")
 manifest.tools = ["bench/echo"]
+manifest.routes = ["bench"]
 let reg = try cp.register(manifest: manifest)
 let key = P256.Signing.PrivateKey()
 _ = try cp.enroll(
@@ -157,10 +167,13 @@ try await withThrowingTaskGroup(of: Void.self) { group in
     let wardenSession = try await initialize(through, auth: true)
     var direct: [Double] = []
     var viaWarden: [Double] = []
+    var viaRoute: [Double] = []
     let signer = DPoPProofSigner(key: key)
+    let route = "http://127.0.0.1:18091/r/bench/mcp"
     for round in 0...rounds {
         var d: [Double] = []
         var w: [Double] = []
+        var r: [Double] = []
         for _ in 0..<callsPerRound {
             d.append(
                 try await call(
@@ -176,14 +189,28 @@ try await withThrowingTaskGroup(of: Void.self) { group in
                         ("MCP-Protocol-Version", "2025-11-25"),
                     ]))
         }
+        for _ in 0..<callsPerRound {
+            let proof = try signer.proof(method: "POST", url: route, accessToken: token, now: cp.now())
+            r.append(
+                try await call(
+                    route,
+                    headers: [
+                        ("Authorization", "DPoP \(token)"), ("DPoP", proof), ("Mcp-Session-Id", directSession),
+                        ("MCP-Protocol-Version", "2025-11-25"),
+                    ]))
+        }
         // Round 0 warms up connections, caches and the catalogue.
         if round > 0 {
             direct += d
             viaWarden += w
+            viaRoute += r
         }
     }
     direct.sort()
     viaWarden.sort()
+    viaRoute.sort()
+    let rm = percentile(viaRoute, 0.5)
+    let r99 = percentile(viaRoute, 0.99)
     let dm = percentile(direct, 0.5)
     let d99 = percentile(direct, 0.99)
     let wm = percentile(viaWarden, 0.5)
@@ -191,10 +218,12 @@ try await withThrowingTaskGroup(of: Void.self) { group in
     print("tools/call, \(direct.count) sequential calls per target (\(rounds) rounds of \(callsPerRound), alternating)")
     print(String(format: "direct to the MCP server:   median %7.1f µs   p99 %7.1f µs", dm, d99))
     print(String(format: "through Warden (DPoP):      median %7.1f µs   p99 %7.1f µs", wm, w99))
+    print(String(format: "through an /r/ route:       median %7.1f µs   p99 %7.1f µs", rm, r99))
     print(
         String(
-            format: "added by Warden:            median %7.1f µs   p99 %7.1f µs   (ratio of medians %.1fx)", wm - dm,
+            format: "added by Warden (MCP):      median %7.1f µs   p99 %7.1f µs   (ratio of medians %.1fx)", wm - dm,
             w99 - d99, wm / dm))
+    print(String(format: "added by an /r/ route:      median %7.1f µs   p99 %7.1f µs", rm - dm, r99 - d99))
     fflush(nil)
     group.cancelAll()
 }

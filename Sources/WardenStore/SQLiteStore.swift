@@ -669,14 +669,18 @@ public final class SQLiteStore: Sendable {
         }
     }
 
-    /// Records a definition not seen before (pinned when `row.state` is approved), with its audit entry.
+    /// Records a definition not seen before (pinned when `row.state` is approved), with its audit entry; a definition
+    /// that was pinned once and superseded comes back as pending (a server reverting to an old definition still needs
+    /// an operator's approval).
     public func recordMCPTool(_ row: MCPToolRow, event: AuditEvent) throws(WardenError) {
         try write { db in
             try db.execute(
                 sql: """
                     INSERT INTO mcp_tools (server, tool, digest, definition, state, flags, first_seen, decided_at,
                         decided_by)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT(server, tool, digest) DO UPDATE SET state = 'pending', first_seen = excluded.first_seen
+                    WHERE mcp_tools.state = 'superseded' AND excluded.state = 'pending'
                     """,
                 arguments: [
                     row.server, row.tool, row.digest, row.definition, row.state, row.flags, row.firstSeen,

@@ -593,3 +593,99 @@ struct JSONRPCTests {
         #expect(accepted > 0)
     }
 }
+
+/// A stdio MCP server in plain Python (no packages): `pid`, `env` (its environment's names and whether the token
+/// arrived) and `crash` (exits with status 3).
+let stdioServerScript = #"""
+    import json, os, sys
+    for line in sys.stdin:
+        msg = json.loads(line)
+        if "id" not in msg:
+            continue
+        m = msg.get("method")
+        if m == "initialize":
+            result = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
+                      "serverInfo": {"name": "stdio-test", "version": "1"}}
+        elif m == "tools/list":
+            result = {"tools": [{"name": n, "description": d, "inputSchema": {"type": "object"}}
+                                for n, d in (("pid", "Process id."), ("env", "Environment."), ("crash", "Exits."))]}
+        elif m == "tools/call":
+            name = msg["params"]["name"]
+            if name == "crash":
+                sys.exit(3)
+            if name == "pid":
+                text = str(os.getpid())
+            else:
+                text = json.dumps({"names": sorted(os.environ), "token": os.environ.get("LOCAL_TOKEN") == "lt-1"})
+            result = {"content": [{"type": "text", "text": text}]}
+        else:
+            print(json.dumps({"jsonrpc": "2.0", "id": msg["id"], "error": {"code": -32601, "message": "no"}}),
+                  flush=True)
+            continue
+        print(json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result}), flush=True)
+    """#
+
+@Suite("MCP gateway: a supervised stdio server")
+struct MCPStdioTests {
+    @Test("started on first use with a minimal environment, restarted with backoff after it exits")
+    func supervision() async throws {
+        guard
+            let python = ["/usr/bin/python3", "/usr/local/bin/python3"].first(
+                where: FileManager.default.isExecutableFile)
+        else {
+            print("skipped: no python3 in /usr/bin or /usr/local/bin")
+            return
+        }
+        let script = FileManager.default.temporaryDirectory.appendingPathComponent("stdio-\(UUID().uuidString).py").path
+        try stdioServerScript.write(toFile: script, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: script) }
+        let f = try Fixture { c in
+            var local = MCPServerConfig(name: "local", transport: .stdio(command: [python, script], cwd: nil))
+            local.env = ["MARK": "1"]
+            var cred = CredentialInjection(secret: "local-key")
+            cred.env = "LOCAL_TOKEN"
+            cred.prefix = ""
+            local.credential = cred
+            local.timeout = 10
+            c.mcpServers = ["local": local]
+        }
+        try f.cp.secrets.set("local-key", value: Array("lt-1".utf8), now: f.clock.now)
+        let gateway = try Gateway(cp: f.cp)
+        let mcp = try MCPGateway(gateway: gateway)
+        let app = Application(router: WardenRouter.build(f.cp, gateway: gateway, mcp: mcp))
+        try await app.test(.live) { client in
+            let env = MCPEnv(f: f, mcp: mcp, upstream: MockMCPServer(), client: client)
+            let a = try f.agent("local-bot", tools: ["local/*"])
+            let s = try await env.session(a, "/mcp/local")
+            func call(_ tool: String) async throws -> JSONValue {
+                try await env.rpc(
+                    a, session: s, "tools/call", #"{"name":"\#(tool)","arguments":{}}"#, path: "/mcp/local")
+            }
+            let first = try #require(
+                try await call("pid")["result"]?["content"]?.arrayValue?.first?["text"]?.stringValue)
+            let environment = try #require(
+                try await call("env")["result"]?["content"]?.arrayValue?.first?["text"]?.stringValue)
+            let parsed = try JSONValue.parse(environment)
+            #expect(parsed["names"] == .array(["HOME", "LANG", "LOCAL_TOKEN", "MARK", "PATH"].map { .string($0) }))
+            #expect(parsed["token"] == .bool(true))
+            // It exits mid-call: the call fails with nothing about the server; the next ones fail fast until the
+            // restart, then work against a new process.
+            let crashed = try await call("crash")
+            #expect(crashed["error"]?["code"] == .number("-32013"))
+            var second: String?
+            for _ in 0..<100 {
+                let r = try await call("pid")
+                if let t = r["result"]?["content"]?.arrayValue?.first?["text"]?.stringValue {
+                    second = t
+                    break
+                }
+                #expect(r["error"]?["code"] == .number("-32013"))
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let restarted = try #require(second)
+            #expect(restarted != first)
+        }
+        await mcp.shutdown()
+        await gateway.shutdown()
+    }
+}

@@ -142,22 +142,22 @@ struct MCPScannerTests {
         #expect(kinds == ["aws_secret_key", "aws_access_key"])
     }
 
-    @Test("a JSON tree is redacted in every string value, never in keys")
+    @Test("a JSON tree is redacted in every string value, key and number")
     func jsonTree() throws {
         let tree = try JSONValue.parse(
             """
             {"content":[{"type":"text","text":"key AKIAIOSFODNN7EXAMPLE, mail bob@example.com"}],\
             "meta":{"AKIAIOSFODNN7EXAMPLE":"ok","n":42,"nested":[[["xoxb-1234567890-abcdefghij"]]],"e":[],"o":{}},\
-            "isError":false}
+            "card":4111111111111111,"isError":false}
             """)
         let (out, kinds) = dlp.redact(tree)
-        #expect(kinds == ["aws_access_key", "email", "slack_token"])
+        #expect(kinds == ["aws_access_key", "email", "slack_token", "card_number"])
         #expect(
             out.serialized
                 == """
                 {"content":[{"type":"text","text":"key [REDACTED:aws_access_key], mail [REDACTED:email]"}],\
-                "meta":{"AKIAIOSFODNN7EXAMPLE":"ok","n":42,"nested":[[["[REDACTED:slack_token]"]]],"e":[],"o":{}},\
-                "isError":false}
+                "meta":{"[REDACTED:aws_access_key]":"ok","n":42,"nested":[[["[REDACTED:slack_token]"]]],"e":[],"o":{}},\
+                "card":"[REDACTED:card_number]","isError":false}
                 """)
         #expect(dlp.findings(in: tree) == kinds)
         #expect(dlp.findings(in: out).isEmpty)

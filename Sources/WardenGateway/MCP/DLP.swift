@@ -62,13 +62,24 @@ public struct DLPScanner: Sendable {
                 let (r, k) = redact(s)
                 kinds.formUnion(k)
                 done = .string(r)
+            case .number(let n):
+                // A card number can travel as a JSON number: the redacted form is a string.
+                let (r, k) = redact(n)
+                kinds.formUnion(k)
+                done = k.isEmpty ? pending : .string(r)
             case .array(let items) where !items.isEmpty:
                 stack.append(Frame(keys: nil, items: items, out: [], next: 1))
                 stack[stack.count - 1].out.reserveCapacity(items.count)
                 pending = items[0]
                 continue
             case .object(let pairs) where !pairs.isEmpty:
-                stack.append(Frame(keys: pairs.map { $0.0 }, items: pairs.map { $0.1 }, out: [], next: 1))
+                // Keys are text the model reads too.
+                let keys = pairs.map { pair -> String in
+                    let (r, k) = redact(pair.0)
+                    kinds.formUnion(k)
+                    return r
+                }
+                stack.append(Frame(keys: keys, items: pairs.map { $0.1 }, out: [], next: 1))
                 stack[stack.count - 1].out.reserveCapacity(pairs.count)
                 pending = pairs[0].1
                 continue
@@ -102,12 +113,15 @@ public struct DLPScanner: Sendable {
         var stack = [value]
         while let v = stack.popLast() {
             switch v {
-            case .string(let s):
+            case .string(let s), .number(let s):
                 for f in scan(s) { kinds.insert(f.kind) }
             case .array(let items):
                 stack.append(contentsOf: items)
             case .object(let pairs):
-                for (_, x) in pairs { stack.append(x) }
+                for (k, x) in pairs {
+                    for f in scan(k) { kinds.insert(f.kind) }
+                    stack.append(x)
+                }
             default:
                 break
             }

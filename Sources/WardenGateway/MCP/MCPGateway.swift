@@ -149,6 +149,8 @@ public final class MCPGateway: Sendable {
             serverName = name
         }
         let metadataURL = base + "/.well-known/oauth-protected-resource" + path
+        // Labels and audit resources name configured servers only (a path is the agent's input).
+        let label = serverName.flatMap { servers[$0] == nil ? nil : $0 } ?? "*"
         // 1. Authenticate (the agent's credential stops here: the upstream gets Warden's).
         let agent: AuthenticatedAgent
         let entry: AgentDirectory.Entry
@@ -156,14 +158,14 @@ public final class MCPGateway: Sendable {
             (agent, entry) = try await gateway.authenticate(
                 request, context: context, base: base, mutualTLS: mutualTLS)
         } catch {
-            metrics.count(server: serverName ?? "*", method: "auth", outcome: error.error.auditReason)
+            metrics.count(server: label, method: "auth", outcome: error.error.auditReason)
             if error.error.code != .useDPoPNonce {
                 try? cp.audit.submit(
                     AuditEvent(
                         kind: .decision, action: "mcp:connect",
                         actor: error.who?.agent.spiffeID.description
                             ?? "unauthenticated", agent: error.who?.agent.spiffeID.description,
-                        agentID: error.who?.agent.id, resource: "ToolServer::\"\(serverName ?? "*")\"",
+                        agentID: error.who?.agent.id, resource: "ToolServer::\"\(label)\"",
                         decision: .deny, reason: error.error.auditReason, source: WardenRouter.source(context),
                         message: error.error.message))
             }
@@ -200,17 +202,19 @@ public final class MCPGateway: Sendable {
         }
         // 2. The message (bounded), the era, and the era's own checks.
         let bytes: [UInt8]
-        do { bytes = try await HTTPSupport.body(request, limit: maxMessageBytes) } catch {
+        let limit = serverName.flatMap { servers[$0]?.config.maxMessageBytes } ?? maxMessageBytes
+        do { bytes = try await HTTPSupport.body(request, limit: limit) } catch {
+            refused(call, label, "mcp:message", "message_too_large")
             return Self.httpError(
-                .contentTooLarge,
-                JSONRPC.RPCError(JSONRPC.invalidRequest, "the message is larger than \(maxMessageBytes) bytes"))
+                .contentTooLarge, JSONRPC.RPCError(JSONRPC.invalidRequest, "the message is larger than \(limit) bytes"))
         }
         let versionHeader = request.headers[.mcpProtocolVersion]
         let message: JSONRPC.Message
         do throws(JSONRPC.RPCError) {
-            message = try JSONRPC.parse(bytes, maxBytes: maxMessageBytes)
+            message = try JSONRPC.parse(bytes, maxBytes: limit)
         } catch {
-            metrics.count(server: serverName ?? "*", method: "invalid", outcome: "invalid_message")
+            metrics.count(server: label, method: "invalid", outcome: "invalid_message")
+            refused(call, label, "mcp:message", "invalid_message")
             return Self.httpError(.badRequest, error)
         }
         var era: String
@@ -240,7 +244,8 @@ public final class MCPGateway: Sendable {
         var sessionHeader: HTTPFields = [:]
         if era == Self.modernVersion {
             if let mismatch = Self.headerMismatch(message, request.headers) {
-                metrics.count(server: serverName ?? "*", method: message.method ?? "?", outcome: "header_mismatch")
+                metrics.count(server: label, method: message.method ?? "?", outcome: "header_mismatch")
+                refused(call, label, message.method.map { "mcp:" + $0 } ?? "mcp:message", "header_mismatch")
                 return Self.httpError(.badRequest, mismatch)
             }
         } else if case .request(_, "initialize", let params) = message {
@@ -249,12 +254,14 @@ public final class MCPGateway: Sendable {
             sessionHeader[.mcpSessionID] = sessions.create(agentID: agent.agent.id, version: era, now: cp.now())
         } else {
             guard let id = request.headers[.mcpSessionID] else {
+                refused(call, label, message.method.map { "mcp:" + $0 } ?? "mcp:message", "session_required")
                 return Self.httpError(
                     .badRequest,
                     JSONRPC.RPCError(
                         JSONRPC.invalidRequest, "Mcp-Session-Id is required (initialize first)", id: message.id))
             }
             guard let v = sessions.use(id, agentID: agent.agent.id, now: cp.now()) else {
+                refused(call, label, message.method.map { "mcp:" + $0 } ?? "mcp:message", "unknown_session")
                 return Self.httpError(
                     .notFound, JSONRPC.RPCError(JSONRPC.invalidRequest, "no such session", id: message.id))
             }
@@ -286,6 +293,11 @@ public final class MCPGateway: Sendable {
             }
             return Self.reply(body, status: status, request: request, headers: sessionHeader)
         }
+    }
+
+    /// Records a refusal of the transport layer (bad message, header mismatch, session) as the agent's.
+    func refused(_ c: Call, _ server: String, _ action: String, _ reason: String) {
+        audit(c, action: action, resource: "ToolServer::\"\(server)\"", allowed: false, reason: reason, details: [])
     }
 
     /// Methods whose 2026-07-28 results carry caching directives.
@@ -418,9 +430,14 @@ public final class MCPGateway: Sendable {
     }
 
     func serverDescription(_ c: Call, version: String, discover: Bool) -> JSONValue {
-        let capabilities = JSONValue.object([
-            ("tools", .object([("listChanged", .bool(false))])), ("resources", .object([])), ("prompts", .object([])),
-        ])
+        // Resources and prompts are served per server, not on the aggregate.
+        let capabilities: JSONValue =
+            c.server == nil
+            ? .object([("tools", .object([("listChanged", .bool(false))]))])
+            : .object([
+                ("tools", .object([("listChanged", .bool(false))])), ("resources", .object([])),
+                ("prompts", .object([])),
+            ])
         let info = JSONValue.object([
             ("name", .string("warden")), ("title", .string("Warden MCP gateway")),
             ("version", .string(WardenVersion.current)),
@@ -482,7 +499,9 @@ public final class MCPGateway: Sendable {
                 throw JSONRPC.RPCError(JSONRPC.upstreamUnavailable, "the MCP server's tool list is unreadable")
             }
             for item in items.prefix(10_000 - tools.count) {
-                guard let name = item["name"]?.stringValue, !name.isEmpty, name.utf8.count <= 128 else { continue }
+                // Printable ASCII names only: Swift compares strings by canonical equivalence, and two names the
+                // upstream tells apart by their bytes must never meet in one entry here.
+                guard let name = item["name"]?.stringValue, Self.isToolName(name) else { continue }
                 tools.append((name, item))
             }
             guard let next = result["nextCursor"], case .string = next, tools.count < 10_000 else { break }
@@ -499,6 +518,17 @@ public final class MCPGateway: Sendable {
         let c = MCPServerRuntime.Catalogue(tools: byName, order: order, fetchedAt: .now)
         s.catalogue.withLock { $0 = c }
         return c
+    }
+
+    /// 1 to 128 printable ASCII characters without spaces (SEP-986 allows fewer).
+    static func isToolName(_ s: String) -> Bool {
+        !s.isEmpty && s.utf8.count <= 128 && s.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+    }
+
+    /// A listed tool: the pinned fields only, so nothing unpinned (`_meta`, icons, unknown fields) reaches a model.
+    static func listed(_ definition: JSONValue) -> JSONValue {
+        guard case .object(let pairs) = definition else { return definition }
+        return .object(pairs.filter { ToolPins.pinnedFields.contains($0.0) })
     }
 
     func upstreamFailed(_ s: MCPServerRuntime, _ e: UpstreamFailure) -> JSONRPC.RPCError {
@@ -528,7 +558,7 @@ public final class MCPGateway: Sendable {
         for s in targets {
             let cat: MCPServerRuntime.Catalogue
             do throws(JSONRPC.RPCError) {
-                cat = try await catalogue(s, maxAge: nil)
+                cat = try await catalogue(s, maxAge: .seconds(s.config.refresh))
             } catch {
                 // The aggregate lists what it can; one server's endpoint reports the failure.
                 if c.server != nil { throw error }
@@ -543,8 +573,8 @@ public final class MCPGateway: Sendable {
                     hidden += 1
                     continue
                 }
-                out.append(
-                    c.server == nil ? t.definition.setting("name", .string(s.config.name + "." + name)) : t.definition)
+                let shown = Self.listed(t.definition)
+                out.append(c.server == nil ? shown.setting("name", .string(s.config.name + "." + name)) : shown)
             }
         }
         audit(
@@ -564,6 +594,9 @@ public final class MCPGateway: Sendable {
     func callTool(_ c: Call, params: JSONValue) async throws(JSONRPC.RPCError) -> JSONValue {
         guard let name = params["name"]?.stringValue, !name.isEmpty, name.utf8.count <= 256 else {
             throw JSONRPC.RPCError(JSONRPC.invalidParams, "tools/call needs params.name")
+        }
+        guard name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw JSONRPC.RPCError(JSONRPC.invalidParams, "unknown tool (tool names are printable ASCII)")
         }
         let arguments = params["arguments"] ?? .object([])
         guard case .object = arguments else {
@@ -620,7 +653,10 @@ public final class MCPGateway: Sendable {
                 resource: resource)
         }
         // Cedar, with the arguments in the context.
-        let argsValue = Self.cedarValue(arguments, depth: 0) ?? .record([:])
+        guard case .some(.some(let argsValue)) = Self.cedarValue(arguments) else {
+            throw refuse(
+                JSONRPC.invalidParams, "arguments_too_large", Self.argumentsTooLarge.message, resource: resource)
+        }
         var verdict = decide(
             c, action: "mcp:tools/call", resource: t.entity, parent: s.entity, context: ["arguments": argsValue])
         var approvalReason: String?
@@ -661,6 +697,10 @@ public final class MCPGateway: Sendable {
             switch outcome {
             case .approved(let by)?:
                 details.append(("approved_by", by))
+                // The wait can be long: what held before it must still hold (token, agent, pin, policies).
+                if let why = stillAdmissible(c, server: server, tool: t, arguments: argsValue, parent: s.entity) {
+                    throw refuse(JSONRPC.accessDenied, why, "after approval: \(why)", resource: resource)
+                }
             case .denied(let by, let why)?:
                 details.append(("denied_by", by))
                 throw refuse(
@@ -673,7 +713,7 @@ public final class MCPGateway: Sendable {
             case .abandoned?:
                 throw refuse(
                     JSONRPC.approvalRefused, "approval_abandoned", "the call was abandoned", resource: resource)
-            case nil:
+            case nil, .full?:
                 throw refuse(
                     JSONRPC.approvalRefused, "approval_queue_full", "too many calls are waiting for approval",
                     resource: resource)
@@ -699,7 +739,7 @@ public final class MCPGateway: Sendable {
         let response: JSONValue
         do throws(UpstreamFailure) {
             response = try await s.upstream.request(
-                "tools/call", params: .object([("name", .string(tool)), ("arguments", arguments)]))
+                "tools/call", params: .object([("name", .string(t.name)), ("arguments", arguments)]))
         } catch {
             throw upstreamFailed(s, error)
         }
@@ -717,8 +757,31 @@ public final class MCPGateway: Sendable {
         guard s.config.dlp != .off else {
             return JSONRPC.RPCError(e.code, String(e.message.prefix(1000)), data: e.data)
         }
-        let (message, _) = dlp.redact(String(e.message.prefix(1000)))
-        return JSONRPC.RPCError(e.code, message, data: e.data.map { dlp.redact($0).0 })
+        var (message, _) = dlp.redact(String(e.message.prefix(1000)))
+        var data = e.data.map { dlp.redact($0).0 }
+        if let cred = s.config.credential, let value = cp.secrets.value(cred.secret), value.utf8.count >= 8 {
+            message = message.replacingOccurrences(of: value, with: "[REDACTED:brokered_credential]")
+            data = data.map { Self.scrub($0, value).0 }
+        }
+        return JSONRPC.RPCError(e.code, message, data: data)
+    }
+
+    /// Re-checks a call after it waited for approval: the token is unrevoked and unexpired, the agent active, the
+    /// definition still pinned, and the policies (as they are now) allow it when approved. nil when it still holds,
+    /// else the reason code.
+    func stillAdmissible(
+        _ c: Call, server: String, tool t: MCPServerRuntime.Tool, arguments: Value, parent: Entity
+    ) -> String? {
+        let claims = c.agent.claims
+        if cp.revocations.isRevoked(claims.jti) { return "token_revoked" }
+        if claims.expiresAt <= cp.now() { return "token_expired" }
+        guard let entry = cp.agents.entry(c.agent.agent.spiffeID.description) else { return "agent_unknown" }
+        guard entry.record.state == .active else { return "agent_\(entry.record.state.rawValue)" }
+        guard pins.status(server: server, tool: t.name, digest: t.digest) == .pinned else { return "tool_not_approved" }
+        let verdict = decide(
+            c, action: "mcp:tools/call", resource: t.entity, parent: parent,
+            context: ["arguments": arguments, "approved": .bool(true)])
+        return verdict.allowed ? nil : (verdict.reason ?? "policy_denied")
     }
 
     /// The DLP step on a result: redacted or withheld per the server's `dlp`, the findings recorded by class.
@@ -726,7 +789,15 @@ public final class MCPGateway: Sendable {
         _ c: Call, _ s: MCPServerRuntime, _ result: JSONValue, resource: String, details: [(String, String)]
     ) throws(JSONRPC.RPCError) -> JSONValue {
         guard s.config.dlp != .off else { return result }
-        let (redacted, kinds) = dlp.redact(result)
+        var (redacted, kinds) = dlp.redact(result)
+        // The server's own brokered credential, whatever its shape, never reaches the agent.
+        if let cred = s.config.credential, let value = cp.secrets.value(cred.secret), value.utf8.count >= 8 {
+            let (scrubbed, found) = Self.scrub(redacted, value)
+            if found {
+                redacted = scrubbed
+                kinds.insert("brokered_credential")
+            }
+        }
         guard !kinds.isEmpty else { return result }
         let classes = kinds.sorted().joined(separator: ",")
         for k in kinds { metrics.dlp(kind: k) }
@@ -742,6 +813,37 @@ public final class MCPGateway: Sendable {
                 data: .object([("reason", .string("dlp_blocked"))]))
         }
         return redacted
+    }
+
+    /// Replaces every occurrence of `secret` in the strings (and keys) of `value` (depth is bounded by the parser).
+    static func scrub(_ value: JSONValue, _ secret: String) -> (JSONValue, Bool) {
+        switch value {
+        case .string(let s) where s.contains(secret):
+            return (.string(s.replacingOccurrences(of: secret, with: "[REDACTED:brokered_credential]")), true)
+        case .array(let items):
+            var found = false
+            let out = items.map { item -> JSONValue in
+                let (v, f) = scrub(item, secret)
+                found = found || f
+                return v
+            }
+            return (.array(out), found)
+        case .object(let pairs):
+            var found = false
+            let out = pairs.map { pair -> (String, JSONValue) in
+                let (v, f) = scrub(pair.1, secret)
+                var key = pair.0
+                if key.contains(secret) {
+                    key = key.replacingOccurrences(of: secret, with: "[REDACTED:brokered_credential]")
+                    found = true
+                }
+                found = found || f
+                return (key, v)
+            }
+            return (.object(out), found)
+        default:
+            return (value, false)
+        }
     }
 
     /// `resources/list`, `resources/templates/list`, `prompts/list` of one server, filtered by Cedar.
@@ -811,7 +913,8 @@ public final class MCPGateway: Sendable {
             guard case .object = args else {
                 throw JSONRPC.RPCError(JSONRPC.invalidParams, "params.arguments must be an object")
             }
-            extra["arguments"] = Self.cedarValue(args, depth: 0) ?? .record([:])
+            guard case .some(.some(let argsValue)) = Self.cedarValue(args) else { throw Self.argumentsTooLarge }
+            extra["arguments"] = argsValue
             forwarded.append(("arguments", args))
             details.append(
                 ("arguments_digest", "sha256:" + Attestation.hex(SHA256.hash(data: Array(args.canonical.utf8)))))
@@ -877,22 +980,43 @@ public final class MCPGateway: Sendable {
             entities: entities)
     }
 
+    /// Arguments beyond what is given to Cedar whole: entries per object or array, and nesting.
+    static let maxArgumentEntries = 1000
+    static let maxArgumentDepth = 8
+
     /// JSON arguments as a Cedar value: objects as records, arrays as sets, integers as longs, other numbers as their
-    /// text; nulls and anything nested deeper than 8 levels are left out.
-    static func cedarValue(_ v: JSONValue, depth: Int) -> Value? {
-        guard depth <= 8 else { return nil }
+    /// text, nulls left out. nil when the arguments are larger or deeper than the limits: the call is then refused,
+    /// never decided on a trimmed copy (a policy must see everything the upstream will).
+    static func cedarValue(_ v: JSONValue, depth: Int = 0) -> Value?? {
+        guard depth <= maxArgumentDepth else { return nil }
         switch v {
-        case .null: return nil
+        case .null: return .some(nil)
         case .bool(let b): return .bool(b)
         case .number(let n): return Int64(n).map(Value.long) ?? .string(n)
         case .string(let s): return .string(s)
-        case .array(let items): return .set(Set(items.prefix(1000).compactMap { cedarValue($0, depth: depth + 1) }))
+        case .array(let items):
+            guard items.count <= maxArgumentEntries else { return nil }
+            var out = Set<Value>()
+            for item in items {
+                guard let converted = cedarValue(item, depth: depth + 1) else { return nil }
+                if let c = converted { out.insert(c) }
+            }
+            return .set(out)
         case .object(let pairs):
+            guard pairs.count <= maxArgumentEntries else { return nil }
             var r: [String: Value] = [:]
-            for (k, v) in pairs.prefix(1000) { if let cv = cedarValue(v, depth: depth + 1) { r[k] = cv } }
+            for (k, item) in pairs {
+                guard let converted = cedarValue(item, depth: depth + 1) else { return nil }
+                if let c = converted { r[k] = c }
+            }
             return .record(r)
         }
     }
+
+    static let argumentsTooLarge = JSONRPC.RPCError(
+        JSONRPC.invalidParams,
+        "the arguments are too large for policy evaluation (at most \(maxArgumentEntries) entries per object or array, \(maxArgumentDepth) levels)",
+        data: .object([("reason", .string("arguments_too_large"))]))
 
     // MARK: Audit
 

@@ -28,6 +28,29 @@ protocol MCPUpstream: Sendable {
     func shutdown() async
 }
 
+/// Runs `body` with a deadline that covers all of it (AsyncHTTPClient's own deadline ends at the response head; a
+/// server that streams keep-alive comments without ever answering must not hold a call forever).
+func withDeadline<T: Sendable>(
+    seconds: Int64, _ body: @escaping @Sendable () async throws(UpstreamFailure) -> T
+) async throws(UpstreamFailure) -> T {
+    do {
+        return try await withThrowingTaskGroup(of: T.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: .seconds(seconds))
+                throw UpstreamFailure("timeout", "no answer in time")
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next() else { throw UpstreamFailure("unavailable", "no answer") }
+            return first
+        }
+    } catch let e as UpstreamFailure {
+        throw e
+    } catch {
+        throw UpstreamFailure("unavailable", String(describing: error))
+    }
+}
+
 /// The protocol version Warden speaks to upstream servers.
 let upstreamProtocolVersion = "2025-11-25"
 
@@ -88,6 +111,12 @@ final class HTTPUpstream: MCPUpstream {
     }
 
     func request(_ method: String, params: JSONValue?) async throws(UpstreamFailure) -> JSONValue {
+        try await withDeadline(seconds: timeout) { () async throws(UpstreamFailure) -> JSONValue in
+            try await self.exchangeInSession(method, params: params)
+        }
+    }
+
+    func exchangeInSession(_ method: String, params: JSONValue?) async throws(UpstreamFailure) -> JSONValue {
         var sessionID = try await establish()
         do {
             return try await exchange(method, params: params, session: sessionID)
@@ -114,9 +143,9 @@ final class HTTPUpstream: MCPUpstream {
                     throw UpstreamFailure("protocol", "initialize failed")
                 }
                 _ = try await self.post(
-                    JSONRPC.notification(method: "notifications/initialized", params: nil), session: id)
+                    JSONRPC.notification(method: "notifications/initialized", params: nil), session: id ?? "")
                 self.session.withLock { $0 = id ?? "" }
-                return id
+                return id ?? ""
             }
             t = n
             return n
@@ -145,8 +174,9 @@ final class HTTPUpstream: MCPUpstream {
         req.method = .POST
         req.headers.add(name: "Content-Type", value: "application/json")
         req.headers.add(name: "Accept", value: "application/json, text/event-stream")
-        if let session, !session.isEmpty {
-            req.headers.add(name: "Mcp-Session-Id", value: session)
+        if let session {
+            // After initialize: the negotiated version on every request, and the session id when the server gave one.
+            if !session.isEmpty { req.headers.add(name: "Mcp-Session-Id", value: session) }
             req.headers.add(name: "MCP-Protocol-Version", value: upstreamProtocolVersion)
         }
         if let (n, v) = credential() { req.headers.replaceOrAdd(name: n, value: v) }
@@ -284,6 +314,8 @@ final class StdioUpstream: MCPUpstream {
     struct State {
         var process: Process?
         var stdin: FileHandle?
+        /// Writes go through this queue (a blocking pipe write never holds a cooperative thread).
+        var writer: DispatchQueue?
         var generation = 0
         var ready = false
         var pending: [String: CheckedContinuation<JSONValue, any Error>] = [:]
@@ -327,23 +359,35 @@ final class StdioUpstream: MCPUpstream {
         let id = String(nextID.wrappingAdd(1, ordering: .relaxed).oldValue)
         let line = Array((JSONRPC.request(id: .number(id), method: method, params: params).serialized + "\n").utf8)
         let timeout = config.timeout
+        let written = Flag()
         do {
             return try await withThrowingTaskGroup(of: JSONValue.self) { group in
                 group.addTask {
-                    try await withCheckedThrowingContinuation { (c: CheckedContinuation<JSONValue, any Error>) in
-                        let handle = self.state.withLock { s -> FileHandle? in
-                            guard let h = s.stdin else { return nil }
-                            s.pending[id] = c
-                            return h
-                        }
-                        guard let handle else {
-                            c.resume(throwing: UpstreamFailure("unavailable", "the server is not running"))
-                            return
-                        }
-                        do { try handle.write(contentsOf: line) } catch {
-                            if let c = self.state.withLock({ $0.pending.removeValue(forKey: id) }) {
-                                c.resume(throwing: UpstreamFailure("unavailable", "write failed"))
+                    try await withTaskCancellationHandler {
+                        try await withCheckedThrowingContinuation { (c: CheckedContinuation<JSONValue, any Error>) in
+                            let target = self.state.withLock { s -> (FileHandle, DispatchQueue)? in
+                                guard let h = s.stdin, let q = s.writer else { return nil }
+                                s.pending[id] = c
+                                return (h, q)
                             }
+                            guard let (handle, queue) = target else {
+                                c.resume(throwing: UpstreamFailure("unavailable", "the server is not running"))
+                                return
+                            }
+                            queue.async {
+                                do {
+                                    try handle.write(contentsOf: line)
+                                    written.set()
+                                } catch {
+                                    if let c = self.state.withLock({ $0.pending.removeValue(forKey: id) }) {
+                                        c.resume(throwing: UpstreamFailure("unavailable", "write failed"))
+                                    }
+                                }
+                            }
+                        }
+                    } onCancel: {
+                        if let c = self.state.withLock({ $0.pending.removeValue(forKey: id) }) {
+                            c.resume(throwing: UpstreamFailure("unavailable", "cancelled"))
                         }
                     }
                 }
@@ -354,11 +398,16 @@ final class StdioUpstream: MCPUpstream {
                     }
                     throw UpstreamFailure("timeout", "no answer in time")
                 }
+                defer { group.cancelAll() }
                 guard let first = try await group.next() else { throw UpstreamFailure("unavailable", "no answer") }
-                group.cancelAll()
                 return first
             }
         } catch let e as UpstreamFailure {
+            if e.kind == "timeout", !written.isSet {
+                // It stopped reading its input: not healthy; stopped, and restarted by the supervisor.
+                logger.error("the MCP server does not read its input; stopping it")
+                state.withLock { $0.process }?.terminate()
+            }
             throw e
         } catch {
             if let c = state.withLock({ $0.pending.removeValue(forKey: id) }) {
@@ -366,6 +415,13 @@ final class StdioUpstream: MCPUpstream {
             }
             throw UpstreamFailure("unavailable", String(describing: error))
         }
+    }
+
+    /// A flag set once, read from any thread.
+    final class Flag: Sendable {
+        let value = Atomic<Bool>(false)
+        func set() { value.store(true, ordering: .relaxed) }
+        var isSet: Bool { value.load(ordering: .relaxed) }
     }
 
     /// Starts the process and runs the initialize handshake, unless it is running or backing off.
@@ -432,19 +488,24 @@ final class StdioUpstream: MCPUpstream {
         state.withLock { s in
             s.process = p
             s.stdin = input.fileHandleForWriting
+            s.writer = DispatchQueue(label: "warden.mcp.stdio.\(config.name).\(generation)")
             s.startedAt = .now
         }
         readLines(output.fileHandleForReading, generation: generation)
         drainErrors(errors.fileHandleForReading)
-        // The handshake, on the raw channel (not through ensureStarted).
-        let response = try await send("initialize", params: initializeParams())
-        guard case .success = unwrap(response) else {
+        // The handshake, on the raw channel (not through ensureStarted). A process that fails it is stopped (its
+        // exit schedules the restart with backoff), never left running beside the next one.
+        do {
+            let response = try await send("initialize", params: initializeParams())
+            guard case .success = unwrap(response) else { throw UpstreamFailure("protocol", "initialize failed") }
+            let note = Array(
+                (JSONRPC.notification(method: "notifications/initialized", params: nil).serialized + "\n").utf8)
+            let queue = state.withLock { $0.writer }
+            queue?.async { try? input.fileHandleForWriting.write(contentsOf: note) }
+        } catch {
             p.terminate()
-            throw UpstreamFailure("protocol", "initialize failed")
+            throw error
         }
-        let note = Array(
-            (JSONRPC.notification(method: "notifications/initialized", params: nil).serialized + "\n").utf8)
-        try input.fileHandleForWriting.write(contentsOf: note)
         state.withLock { s in if s.generation == generation { s.ready = true } }
         logger.info("MCP server started", metadata: ["pid": "\(p.processIdentifier)"])
     }
@@ -462,6 +523,7 @@ final class StdioUpstream: MCPUpstream {
             s.pending.removeAll()
             s.process = nil
             s.stdin = nil
+            s.writer = nil
             s.ready = false
             if let started = s.startedAt, ContinuousClock.now - started > .seconds(60) { s.failures = 0 }
             s.failures += 1

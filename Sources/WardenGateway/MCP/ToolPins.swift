@@ -61,6 +61,9 @@ public final class ToolPins: Sendable {
         state.withLock { $0 = s }
     }
 
+    /// Definitions of one tool waiting for approval at once; more are hidden without being recorded.
+    static let maxPendingPerTool = 16
+
     /// The fields of a tool that are pinned: everything that tells a model what the tool does or how to call it.
     static let pinnedFields: Set<String> = [
         "name", "title", "description", "inputSchema", "outputSchema", "annotations",
@@ -99,6 +102,11 @@ public final class ToolPins: Sendable {
             }
             if let known {
                 out[name] = known
+                continue
+            }
+            // A server that changes a definition on every fetch is held, not allowed to grow the table without end.
+            if state.withLock({ ($0.pending[key]?.count ?? 0) >= Self.maxPendingPerTool }) {
+                out[name] = .pending
                 continue
             }
             let flags = InjectionScan.flags(tool: definition)
@@ -217,6 +225,8 @@ public final class ApprovalQueue: Sendable {
         case denied(by: String, reason: String?)
         case timedOut
         case abandoned
+        /// The queue filled up between the check and the registration.
+        case full
     }
 
     struct Waiting {
@@ -224,11 +234,15 @@ public final class ApprovalQueue: Sendable {
         let continuation: CheckedContinuation<Outcome, Never>
     }
 
-    /// Calls on hold at once; more are refused.
+    /// Calls on hold at once, and per agent (one agent cannot crowd out the others); more are refused.
     public let maxPending: Int
+    public let maxPerAgent: Int
     let waiting = Mutex<[String: Waiting]>([:])
 
-    public init(maxPending: Int = 1000) { self.maxPending = maxPending }
+    public init(maxPending: Int = 1000, maxPerAgent: Int = 20) {
+        self.maxPending = maxPending
+        self.maxPerAgent = maxPerAgent
+    }
 
     /// A new approval id: 128 random bits, hex.
     static func newID() -> String {
@@ -236,22 +250,26 @@ public final class ApprovalQueue: Sendable {
         return (0..<2).map { _ in String(g.next() as UInt64, radix: 16).leftPadded(16) }.joined()
     }
 
-    /// Holds the call until a decision, `timeout`, or the task's cancellation. nil when the queue is full.
+    /// Holds the call until a decision, `timeout`, or the task's cancellation. nil when the queue (or the agent's
+    /// share of it) is full.
     public func hold(_ item: Item, timeout: Duration) async -> Outcome? {
-        let full = waiting.withLock { $0.count >= maxPending }
-        if full { return nil }
+        let agentID = item.agentID
+        func hasRoom(_ w: [String: Waiting]) -> Bool {
+            w.count < maxPending && w.values.lazy.filter { $0.item.agentID == agentID }.count < maxPerAgent
+        }
+        guard waiting.withLock({ hasRoom($0) }) else { return nil }
         let id = item.id
         let timer = Mutex<Task<Void, Never>?>(nil)
         defer { timer.withLock { $0?.cancel() } }
-        return await withTaskCancellationHandler {
+        let outcome = await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Outcome, Never>) in
                 let accepted = waiting.withLock { w -> Bool in
-                    guard w.count < maxPending else { return false }
+                    guard hasRoom(w) else { return false }
                     w[id] = Waiting(item: item, continuation: c)
                     return true
                 }
                 guard accepted else {
-                    c.resume(returning: .abandoned)
+                    c.resume(returning: .full)
                     return
                 }
                 // The deadline starts once the call is registered, so a decision or the timeout always finds it.
@@ -266,6 +284,7 @@ public final class ApprovalQueue: Sendable {
         } onCancel: {
             self.finish(id, .abandoned)
         }
+        return outcome == .full ? nil : outcome
     }
 
     /// Ends a held call; false when there is none with that id.
@@ -309,10 +328,17 @@ final class MCPSessions: Sendable {
         self.idleSeconds = idleSeconds
     }
 
+    /// Sessions one agent may hold; opening another ends its least recently used.
+    static let maxPerAgent = 64
+
     func create(agentID: String, version: String, now: Int64) -> String {
         var g = SystemRandomNumberGenerator()
         let id = (0..<2).map { _ in String(g.next() as UInt64, radix: 16).leftPadded(16) }.joined()
         sessions.withLock { s in
+            let mine = s.filter { $0.value.agentID == agentID }
+            if mine.count >= Self.maxPerAgent, let oldest = mine.min(by: { $0.value.lastUsed < $1.value.lastUsed }) {
+                s.removeValue(forKey: oldest.key)
+            }
             if s.count >= maxSessions {
                 s = s.filter { now - $0.value.lastUsed < idleSeconds }
                 if s.count >= maxSessions, let oldest = s.min(by: { $0.value.lastUsed < $1.value.lastUsed }) {
