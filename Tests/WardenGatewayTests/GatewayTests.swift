@@ -151,6 +151,21 @@ func withGateway(
 
 @Suite("Gateway end to end (live upstream on loopback)")
 struct GatewayTests {
+    @Test("request bodies: many POSTs on one connection, each forwarded whole (the upload ends before the answer)")
+    func bodies() async throws {
+        // Regression: the upstream client's last read of the agent's body raced Hummingbird's drain of it for the
+        // next request on the connection (a trap in release builds under load).
+        try await withGateway { env in
+            let a = try env.f.agent("support-bot")
+            for i in 0..<200 {
+                let body = String(repeating: "x", count: 64 + i)
+                let r = try await env.call(a, .post, "/r/tickets/v1/items", body: body)
+                #expect(r.status == .ok)
+                #expect(env.upstream.requests.last?.bodyBytes == body.utf8.count)
+            }
+        }
+    }
+
     @Test("an allowed call reaches the upstream with the brokered credential, and nothing of the agent's own")
     func allowedCall() async throws {
         try await withGateway { env in
