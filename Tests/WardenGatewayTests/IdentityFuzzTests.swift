@@ -14,17 +14,6 @@ import WardenIdentity
 /// errors, never traps. Scaled by `WARDEN_FUZZ_ITERATIONS` (default 1500), seed `WARDEN_FUZZ_SEED`.
 @Suite("Identity fuzzing")
 struct IdentityFuzzTests {
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static var iterations: Int {
         ProcessInfo.processInfo.environment["WARDEN_FUZZ_ITERATIONS"].flatMap(Int.init) ?? 1500
     }

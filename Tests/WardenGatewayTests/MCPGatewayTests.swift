@@ -488,17 +488,11 @@ struct MCPGatewayTests {
     }
 }
 
-/// A seeded generator for the JSON-RPC fuzz tests (SplitMix64).
+/// Seeded inputs for the JSON-RPC fuzz tests: valid messages and their mutations.
 struct MCPFuzzRNG {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    var rng: SplitMix64
+    init(seed: UInt64) { rng = SplitMix64(state: seed) }
+    mutating func next() -> UInt64 { rng.next() }
 
     static let seeds: [[UInt8]] = [
         #"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,

@@ -8,17 +8,6 @@ import Testing
 struct MCPScannerTests {
     let dlp = DLPScanner()
 
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     // MARK: - DLP
 
     static let awsSecret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -378,7 +367,10 @@ struct MCPScannerTests {
         #expect(try errors(#"{"pattern":"^[a-z]+$"}"#, #""abc""#).isEmpty)
         #expect(try errors(#"{"pattern":"[0-9]"}"#, #""ab1c""#).isEmpty)
         #expect(try errors(#"{"pattern":"^[a-z]+$"}"#, #""ABC""#) == ["/: does not match the pattern \"^[a-z]+$\""])
-        #expect(try errors(#"{"pattern":"(unclosed"}"#, #""abc""#) == ["/: unsupported pattern \"(unclosed\""])
+        #expect(
+            try errors(#"{"pattern":"(unclosed"}"#, #""abc""#) == [
+                "/: the schema's pattern is not supported: a group without its ) at offset 0"
+            ])
         let long = JSONValue.string(String(repeating: "a", count: 5000))
         let longErrors = SchemaValidator(try JSONValue.parse(#"{"pattern":"^a+$"}"#)).validate(long)
         #expect(longErrors.count == 1)
@@ -441,6 +433,36 @@ struct MCPScannerTests {
             try errors(##"{"items":{"$ref":"#/$defs/missing"}}"##, "[1]") == [
                 "/0: the schema's $ref \"#/$defs/missing\" cannot be resolved"
             ])
+    }
+
+    @Test("patterns match in linear time; unsupported patterns and overlong names are errors, not skipped")
+    func hostilePatterns() throws {
+        let schema = SchemaValidator(try JSONValue.parse(#"{"type":"string","pattern":"^(\\w+\\s?)*$"}"#))
+        let hostile = JSONValue.string(String(repeating: "a", count: 3_999) + "!")
+        let clock = ContinuousClock()
+        let start = clock.now
+        let errors = schema.validate(hostile)
+        let elapsed = clock.now - start
+        #expect(elapsed < .seconds(2), "\(elapsed)")
+        #expect(errors == [#"/: does not match the pattern "^(\w+\s?)*$""#])
+        #expect(schema.validate(.string(String(repeating: "ab ", count: 1_300))).isEmpty)
+
+        let lookahead = SchemaValidator(try JSONValue.parse(#"{"pattern":"(?=x)"}"#)).validate(.string("x"))
+        #expect(lookahead.count == 1)
+        #expect(lookahead.first?.hasPrefix("/: the schema's pattern is not supported: a lookahead") == true)
+
+        // patternProperties: an unsupported pattern is an error; so is a name too long to match (not a skip).
+        let refused = SchemaValidator(try JSONValue.parse(#"{"patternProperties":{"(?<=x)":{"type":"string"}}}"#))
+        let refusedErrors = refused.validate(.object([("x", .number("1"))]))
+        #expect(refusedErrors.count == 1)
+        #expect(refusedErrors.first?.contains("not supported: a lookbehind") == true)
+        let named = SchemaValidator(try JSONValue.parse(#"{"patternProperties":{"^k":{"type":"string"}}}"#))
+        #expect(named.validate(.object([("key", .string("v"))])).isEmpty)
+        #expect(named.validate(.object([("key", .number("1"))])) == ["/key: expected a string, got a number"])
+        let longName = String(repeating: "k", count: 5_000)
+        let longErrors = named.validate(.object([(longName, .string("v"))]))
+        #expect(longErrors.count == 1)
+        #expect(longErrors.first?.contains("the property name is too long") == true)
     }
 
     @Test("reference cycles terminate with an error")

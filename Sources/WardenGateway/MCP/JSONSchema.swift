@@ -6,8 +6,13 @@ import Foundation
 /// `enum`, `const`, numeric and length bounds, `pattern`, `multipleOf`, `uniqueItems`, `anyOf`, `oneOf`, `allOf`,
 /// `not`, local `$ref`s and boolean schemas. Annotations and unknown keywords are ignored. Bounded: nesting, `$ref`
 /// chains and total work are limited, so a hostile schema or instance gives errors, never a crash or a hang.
+/// Patterns run on ``LinearRegex`` (linear time, no backtracking); a pattern outside its subset is an error (the
+/// value is refused, never let through unchecked).
 public struct SchemaValidator: Sendable {
     let root: JSONValue
+    /// The schema's patterns (`pattern` values and `patternProperties` names), compiled once, keyed by their UTF-8
+    /// bytes (`String` equality is canonical equivalence, and equivalent patterns can differ for the matcher).
+    let patterns: [[UInt8]: Result<LinearRegex, LinearRegex.Unsupported>]
 
     static let maxErrors = 20
     /// Deepest instance nesting checked.
@@ -18,17 +23,64 @@ public struct SchemaValidator: Sendable {
     static let maxCallDepth = 256
     /// Subschema applications per validation.
     static let maxSteps = 500_000
-    /// Longest string matched against a `pattern`.
+    /// Longest string (or property name) matched against a `pattern` (or `patternProperties`).
     static let maxPatternBytes = 4096
+    /// Pattern-matching work (threads visited by ``LinearRegex``) per validation.
+    static let maxPatternWork = 20_000_000
+    /// Distinct patterns compiled ahead, when the validator is made; others are compiled when a validation needs them.
+    static let maxCompiledPatterns = 256
+    /// Schema values looked at for patterns to compile ahead.
+    static let maxPatternScan = 100_000
 
     public init(_ schema: JSONValue) {
         root = schema
+        patterns = Self.compilePatterns(in: schema)
+    }
+
+    /// Compiles the `pattern`s and `patternProperties` names in `schema`, walking it with an explicit stack (deep
+    /// nesting cannot exhaust the thread's stack), at most `maxCompiledPatterns` of them.
+    static func compilePatterns(in schema: JSONValue) -> [[UInt8]: Result<LinearRegex, LinearRegex.Unsupported>] {
+        var compiled: [[UInt8]: Result<LinearRegex, LinearRegex.Unsupported>] = [:]
+        var stack = [schema]
+        var visited = 0
+        func add(_ pattern: String) {
+            let key = Array(pattern.utf8)
+            guard compiled[key] == nil, compiled.count < Self.maxCompiledPatterns else { return }
+            compiled[key] = ValidationRun.compile(pattern)
+        }
+        while visited < Self.maxPatternScan, compiled.count < Self.maxCompiledPatterns, let node = stack.popLast() {
+            visited += 1
+            switch node {
+            case .object(let pairs):
+                for (key, value) in pairs {
+                    if key == "pattern", case .string(let p) = value {
+                        add(p)
+                    } else if key == "patternProperties", case .object(let pp) = value {
+                        for (p, _) in pp { add(p) }
+                    }
+                    switch value {
+                    case .object, .array: stack.append(value)
+                    default: break
+                    }
+                }
+            case .array(let items):
+                for item in items {
+                    switch item {
+                    case .object, .array: stack.append(item)
+                    default: break
+                    }
+                }
+            default:
+                break
+            }
+        }
+        return compiled
     }
 
     /// The ways `instance` fails the schema (at most 20, each `<path>: <problem>` with a JSON-pointer path, `/` for
     /// the root); empty when it is valid.
     public func validate(_ instance: JSONValue) -> [String] {
-        var run = ValidationRun(root: root)
+        var run = ValidationRun(root: root, compiled: patterns)
         var errors: [String] = []
         run.check(root, instance, path: "", depth: 0, level: 0, refs: 0, into: &errors)
         if run.exhausted, !errors.contains(ValidationRun.exhaustedMessage) {
@@ -67,16 +119,21 @@ private struct ValidationRun {
     typealias Limits = SchemaValidator
 
     let root: JSONValue
+    /// The patterns compiled when the validator was made.
+    let compiled: [[UInt8]: Result<LinearRegex, LinearRegex.Unsupported>]
     var steps = 0
     var exhausted = false
-    var regexes: [String: NSRegularExpression] = [:]
-    var badPatterns: Set<String> = []
+    /// Patterns compiled during this validation (those not compiled ahead).
+    var regexes: [[UInt8]: Result<LinearRegex, LinearRegex.Unsupported>] = [:]
+    /// What is left of `maxPatternWork`.
+    var patternWork = Limits.maxPatternWork
     var refCache: [String: JSONValue] = [:]
 
     static let exhaustedMessage = "/: the schema is too complex to check (work limit reached)"
 
-    init(root: JSONValue) {
+    init(root: JSONValue, compiled: [[UInt8]: Result<LinearRegex, LinearRegex.Unsupported>]) {
         self.root = root
+        self.compiled = compiled
     }
 
     /// The keywords of one schema object, read in one pass (a class, to keep the recursive frames small).
@@ -381,16 +438,18 @@ private struct ValidationRun {
             }
         }
         if case .string(let p)? = kw.pattern {
-            guard let re = regex(p) else {
-                Self.fail(path, "unsupported pattern \"\(p.prefix(100))\"", &errors)
-                return
-            }
-            if s.utf8.count > Limits.maxPatternBytes {
-                Self.fail(
-                    path, "the string is too long (over \(Limits.maxPatternBytes) bytes) to check against its pattern",
-                    &errors)
-            } else if !Self.search(re, s) {
-                Self.fail(path, "does not match the pattern \"\(p.prefix(100))\"", &errors)
+            switch regex(p) {
+            case .failure(let refused):
+                Self.fail(path, "the schema's pattern is not supported: \(refused.reason)", &errors)
+            case .success(let re):
+                if s.utf8.count > Limits.maxPatternBytes {
+                    Self.fail(
+                        path,
+                        "the string is too long (over \(Limits.maxPatternBytes) bytes) to check against its pattern",
+                        &errors)
+                } else if search(re, s) == false {
+                    Self.fail(path, "does not match the pattern \"\(p.prefix(100))\"", &errors)
+                }
             }
         }
     }
@@ -476,13 +535,15 @@ private struct ValidationRun {
                 Self.fail(Self.child(path, name), "required property is missing", &errors)
             }
         }
-        var patterns: [(NSRegularExpression, JSONValue)] = []
+        var patterns: [(LinearRegex, JSONValue)] = []
         if case .object(let pp)? = kw.patternProperties {
             for (p, sub) in pp {
-                if let re = regex(p) {
+                switch regex(p) {
+                case .success(let re):
                     patterns.append((re, sub))
-                } else {
-                    Self.fail(path, "unsupported pattern \"\(p.prefix(100))\" in patternProperties", &errors)
+                case .failure(let refused):
+                    let message = "the schema's pattern is not supported: \(refused.reason) (in patternProperties)"
+                    Self.fail(path, message, &errors)
                 }
             }
         }
@@ -493,8 +554,18 @@ private struct ValidationRun {
             guard reported.insert(k).inserted else { continue }
             let childPath = Self.child(path, k)
             var matched = false
-            if !patterns.isEmpty, k.utf8.count <= Limits.maxPatternBytes {
-                for (re, sub) in patterns where Self.search(re, k) {
+            if !patterns.isEmpty {
+                // A name too long to match is refused rather than let past its subschemas.
+                guard k.utf8.count <= Limits.maxPatternBytes else {
+                    Self.fail(
+                        childPath,
+                        "the property name is too long (over \(Limits.maxPatternBytes) bytes) to check against the "
+                            + "schema's patternProperties", &errors)
+                    continue
+                }
+                for (re, sub) in patterns {
+                    guard let found = search(re, k) else { return }
+                    guard found else { continue }
                     matched = true
                     check(sub, v, path: childPath, depth: depth + 1, level: level + 1, refs: 0, into: &errors)
                 }
@@ -544,21 +615,32 @@ private struct ValidationRun {
         return node
     }
 
-    /// The compiled pattern, or nil when it does not compile.
-    mutating func regex(_ pattern: String) -> NSRegularExpression? {
-        if let re = regexes[pattern] { return re }
-        if badPatterns.contains(pattern) { return nil }
-        guard let re = try? NSRegularExpression(pattern: pattern, options: []) else {
-            badPatterns.insert(pattern)
-            return nil
-        }
-        regexes[pattern] = re
-        return re
+    /// The compiled pattern, or why it is refused.
+    mutating func regex(_ pattern: String) -> Result<LinearRegex, LinearRegex.Unsupported> {
+        let key = Array(pattern.utf8)
+        if let hit = compiled[key] ?? regexes[key] { return hit }
+        let result = Self.compile(pattern)
+        regexes[key] = result
+        return result
     }
 
-    /// JSON Schema patterns are unanchored: a match anywhere counts.
-    static func search(_ re: NSRegularExpression, _ s: String) -> Bool {
-        re.firstMatch(in: s, options: [], range: NSRange(location: 0, length: s.utf16.count)) != nil
+    static func compile(_ pattern: String) -> Result<LinearRegex, LinearRegex.Unsupported> {
+        do throws(LinearRegex.Unsupported) {
+            let re = try LinearRegex(pattern)
+            return .success(re)
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// Whether `re` matches somewhere in `s` (JSON Schema patterns are unanchored); nil, with the run exhausted, when
+    /// the validation's pattern-matching work runs out.
+    mutating func search(_ re: LinearRegex, _ s: String) -> Bool? {
+        guard let found = re.matches(s, budget: &patternWork) else {
+            exhausted = true
+            return nil
+        }
+        return found
     }
 
     // MARK: - Values
