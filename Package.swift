@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "WardenStore", targets: ["WardenStore"]),
         .library(name: "WardenAudit", targets: ["WardenAudit"]),
         .library(name: "WardenGateway", targets: ["WardenGateway"]),
+        .library(name: "WardenRisk", targets: ["WardenRisk"]),
         .library(name: "WardenClient", targets: ["WardenClient"]),
     ],
     dependencies: [
@@ -64,10 +65,11 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(name: "WardenRisk", dependencies: ["WardenCore"], swiftSettings: swiftSettings),
         .target(
             name: "WardenGateway",
             dependencies: [
-                "WardenCore", "WardenIdentity", "WardenStore", "WardenAudit", "Cedar",
+                "WardenCore", "WardenIdentity", "WardenStore", "WardenAudit", "WardenRisk", "Cedar",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -155,6 +157,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "CedarTests", dependencies: ["Cedar"], swiftSettings: swiftSettings),
+        .testTarget(name: "WardenRiskTests", dependencies: ["WardenRisk"], swiftSettings: swiftSettings),
         .testTarget(name: "WardenCoreTests", dependencies: ["WardenCore", "Cedar"], swiftSettings: swiftSettings),
         .testTarget(
             name: "WardenIdentityTests",

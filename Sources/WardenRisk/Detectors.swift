@@ -1,0 +1,212 @@
+import Foundation
+
+/// What a detector sees: the event, the agent's baseline before the event, and the baselines of its roles.
+public struct DetectionContext: Sendable {
+    public let event: RiskEvent
+    public let agent: Baseline
+    public let roles: [Baseline]
+    public let settings: RiskSettings
+
+    /// The agent has enough history for "new" and "unusual" to mean something (the warm-up: a number of events and
+    /// an age, `docs/risk.md`).
+    public var warm: Bool {
+        agent.events >= settings.warmupEvents && event.time - agent.firstSeen >= settings.warmupSeconds
+    }
+
+    /// The agent, or when it is still warming up a warm baseline of one of its roles, knows `f`.
+    func known(_ f: (Baseline) -> Bool) -> Bool {
+        if f(agent) { return true }
+        return roles.contains { f($0) }
+    }
+
+    /// A warm reference exists: the agent's own, or a role's.
+    var hasReference: Bool {
+        warm
+            || roles.contains {
+                $0.events >= settings.warmupEvents && event.time - $0.firstSeen >= settings.warmupSeconds
+            }
+    }
+}
+
+/// One anomaly rule. Detectors are pure: they read the context and return a finding or nothing.
+public protocol Detector: Sendable {
+    var name: String { get }
+    func evaluate(_ c: DetectionContext) -> Finding?
+}
+
+/// Thresholds, all configurable (`risk:` in `warden.yaml`).
+public struct RiskSettings: Sendable, Hashable {
+    /// Warm-up: events and seconds of history before "new" and "unusual" findings are raised for an agent.
+    public var warmupEvents: Int64 = 200
+    public var warmupSeconds: Double = 3600
+    /// Volume spike: this many times the mean per minute, and at least the floors.
+    public var spikeFactor: Double = 20
+    public var spikeMinRequests: Double = 120
+    public var spikeMinBytes: Double = 10_485_760
+    /// Denials and authentication failures in `probeWindow` seconds: medium at `probeMedium`, high at `probeHigh`.
+    public var probeWindow: Double = 60
+    public var probeMedium = 5
+    public var probeHigh = 20
+    /// Lateral movement: this many distinct segments within `chainWindow` seconds.
+    public var chainSegments = 3
+    public var chainWindow: Double = 10
+    /// Slow exfiltration: bytes out over 24 h above `exfilFactor` × the mean day and above `exfilMinBytes`, once
+    /// `exfilMinDays` days are known.
+    public var exfilFactor: Double = 3
+    public var exfilMinBytes: Int64 = 50 << 20
+    public var exfilMinDays = 3
+    /// Off-hours: an hour of the week never seen, once `offHoursMinDays` days and `offHoursMinEvents` events are known.
+    public var offHoursMinDays: Double = 7
+    public var offHoursMinEvents: Int64 = 500
+
+    public init() {}
+}
+
+/// Far more requests or bytes in the current minute than the agent's mean minute.
+public struct VolumeSpike: Detector {
+    public let name = "volume_spike"
+    public init() {}
+    public func evaluate(_ c: DetectionContext) -> Finding? {
+        guard c.warm, c.agent.minutesObserved >= 10 else { return nil }
+        let a = c.agent
+        let minute = Int64(c.event.time / 60)
+        let requests = (a.minute == minute ? a.minuteRequests : 0) + 1
+        let bytes = (a.minute == minute ? a.minuteBytes : 0) + Double(c.event.bytesOut)
+        let s = c.settings
+        // Fire once, when the threshold is crossed (not on every later event of that minute).
+        let rLimit = max(s.spikeMinRequests, s.spikeFactor * a.meanRequestsPerMinute)
+        if requests >= rLimit, requests - 1 < rLimit {
+            return Finding(
+                detector: name, severity: .high,
+                summary: "\(Int(requests)) requests this minute against a mean of \(String(format: "%.1f", a.meanRequestsPerMinute))")
+        }
+        let bLimit = max(s.spikeMinBytes, s.spikeFactor * a.meanBytesPerMinute)
+        if bytes >= bLimit, bytes - Double(c.event.bytesOut) < bLimit {
+            return Finding(
+                detector: name, severity: .high,
+                summary: "\(Int64(bytes)) bytes out this minute against a mean of \(Int64(a.meanBytesPerMinute))")
+        }
+        return nil
+    }
+}
+
+/// A route, tool or peer never used by this agent (nor by its roles), reached with an allowed call.
+public struct NewResource: Detector {
+    public let name = "new_resource"
+    public init() {}
+    public func evaluate(_ c: DetectionContext) -> Finding? {
+        let e = c.event
+        // Allowed calls only: refused ones are the denial-burst detector's.
+        guard e.kind == .call || e.kind == .tool, e.allowed, c.hasReference, !c.agent.resources.isFull,
+            !c.known({ $0.resources.contains(e.resource) })
+        else { return nil }
+        return Finding(detector: name, severity: .low, summary: "first use of \(e.resource)")
+    }
+}
+
+/// A burst of denials or authentication failures: probing.
+public struct DenialBurst: Detector {
+    public let name = "denial_burst"
+    public init() {}
+    public func evaluate(_ c: DetectionContext) -> Finding? {
+        let e = c.event
+        guard !e.allowed || e.kind == .authFailure else { return nil }
+        let since = e.time - c.settings.probeWindow
+        let count = c.agent.recentDenials.filter { $0 > since }.count + 1
+        let s = c.settings
+        // Once per threshold crossed.
+        if count == s.probeHigh {
+            return Finding(detector: name, severity: .high, summary: "\(count) refusals in \(Int(s.probeWindow)) s")
+        }
+        if count == s.probeMedium {
+            return Finding(detector: name, severity: .medium, summary: "\(count) refusals in \(Int(s.probeWindow)) s")
+        }
+        return nil
+    }
+}
+
+/// A segment outside the agent's history, or a chain crossing several segments within seconds.
+public struct LateralMovement: Detector {
+    public let name = "lateral_movement"
+    public init() {}
+    public func evaluate(_ c: DetectionContext) -> Finding? {
+        let e = c.event
+        guard let segment = e.segment else { return nil }
+        if c.hasReference, !c.agent.segments.isFull, !c.known({ $0.segments.contains(segment) }) {
+            return Finding(
+                detector: name, severity: .high,
+                summary: "reached segment \(segment), outside its history (\(e.allowed ? "allowed" : "refused"))")
+        }
+        let since = e.time - c.settings.chainWindow
+        var recent = Set(c.agent.recentSegments.filter { $0.time > since }.map(\.segment))
+        let before = recent.count
+        recent.insert(segment)
+        if recent.count >= c.settings.chainSegments, before < c.settings.chainSegments {
+            return Finding(
+                detector: name, severity: .high,
+                summary: "\(recent.count) segments within \(Int(c.settings.chainWindow)) s: \(recent.sorted().joined(separator: ", "))")
+        }
+        return nil
+    }
+}
+
+/// Cumulative bytes out over a day far above the agent's usual day, however evenly spread.
+public struct SlowExfiltration: Detector {
+    public let name = "slow_exfiltration"
+    public init() {}
+    public func evaluate(_ c: DetectionContext) -> Finding? {
+        let e = c.event
+        guard e.bytesOut > 0, let mean = c.agent.meanDailyBytes(minDays: c.settings.exfilMinDays) else { return nil }
+        let limit = max(Double(c.settings.exfilMinBytes), c.settings.exfilFactor * mean)
+        let before = Double(c.agent.bytesLast24h(now: e.time))
+        let after = before + Double(e.bytesOut)
+        guard after >= limit, before < limit else { return nil }
+        return Finding(
+            detector: name, severity: .high,
+            summary: "\(Int64(after)) bytes out in 24 h against a mean day of \(Int64(mean))")
+    }
+}
+
+/// Activity in an hour of the week this agent has never been active in.
+public struct OffHours: Detector {
+    public let name = "off_hours"
+    public init() {}
+    public func evaluate(_ c: DetectionContext) -> Finding? {
+        let a = c.agent
+        guard a.events >= c.settings.offHoursMinEvents,
+            c.event.time - a.firstSeen >= c.settings.offHoursMinDays * 86_400
+        else { return nil }
+        let h = Baseline.hourOfWeek(c.event.time)
+        // Once per hour: only the first event of an empty bucket in this hour.
+        guard a.hourOfWeek[h] == 0, Int64(a.lastSeen / 3600) != Int64(c.event.time / 3600) else { return nil }
+        return Finding(detector: name, severity: .low, summary: "active in hour \(h % 24) of weekday \(h / 24), never before")
+    }
+}
+
+/// Acting for a user the agent (and its roles) never served.
+public struct ImpossibleDelegation: Detector {
+    public let name = "impossible_delegation"
+    public init() {}
+    public func evaluate(_ c: DetectionContext) -> Finding? {
+        guard let subject = c.event.subject, c.hasReference, !c.agent.subjects.isFull,
+            !c.known({ $0.subjects.contains(subject) })
+        else { return nil }
+        return Finding(detector: name, severity: .medium, summary: "acting for \(subject), never served before")
+    }
+}
+
+/// An enrollment whose attestation did not match (a modified binary): always high.
+public struct AttestationMismatch: Detector {
+    public let name = "attestation_mismatch"
+    public init() {}
+    public func evaluate(_ c: DetectionContext) -> Finding? {
+        guard c.event.kind == .attestationFailure else { return nil }
+        return Finding(detector: name, severity: .high, summary: "attestation did not match the manifest")
+    }
+}
+
+/// The detectors Warden runs, in order.
+public let defaultDetectors: [any Detector] = [
+    AttestationMismatch(), DenialBurst(), LateralMovement(), VolumeSpike(), SlowExfiltration(), ImpossibleDelegation(),
+    NewResource(), OffHours(),
+]

@@ -1,0 +1,220 @@
+import Foundation
+import Synchronization
+
+/// What a response playbook can do. Implemented by the control plane (`WardenGateway`); every action takes effect
+/// on the agent's next request.
+public protocol RiskActions: Sendable {
+    /// The trust score policies see (`context.trust`); nil returns it to its attestation baseline.
+    func setTrust(agentID: String, score: Int?)
+    /// The score an agent's attestation earns (the start and the ceiling of recovery).
+    func baselineTrust(agentID: String) -> Int
+    /// An alert: recorded in the audit log and sent to the alert subscribers.
+    func alert(_ alert: RiskAlert)
+    /// Lower the agent's request rate until `until` (seconds since the epoch).
+    func throttle(agentID: String, until: Double)
+    /// Every MCP tool call of the agent needs a human's approval until `until`.
+    func requireApproval(agentID: String, until: Double)
+    func quarantine(agentID: String, reason: String) throws
+    /// Revoke every token the agent holds.
+    func revokeTokens(agentID: String, reason: String) throws
+}
+
+public enum ResponseAction: String, Sendable, Hashable, CaseIterable {
+    case log, alert, approval, throttle, quarantine, revoke
+}
+
+/// What each severity triggers (`risk.playbooks` in `warden.yaml`).
+public struct Playbooks: Sendable, Hashable {
+    public var low: [ResponseAction] = [.log]
+    public var medium: [ResponseAction] = [.alert, .throttle]
+    public var high: [ResponseAction] = [.alert, .quarantine, .revoke]
+
+    public init() {}
+
+    public func actions(_ s: Severity) -> [ResponseAction] {
+        switch s {
+        case .low: low
+        case .medium: medium
+        case .high: high
+        }
+    }
+}
+
+/// An alert: the agent, what was found, what was done, and how long from the event to enforcement.
+public struct RiskAlert: Sendable {
+    public let agentID: String
+    public let findings: [Finding]
+    public let severity: Severity
+    public let actions: [ResponseAction]
+    public let trust: Int
+    public let eventTime: Double
+    /// From the triggering event to the containment action in force (quarantine or revocation), milliseconds.
+    public let containmentMillis: Double?
+    public let resource: String
+}
+
+/// The trust score: the attestation's baseline minus the penalties of findings (by severity), recovering slowly over
+/// clean time.
+public struct TrustModel: Sendable, Hashable {
+    public var penalty: [Severity: Int] = [.low: 5, .medium: 15, .high: 40]
+    /// Points recovered per hour without findings.
+    public var recoveryPerHour: Double = 5
+
+    public init() {}
+}
+
+/// Per-agent state of the engine.
+struct AgentRisk: Sendable {
+    var baseline: Baseline
+    var penalty: Double = 0
+    var lastFinding: Double = 0
+    var findings: Int64 = 0
+}
+
+/// The risk engine (`docs/risk.md`): events arrive on a bounded queue that never blocks the gateway (when full they
+/// are dropped, counted and flagged); one consumer learns the baselines, runs the detectors, moves the trust scores
+/// and runs the playbooks.
+public final class RiskEngine: Sendable {
+    public let settings: RiskSettings
+    public let playbooks: Playbooks
+    public let trust: TrustModel
+    let detectors: [any Detector]
+    let actions: any RiskActions
+    let clock: @Sendable () -> Double
+
+    let state = Mutex<[String: AgentRisk]>([:])
+    let roles = Mutex<[String: Baseline]>([:])
+    /// Agents tracked at once (the least recently seen goes first).
+    public let maxAgents: Int
+
+    let stream: AsyncStream<RiskEvent>
+    let continuation: AsyncStream<RiskEvent>.Continuation
+    /// Events refused because the queue was full, and events processed.
+    public let dropped = Atomic<Int64>(0)
+    public let processed = Atomic<Int64>(0)
+    public let alerts = Atomic<Int64>(0)
+    /// Set when events were dropped since the last alert about it.
+    let overflowFlag = Atomic<Bool>(false)
+
+    public init(
+        actions: any RiskActions, settings: RiskSettings = RiskSettings(), playbooks: Playbooks = Playbooks(),
+        trust: TrustModel = TrustModel(), detectors: [any Detector] = defaultDetectors, queueCapacity: Int = 65_536,
+        maxAgents: Int = 100_000, clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
+    ) {
+        self.actions = actions
+        self.settings = settings
+        self.playbooks = playbooks
+        self.trust = trust
+        self.detectors = detectors
+        self.clock = clock
+        self.maxAgents = maxAgents
+        (stream, continuation) = AsyncStream.makeStream(of: RiskEvent.self, bufferingPolicy: .bufferingOldest(queueCapacity))
+    }
+
+    /// Hands an event over without waiting; false (and counted) when the queue is full.
+    @discardableResult
+    public func submit(_ e: RiskEvent) -> Bool {
+        switch continuation.yield(e) {
+        case .enqueued: return true
+        case .dropped, .terminated:
+            dropped.add(1, ordering: .relaxed)
+            overflowFlag.store(true, ordering: .relaxed)
+            return false
+        @unknown default: return false
+        }
+    }
+
+    /// Consumes the queue until `stop()`.
+    public func run() async {
+        for await e in stream { process(e) }
+    }
+
+    public func stop() { continuation.finish() }
+
+    /// Learns from one event, runs the detectors and the playbooks (the consumer's step; tests call it directly).
+    @discardableResult
+    public func process(_ e: RiskEvent) -> [Finding] {
+        processed.add(1, ordering: .relaxed)
+        guard !e.agentID.isEmpty else { return [] }
+        let roleBaselines = roles.withLock { r in e.roles.compactMap { r[$0] } }
+        var risk = state.withLock { s -> AgentRisk in
+            if let r = s[e.agentID] { return r }
+            if s.count >= maxAgents, let oldest = s.min(by: { $0.value.baseline.lastSeen < $1.value.baseline.lastSeen }) {
+                s.removeValue(forKey: oldest.key)
+            }
+            return AgentRisk(baseline: Baseline(now: e.time))
+        }
+        let context = DetectionContext(event: e, agent: risk.baseline, roles: roleBaselines, settings: settings)
+        let findings = detectors.compactMap { $0.evaluate(context) }
+        // Recovery over clean time, then the new penalties.
+        let elapsedHours = max(0, e.time - max(risk.lastFinding, risk.baseline.lastSeen)) / 3600
+        let before = risk.penalty
+        risk.penalty = max(0, risk.penalty - elapsedHours * trust.recoveryPerHour)
+        for f in findings { risk.penalty += Double(trust.penalty[f.severity] ?? 0) }
+        if !findings.isEmpty {
+            risk.lastFinding = e.time
+            risk.findings += Int64(findings.count)
+        }
+        risk.baseline.learn(e)
+        let updated = risk
+        state.withLock { $0[e.agentID] = updated }
+        roles.withLock { r in
+            for role in e.roles.prefix(8) {
+                var b = r[role] ?? Baseline(now: e.time)
+                b.learn(e)
+                r[role] = b
+            }
+        }
+        let baselineScore = actions.baselineTrust(agentID: e.agentID)
+        let score = max(0, min(baselineScore, baselineScore - Int(risk.penalty.rounded(.up))))
+        if risk.penalty != before {
+            actions.setTrust(agentID: e.agentID, score: risk.penalty > 0 ? score : nil)
+        }
+        if !findings.isEmpty { respond(e, findings, score: score) }
+        return findings
+    }
+
+    func respond(_ e: RiskEvent, _ findings: [Finding], score: Int) {
+        let severity = findings.map(\.severity).max() ?? .low
+        let planned = playbooks.actions(severity)
+        var done: [ResponseAction] = []
+        var contained: Double?
+        let reason = findings.map { "\($0.detector): \($0.summary)" }.joined(separator: "; ")
+        for action in planned {
+            switch action {
+            case .log, .alert: done.append(action)
+            case .throttle:
+                actions.throttle(agentID: e.agentID, until: e.time + 600)
+                done.append(action)
+            case .approval:
+                actions.requireApproval(agentID: e.agentID, until: e.time + 3600)
+                done.append(action)
+            case .quarantine:
+                if (try? actions.quarantine(agentID: e.agentID, reason: "risk: " + String(reason.prefix(900)))) != nil {
+                    done.append(action)
+                    contained = contained ?? (clock() - e.time) * 1000
+                }
+            case .revoke:
+                if (try? actions.revokeTokens(agentID: e.agentID, reason: "risk: " + String(reason.prefix(900)))) != nil {
+                    done.append(action)
+                    contained = contained ?? (clock() - e.time) * 1000
+                }
+            }
+        }
+        alerts.add(1, ordering: .relaxed)
+        actions.alert(
+            RiskAlert(
+                agentID: e.agentID, findings: findings, severity: severity, actions: done, trust: score,
+                eventTime: e.time, containmentMillis: contained, resource: e.resource))
+    }
+
+    /// The current penalty-adjusted view of an agent (admin API).
+    public func snapshot(agentID: String) -> (baseline: Baseline, penalty: Double, findings: Int64)? {
+        state.withLock { $0[agentID].map { ($0.baseline, $0.penalty, $0.findings) } }
+    }
+
+    /// Events dropped since the last call (for an overflow alert).
+    public func takeOverflow() -> Bool { overflowFlag.exchange(false, ordering: .relaxed) }
+
+    public var trackedAgents: Int { state.withLock { $0.count } }
+}

@@ -1,0 +1,244 @@
+import Foundation
+
+/// What the risk engine sees of one call or identity event, handed over by the gateway without waiting.
+public struct RiskEvent: Sendable {
+    public enum Kind: String, Sendable {
+        /// An HTTP route or agent-to-agent call (`/r/...`).
+        case call
+        /// An MCP tool call, resource read or prompt.
+        case tool
+        /// A request whose credentials failed (a bad proof, a revoked token, another key).
+        case authFailure = "auth_failure"
+        /// An enrollment whose attestation did not match the manifest (a modified binary).
+        case attestationFailure = "attestation_failure"
+    }
+
+    /// Seconds since the epoch (fractional), from the gateway's clock.
+    public var time: Double
+    /// The agent's registry id; empty when the request could not be tied to an agent.
+    public var agentID: String
+    /// The agent's roles (the baseline of a role is the reference for its new agents).
+    public var roles: [String]
+    public var kind: Kind
+    /// The Cedar resource reached (`Service::"tickets"`, `Tool::"docs/read"`, `Agent::"…"`).
+    public var resource: String
+    /// The micro-segment of the resource, when it has one.
+    public var segment: String?
+    public var allowed: Bool
+    public var reason: String?
+    public var bytesIn: Int64
+    public var bytesOut: Int64
+    /// The user (or first party) the agent acts for, when delegated.
+    public var subject: String?
+
+    public init(
+        time: Double, agentID: String, roles: [String] = [], kind: Kind, resource: String, segment: String? = nil,
+        allowed: Bool, reason: String? = nil, bytesIn: Int64 = 0, bytesOut: Int64 = 0, subject: String? = nil
+    ) {
+        self.time = time
+        self.agentID = agentID
+        self.roles = roles
+        self.kind = kind
+        self.resource = resource
+        self.segment = segment
+        self.allowed = allowed
+        self.reason = reason
+        self.bytesIn = bytesIn
+        self.bytesOut = bytesOut
+        self.subject = subject
+    }
+}
+
+public enum Severity: Int, Sendable, Comparable, CaseIterable {
+    case low = 1
+    case medium = 2
+    case high = 3
+
+    public static func < (a: Severity, b: Severity) -> Bool { a.rawValue < b.rawValue }
+
+    public var name: String {
+        switch self {
+        case .low: "low"
+        case .medium: "medium"
+        case .high: "high"
+        }
+    }
+
+    public init?(name: String) {
+        switch name {
+        case "low": self = .low
+        case "medium": self = .medium
+        case "high": self = .high
+        default: return nil
+        }
+    }
+}
+
+/// What a detector concluded about one event.
+public struct Finding: Sendable, Equatable {
+    public let detector: String
+    public let severity: Severity
+    /// One line a human reads in the alert.
+    public let summary: String
+
+    public init(detector: String, severity: Severity, summary: String) {
+        self.detector = detector
+        self.severity = severity
+        self.summary = summary
+    }
+}
+
+/// A set that keeps at most `capacity` members (new members are not added once full; a full set is reported, so a
+/// detector can say "unknown" instead of "new").
+public struct BoundedSet: Sendable, Codable, Equatable {
+    public private(set) var members: Set<String> = []
+    public let capacity: Int
+
+    public init(capacity: Int) { self.capacity = capacity }
+
+    public var isFull: Bool { members.count >= capacity }
+    public func contains(_ s: String) -> Bool { members.contains(s) }
+
+    public mutating func insert(_ s: String) {
+        if members.count < capacity { members.insert(s) }
+    }
+}
+
+/// An agent's (or a role's) learned behaviour, bounded in size whatever the traffic: a few hundred counters and at
+/// most `maxResources` + `maxSubjects` + `maxSegments` names.
+public struct Baseline: Sendable, Codable, Equatable {
+    public static let maxResources = 512
+    public static let maxSubjects = 256
+    public static let maxSegments = 64
+
+    public var firstSeen: Double
+    public var lastSeen: Double
+    public var events: Int64 = 0
+    public var resources = BoundedSet(capacity: Baseline.maxResources)
+    public var segments = BoundedSet(capacity: Baseline.maxSegments)
+    public var subjects = BoundedSet(capacity: Baseline.maxSubjects)
+    /// Events per hour of the week (Monday 00:00 UTC is bucket 0).
+    public var hourOfWeek = [Int64](repeating: 0, count: 168)
+
+    /// The current minute's requests and bytes out, and their exponentially weighted means over past minutes.
+    public var minute: Int64 = -1
+    public var minuteRequests: Double = 0
+    public var minuteBytes: Double = 0
+    public var meanRequestsPerMinute: Double = 0
+    public var meanBytesPerMinute: Double = 0
+    public var minutesObserved: Int64 = 0
+
+    /// Bytes out per hour over the last 24 hours (a ring indexed by hour since the epoch), and per day over the
+    /// last 30 days (completed days).
+    public var hourlyBytes = [Int64](repeating: 0, count: 24)
+    public var hourlyIndex: [Int64] = [Int64](repeating: -1, count: 24)
+    public var day: Int64 = -1
+    public var dayBytes: Int64 = 0
+    public var dailyBytes: [Int64] = []
+
+    /// Recent denials and authentication failures (times), and recent segments reached (time, segment).
+    public var recentDenials: [Double] = []
+    public var recentSegments: [RecentSegment] = []
+
+    public struct RecentSegment: Sendable, Codable, Equatable {
+        public var time: Double
+        public var segment: String
+    }
+
+    public init(now: Double) {
+        firstSeen = now
+        lastSeen = now
+    }
+
+    /// Bytes out in the last 24 hours at `now`.
+    public func bytesLast24h(now: Double) -> Int64 {
+        let hour = Int64(now / 3600)
+        var total: Int64 = 0
+        for i in 0..<24 where hourlyIndex[i] > hour - 24 && hourlyIndex[i] <= hour { total += hourlyBytes[i] }
+        return total
+    }
+
+    /// The mean of the completed days' bytes out (nil before `minDays` days).
+    public func meanDailyBytes(minDays: Int) -> Double? {
+        guard dailyBytes.count >= minDays else { return nil }
+        return Double(dailyBytes.reduce(0, +)) / Double(dailyBytes.count)
+    }
+
+    static let ewma = 0.05
+
+    /// Learns from `e` (after the detectors have looked at it).
+    public mutating func learn(_ e: RiskEvent) {
+        let now = e.time
+        lastSeen = max(lastSeen, now)
+        events += 1
+        if e.allowed {
+            resources.insert(e.resource)
+            if let s = e.segment { segments.insert(s) }
+            if let s = e.subject { subjects.insert(s) }
+            hourOfWeek[Self.hourOfWeek(now)] += 1
+        }
+        // Requests and bytes per minute.
+        let m = Int64(now / 60)
+        if m != minute {
+            if minute >= 0 {
+                // Close the minute that ended, and count the silent minutes in between as zeros (at most a day's).
+                fold(minuteRequests, minuteBytes)
+                let silent = min(max(m - minute - 1, 0), 1440)
+                for _ in 0..<silent { fold(0, 0) }
+            }
+            minute = m
+            minuteRequests = 0
+            minuteBytes = 0
+        }
+        minuteRequests += 1
+        minuteBytes += Double(e.bytesOut)
+        // Bytes per hour and per day.
+        let h = Int64(now / 3600)
+        let slot = Int(h % 24)
+        if hourlyIndex[slot] != h {
+            hourlyIndex[slot] = h
+            hourlyBytes[slot] = 0
+        }
+        hourlyBytes[slot] += e.bytesOut
+        let d = Int64(now / 86_400)
+        if d != day {
+            if day >= 0 {
+                dailyBytes.append(dayBytes)
+                let silent = min(max(d - day - 1, 0), 30)
+                for _ in 0..<silent { dailyBytes.append(0) }
+                if dailyBytes.count > 30 { dailyBytes.removeFirst(dailyBytes.count - 30) }
+            }
+            day = d
+            dayBytes = 0
+        }
+        dayBytes += e.bytesOut
+        if !e.allowed || e.kind == .authFailure {
+            recentDenials.append(now)
+            if recentDenials.count > 64 { recentDenials.removeFirst(recentDenials.count - 64) }
+        }
+        if let s = e.segment {
+            recentSegments.append(RecentSegment(time: now, segment: s))
+            if recentSegments.count > 16 { recentSegments.removeFirst(recentSegments.count - 16) }
+        }
+    }
+
+    mutating func fold(_ requests: Double, _ bytes: Double) {
+        if minutesObserved == 0 {
+            meanRequestsPerMinute = requests
+            meanBytesPerMinute = bytes
+        } else {
+            meanRequestsPerMinute += Self.ewma * (requests - meanRequestsPerMinute)
+            meanBytesPerMinute += Self.ewma * (bytes - meanBytesPerMinute)
+        }
+        minutesObserved += 1
+    }
+
+    /// 0...167: hours since Monday 00:00 UTC.
+    public static func hourOfWeek(_ t: Double) -> Int {
+        // 1970-01-01 was a Thursday: day 0 is Thursday, so Monday is day 4.
+        let hours = Int64(floor(t / 3600))
+        let days = Int64(floor(t / 86_400))
+        let weekday = Int(((days + 3) % 7 + 7) % 7)  // 0 = Monday
+        return weekday * 24 + Int(((hours % 24) + 24) % 24)
+    }
+}

@@ -1,0 +1,241 @@
+import Foundation
+import Synchronization
+import Testing
+
+@testable import WardenRisk
+
+/// Records what the engine asked for.
+final class RecordingActions: RiskActions {
+    struct Log {
+        var trust: [String: Int?] = [:]
+        var alerts: [RiskAlert] = []
+        var throttled: [String] = []
+        var approvals: [String] = []
+        var quarantined: [String] = []
+        var revoked: [String] = []
+    }
+
+    let log = Mutex(Log())
+    func setTrust(agentID: String, score: Int?) { log.withLock { $0.trust[agentID] = score } }
+    func baselineTrust(agentID: String) -> Int { 90 }
+    func alert(_ alert: RiskAlert) { log.withLock { $0.alerts.append(alert) } }
+    func throttle(agentID: String, until: Double) { log.withLock { $0.throttled.append(agentID) } }
+    func requireApproval(agentID: String, until: Double) { log.withLock { $0.approvals.append(agentID) } }
+    func quarantine(agentID: String, reason: String) throws { log.withLock { $0.quarantined.append(agentID) } }
+    func revokeTokens(agentID: String, reason: String) throws { log.withLock { $0.revoked.append(agentID) } }
+    var snapshot: Log { log.withLock { $0 } }
+}
+
+/// Monday 2026-11-23 09:00 UTC.
+let monday9 = 1_763_888_400.0
+
+/// Drives an engine with a normal history: `days` days of an agent calling `resources` every `every` seconds during
+/// working hours (09:00–17:00 UTC, Monday to Friday), `bytes` out per call.
+func history(
+    _ engine: RiskEngine, agent: String = "a1", roles: [String] = ["support"], days: Int,
+    resources: [String] = [#"Service::"tickets""#], segment: String = "support", every: Double = 60,
+    bytes: Int64 = 1000, subject: String? = nil, start: Double = monday9 - 7 * 86_400
+) -> Double {
+    var t = start
+    for day in 0..<days {
+        let dayStart = start + Double(day) * 86_400
+        let weekday = Baseline.hourOfWeek(dayStart) / 24
+        guard weekday < 5 else { continue }
+        t = dayStart
+        var i = 0
+        while t < dayStart + 8 * 3600 {
+            let e = RiskEvent(
+                time: t, agentID: agent, roles: roles, kind: .call, resource: resources[i % resources.count],
+                segment: segment, allowed: true, bytesOut: bytes, subject: subject)
+            let found = engine.process(e)
+            #expect(found.isEmpty, "normal history raised \(found) at \(t)")
+            t += every
+            i += 1
+        }
+    }
+    return t
+}
+
+@Suite("Risk detectors (test clock, no sleeps)")
+struct DetectorTests {
+    func engine(_ actions: RecordingActions = RecordingActions(), playbooks: Playbooks = Playbooks()) -> RiskEngine {
+        RiskEngine(actions: actions, playbooks: playbooks, clock: { monday9 + 7 * 86_400 })
+    }
+
+    @Test("two normal weeks raise nothing")
+    func normalWeeks() {
+        let a = RecordingActions()
+        let e = engine(a)
+        _ = history(e, days: 14, resources: (0..<5).map { #"Service::"r\#($0)""# })
+        #expect(a.snapshot.alerts.isEmpty)
+    }
+
+    @Test("the baseline stays bounded whatever the traffic")
+    func bounded() throws {
+        let e = engine()
+        for i in 0..<5000 {
+            _ = e.process(
+                RiskEvent(time: monday9 + Double(i) * 400, agentID: "a1", kind: .call, resource: #"Service::"r\#(i)""#,
+                          segment: "s\(i)", allowed: i % 3 != 0, bytesOut: 10, subject: "u\(i)"))
+        }
+        let b = try #require(e.snapshot(agentID: "a1")).baseline
+        #expect(b.resources.members.count == Baseline.maxResources)
+        #expect(b.segments.members.count == Baseline.maxSegments)
+        #expect(b.subjects.members.count == Baseline.maxSubjects)
+        #expect(b.recentDenials.count <= 64 && b.recentSegments.count <= 16 && b.dailyBytes.count <= 30)
+    }
+
+    @Test("volume spike: 20x the usual minute")
+    func volumeSpike() {
+        let a = RecordingActions()
+        let e = engine(a)
+        var t = history(e, days: 3)
+        var found: [Finding] = []
+        for _ in 0..<200 {
+            found += e.process(
+                RiskEvent(time: t, agentID: "a1", roles: ["support"], kind: .call, resource: #"Service::"tickets""#,
+                          segment: "support", allowed: true, bytesOut: 1000))
+            t += 0.1
+        }
+        #expect(found.map(\.detector) == ["volume_spike"])
+        #expect(a.snapshot.quarantined == ["a1"] && a.snapshot.revoked == ["a1"])
+        #expect(a.snapshot.alerts.first?.containmentMillis != nil)
+    }
+
+    @Test("new resource: low; a new segment: lateral movement, high; unknown before warm-up: nothing")
+    func newResourceAndSegment() {
+        let e = engine()
+        let t = history(e, days: 2)
+        let tool = e.process(
+            RiskEvent(time: t, agentID: "a1", roles: ["support"], kind: .tool, resource: #"Tool::"docs/read""#,
+                      allowed: true))
+        #expect(tool.map(\.detector) == ["new_resource"] && tool.first?.severity == .low)
+        let billing = e.process(
+            RiskEvent(time: t + 1, agentID: "a1", roles: ["support"], kind: .call, resource: #"Service::"billing""#,
+                      segment: "finance", allowed: false, reason: "insufficient_scope"))
+        #expect(billing.map(\.detector) == ["lateral_movement"] && billing.first?.severity == .high)
+        // A brand-new agent of another role, with no reference yet: nothing.
+        let fresh = e.process(
+            RiskEvent(time: t, agentID: "b1", roles: ["fresh"], kind: .call, resource: #"Service::"x""#,
+                      segment: "x", allowed: true))
+        #expect(fresh.isEmpty)
+    }
+
+    @Test("a new agent is compared with its role's baseline")
+    func roleBaseline() {
+        let e = engine()
+        let t = history(e, days: 2)
+        let known = e.process(
+            RiskEvent(time: t, agentID: "a2", roles: ["support"], kind: .call, resource: #"Service::"tickets""#,
+                      segment: "support", allowed: true))
+        #expect(known.isEmpty)
+        let unknown = e.process(
+            RiskEvent(time: t + 1, agentID: "a2", roles: ["support"], kind: .call, resource: #"Service::"payments""#,
+                      segment: "finance", allowed: true))
+        #expect(unknown.map(\.detector).contains("lateral_movement"))
+    }
+
+    @Test("denial burst: medium at 5 refusals a minute, high at 20; each threshold once")
+    func denialBurst() {
+        let e = engine()
+        var found: [Finding] = []
+        for i in 0..<25 {
+            found += e.process(
+                RiskEvent(time: monday9 + Double(i), agentID: "p1", kind: .authFailure, resource: "token",
+                          allowed: false, reason: "invalid_dpop_proof"))
+        }
+        #expect(found.map(\.severity) == [.medium, .high])
+    }
+
+    @Test("a chain across three segments within seconds")
+    func chain() {
+        let e = engine()
+        var found: [Finding] = []
+        for (i, s) in ["documents", "finance", "payments"].enumerated() {
+            found += e.process(
+                RiskEvent(time: monday9 + Double(i), agentID: "d1", kind: .call, resource: "Agent::\"x\(i)\"",
+                          segment: s, allowed: true))
+        }
+        #expect(found.map(\.detector) == ["lateral_movement"])
+    }
+
+    @Test("slow exfiltration: a day's bytes 3x the usual, spread evenly under any rate limit")
+    func slowExfiltration() {
+        let e = engine()
+        // 5 working days of 480 calls x 100 KB = 48 MB a day.
+        var t = history(e, days: 7, bytes: 100_000)
+        t = max(t, monday9 + 86_400)
+        var found: [Finding] = []
+        // The next day: the same call rate but 400 KB per call (no minute looks unusual).
+        for _ in 0..<480 {
+            found += e.process(
+                RiskEvent(time: t, agentID: "a1", roles: ["support"], kind: .call, resource: #"Service::"tickets""#,
+                          segment: "support", allowed: true, bytesOut: 400_000))
+            t += 60
+        }
+        #expect(found.map(\.detector) == ["slow_exfiltration"])
+    }
+
+    @Test("off hours: an hour of the week never seen, after a week of history")
+    func offHours() {
+        let e = engine()
+        let t = history(e, days: 14)
+        // Sunday 03:00 UTC.
+        let sunday3 = monday9 + 6 * 86_400 + 18 * 3600 + 7 * 86_400 * Double(Int((t - monday9) / (7 * 86_400)))
+        let found = e.process(
+            RiskEvent(time: sunday3, agentID: "a1", roles: ["support"], kind: .call, resource: #"Service::"tickets""#,
+                      segment: "support", allowed: true))
+        #expect(found.map(\.detector) == ["off_hours"])
+    }
+
+    @Test("impossible delegation: acting for a user never served")
+    func delegation() {
+        let e = engine()
+        let t = history(e, days: 2, subject: "alice@example.com")
+        let found = e.process(
+            RiskEvent(time: t, agentID: "a1", roles: ["support"], kind: .call, resource: #"Service::"tickets""#,
+                      segment: "support", allowed: true, subject: "ceo@example.com"))
+        #expect(found.map(\.detector) == ["impossible_delegation"])
+    }
+
+    @Test("attestation mismatch at enrollment: high at once")
+    func attestation() {
+        let a = RecordingActions()
+        let found = engine(a).process(
+            RiskEvent(time: monday9, agentID: "m1", kind: .attestationFailure, resource: "enroll", allowed: false))
+        #expect(found.map(\.severity) == [.high])
+        #expect(a.snapshot.quarantined == ["m1"])
+    }
+
+    @Test("trust drops with findings and recovers over clean time")
+    func trustRecovery() {
+        let a = RecordingActions()
+        let e = engine(a, playbooks: { var p = Playbooks(); p.high = [.alert]; return p }())
+        _ = e.process(RiskEvent(time: monday9, agentID: "t1", kind: .attestationFailure, resource: "x", allowed: false))
+        #expect(a.snapshot.trust["t1"] == .some(50))
+        // Four clean hours later: +20.
+        _ = e.process(
+            RiskEvent(time: monday9 + 4 * 3600, agentID: "t1", kind: .call, resource: "Service::\"s\"", allowed: true))
+        #expect(a.snapshot.trust["t1"] == .some(70))
+        // Eight more: back to the baseline (nil).
+        _ = e.process(
+            RiskEvent(time: monday9 + 12 * 3600, agentID: "t1", kind: .call, resource: "Service::\"s\"", allowed: true))
+        #expect(a.snapshot.trust["t1"] == .some(nil))
+    }
+
+    @Test("a full queue drops and counts, never blocks")
+    func boundedQueue() {
+        let e = RiskEngine(actions: RecordingActions(), queueCapacity: 10)
+        var accepted = 0
+        let start = ContinuousClock.now
+        for i in 0..<10_000 {
+            if e.submit(RiskEvent(time: monday9 + Double(i), agentID: "q", kind: .call, resource: "r", allowed: true)) {
+                accepted += 1
+            }
+        }
+        #expect(accepted == 10)
+        #expect(e.dropped.load(ordering: .relaxed) == 9_990)
+        #expect(e.takeOverflow() && !e.takeOverflow())
+        #expect(ContinuousClock.now - start < .seconds(2))
+    }
+}
