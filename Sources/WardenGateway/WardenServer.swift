@@ -9,6 +9,7 @@ import ServiceLifecycle
 import WardenAudit
 import WardenCore
 import WardenIdentity
+import WardenRisk
 import X509
 
 /// Rotates the token-signing key on schedule and prunes expired state.
@@ -106,6 +107,16 @@ struct GatewayService: Service {
     }
 }
 
+/// Runs the risk engine's consumer until shutdown.
+struct RiskService: Service {
+    let engine: RiskEngine
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await engine.run() }
+        engine.stop()
+    }
+}
+
 /// Runs the continuous audit export to a file.
 struct AuditExportService: Service {
     let exporter: AuditFileExporter
@@ -135,6 +146,13 @@ public enum WardenServer {
             KeyRotationService(cp: cp, logger: logger), AuditService(cp: cp, logger: logger),
             GatewayService(gateway: gateway, mcp: mcp, logger: logger),
         ]
+        if config.risk.enabled {
+            let engine = RiskEngine(
+                actions: ControlPlaneRiskActions(cp: cp, webhook: config.risk.webhook), settings: config.risk.settings,
+                playbooks: config.risk.playbooks, trust: config.risk.trust, queueCapacity: config.risk.queueSize)
+            cp.risk.attach(engine)
+            services.append(RiskService(engine: engine))
+        }
         if let e = config.audit.export {
             services.append(
                 AuditExportService(

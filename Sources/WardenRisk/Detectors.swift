@@ -78,7 +78,9 @@ public struct VolumeSpike: Detector {
         if requests >= rLimit, requests - 1 < rLimit {
             return Finding(
                 detector: name, severity: .high,
-                summary: "\(Int(requests)) requests this minute against a mean of \(String(format: "%.1f", a.meanRequestsPerMinute))")
+                summary:
+                    "\(Int(requests)) requests this minute against a mean of \(String(format: "%.1f", a.meanRequestsPerMinute))"
+            )
         }
         let bLimit = max(s.spikeMinBytes, s.spikeFactor * a.meanBytesPerMinute)
         if bytes >= bLimit, bytes - Double(c.event.bytesOut) < bLimit {
@@ -144,7 +146,9 @@ public struct LateralMovement: Detector {
         if recent.count >= c.settings.chainSegments, before < c.settings.chainSegments {
             return Finding(
                 detector: name, severity: .high,
-                summary: "\(recent.count) segments within \(Int(c.settings.chainWindow)) s: \(recent.sorted().joined(separator: ", "))")
+                summary:
+                    "\(recent.count) segments within \(Int(c.settings.chainWindow)) s: \(recent.sorted().joined(separator: ", "))"
+            )
         }
         return nil
     }
@@ -179,7 +183,8 @@ public struct OffHours: Detector {
         let h = Baseline.hourOfWeek(c.event.time)
         // Once per hour: only the first event of an empty bucket in this hour.
         guard a.hourOfWeek[h] == 0, Int64(a.lastSeen / 3600) != Int64(c.event.time / 3600) else { return nil }
-        return Finding(detector: name, severity: .low, summary: "active in hour \(h % 24) of weekday \(h / 24), never before")
+        return Finding(
+            detector: name, severity: .low, summary: "active in hour \(h % 24) of weekday \(h / 24), never before")
     }
 }
 

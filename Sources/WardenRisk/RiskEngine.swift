@@ -108,7 +108,8 @@ public final class RiskEngine: Sendable {
         self.detectors = detectors
         self.clock = clock
         self.maxAgents = maxAgents
-        (stream, continuation) = AsyncStream.makeStream(of: RiskEvent.self, bufferingPolicy: .bufferingOldest(queueCapacity))
+        (stream, continuation) = AsyncStream.makeStream(
+            of: RiskEvent.self, bufferingPolicy: .bufferingOldest(queueCapacity))
     }
 
     /// Hands an event over without waiting; false (and counted) when the queue is full.
@@ -139,7 +140,8 @@ public final class RiskEngine: Sendable {
         let roleBaselines = roles.withLock { r in e.roles.compactMap { r[$0] } }
         var risk = state.withLock { s -> AgentRisk in
             if let r = s[e.agentID] { return r }
-            if s.count >= maxAgents, let oldest = s.min(by: { $0.value.baseline.lastSeen < $1.value.baseline.lastSeen }) {
+            if s.count >= maxAgents, let oldest = s.min(by: { $0.value.baseline.lastSeen < $1.value.baseline.lastSeen })
+            {
                 s.removeValue(forKey: oldest.key)
             }
             return AgentRisk(baseline: Baseline(now: e.time))
@@ -192,12 +194,13 @@ public final class RiskEngine: Sendable {
             case .quarantine:
                 if (try? actions.quarantine(agentID: e.agentID, reason: "risk: " + String(reason.prefix(900)))) != nil {
                     done.append(action)
-                    contained = contained ?? (clock() - e.time) * 1000
+                    contained = contained ?? Self.millis(ContinuousClock.now - e.observedAt)
                 }
             case .revoke:
-                if (try? actions.revokeTokens(agentID: e.agentID, reason: "risk: " + String(reason.prefix(900)))) != nil {
+                if (try? actions.revokeTokens(agentID: e.agentID, reason: "risk: " + String(reason.prefix(900)))) != nil
+                {
                     done.append(action)
-                    contained = contained ?? (clock() - e.time) * 1000
+                    contained = contained ?? Self.millis(ContinuousClock.now - e.observedAt)
                 }
             }
         }
@@ -206,6 +209,10 @@ public final class RiskEngine: Sendable {
             RiskAlert(
                 agentID: e.agentID, findings: findings, severity: severity, actions: done, trust: score,
                 eventTime: e.time, containmentMillis: contained, resource: e.resource))
+    }
+
+    static func millis(_ d: Duration) -> Double {
+        Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
     }
 
     /// The current penalty-adjusted view of an agent (admin API).

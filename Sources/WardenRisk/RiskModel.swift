@@ -30,6 +30,8 @@ public struct RiskEvent: Sendable {
     public var bytesOut: Int64
     /// The user (or first party) the agent acts for, when delegated.
     public var subject: String?
+    /// When the gateway handed it over (monotonic), for the time from event to containment.
+    public var observedAt: ContinuousClock.Instant = .now
 
     public init(
         time: Double, agentID: String, roles: [String] = [], kind: Kind, resource: String, segment: String? = nil,

@@ -75,8 +75,9 @@ struct DetectorTests {
         let e = engine()
         for i in 0..<5000 {
             _ = e.process(
-                RiskEvent(time: monday9 + Double(i) * 400, agentID: "a1", kind: .call, resource: #"Service::"r\#(i)""#,
-                          segment: "s\(i)", allowed: i % 3 != 0, bytesOut: 10, subject: "u\(i)"))
+                RiskEvent(
+                    time: monday9 + Double(i) * 400, agentID: "a1", kind: .call, resource: #"Service::"r\#(i)""#,
+                    segment: "s\(i)", allowed: i % 3 != 0, bytesOut: 10, subject: "u\(i)"))
         }
         let b = try #require(e.snapshot(agentID: "a1")).baseline
         #expect(b.resources.members.count == Baseline.maxResources)
@@ -93,8 +94,9 @@ struct DetectorTests {
         var found: [Finding] = []
         for _ in 0..<200 {
             found += e.process(
-                RiskEvent(time: t, agentID: "a1", roles: ["support"], kind: .call, resource: #"Service::"tickets""#,
-                          segment: "support", allowed: true, bytesOut: 1000))
+                RiskEvent(
+                    time: t, agentID: "a1", roles: ["support"], kind: .call, resource: #"Service::"tickets""#,
+                    segment: "support", allowed: true, bytesOut: 1000))
             t += 0.1
         }
         #expect(found.map(\.detector) == ["volume_spike"])
@@ -107,17 +109,20 @@ struct DetectorTests {
         let e = engine()
         let t = history(e, days: 2)
         let tool = e.process(
-            RiskEvent(time: t, agentID: "a1", roles: ["support"], kind: .tool, resource: #"Tool::"docs/read""#,
-                      allowed: true))
+            RiskEvent(
+                time: t, agentID: "a1", roles: ["support"], kind: .tool, resource: #"Tool::"docs/read""#,
+                allowed: true))
         #expect(tool.map(\.detector) == ["new_resource"] && tool.first?.severity == .low)
         let billing = e.process(
-            RiskEvent(time: t + 1, agentID: "a1", roles: ["support"], kind: .call, resource: #"Service::"billing""#,
-                      segment: "finance", allowed: false, reason: "insufficient_scope"))
+            RiskEvent(
+                time: t + 1, agentID: "a1", roles: ["support"], kind: .call, resource: #"Service::"billing""#,
+                segment: "finance", allowed: false, reason: "insufficient_scope"))
         #expect(billing.map(\.detector) == ["lateral_movement"] && billing.first?.severity == .high)
         // A brand-new agent of another role, with no reference yet: nothing.
         let fresh = e.process(
-            RiskEvent(time: t, agentID: "b1", roles: ["fresh"], kind: .call, resource: #"Service::"x""#,
-                      segment: "x", allowed: true))
+            RiskEvent(
+                time: t, agentID: "b1", roles: ["fresh"], kind: .call, resource: #"Service::"x""#,
+                segment: "x", allowed: true))
         #expect(fresh.isEmpty)
     }
 
@@ -126,12 +131,14 @@ struct DetectorTests {
         let e = engine()
         let t = history(e, days: 2)
         let known = e.process(
-            RiskEvent(time: t, agentID: "a2", roles: ["support"], kind: .call, resource: #"Service::"tickets""#,
-                      segment: "support", allowed: true))
+            RiskEvent(
+                time: t, agentID: "a2", roles: ["support"], kind: .call, resource: #"Service::"tickets""#,
+                segment: "support", allowed: true))
         #expect(known.isEmpty)
         let unknown = e.process(
-            RiskEvent(time: t + 1, agentID: "a2", roles: ["support"], kind: .call, resource: #"Service::"payments""#,
-                      segment: "finance", allowed: true))
+            RiskEvent(
+                time: t + 1, agentID: "a2", roles: ["support"], kind: .call, resource: #"Service::"payments""#,
+                segment: "finance", allowed: true))
         #expect(unknown.map(\.detector).contains("lateral_movement"))
     }
 
@@ -141,8 +148,9 @@ struct DetectorTests {
         var found: [Finding] = []
         for i in 0..<25 {
             found += e.process(
-                RiskEvent(time: monday9 + Double(i), agentID: "p1", kind: .authFailure, resource: "token",
-                          allowed: false, reason: "invalid_dpop_proof"))
+                RiskEvent(
+                    time: monday9 + Double(i), agentID: "p1", kind: .authFailure, resource: "token",
+                    allowed: false, reason: "invalid_dpop_proof"))
         }
         #expect(found.map(\.severity) == [.medium, .high])
     }
@@ -153,8 +161,9 @@ struct DetectorTests {
         var found: [Finding] = []
         for (i, s) in ["documents", "finance", "payments"].enumerated() {
             found += e.process(
-                RiskEvent(time: monday9 + Double(i), agentID: "d1", kind: .call, resource: "Agent::\"x\(i)\"",
-                          segment: s, allowed: true))
+                RiskEvent(
+                    time: monday9 + Double(i), agentID: "d1", kind: .call, resource: "Agent::\"x\(i)\"",
+                    segment: s, allowed: true))
         }
         #expect(found.map(\.detector) == ["lateral_movement"])
     }
@@ -169,8 +178,9 @@ struct DetectorTests {
         // The next day: the same call rate but 400 KB per call (no minute looks unusual).
         for _ in 0..<480 {
             found += e.process(
-                RiskEvent(time: t, agentID: "a1", roles: ["support"], kind: .call, resource: #"Service::"tickets""#,
-                          segment: "support", allowed: true, bytesOut: 400_000))
+                RiskEvent(
+                    time: t, agentID: "a1", roles: ["support"], kind: .call, resource: #"Service::"tickets""#,
+                    segment: "support", allowed: true, bytesOut: 400_000))
             t += 60
         }
         #expect(found.map(\.detector) == ["slow_exfiltration"])
@@ -183,8 +193,9 @@ struct DetectorTests {
         // Sunday 03:00 UTC.
         let sunday3 = monday9 + 6 * 86_400 + 18 * 3600 + 7 * 86_400 * Double(Int((t - monday9) / (7 * 86_400)))
         let found = e.process(
-            RiskEvent(time: sunday3, agentID: "a1", roles: ["support"], kind: .call, resource: #"Service::"tickets""#,
-                      segment: "support", allowed: true))
+            RiskEvent(
+                time: sunday3, agentID: "a1", roles: ["support"], kind: .call, resource: #"Service::"tickets""#,
+                segment: "support", allowed: true))
         #expect(found.map(\.detector) == ["off_hours"])
     }
 
@@ -193,8 +204,9 @@ struct DetectorTests {
         let e = engine()
         let t = history(e, days: 2, subject: "alice@example.com")
         let found = e.process(
-            RiskEvent(time: t, agentID: "a1", roles: ["support"], kind: .call, resource: #"Service::"tickets""#,
-                      segment: "support", allowed: true, subject: "ceo@example.com"))
+            RiskEvent(
+                time: t, agentID: "a1", roles: ["support"], kind: .call, resource: #"Service::"tickets""#,
+                segment: "support", allowed: true, subject: "ceo@example.com"))
         #expect(found.map(\.detector) == ["impossible_delegation"])
     }
 
@@ -210,7 +222,11 @@ struct DetectorTests {
     @Test("trust drops with findings and recovers over clean time")
     func trustRecovery() {
         let a = RecordingActions()
-        let e = engine(a, playbooks: { var p = Playbooks(); p.high = [.alert]; return p }())
+        let e = engine(
+            a,
+            playbooks: {
+                var p = Playbooks(); p.high = [.alert]; return p
+            }())
         _ = e.process(RiskEvent(time: monday9, agentID: "t1", kind: .attestationFailure, resource: "x", allowed: false))
         #expect(a.snapshot.trust["t1"] == .some(50))
         // Four clean hours later: +20.

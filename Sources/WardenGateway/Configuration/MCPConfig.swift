@@ -1,6 +1,7 @@
 import Cedar
 import Foundation
 import WardenCore
+import WardenRisk
 
 /// What the gateway knows about one upstream tool beyond its definition: the Cedar attributes of its
 /// `Tool::"<server>/<tool>"` entity and whether every call needs a human's approval.
@@ -211,5 +212,78 @@ extension WardenConfig {
             }
         }
         return t
+    }
+}
+
+/// `risk:` in `warden.yaml`: the risk engine (`docs/risk.md`).
+public struct RiskConfig: Sendable, Hashable {
+    public var enabled = true
+    /// Alerts are also POSTed here as JSON (best effort).
+    public var webhook: String?
+    public var queueSize = 65_536
+    public var settings = RiskSettings()
+    public var playbooks = Playbooks()
+    public var trust = TrustModel()
+
+    public init() {}
+}
+
+extension WardenConfig {
+    static func parseRisk(_ v: JSONValue, fail: (String, String) -> WardenError) throws(WardenError) -> RiskConfig {
+        guard case .object(let fields) = v else { throw fail("risk", "must be a mapping") }
+        var r = RiskConfig()
+        for (k, fv) in fields {
+            let p = "risk.\(k)"
+            switch k {
+            case "enabled":
+                guard case .bool(let b) = fv else { throw fail(p, "must be true or false") }
+                r.enabled = b
+            case "webhook":
+                let u = try text(fv, p, fail: fail)
+                guard RouteConfig.parseUpstream(u) != nil || u.hasPrefix("http") else {
+                    throw fail(p, "must be an http(s) URL")
+                }
+                r.webhook = u
+            case "queue_size":
+                guard let n = whole(fv, in: 16...10_000_000) else { throw fail(p, "must be 16 to 10000000") }
+                r.queueSize = n
+            case "warmup_events":
+                guard let n = whole(fv, in: 0...10_000_000) else { throw fail(p, "must be a whole number") }
+                r.settings.warmupEvents = Int64(n)
+            case "warmup":
+                guard let n = durationValue(fv), n >= 0 else { throw fail(p, "must be a duration") }
+                r.settings.warmupSeconds = Double(n)
+            case "recovery_per_hour":
+                guard let n = whole(fv, in: 0...100) else { throw fail(p, "must be 0 to 100 points") }
+                r.trust.recoveryPerHour = Double(n)
+            case "playbooks":
+                guard case .object(let books) = fv else {
+                    throw fail(p, "must be {low: [...], medium: [...], high: [...]}")
+                }
+                for (sev, list) in books {
+                    let bp = "\(p).\(sev)"
+                    guard let severity = Severity(name: sev) else { throw fail(bp, "must be low, medium or high") }
+                    guard case .array(let items) = list else { throw fail(bp, "must be a list of actions") }
+                    var actions: [ResponseAction] = []
+                    for item in items {
+                        guard case .string(let a) = item, let action = ResponseAction(rawValue: a) else {
+                            throw fail(bp, "actions are log, alert, approval, throttle, quarantine, revoke")
+                        }
+                        actions.append(action)
+                    }
+                    switch severity {
+                    case .low: r.playbooks.low = actions
+                    case .medium: r.playbooks.medium = actions
+                    case .high: r.playbooks.high = actions
+                    }
+                }
+            default:
+                throw fail(
+                    p,
+                    "unknown key (known: enabled, webhook, queue_size, warmup_events, warmup, recovery_per_hour, playbooks)"
+                )
+            }
+        }
+        return r
     }
 }

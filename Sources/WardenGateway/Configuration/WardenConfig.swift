@@ -77,6 +77,8 @@ public struct WardenConfig: Sendable, Hashable {
     public var routes: [String: RouteConfig] = WardenConfig.demoRoutes
     /// Upstream MCP servers, served at `/mcp/<name>` and together at `/mcp`.
     public var mcpServers: [String: MCPServerConfig] = [:]
+    /// The risk engine.
+    public var risk = RiskConfig()
     /// Cedar policy files and directories of `.cedar` files (`policies:`); nil: `<data>/policies`, seeded with the
     /// demo policy set when the data directory is created.
     public var policies: [String]?
@@ -355,10 +357,11 @@ public struct WardenConfig: Sendable, Hashable {
                     }
                 }
             case "mcp_servers": c.mcpServers = try Self.parseMCPServers(v, fail: fail)
+            case "risk": c.risk = try Self.parseRisk(v, fail: fail)
             default:
                 throw fail(
                     key,
-                    "unknown key (known: trust_domain, listen, data, public_url, tokens, dpop, tls, audit, routes, policies, rate_limits, limits, mcp_servers)"
+                    "unknown key (known: trust_domain, listen, data, public_url, tokens, dpop, tls, audit, routes, policies, rate_limits, limits, mcp_servers, risk)"
                 )
             }
         }

@@ -20,6 +20,11 @@ public final class AgentDirectory: Sendable {
         public let key: EnrolledKey?
         /// `Agent::"<spiffe id>"` with the manifest's attributes, in `Role::"…"` and `Team::"…"`.
         public let entity: Entity
+        /// The agent's trust override (read lock-free on every request).
+        public let trust: TrustCell
+
+        /// The agent's current trust score.
+        public var trustScore: Int { TrustScores.score(record, cell: trust) }
     }
 
     /// The Cedar entity of an agent (`../shared/DESIGN.md`, "The Cedar entity model"): attributes `name`, `owner`,
@@ -48,8 +53,10 @@ public final class AgentDirectory: Sendable {
     }
 
     private let agents = Mutex<[String: Entry]>([:])
+    let trust: TrustScores
 
-    public init(_ records: [AgentRecord] = []) {
+    public init(_ records: [AgentRecord] = [], trust: TrustScores = TrustScores()) {
+        self.trust = trust
         for r in records { update(r) }
     }
 
@@ -62,7 +69,7 @@ public final class AgentDirectory: Sendable {
         let key = r.keyJWK.flatMap { try? JSONValue.parse($0) }.flatMap { try? ECPublicJWK(json: $0) }.flatMap { jwk in
             (try? jwk.publicKey()).map { EnrolledKey(publicKey: $0, thumbprint: jwk.thumbprint) }
         }
-        let entry = Entry(record: r, key: key, entity: Self.entity(r))
+        let entry = Entry(record: r, key: key, entity: Self.entity(r), trust: trust.cell(r.id))
         agents.withLock { $0[r.spiffeID.description] = entry }
     }
 

@@ -6,6 +6,7 @@ import Synchronization
 import WardenAudit
 import WardenCore
 import WardenIdentity
+import WardenRisk
 import WardenStore
 import X509
 
@@ -74,7 +75,9 @@ public final class ControlPlane: Sendable {
     /// Brokered upstream credentials.
     public let secrets: SecretStore
     /// Trust scores as policies see them.
-    public let trust = TrustScores()
+    public let trust: TrustScores
+    /// The risk engine's side of the control plane (events in, responses out).
+    public let risk = RiskHub()
     public let dataPath: String
     public let now: @Sendable () -> Int64
     /// The issuer and base URL (`config.issuer`, computed once), and the endpoints DPoP proofs name.
@@ -132,7 +135,9 @@ public final class ControlPlane: Sendable {
         // A retired key verifies for the longest token lifetime plus skew, then leaves the JWKS.
         self.keys = try SigningKeyRing(
             entries: directory.signingKeys, overlap: config.accessTTL + config.clockSkew, now: now)
-        self.agents = AgentDirectory(try directory.store.agents())
+        let trust = TrustScores()
+        self.trust = trust
+        self.agents = AgentDirectory(try directory.store.agents(), trust: trust)
         self.revocations = RevocationList()
         for r in try directory.store.revokedTokens(now: now()) { revocations.revoke(jti: r.jti, until: r.until) }
         var tokens = AccessTokenVerifier(
@@ -389,6 +394,10 @@ public final class ControlPlane: Sendable {
                 AgentEvent(
                     agentID: record.id, at: t, kind: "attestation_failed", actor: "agent",
                     reason: "\(error.message); join token burnt"))
+            risk.submit(
+                RiskEvent(
+                    time: Double(t), agentID: record.spiffeID.description, roles: record.manifest.roles,
+                    kind: .attestationFailure, resource: "enroll", allowed: false, reason: "attestation_failed"))
             throw error
         }
         return try writes.withLock { _ throws(WardenError) in
@@ -713,6 +722,9 @@ public final class ControlPlane: Sendable {
     {
         let (claims, record) = (who.claims, who.agent)
         guard !revocations.isRevoked(claims.jti) else {
+            throw WardenError(.invalidToken, "the access token is revoked", reason: "token_revoked")
+        }
+        if let cutoff = risk.revokedBefore(claims.agent.description), claims.issuedAt < cutoff {
             throw WardenError(.invalidToken, "the access token is revoked", reason: "token_revoked")
         }
         switch record.state {

@@ -11,6 +11,7 @@ import Synchronization
 import WardenAudit
 import WardenCore
 import WardenIdentity
+import WardenRisk
 
 /// A route ready for the hot path: its configuration, the Cedar resource it stands for and its in-flight count.
 final class Route: Sendable {
@@ -124,7 +125,7 @@ public final class Gateway: Sendable {
             // 1. Authenticate.
             let (agent, entry) = try await authenticate(request, context: context, base: base, mutualTLS: mutualTLS)
             who = agent
-            let score = cp.trust.score(agent.agent)
+            let score = entry.trustScore
             trust = score
             // 2. The route and what the agent may reach.
             guard let route else {
@@ -141,6 +142,12 @@ public final class Gateway: Sendable {
                         reason: "insufficient_scope"))
             }
             // 3. Limits.
+            // A throttle the risk engine set: a small bucket of its own, on top of the configured ones.
+            if cp.risk.isThrottled(agent.agent.spiffeID.description, now: Double(cp.now())),
+                let wait = limiter.take("risk-throttle|" + agent.agent.id, Self.riskThrottle)
+            {
+                throw rateLimited(wait, "(throttled by the risk engine)")
+            }
             try admitRate(agent: agent.agent.id, route: route)
             let length = request.headers[.contentLength].flatMap { Int($0) }
             if let length, length > route.config.maxBodyBytes {
@@ -192,6 +199,9 @@ public final class Gateway: Sendable {
                 request, route: route, rest: rest, who: agent, credential: credential, source: source,
                 length: length, proto: base.hasPrefix("https") ? "https" : "http")
             metrics.requestLatency.observe(micros: Self.micros(ContinuousClock.now - start))
+            observe(
+                agent, route: route, routeName: routeName, allowed: true, reason: nil, bytesIn: Int64(length ?? 0),
+                bytesOut: response.headers[.contentLength].flatMap { Int64($0) } ?? 0, source: source)
             return response
         } catch {
             let latency = Self.micros(ContinuousClock.now - start)
@@ -209,8 +219,33 @@ public final class Gateway: Sendable {
             }
             let response = refusalResponse(error, nonce: cp.currentNonce())
             metrics.requestLatency.observe(micros: Self.micros(ContinuousClock.now - start))
+            if error.error.code != .useDPoPNonce {
+                observe(
+                    agent, route: route, routeName: routeName, allowed: false, reason: error.error.auditReason,
+                    bytesIn: 0, bytesOut: 0, source: source)
+            }
             return response
         }
+    }
+
+    /// The engine's throttle: one request a second, bursts of five.
+    static let riskThrottle = RateLimit(perSecond: 1, burst: 5)
+
+    /// Hands the call to the risk engine (never waits). A refusal before the agent was known is attributed to its
+    /// source address, so probing is seen too.
+    func observe(
+        _ who: AuthenticatedAgent?, route: Route?, routeName: String, allowed: Bool, reason: String?, bytesIn: Int64,
+        bytesOut: Int64, source: String?
+    ) {
+        let agentID = who?.agent.spiffeID.description ?? source.map { "source:" + $0 } ?? ""
+        let resource = route?.resource.description ?? "route:\(routeName)"
+        cp.risk.submit(
+            RiskEvent(
+                time: Double(cp.now()), agentID: agentID, roles: who?.agent.manifest.roles ?? [],
+                kind: who == nil && !allowed ? .authFailure : .call, resource: resource,
+                segment: route?.config.segment ?? route?.config.agent.map { "agent:" + $0 }, allowed: allowed,
+                reason: reason, bytesIn: bytesIn, bytesOut: bytesOut,
+                subject: who.flatMap { $0.claims.actors.isEmpty ? nil : $0.claims.subject }))
     }
 
     /// The token and its proof (or client certificate), then the agent's state and binding. A refusal after the

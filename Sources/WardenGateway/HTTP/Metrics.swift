@@ -33,6 +33,17 @@ enum Metrics {
             "warden_policy_reload_failures_total", "counter", "Policy reloads refused (the last good set stayed).",
             cp.policies.reloadFailures.load(ordering: .relaxed))
         gateway?.metrics.render(into: &out)
+        if let risk = cp.risk.attached {
+            metric(
+                "warden_risk_events_total", "counter", "Events the risk engine processed.",
+                risk.processed.load(ordering: .relaxed))
+            metric(
+                "warden_risk_events_dropped_total", "counter", "Events dropped because the risk queue was full.",
+                risk.dropped.load(ordering: .relaxed))
+            metric("warden_risk_alerts_total", "counter", "Risk alerts raised.", risk.alerts.load(ordering: .relaxed))
+            metric(
+                "warden_risk_agents_tracked", "gauge", "Agents with a baseline in memory.", Int64(risk.trackedAgents))
+        }
         if let mcp { out += mcp.metrics.render(alerts: mcp.pins.alerts.load(ordering: .relaxed)) }
         return out
     }

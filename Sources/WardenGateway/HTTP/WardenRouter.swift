@@ -135,6 +135,7 @@ public enum WardenRouter {
         AdminRoutes.add(to: router, cp)
         AuditRoutes.add(to: router, cp)
         GatewayAdminRoutes.add(to: router, cp)
+        RiskAdminRoutes.add(to: router, cp)
         if let mcp { MCPAdminRoutes.add(to: router, cp, mcp: mcp, base: base) }
         // Added last, so it wraps only the not-found responder: no endpoint starts with /r/, every gateway request
         // reaches it, and the endpoints above pay nothing for it.

@@ -10,6 +10,7 @@ import Synchronization
 import WardenAudit
 import WardenCore
 import WardenIdentity
+import WardenRisk
 
 /// Warden's version, as servers and clients see it.
 public enum WardenVersion {
@@ -178,7 +179,7 @@ public final class MCPGateway: Sendable {
             return response
         }
         let call = Call(
-            agent: agent, principal: entry.entity, trust: cp.trust.score(agent.agent),
+            agent: agent, principal: entry.entity, trust: entry.trustScore,
             source: WardenRouter.source(context), era: "", server: serverName, start: start)
         if let serverName, servers[serverName] == nil {
             return Self.httpError(.notFound, JSONRPC.RPCError(JSONRPC.invalidRequest, "no MCP server '\(serverName)'"))
@@ -611,6 +612,7 @@ public final class MCPGateway: Sendable {
             audit(
                 c, action: "mcp:tools/call", resource: resource ?? "Tool::\"\(resourceName)\"", allowed: false,
                 reason: reason, policies: policies, message: message, details: details)
+            observe(c, resource: resource ?? "Tool::\"\(resourceName)\"", allowed: false, reason: reason)
             return JSONRPC.RPCError(code, message, data: .object([("reason", .string(reason))]))
         }
         guard let (s, tool) = resolve(c, name) else {
@@ -681,6 +683,9 @@ public final class MCPGateway: Sendable {
             }
         } else if t.config.needsApproval {
             approvalReason = t.config.risk == "high" ? "risk:high" : "tool:approval"
+        } else if cp.risk.needsApproval(c.agent.agent.spiffeID.description, now: Double(cp.now())) {
+            // The risk engine asked for step-up approval of this agent's calls.
+            approvalReason = "risk:step-up"
         }
         if let approvalReason {
             let item = ApprovalQueue.Item(
@@ -745,7 +750,9 @@ public final class MCPGateway: Sendable {
         }
         switch unwrap(response) {
         case .success(let result):
-            return try screen(c, s, result, resource: resource, details: details)
+            let screened = try screen(c, s, result, resource: resource, details: details)
+            observe(c, resource: resource, allowed: true, reason: nil, bytesOut: Int64(screened.serialized.utf8.count))
+            return screened
         case .failure(let e):
             throw screened(s, e)
         }
@@ -1031,6 +1038,16 @@ public final class MCPGateway: Sendable {
             decision: allowed.map { $0 ? .allow : .deny }, reason: reason, policies: policies, trust: c.trust,
             delegation: c.agent.claims.delegation, latencyMicros: Gateway.micros(ContinuousClock.now - c.start),
             source: c.source, message: message, details: details + [("jti", c.agent.claims.jti)])
+    }
+
+    /// Hands a tool call, resource read or prompt to the risk engine (never waits).
+    func observe(_ c: Call, resource: String, allowed: Bool, reason: String?, bytesOut: Int64 = 0) {
+        cp.risk.submit(
+            RiskEvent(
+                time: Double(cp.now()), agentID: c.agent.agent.spiffeID.description,
+                roles: c.agent.agent.manifest.roles,
+                kind: .tool, resource: resource, segment: nil, allowed: allowed, reason: reason, bytesOut: bytesOut,
+                subject: c.agent.claims.actors.isEmpty ? nil : c.agent.claims.subject))
     }
 
     /// Records a decision (best effort for refusals: the refusal stands whether or not it is recorded).

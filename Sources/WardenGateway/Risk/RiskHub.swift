@@ -1,0 +1,182 @@
+import AsyncHTTPClient
+import Cedar
+import Foundation
+import Logging
+import NIOCore
+import Synchronization
+import WardenAudit
+import WardenCore
+import WardenRisk
+
+/// Where the gateway meets the risk engine: events go in without waiting, and the engine's responses come back as
+/// state the gateway reads on the next request (throttles, approval requirements, token cut-offs) or as control-plane
+/// changes (quarantine). With no engine attached, events are dropped and nothing else changes.
+public final class RiskHub: Sendable {
+    let engine = Mutex<RiskEngine?>(nil)
+    /// agent SPIFFE ID → until (seconds since the epoch).
+    let throttled = Mutex<[String: Double]>([:])
+    let approvalRequired = Mutex<[String: Double]>([:])
+    /// agent SPIFFE ID → tokens issued before this second are revoked.
+    let tokensRevokedBefore = Mutex<[String: Int64]>([:])
+    /// Live alert subscribers (`GET /v1/admin/risk/alerts`), bounded.
+    let subscribers = Mutex<[UUID: AsyncStream<String>.Continuation]>([:])
+    static let maxSubscribers = 64
+    let recent = Mutex<[String]>([])
+
+    public init() {}
+
+    public func attach(_ e: RiskEngine) { engine.withLock { $0 = e } }
+    public var attached: RiskEngine? { engine.withLock { $0 } }
+
+    /// Hands an event to the engine (never waits; a full queue drops and counts).
+    public func submit(_ e: RiskEvent) {
+        guard let engine = engine.withLock({ $0 }) else { return }
+        engine.submit(e)
+    }
+
+    func isThrottled(_ agent: String, now: Double) -> Bool {
+        throttled.withLock { t in
+            guard let until = t[agent] else { return false }
+            if until <= now {
+                t.removeValue(forKey: agent)
+                return false
+            }
+            return true
+        }
+    }
+
+    func needsApproval(_ agent: String, now: Double) -> Bool {
+        approvalRequired.withLock { t in
+            guard let until = t[agent] else { return false }
+            if until <= now {
+                t.removeValue(forKey: agent)
+                return false
+            }
+            return true
+        }
+    }
+
+    func revokedBefore(_ agent: String) -> Int64? { tokensRevokedBefore.withLock { $0[agent] } }
+
+    /// A new subscriber to the alert stream (JSON lines); nil when there are too many.
+    func subscribe() -> (UUID, AsyncStream<String>)? {
+        let (stream, continuation) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(256))
+        let id = UUID()
+        let ok = subscribers.withLock { s -> Bool in
+            guard s.count < Self.maxSubscribers else { return false }
+            s[id] = continuation
+            return true
+        }
+        guard ok else { return nil }
+        continuation.onTermination = { [weak self] _ in self?.subscribers.withLock { _ = $0.removeValue(forKey: id) } }
+        return (id, stream)
+    }
+
+    func publish(_ line: String) {
+        recent.withLock { r in
+            r.append(line)
+            if r.count > 100 { r.removeFirst(r.count - 100) }
+        }
+        for c in subscribers.withLock({ Array($0.values) }) { c.yield(line) }
+    }
+
+    var recentAlerts: [String] { recent.withLock { $0 } }
+}
+
+/// The engine's responses, carried out on the control plane: every one applies to the agent's next request.
+final class ControlPlaneRiskActions: RiskActions {
+    let cp: ControlPlane
+    let logger: Logger
+    let webhook: String?
+
+    init(cp: ControlPlane, webhook: String? = nil) {
+        self.cp = cp
+        self.webhook = webhook
+        var logger = Logger(label: "warden.risk")
+        logger.logLevel = .info
+        self.logger = logger
+    }
+
+    func setTrust(agentID: String, score: Int?) {
+        guard let entry = cp.agents.entry(agentID) else { return }
+        cp.trust.set(entry.record.id, score)
+    }
+
+    func baselineTrust(agentID: String) -> Int {
+        cp.agents.entry(agentID).map { TrustScores.baseline($0.record) } ?? 0
+    }
+
+    func throttle(agentID: String, until: Double) { cp.risk.throttled.withLock { $0[agentID] = until } }
+
+    func requireApproval(agentID: String, until: Double) { cp.risk.approvalRequired.withLock { $0[agentID] = until } }
+
+    func quarantine(agentID: String, reason: String) throws {
+        guard let entry = cp.agents.entry(agentID), entry.record.state == .active else { return }
+        _ = try cp.transition(agent: entry.record.id, to: .quarantined, reason: reason, actor: "risk-engine")
+    }
+
+    func revokeTokens(agentID: String, reason: String) throws {
+        let cutoff = cp.now() + 1
+        cp.risk.tokensRevokedBefore.withLock { $0[agentID] = max($0[agentID] ?? 0, cutoff) }
+        try? cp.audit.submit(
+            AuditEvent(
+                kind: .system, action: "token.revoke_all", actor: "risk-engine", agent: agentID,
+                agentID: cp.agents.entry(agentID)?.record.id, reason: "risk", message: String(reason.prefix(500))))
+    }
+
+    func alert(_ a: RiskAlert) {
+        let entry = cp.agents.entry(a.agentID)
+        let summary = a.findings.map { "\($0.detector): \($0.summary)" }.joined(separator: "; ")
+        var details: [(String, String)] = [
+            ("severity", a.severity.name), ("detectors", a.findings.map(\.detector).joined(separator: ",")),
+            ("actions", a.actions.map(\.rawValue).joined(separator: ",")),
+        ]
+        if let ms = a.containmentMillis { details.append(("containment_ms", String(format: "%.1f", ms))) }
+        try? cp.audit.submit(
+            AuditEvent(
+                kind: .system, action: "risk.alert", actor: "risk-engine", agent: a.agentID, agentID: entry?.record.id,
+                resource: a.resource, reason: a.findings.first?.detector, trust: a.trust,
+                message: String(summary.prefix(1000)),
+                details: details))
+        var pairs: [(String, JSONValue)] = [
+            ("agent", .string(a.agentID)), ("severity", .string(a.severity.name)), ("trust", .number(String(a.trust))),
+            ("resource", .string(a.resource)),
+            (
+                "findings",
+                .array(
+                    a.findings.map {
+                        .object([
+                            ("detector", .string($0.detector)), ("severity", .string($0.severity.name)),
+                            ("summary", .string($0.summary)),
+                        ])
+                    })
+            ),
+            ("actions", .array(a.actions.map { .string($0.rawValue) })),
+            ("event_time", .number(String(format: "%.3f", a.eventTime))),
+        ]
+        if let ms = a.containmentMillis { pairs.append(("containment_ms", .number(String(format: "%.1f", ms)))) }
+        let line = JSONValue.object(pairs).serialized
+        cp.risk.publish(line)
+        if a.severity >= .medium {
+            logger.warning("risk alert", metadata: ["agent": "\(a.agentID)", "alert": "\(summary)"])
+        }
+        if let webhook { postWebhook(webhook, line) }
+    }
+
+    /// Best effort, off the engine's thread: the audit entry is the record; the webhook is a notification.
+    func postWebhook(_ url: String, _ body: String) {
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(string: body))
+        let logger = self.logger
+        Task.detached {
+            do {
+                let r = try await HTTPClient.shared.execute(request, timeout: .seconds(5))
+                _ = try await r.body.collect(upTo: 64 * 1024)
+            } catch {
+                logger.warning("the risk webhook could not be reached")
+            }
+        }
+    }
+}
