@@ -92,6 +92,8 @@ public final class RiskEngine: Sendable {
     /// Events refused because the queue was full, and events processed.
     public let dropped = Atomic<Int64>(0)
     public let processed = Atomic<Int64>(0)
+    let submitted = Atomic<Int64>(0)
+    let consumed = Atomic<Int64>(0)
     public let alerts = Atomic<Int64>(0)
     /// Set when events were dropped since the last alert about it.
     let overflowFlag = Atomic<Bool>(false)
@@ -116,7 +118,9 @@ public final class RiskEngine: Sendable {
     @discardableResult
     public func submit(_ e: RiskEvent) -> Bool {
         switch continuation.yield(e) {
-        case .enqueued: return true
+        case .enqueued:
+            submitted.add(1, ordering: .relaxed)
+            return true
         case .dropped, .terminated:
             dropped.add(1, ordering: .relaxed)
             overflowFlag.store(true, ordering: .relaxed)
@@ -127,7 +131,10 @@ public final class RiskEngine: Sendable {
 
     /// Consumes the queue until `stop()`.
     public func run() async {
-        for await e in stream { process(e) }
+        for await e in stream {
+            process(e)
+            consumed.add(1, ordering: .relaxed)
+        }
     }
 
     public func stop() { continuation.finish() }
@@ -224,4 +231,7 @@ public final class RiskEngine: Sendable {
     public func takeOverflow() -> Bool { overflowFlag.exchange(false, ordering: .relaxed) }
 
     public var trackedAgents: Int { state.withLock { $0.count } }
+
+    /// Events handed over and not yet processed.
+    public var pending: Int64 { submitted.load(ordering: .relaxed) - consumed.load(ordering: .relaxed) }
 }

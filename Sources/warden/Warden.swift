@@ -7,7 +7,7 @@ struct Warden: AsyncParsableCommand {
         abstract: "Warden: a zero-trust control plane and policy-enforcing gateway for AI agents.",
         subcommands: [
             ServeCommand.self, AgentCommand.self, TokenCommand.self, KeysCommand.self, PolicyCommand.self,
-            AuditCommand.self, SecretCommand.self, MCPCommand.self, ApprovalsCommand.self,
+            AuditCommand.self, SecretCommand.self, MCPCommand.self, ApprovalsCommand.self, SimulateCommand.self,
         ]
     )
 }

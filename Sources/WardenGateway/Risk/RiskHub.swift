@@ -21,7 +21,8 @@ public final class RiskHub: Sendable {
     /// Live alert subscribers (`GET /v1/admin/risk/alerts`), bounded.
     let subscribers = Mutex<[UUID: AsyncStream<String>.Continuation]>([:])
     static let maxSubscribers = 64
-    let recent = Mutex<[String]>([])
+    /// The alerts published (the last 10,000) and how many in all.
+    let recent = Mutex<(lines: [String], total: Int)>(([], 0))
 
     public init() {}
 
@@ -74,13 +75,27 @@ public final class RiskHub: Sendable {
 
     func publish(_ line: String) {
         recent.withLock { r in
-            r.append(line)
-            if r.count > 100 { r.removeFirst(r.count - 100) }
+            r.lines.append(line)
+            r.total += 1
+            if r.lines.count > 10_000 { r.lines.removeFirst(r.lines.count - 10_000) }
         }
         for c in subscribers.withLock({ Array($0.values) }) { c.yield(line) }
     }
 
-    var recentAlerts: [String] { recent.withLock { $0 } }
+    /// The last 100 alerts.
+    var recentAlerts: [String] { recent.withLock { Array($0.lines.suffix(100)) } }
+
+    /// How many alerts were published so far.
+    public var recentAlertCount: Int { recent.withLock { $0.total } }
+
+    /// The alerts published after the first `mark` (those still kept), parsed.
+    public func alertsSince(_ mark: Int) -> [JSONValue] {
+        let lines = recent.withLock { r -> [String] in
+            let first = r.total - r.lines.count
+            return Array(r.lines.suffix(max(0, min(r.lines.count, r.total - max(mark, first)))))
+        }
+        return lines.compactMap { try? JSONValue.parse($0) }
+    }
 }
 
 /// The engine's responses, carried out on the control plane: every one applies to the agent's next request.
@@ -110,12 +125,17 @@ final class ControlPlaneRiskActions: RiskActions {
 
     func requireApproval(agentID: String, until: Double) { cp.risk.approvalRequired.withLock { $0[agentID] = until } }
 
+    /// Not an error to skip, but not containment either: only an active agent is quarantined (a source address or a
+    /// refused enrollment has nothing to contain).
+    struct NothingToContain: Error {}
+
     func quarantine(agentID: String, reason: String) throws {
-        guard let entry = cp.agents.entry(agentID), entry.record.state == .active else { return }
+        guard let entry = cp.agents.entry(agentID), entry.record.state == .active else { throw NothingToContain() }
         _ = try cp.transition(agent: entry.record.id, to: .quarantined, reason: reason, actor: "risk-engine")
     }
 
     func revokeTokens(agentID: String, reason: String) throws {
+        guard let entry = cp.agents.entry(agentID), entry.record.state != .pending else { throw NothingToContain() }
         let cutoff = cp.now() + 1
         cp.risk.tokensRevokedBefore.withLock { $0[agentID] = max($0[agentID] ?? 0, cutoff) }
         try? cp.audit.submit(

@@ -1,0 +1,399 @@
+import AsyncHTTPClient
+import Cedar
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import Synchronization
+import WardenAudit
+import WardenCore
+import WardenIdentity
+import WardenRisk
+
+/// `warden simulate` (`docs/risk.md`): an embedded Warden on loopback (its own data directory, the demo policies plus
+/// the simulation's segments, an upstream that answers with bodies of the asked size, the risk engine), driven over
+/// HTTP with DPoP by a multi-agent workload on a simulated clock — days of normal traffic in seconds — and then the
+/// attacks of `../shared/SCENARIOS.md`. For each attack: whether it was blocked, whether it was detected, and the time
+/// from the triggering event to containment as the engine measured it; and the false positives on the normal traffic.
+public enum Simulation {
+    public struct AttackResult: Sendable {
+        public let name: String
+        public let blocked: Bool
+        public let detected: Bool
+        public let containmentMillis: Double?
+    }
+
+    public struct Report: Sendable {
+        public let attacks: [AttackResult]
+        public let normalRequests: Int
+        public let falsePositives: Int
+
+        public var json: JSONValue {
+            .object([
+                (
+                    "attacks",
+                    .array(
+                        attacks.map {
+                            .object([
+                                ("name", .string($0.name)), ("blocked", .bool($0.blocked)),
+                                ("detected", .bool($0.detected)),
+                                (
+                                    "containment_ms",
+                                    $0.containmentMillis.map { .number(String(format: "%.1f", $0)) } ?? .null
+                                ),
+                            ])
+                        })
+                ),
+                ("normal_requests", .number(String(normalRequests))),
+                ("false_positives", .number(String(falsePositives))),
+            ])
+        }
+    }
+
+    /// The simulated clock: seconds since the epoch, moved by the simulation.
+    final class SimClock: Sendable {
+        let t = Mutex<Double>(0)
+        init(_ start: Double) { t.withLock { $0 = start } }
+        var now: Double { t.withLock { $0 } }
+        func set(_ v: Double) { t.withLock { $0 = v } }
+    }
+
+    /// An agent of the workload: its key, token (renewed on the simulated clock) and manifest.
+    final class SimAgent: Sendable {
+        let name: String
+        let spiffeID: String
+        let key: P256.Signing.PrivateKey
+        let token = Mutex<(String, Int64)?>(nil)
+        init(name: String, spiffeID: String, key: P256.Signing.PrivateKey) {
+            self.name = name
+            self.spiffeID = spiffeID
+            self.key = key
+        }
+    }
+
+    static let start = 1_763_856_000.0  // Monday 2026-11-23 00:00 UTC
+
+    /// Runs the simulation: `days` of normal traffic (at least 8: the detectors' warm-up and a week of hours), then
+    /// the attacks. `progress` receives a line per phase.
+    public static func run(days: Int = 9, progress: @escaping @Sendable (String) -> Void = { _ in }) async throws
+        -> Report
+    {
+        let days = max(days, 8)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("warden-sim-\(UUID().uuidString)").path
+        try SecureFile.ensureDirectory(dir)
+        try SecureFile.ensureDirectory(dir + "/policies")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try SecureFile.write(
+            PolicyEngine.demoPolicies + """
+
+                // The simulation's segments.
+                @id("documents-segment")
+                permit (principal in Role::"documents", action == Action::"call", resource in Segment::"documents");
+                @id("fraud-segment")
+                permit (principal in Role::"fraud", action == Action::"call", resource in Segment::"fraud");
+
+                """, to: dir + "/policies/sim.cedar", mode: 0o644)
+        let clock = SimClock(start)
+
+        // The upstream: `?size=N` bytes of JSON-ish filler.
+        let upstreamRouter = Router()
+        upstreamRouter.on("/**", method: .get) { request, _ -> Response in
+            let size = request.uri.queryParameters.get("size").flatMap(Int.init).map { min(max($0, 2), 1 << 20) } ?? 64
+            return Response(
+                status: .ok, headers: [.contentType: "application/octet-stream"],
+                body: .init(byteBuffer: ByteBuffer(repeating: UInt8(ascii: "x"), count: size)))
+        }
+        let upstreamPort = try freePort()
+        let upstream = Application(
+            router: upstreamRouter, configuration: .init(address: .hostname("127.0.0.1", port: upstreamPort)))
+        let upstreamTask = Task { try await upstream.runService() }
+        defer { upstreamTask.cancel() }
+        let base = "http://127.0.0.1:\(upstreamPort)"
+        let port = try freePort()
+
+        var config = WardenConfig()
+        config.data = dir
+        config.listen = "127.0.0.1:\(port)"
+        config.policies = [dir + "/policies"]
+        var routes: [String: RouteConfig] = [:]
+        for (name, segment) in [
+            ("tickets", "support"), ("kb", "support"), ("documents", "documents"), ("billing", "finance"),
+            ("ledger", "finance"), ("payments", "finance"), ("transactions", "fraud"),
+        ] {
+            routes[name] = RouteConfig(name: name, upstream: base, segment: segment)
+        }
+        config.routes = routes
+        config.rateLimitPerAgent = RateLimit(perSecond: 50, burst: 100)
+        config.dpopReplayCacheSize = 1_000_000
+        let cp = try ControlPlane(config: config, now: { Int64(clock.now) })
+        // Rate limits on the simulated clock too (days of traffic pass in seconds of real time).
+        let gateway = try Gateway(cp: cp, limiter: RateLimiter(clock: { clock.now }))
+        do {
+            let engine = RiskEngine(actions: ControlPlaneRiskActions(cp: cp), clock: { clock.now })
+            cp.risk.attach(engine)
+            let consumer = Task { await engine.run() }
+            defer {
+                engine.stop()
+                consumer.cancel()
+            }
+            let app = Application(
+                router: WardenRouter.build(cp, gateway: gateway),
+                configuration: .init(address: .hostname("127.0.0.1", port: port)))
+            let appTask = Task { try await app.runService() }
+            defer { appTask.cancel() }
+            let wardenBase = "http://127.0.0.1:\(port)"
+            let http = HTTPClient.shared
+            try await waitUntilListening(http, wardenBase + "/healthz")
+            try await waitUntilListening(http, base + "/ready")
+
+            // The agents.
+            func enroll(_ name: String, roles: [String], team: String? = nil, routes: [String], peers: [String] = [])
+                throws -> SimAgent
+            {
+                var m = AgentManifest(name: name, owner: "ops@example.com")
+                m.roles = roles
+                m.team = team
+                m.routes = routes
+                m.peers = peers
+                let reg = try cp.register(manifest: m)
+                let key = P256.Signing.PrivateKey()
+                _ = try cp.enroll(
+                    body: .object([
+                        ("join_token", .string(reg.joinToken)), ("jwk", ECPublicJWK(key.publicKey).json),
+                        ("attestation", .object([("manifest_digest", .string(reg.agent.manifestDigest))])),
+                    ]),
+                    dpop: try DPoPProofSigner(key: key).proof(method: "POST", url: cp.enrollEndpoint, now: cp.now()))
+                return SimAgent(name: name, spiffeID: reg.agent.spiffeID.description, key: key)
+            }
+            let support = try enroll("support-bot", roles: ["support"], routes: ["tickets", "kb"])
+            let docs = try enroll("doc-processor", roles: ["documents"], routes: ["documents"])
+            let finance = try enroll(
+                "finance-recon", roles: ["finance"], team: "finance", routes: ["billing", "ledger"])
+            let fraud = try enroll("fraud-detector", roles: ["fraud"], routes: ["transactions"])
+
+            func token(_ a: SimAgent) throws -> String {
+                let now = cp.now()
+                if let (t, issued) = a.token.withLock({ $0 }), now - issued < 240 { return t }
+                let t = try cp.token(
+                    form: [
+                        "grant_type": "client_credentials", "client_assertion_type": ClientAssertion.type,
+                        "client_assertion": try ClientAssertion.sign(
+                            clientID: a.spiffeID, audience: cp.tokenEndpoint, key: a.key, now: now,
+                            jti: UUID().uuidString),
+                    ], dpop: try DPoPProofSigner(key: a.key).proof(method: "POST", url: cp.tokenEndpoint, now: now)
+                ).accessToken
+                a.token.withLock { $0 = (t, now) }
+                return t
+            }
+            /// One call as `a` (or with `a`'s token and another key's proof); the status.
+            func call(_ a: SimAgent, _ path: String, size: Int = 256, proofKey: P256.Signing.PrivateKey? = nil)
+                async throws -> Int
+            {
+                // A contained agent gets no new token: that is a refusal too (400 from the token endpoint).
+                guard let t = try? token(a) else { return 400 }
+                let url = wardenBase + path
+                var req = HTTPClientRequest(url: url + "?size=\(size)")
+                req.headers.add(name: "Authorization", value: "DPoP \(t)")
+                req.headers.add(
+                    name: "DPoP",
+                    value: try DPoPProofSigner(key: proofKey ?? a.key).proof(
+                        method: "GET", url: url, accessToken: t, now: cp.now()))
+                let r = try await http.execute(req, timeout: .seconds(10))
+                _ = try await r.body.collect(upTo: 2 << 20)
+                return Int(r.status.code)
+            }
+
+            // Normal traffic, minute by minute.
+            var normal = 0
+            var unexpected = 0
+            for day in 0..<days {
+                for minute in 0..<1440 {
+                    clock.set(start + Double(day) * 86_400 + Double(minute) * 60)
+                    let hour = minute / 60
+                    var plan: [(SimAgent, String, Int)] = []
+                    if minute % 10 == 0 || (hour >= 9 && hour < 17 && minute % 4 == 0) {
+                        plan.append((support, minute % 20 == 0 ? "/r/kb/v1/articles" : "/r/tickets/v1/tickets", 2048))
+                    }
+                    if hour >= 1 && hour < 3 { plan.append((docs, "/r/documents/v1/docs", 20_000)) }
+                    if minute % 60 == 5 {
+                        for i in 0..<5 {
+                            plan.append((finance, i % 2 == 0 ? "/r/billing/v1/invoices" : "/r/ledger/v1/entries", 4096))
+                        }
+                    }
+                    if minute % 5 == 0 { plan.append((fraud, "/r/transactions/v1/batch", 65_536)) }
+                    for (a, path, size) in plan {
+                        let status = try await call(a, path, size: size)
+                        if status != 200 {
+                            unexpected += 1
+                            if unexpected <= 3 { progress("unexpected \(status) for \(a.name) \(path)") }
+                        }
+                        normal += 1
+                    }
+                }
+                progress("day \(day + 1): \(normal) normal requests so far")
+            }
+            try await drain(engine)
+            let falsePositives = cp.risk.recentAlertCount
+            progress("normal traffic: \(normal) requests, \(unexpected) not answered 200, \(falsePositives) alerts")
+
+            // The attacks.
+            var results: [AttackResult] = []
+            let attackStart = start + Double(days) * 86_400 + 10 * 3600
+            func alerts(since: Int, agent: String) -> [JSONValue] {
+                cp.risk.alertsSince(since).filter { $0["agent"]?.stringValue == agent }
+            }
+            func containment(_ a: [JSONValue]) -> Double? {
+                a.compactMap {
+                    $0["containment_ms"].flatMap { v -> Double? in if case .number(let n) = v { Double(n) } else { nil }
+                    }
+                }
+                .first
+            }
+
+            // 1. A stolen token replayed with another key.
+            clock.set(attackStart)
+            var mark = cp.risk.recentAlertCount
+            let thief = P256.Signing.PrivateKey()
+            var refused = true
+            for _ in 0..<20 where try await call(support, "/r/tickets/v1/tickets", proofKey: thief) == 200 {
+                refused = false
+            }
+            try await drain(engine)
+            let stolenAlerts = alerts(since: mark, agent: "source:127.0.0.1")
+            results.append(
+                AttackResult(
+                    name: "stolen-key replay", blocked: refused, detected: !stolenAlerts.isEmpty,
+                    containmentMillis: containment(stolenAlerts)))
+
+            // 2. The prompt-injected support bot pivots to billing.
+            clock.set(attackStart + 600)
+            mark = cp.risk.recentAlertCount
+            var blocked = try await call(support, "/r/billing/v1/invoices") != 200
+            try await drain(engine)
+            let nextTickets = try await call(support, "/r/tickets/v1/tickets")
+            let pivot = alerts(since: mark, agent: support.spiffeID)
+            results.append(
+                AttackResult(
+                    name: "prompt-injected bot pivoting to billing", blocked: blocked, detected: !pivot.isEmpty,
+                    containmentMillis: nextTickets == 200 ? nil : containment(pivot)))
+
+            // 3. The document service reaches finance within seconds.
+            clock.set(attackStart + 1200)
+            mark = cp.risk.recentAlertCount
+            blocked = true
+            for path in ["/r/ledger/v1/entries", "/r/payments/v1/transfers"] where try await call(docs, path) == 200 {
+                blocked = false
+            }
+            try await drain(engine)
+            let lateral = alerts(since: mark, agent: docs.spiffeID)
+            results.append(
+                AttackResult(
+                    name: "document service to finance lateral movement", blocked: blocked, detected: !lateral.isEmpty,
+                    containmentMillis: containment(lateral)))
+
+            // 4. Slow exfiltration: the fraud detector's usual schedule, four times the data per call, under every limit.
+            mark = cp.risk.recentAlertCount
+            var served = 0
+            var exfilDetected: [JSONValue] = []
+            for minute in stride(from: 0, to: 1440, by: 5) {
+                clock.set(attackStart + 1800 + Double(minute) * 60)
+                if try await call(fraud, "/r/transactions/v1/batch", size: 4 * 65_536) == 200 { served += 1 }
+                if minute % 60 == 0 {
+                    try await drain(engine)
+                    exfilDetected = alerts(since: mark, agent: fraud.spiffeID)
+                    if !exfilDetected.isEmpty { break }
+                }
+            }
+            try await drain(engine)
+            exfilDetected = alerts(since: mark, agent: fraud.spiffeID)
+            let lastStatus = try await call(fraud, "/r/transactions/v1/batch", size: 4 * 65_536)
+            let stillServed = lastStatus == 200
+            progress("exfiltration: \(served) calls served before containment, then \(lastStatus)")
+            results.append(
+                AttackResult(
+                    name: "slow exfiltration under the rate limit", blocked: served == 0 && !stillServed,
+                    detected: !exfilDetected.isEmpty,
+                    containmentMillis: containment(exfilDetected)))
+
+            // 5. A supply-chain-modified binary at enrollment.
+            mark = cp.risk.recentAlertCount
+            var m = AgentManifest(name: "invoice-bot", owner: "ops@example.com")
+            m.binarySHA256 = String(repeating: "a", count: 64)
+            let reg = try cp.register(manifest: m)
+            let key = P256.Signing.PrivateKey()
+            var enrollBlocked = false
+            do {
+                _ = try cp.enroll(
+                    body: .object([
+                        ("join_token", .string(reg.joinToken)), ("jwk", ECPublicJWK(key.publicKey).json),
+                        (
+                            "attestation",
+                            .object([
+                                ("manifest_digest", .string(reg.agent.manifestDigest)),
+                                ("binary_sha256", .string(String(repeating: "b", count: 64))),
+                            ])
+                        ),
+                    ]), dpop: try DPoPProofSigner(key: key).proof(method: "POST", url: cp.enrollEndpoint, now: cp.now())
+                )
+            } catch {
+                enrollBlocked = true
+            }
+            try await drain(engine)
+            let supply = alerts(since: mark, agent: reg.agent.spiffeID.description)
+            results.append(
+                AttackResult(
+                    name: "supply-chain-modified binary at enrollment", blocked: enrollBlocked,
+                    detected: !supply.isEmpty,
+                    containmentMillis: containment(supply)))
+
+            await gateway.shutdown()
+            return Report(attacks: results, normalRequests: normal, falsePositives: falsePositives)
+        } catch {
+            await gateway.shutdown()
+            throw error
+        }
+    }
+
+    /// Waits (bounded) until the engine has taken every event handed over so far.
+    static func drain(_ engine: RiskEngine) async throws {
+        for _ in 0..<2000 {
+            if engine.pending == 0 { return }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+    }
+
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw WardenError(.io, "no socket") }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard bound == 0 else { throw WardenError(.io, "no free port") }
+        let named = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        guard named == 0 else { throw WardenError(.io, "no free port") }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    /// Waits (bounded) until `url` answers.
+    static func waitUntilListening(_ http: HTTPClient, _ url: String) async throws {
+        for _ in 0..<500 {
+            if let r = try? await http.execute(HTTPClientRequest(url: url), timeout: .seconds(1)) {
+                _ = try? await r.body.collect(upTo: 1 << 20)
+                return
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw WardenError(.io, "the embedded listener at \(url) did not start")
+    }
+}
