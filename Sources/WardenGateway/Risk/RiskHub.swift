@@ -35,19 +35,13 @@ public final class RiskHub: Sendable {
         engine.submit(e)
     }
 
-    func isThrottled(_ agent: String, now: Double) -> Bool {
-        throttled.withLock { t in
-            guard let until = t[agent] else { return false }
-            if until <= now {
-                t.removeValue(forKey: agent)
-                return false
-            }
-            return true
-        }
-    }
+    func isThrottled(_ agent: String, now: Double) -> Bool { Self.inForce(throttled, agent, now) }
 
-    func needsApproval(_ agent: String, now: Double) -> Bool {
-        approvalRequired.withLock { t in
+    func needsApproval(_ agent: String, now: Double) -> Bool { Self.inForce(approvalRequired, agent, now) }
+
+    /// Whether the agent's entry in `table` is still in force (an expired one is removed).
+    static func inForce(_ table: borrowing Mutex<[String: Double]>, _ agent: String, _ now: Double) -> Bool {
+        table.withLock { t in
             guard let until = t[agent] else { return false }
             if until <= now {
                 t.removeValue(forKey: agent)
