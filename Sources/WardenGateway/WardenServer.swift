@@ -107,13 +107,47 @@ struct GatewayService: Service {
     }
 }
 
-/// Runs the risk engine's consumer until shutdown.
+/// Runs the risk engine's consumer until shutdown; restores the saved baselines at start, saves the changed ones every
+/// minute and at shutdown.
 struct RiskService: Service {
     let engine: RiskEngine
+    let cp: ControlPlane
+    let logger: Logger
 
     func run() async throws {
-        await cancelWhenGracefulShutdown { await engine.run() }
+        do {
+            let saved = try cp.store.riskBaselines()
+            let n = engine.restore(saved.map { RiskEngine.Saved(key: $0.key, isRole: $0.isRole, json: $0.json) })
+            if n > 0 { logger.info("risk baselines restored", metadata: ["count": "\(n)"]) }
+        } catch {
+            logger.error(
+                "risk baselines could not be read; learning starts again", metadata: ["error": "\(error.message)"])
+        }
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await engine.run() }
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .seconds(60))
+                        save()
+                    }
+                }
+                await group.next()
+                group.cancelAll()
+            }
+        }
         engine.stop()
+        save()
+    }
+
+    func save() {
+        let changes = engine.takeChanges()
+        do {
+            try cp.store.saveRiskBaselines(
+                changes.map { (key: $0.key, isRole: $0.isRole, json: $0.json) }, now: cp.now())
+        } catch {
+            logger.error("risk baselines could not be saved", metadata: ["error": "\(error.message)"])
+        }
     }
 }
 
@@ -151,7 +185,7 @@ public enum WardenServer {
                 actions: ControlPlaneRiskActions(cp: cp, webhook: config.risk.webhook), settings: config.risk.settings,
                 playbooks: config.risk.playbooks, trust: config.risk.trust, queueCapacity: config.risk.queueSize)
             cp.risk.attach(engine)
-            services.append(RiskService(engine: engine))
+            services.append(RiskService(engine: engine, cp: cp, logger: logger))
         }
         if let e = config.audit.export {
             services.append(

@@ -64,7 +64,7 @@ public struct TrustModel: Sendable, Hashable {
 }
 
 /// Per-agent state of the engine.
-struct AgentRisk: Sendable {
+struct AgentRisk: Sendable, Codable {
     var baseline: Baseline
     var penalty: Double = 0
     var lastFinding: Double = 0
@@ -84,6 +84,8 @@ public final class RiskEngine: Sendable {
 
     let state = Mutex<[String: AgentRisk]>([:])
     let roles = Mutex<[String: Baseline]>([:])
+    /// Agents and roles changed since the last save.
+    let dirty = Mutex<(agents: Set<String>, roles: Set<String>)>(([], []))
     /// Agents tracked at once (the least recently seen goes first).
     public let maxAgents: Int
 
@@ -174,6 +176,10 @@ public final class RiskEngine: Sendable {
                 r[role] = b
             }
         }
+        dirty.withLock { d in
+            d.agents.insert(e.agentID)
+            for role in e.roles.prefix(8) { d.roles.insert(role) }
+        }
         let baselineScore = actions.baselineTrust(agentID: e.agentID)
         let score = max(0, min(baselineScore, baselineScore - Int(risk.penalty.rounded(.up))))
         if risk.penalty != before {
@@ -231,6 +237,58 @@ public final class RiskEngine: Sendable {
     public func takeOverflow() -> Bool { overflowFlag.exchange(false, ordering: .relaxed) }
 
     public var trackedAgents: Int { state.withLock { $0.count } }
+
+    // MARK: Persistence
+
+    /// A saved baseline: an agent's (with its penalty) or a role's, as JSON.
+    public struct Saved: Sendable {
+        public let key: String
+        public let isRole: Bool
+        public let json: [UInt8]
+
+        public init(key: String, isRole: Bool, json: [UInt8]) {
+            self.key = key
+            self.isRole = isRole
+            self.json = json
+        }
+    }
+
+    /// The baselines changed since the last call (the caller stores them).
+    public func takeChanges() -> [Saved] {
+        let (agents, roleNames) = dirty.withLock { d -> (Set<String>, Set<String>) in
+            defer { d = ([], []) }
+            return (d.agents, d.roles)
+        }
+        let encoder = JSONEncoder()
+        var out: [Saved] = []
+        let a = state.withLock { s in agents.compactMap { k in s[k].map { (k, $0) } } }
+        for (k, v) in a {
+            if let data = try? encoder.encode(v) { out.append(Saved(key: k, isRole: false, json: Array(data))) }
+        }
+        let r = roles.withLock { s in roleNames.compactMap { k in s[k].map { (k, $0) } } }
+        for (k, v) in r {
+            if let data = try? encoder.encode(v) { out.append(Saved(key: k, isRole: true, json: Array(data))) }
+        }
+        return out
+    }
+
+    /// Loads saved baselines (at start); entries that do not decode are skipped (learning starts again for them).
+    @discardableResult
+    public func restore(_ saved: [Saved]) -> Int {
+        let decoder = JSONDecoder()
+        var loaded = 0
+        for s in saved {
+            if s.isRole {
+                guard let b = try? decoder.decode(Baseline.self, from: Data(s.json)) else { continue }
+                roles.withLock { $0[s.key] = b }
+            } else {
+                guard let r = try? decoder.decode(AgentRisk.self, from: Data(s.json)) else { continue }
+                state.withLock { st in if st.count < maxAgents { st[s.key] = r } }
+            }
+            loaded += 1
+        }
+        return loaded
+    }
 
     /// Events handed over and not yet processed.
     public var pending: Int64 { submitted.load(ordering: .relaxed) - consumed.load(ordering: .relaxed) }

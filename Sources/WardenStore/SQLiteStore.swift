@@ -272,6 +272,19 @@ public final class SQLiteStore: Sendable {
                     CREATE UNIQUE INDEX mcp_tools_one_pin ON mcp_tools (server, tool) WHERE state = 'approved';
                     """)
         }
+        m.registerMigration("v5-risk") { db in
+            // The risk engine's learned baselines (JSON), per agent and per role, saved periodically.
+            try db.execute(
+                sql: """
+                    CREATE TABLE risk_baselines (
+                        key TEXT NOT NULL,
+                        is_role INTEGER NOT NULL,
+                        state BLOB NOT NULL,
+                        updated_at INTEGER NOT NULL,
+                        PRIMARY KEY (key, is_role)
+                    );
+                    """)
+        }
         return m
     }
 
@@ -643,6 +656,32 @@ public final class SQLiteStore: Sendable {
                 SecretRow(
                     name: $0["name"], sealed: [UInt8]($0["sealed"] as Data), createdAt: $0["created_at"],
                     updatedAt: $0["updated_at"])
+            }
+        }
+    }
+
+    // MARK: Risk baselines
+
+    /// Saves baselines (created or replaced) in one transaction.
+    public func saveRiskBaselines(_ items: [(key: String, isRole: Bool, json: [UInt8])], now: Int64) throws(WardenError)
+    {
+        guard !items.isEmpty else { return }
+        try write { db in
+            for i in items {
+                try db.execute(
+                    sql: """
+                        INSERT INTO risk_baselines (key, is_role, state, updated_at) VALUES (?, ?, ?, ?)
+                        ON CONFLICT(key, is_role) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at
+                        """, arguments: [i.key, i.isRole ? 1 : 0, Data(i.json), now])
+            }
+        }
+    }
+
+    /// Every saved baseline.
+    public func riskBaselines() throws(WardenError) -> [(key: String, isRole: Bool, json: [UInt8])] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT key, is_role, state FROM risk_baselines").map {
+                (key: $0["key"], isRole: ($0["is_role"] as Int64) != 0, json: [UInt8]($0["state"] as Data))
             }
         }
     }

@@ -239,6 +239,25 @@ struct DetectorTests {
         #expect(a.snapshot.trust["t1"] == .some(nil))
     }
 
+    @Test("baselines survive a restart: saved, restored, and the detectors see the same history")
+    func persistence() throws {
+        let first = engine()
+        let t = history(first, days: 2)
+        let saved = first.takeChanges()
+        #expect(saved.contains { $0.key == "a1" && !$0.isRole } && saved.contains { $0.key == "support" && $0.isRole })
+        #expect(first.takeChanges().isEmpty)
+        let second = engine()
+        #expect(second.restore(saved) == saved.count)
+        #expect(second.snapshot(agentID: "a1")?.baseline == first.snapshot(agentID: "a1")?.baseline)
+        let found = second.process(
+            RiskEvent(
+                time: t, agentID: "a1", roles: ["support"], kind: .call, resource: #"Service::"billing""#,
+                segment: "finance", allowed: false))
+        #expect(found.map(\.detector) == ["lateral_movement"])
+        // Garbage is skipped, not trusted.
+        #expect(second.restore([RiskEngine.Saved(key: "x", isRole: false, json: Array("nope".utf8))]) == 0)
+    }
+
     @Test("a full queue drops and counts, never blocks")
     func boundedQueue() {
         let e = RiskEngine(actions: RecordingActions(), queueCapacity: 10)
