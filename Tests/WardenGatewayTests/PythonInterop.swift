@@ -62,29 +62,34 @@ enum PythonInterop {
     }
 
     /// Records every "FAIL ..." line as an issue and expects a clean summary.
-    static func expectAllPassed(_ status: Int32, _ text: String) {
+    @discardableResult
+    static func expectAllPassed(_ status: Int32, _ text: String) -> Bool {
         let failures = text.split(separator: "\n").filter { $0.hasPrefix("FAIL") }
         for f in failures { Issue.record("\(f)") }
         #expect(status == 0, "\(text.suffix(2000))")
         #expect(text.contains(" passed, 0 failed"))
+        return status == 0 && failures.isEmpty && text.contains(" passed, 0 failed")
     }
 
     /// The script against the built binary in a temporary working directory (removed afterwards).
-    static func live(_ name: String, modules: String = "joserfc, jwt, cryptography, requests") throws {
+    /// Returns the script's output, or nil when it was skipped.
+    @discardableResult
+    static func live(_ name: String, modules: String = "joserfc, jwt, cryptography, requests") throws -> String? {
         guard let python = python, hasPackages(python, modules) else {
             print("skipped: no Python with \(modules) (bash .ci/run installs them)")
-            return
+            return nil
         }
         let binary = binary
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             print("skipped: \(binary) is not built (swift build --build-tests builds it)")
-            return
+            return nil
         }
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("warden-interop-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: work) }
         let (status, text) = try run(python, script(name), [binary, work.path])
         expectAllPassed(status, text)
+        return text
     }
 
     /// The script's `--selftest`.

@@ -470,8 +470,11 @@ public final class MCPGateway: Sendable {
         return order.compactMap { servers[$0] }.filter { hasServerScope(c.agent, $0.config.name) }
     }
 
+    /// Whether the token carries any `tool:<server>/...` scope (a scan of the scope string, no set built).
     func hasServerScope(_ a: AuthenticatedAgent, _ server: String) -> Bool {
-        a.claims.scopes.contains { $0.hasPrefix("tool:\(server)/") }
+        guard let scope = a.claims.scope else { return false }
+        let prefix = "tool:\(server)/"
+        return scope.split(separator: " ").contains { $0.hasPrefix(prefix) }
     }
 
     func hasToolScope(_ a: AuthenticatedAgent, _ server: String, _ tool: String) -> Bool {

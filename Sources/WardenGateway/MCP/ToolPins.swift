@@ -244,11 +244,8 @@ public final class ApprovalQueue: Sendable {
         self.maxPerAgent = maxPerAgent
     }
 
-    /// A new approval id: 128 random bits, hex.
-    static func newID() -> String {
-        var g = SystemRandomNumberGenerator()
-        return (0..<2).map { _ in String(g.next() as UInt64, radix: 16).leftPadded(16) }.joined()
-    }
+    /// A new approval id: 128 random bits (the data directory's token generator).
+    static func newID() -> String { DataDirectory.randomToken(bytes: 16) }
 
     /// Holds the call until a decision, `timeout`, or the task's cancellation. nil when the queue (or the agent's
     /// share of it) is full.
@@ -306,10 +303,6 @@ public final class ApprovalQueue: Sendable {
     public func list() -> [Item] { waiting.withLock { $0.values.map(\.item) }.sorted { $0.createdAt < $1.createdAt } }
 }
 
-extension String {
-    func leftPadded(_ n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
-}
-
 /// Sessions of the 2025-11-25 era (`Mcp-Session-Id`): each belongs to the agent that initialized it. Bounded (the
 /// least recently used goes first) and idle ones expire.
 final class MCPSessions: Sendable {
@@ -332,8 +325,7 @@ final class MCPSessions: Sendable {
     static let maxPerAgent = 64
 
     func create(agentID: String, version: String, now: Int64) -> String {
-        var g = SystemRandomNumberGenerator()
-        let id = (0..<2).map { _ in String(g.next() as UInt64, radix: 16).leftPadded(16) }.joined()
+        let id = DataDirectory.randomToken(bytes: 16)
         sessions.withLock { s in
             let mine = s.filter { $0.value.agentID == agentID }
             if mine.count >= Self.maxPerAgent, let oldest = mine.min(by: { $0.value.lastUsed < $1.value.lastUsed }) {
