@@ -95,10 +95,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "WardenSimulation",
+            dependencies: [
+                "Cedar", "WardenCore", "WardenIdentity", "WardenGateway", "WardenClient",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "warden",
             dependencies: [
                 "Cedar", "WardenCore", "WardenIdentity", "WardenStore", "WardenAudit", "WardenGateway", "WardenClient",
+                "WardenSimulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -185,6 +195,7 @@ let package = Package(
             name: "WardenGatewayTests",
             dependencies: [
                 "WardenGateway", "WardenClient", "WardenIdentity", "WardenStore", "WardenCore", "Cedar",
+                "WardenSimulation",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Hummingbird", package: "hummingbird"),

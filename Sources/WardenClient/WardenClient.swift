@@ -65,6 +65,11 @@ public struct WardenHTTP: Sendable {
             throw WardenClientError(
                 "refusing to send credentials to \(base): use https, or http only to 127.0.0.1/localhost")
         }
+        // A line break in a value (a token read with its newline) is refused here, without the value: the HTTP
+        // client's own error would quote it, credential and all.
+        for (name, value) in headers where value.utf8.contains(where: { $0 == 10 || $0 == 13 }) {
+            throw WardenClientError("the \(name) header value contains a line break")
+        }
         var request = HTTPClientRequest(url: base + path)
         request.method = HTTPMethod(rawValue: method)
         for (k, v) in headers { request.headers.add(name: k, value: v) }

@@ -31,7 +31,14 @@ public struct DetectionContext: Sendable {
 /// One anomaly rule. Detectors are pure: they read the context and return a finding or nothing.
 public protocol Detector: Sendable {
     var name: String { get }
+    /// Whether the detector looks at ``RiskEvent/Kind/tokenMisuse`` events (someone else presenting the agent's
+    /// token). False by default: those events are not the agent's behaviour.
+    var judgesTokenMisuse: Bool { get }
     func evaluate(_ c: DetectionContext) -> Finding?
+}
+
+extension Detector {
+    public var judgesTokenMisuse: Bool { false }
 }
 
 /// Thresholds, all configurable (`risk:` in `warden.yaml`).
@@ -210,8 +217,25 @@ public struct AttestationMismatch: Detector {
     }
 }
 
+/// The agent's genuine token presented with another key's proof (or another client certificate): it was stolen.
+/// High, at most once a minute per agent; the default playbook for it revokes the agent's tokens and alerts, without
+/// quarantining the agent (a thief must not be able to switch off its victim).
+public struct StolenToken: Detector {
+    public let name = "stolen_token"
+    public var judgesTokenMisuse: Bool { true }
+    public init() {}
+    public func evaluate(_ c: DetectionContext) -> Finding? {
+        guard c.event.kind == .tokenMisuse else { return nil }
+        if let last = c.agent.lastTokenMisuse, c.event.time - last < 60 { return nil }
+        return Finding(
+            detector: name, severity: .high,
+            summary: "its genuine token was presented with another key's proof or another client certificate")
+    }
+}
+
 /// The detectors Warden runs, in order.
 public let defaultDetectors: [any Detector] = [
-    AttestationMismatch(), DenialBurst(), LateralMovement(), VolumeSpike(), SlowExfiltration(), ImpossibleDelegation(),
+    StolenToken(), AttestationMismatch(), DenialBurst(), LateralMovement(), VolumeSpike(), SlowExfiltration(),
+    ImpossibleDelegation(),
     NewResource(), OffHours(),
 ]

@@ -23,11 +23,14 @@ public enum ResponseAction: String, Sendable, Hashable, CaseIterable {
     case log, alert, approval, throttle, quarantine, revoke
 }
 
-/// What each severity triggers (`risk.playbooks` in `warden.yaml`).
+/// What each severity triggers (`risk.playbooks` in `warden.yaml`), and the detectors with a playbook of their own.
 public struct Playbooks: Sendable, Hashable {
     public var low: [ResponseAction] = [.log]
     public var medium: [ResponseAction] = [.alert, .throttle]
     public var high: [ResponseAction] = [.alert, .quarantine, .revoke]
+    /// Per detector, instead of its finding's severity's. By default a stolen token revokes the agent's tokens and
+    /// alerts, but does not quarantine the agent: whoever holds a stolen token could otherwise switch its victim off.
+    public var byDetector: [String: [ResponseAction]] = ["stolen_token": [.alert, .revoke]]
 
     public init() {}
 
@@ -37,6 +40,13 @@ public struct Playbooks: Sendable, Hashable {
         case .medium: medium
         case .high: high
         }
+    }
+
+    /// The actions for a set of findings: the union of each finding's playbook, in the order of ``ResponseAction``.
+    public func actions(for findings: [Finding]) -> [ResponseAction] {
+        var wanted = Set<ResponseAction>()
+        for f in findings { wanted.formUnion(byDetector[f.detector] ?? actions(f.severity)) }
+        return ResponseAction.allCases.filter { wanted.contains($0) }
     }
 }
 
@@ -69,6 +79,8 @@ struct AgentRisk: Sendable, Codable {
     var penalty: Double = 0
     var lastFinding: Double = 0
     var findings: Int64 = 0
+    /// When the penalty last recovered (events that are not learnt, like a stolen token's, do not move `lastSeen`).
+    var recoveredAt: Double?
 }
 
 /// The risk engine (`docs/risk.md`): events arrive on a bounded queue that never blocks the gateway (when full they
@@ -156,9 +168,14 @@ public final class RiskEngine: Sendable {
             return AgentRisk(baseline: Baseline(now: e.time))
         }
         let context = DetectionContext(event: e, agent: risk.baseline, roles: roleBaselines, settings: settings)
-        let findings = detectors.compactMap { $0.evaluate(context) }
+        let findings =
+            e.kind == .tokenMisuse
+            ? detectors.filter(\.judgesTokenMisuse).compactMap { $0.evaluate(context) }
+            : detectors.compactMap { $0.evaluate(context) }
         // Recovery over clean time, then the new penalties.
-        let elapsedHours = max(0, e.time - max(risk.lastFinding, risk.baseline.lastSeen)) / 3600
+        let elapsedHours =
+            max(0, e.time - max(risk.lastFinding, risk.baseline.lastSeen, risk.recoveredAt ?? 0)) / 3600
+        risk.recoveredAt = max(risk.recoveredAt ?? e.time, e.time)
         let before = risk.penalty
         risk.penalty = max(0, risk.penalty - elapsedHours * trust.recoveryPerHour)
         for f in findings { risk.penalty += Double(trust.penalty[f.severity] ?? 0) }
@@ -191,7 +208,7 @@ public final class RiskEngine: Sendable {
 
     func respond(_ e: RiskEvent, _ findings: [Finding], score: Int) {
         let severity = findings.map(\.severity).max() ?? .low
-        let planned = playbooks.actions(severity)
+        let planned = playbooks.actions(for: findings)
         var done: [ResponseAction] = []
         var contained: Double?
         let reason = findings.map { "\($0.detector): \($0.summary)" }.joined(separator: "; ")

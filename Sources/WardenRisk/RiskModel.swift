@@ -11,6 +11,11 @@ public struct RiskEvent: Sendable {
         case authFailure = "auth_failure"
         /// An enrollment whose attestation did not match the manifest (a modified binary).
         case attestationFailure = "attestation_failure"
+        /// The agent's genuine token presented by someone else: with a valid proof made by another key, or over
+        /// mutual TLS with another client certificate. Not the agent's behaviour: it is not learnt, and only the
+        /// detectors that say so (``Detector/judgesTokenMisuse``) see it, so that a thief cannot make the victim look
+        /// like a prober.
+        case tokenMisuse = "token_misuse"
     }
 
     /// Seconds since the epoch (fractional), from the gateway's clock.
@@ -138,6 +143,9 @@ public struct Baseline: Sendable, Codable, Equatable {
     public var dayBytes: Int64 = 0
     public var dailyBytes: [Int64] = []
 
+    /// When the agent's token was last presented by someone else (``RiskEvent/Kind/tokenMisuse``); nil before.
+    public var lastTokenMisuse: Double?
+
     /// Recent denials and authentication failures (times), and recent segments reached (time, segment).
     public var recentDenials: [Double] = []
     public var recentSegments: [RecentSegment] = []
@@ -171,6 +179,11 @@ public struct Baseline: Sendable, Codable, Equatable {
     /// Learns from `e` (after the detectors have looked at it).
     public mutating func learn(_ e: RiskEvent) {
         let now = e.time
+        // Someone else's use of the agent's token teaches nothing about the agent.
+        if e.kind == .tokenMisuse {
+            lastTokenMisuse = max(lastTokenMisuse ?? now, now)
+            return
+        }
         lastSeen = max(lastSeen, now)
         events += 1
         if e.allowed {

@@ -19,16 +19,17 @@ struct AdminOptions: ParsableArguments {
 
     func client() throws -> AdminClient? {
         guard let server else { return nil }
-        let token: String
-        if let adminTokenFile {
-            token = try SecureFile.readSecret(adminTokenFile, maxBytes: 1024).trimmingCharacters(
-                in: .whitespacesAndNewlines)
+        return AdminClient(server: server, token: try Self.adminToken(file: adminTokenFile))
+    }
+
+    /// The admin token from `file`, else `WARDEN_ADMIN_TOKEN`.
+    static func adminToken(file: String?) throws -> String {
+        if let file {
+            return try SecureFile.readSecret(file, maxBytes: 1024).trimmingCharacters(in: .whitespacesAndNewlines)
         } else if let env = ProcessInfo.processInfo.environment["WARDEN_ADMIN_TOKEN"], !env.isEmpty {
-            token = env
-        } else {
-            throw ValidationError("--server needs --admin-token-file FILE or WARDEN_ADMIN_TOKEN")
+            return env
         }
-        return AdminClient(server: server, token: token)
+        throw ValidationError("--server needs --admin-token-file FILE or WARDEN_ADMIN_TOKEN")
     }
 
     /// The control plane on the data directory, locked against a running server.

@@ -1,6 +1,7 @@
 import Testing
 import WardenCore
 import WardenGateway
+import WardenRisk
 
 @Suite("warden.yaml")
 struct ConfigTests {
@@ -87,6 +88,25 @@ struct ConfigTests {
         #expect(throws: WardenError.self) { try bad.validate() }
     }
 
+    @Test("risk: playbooks by severity and by detector, warm-up, recovery")
+    func risk() throws {
+        let c = try WardenConfig(
+            parsing: """
+                risk:
+                  playbooks: {medium: [alert], stolen_token: [alert, revoke, quarantine], new_resource: [throttle]}
+                  warmup_events: 50
+                  warmup: 2m
+                  recovery_per_hour: 10
+                """, file: "w.yaml")
+        #expect(c.risk.playbooks.medium == [.alert])
+        #expect(c.risk.playbooks.high == [.alert, .quarantine, .revoke])
+        #expect(c.risk.playbooks.byDetector["stolen_token"] == [.alert, .revoke, .quarantine])
+        #expect(c.risk.playbooks.byDetector["new_resource"] == [.throttle])
+        #expect(c.risk.settings.warmupEvents == 50 && c.risk.settings.warmupSeconds == 120)
+        #expect(c.risk.trust.recoveryPerHour == 10)
+        #expect(WardenConfig().risk.playbooks.byDetector["stolen_token"] == [.alert, .revoke])
+    }
+
     @Test("bad values name the file, line and key")
     func errors() {
         let cases: [(String, String)] = [
@@ -118,6 +138,13 @@ struct ConfigTests {
             ("policies: 7\n", "policies"),
             ("trust_domain: Upper.Case\n", "trust_domain"),
             ("bogus: 1\n", "unknown key"),
+            (
+                "risk: {playbooks: {extreme: [alert]}}\n",
+                "risk.playbooks.extreme: must be low, medium, high or a detector"
+            ),
+            ("risk: {playbooks: {high: [nuke]}}\n", "risk.playbooks.high: actions are"),
+            ("risk: {warmup: soon}\n", "risk.warmup"),
+            ("risk: {bogus: 1}\n", "risk.bogus: unknown key"),
         ]
         for (text, expected) in cases {
             do {

@@ -1,4 +1,5 @@
 import Cedar
+import Crypto
 import Foundation
 import HTTPTypes
 import Testing
@@ -9,12 +10,17 @@ import WardenRisk
 
 @Suite("Risk engine in the gateway: containment and a saturated queue")
 struct RiskContainmentTests {
+    /// A risk engine on the fixture's clock, attached and consuming.
+    static func engine(_ env: GatewayEnv) -> (RiskEngine, Task<Void, Never>) {
+        let engine = RiskEngine(actions: ControlPlaneRiskActions(cp: env.f.cp), clock: { Double(env.f.clock.now) })
+        env.f.cp.risk.attach(engine)
+        return (engine, Task { await engine.run() })
+    }
+
     @Test("probing is contained on the agent's very next request, within 100 ms of the triggering event")
     func containment() async throws {
         try await withGateway { env in
-            let engine = RiskEngine(actions: ControlPlaneRiskActions(cp: env.f.cp), clock: { Double(env.f.clock.now) })
-            env.f.cp.risk.attach(engine)
-            let consumer = Task { await engine.run() }
+            let (engine, consumer) = Self.engine(env)
             defer {
                 engine.stop()
                 consumer.cancel()
@@ -54,6 +60,52 @@ struct RiskContainmentTests {
             let ms = try #require(alert["details"]?["containment_ms"]?.stringValue.flatMap(Double.init))
             #expect(ms < 100)
             #expect(env.f.cp.trust.score(try env.f.cp.agent(a.id)) < 70)
+        }
+    }
+
+    @Test("a stolen token used with another key: the victim's tokens are revoked, the victim is not quarantined")
+    func stolenToken() async throws {
+        try await withGateway { env in
+            let (engine, consumer) = Self.engine(env)
+            defer {
+                engine.stop()
+                consumer.cancel()
+            }
+            let victim = try env.f.agent("support-bot")
+            let token = try env.token(victim)
+            #expect(try await env.call(victim, .get, "/r/tickets/v1/ok", token: token).status == .ok)
+            // The thief has the token, not the key: refused at the door, every time.
+            let thief = P256.Signing.PrivateKey()
+            for _ in 0..<3 {
+                let r = try await env.call(victim, .get, "/r/tickets/v1/ok", token: token, proofKey: thief)
+                #expect(r.status == .unauthorized)
+            }
+            // The engine revokes every token the victim held (bounded wait for the consumer).
+            var revoked = false
+            for _ in 0..<400 {
+                if env.f.cp.risk.revokedBefore(victim.id) != nil {
+                    revoked = true
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            #expect(revoked)
+            // The stolen token is now dead even with the right key; the agent itself is not quarantined and gets a
+            // new token (issued after the cut-off) that works.
+            let old = try await env.call(victim, .get, "/r/tickets/v1/ok", token: token)
+            #expect(old.status == .unauthorized)
+            #expect(old.json?["reason"]?.stringValue == "token_revoked")
+            #expect(env.f.cp.agents.entry(victim.id)?.record.state == .active)
+            env.f.clock.advance(2)
+            #expect(try await env.call(victim, .get, "/r/tickets/v1/ok", token: try env.token(victim)).status == .ok)
+            // One alert for the victim, with the stolen-token playbook; the probing source is seen separately.
+            await env.f.cp.audit.flush()
+            let alerts = try env.f.cp.audit.entries(after: 0, limit: 10_000).compactMap { try? JSONValue.parse($0.1) }
+                .filter { $0["action"]?.stringValue == "risk.alert" }
+            let alert = try #require(alerts.first { $0["reason"]?.stringValue == "stolen_token" })
+            #expect(alert["details"]?["actions"]?.stringValue == "alert,revoke")
+            #expect(alerts.filter { $0["reason"]?.stringValue == "stolen_token" }.count == 1)
+            #expect(alert["details"]?["containment_ms"]?.stringValue.flatMap(Double.init).map { $0 < 100 } == true)
         }
     }
 

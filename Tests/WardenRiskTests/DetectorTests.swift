@@ -219,6 +219,65 @@ struct DetectorTests {
         #expect(a.snapshot.quarantined == ["m1"])
     }
 
+    @Test("a stolen token: high once a minute, revokes the tokens without quarantine, teaches nothing, no probing")
+    func stolenToken() {
+        let a = RecordingActions()
+        let e = engine(a)
+        let t = history(e, agent: "v1", days: 3)
+        let before = e.snapshot(agentID: "v1")?.baseline
+        var found: [[String]] = []
+        // 60 presentations in 30 s by the thief (more than the denial-burst and volume thresholds).
+        for i in 0..<60 {
+            found.append(
+                e.process(
+                    RiskEvent(
+                        time: t + Double(i) / 2, agentID: "v1", roles: ["support"], kind: .tokenMisuse,
+                        resource: "/r/tickets/x", allowed: false, reason: "invalid_dpop_proof")
+                ).map(\.detector))
+        }
+        #expect(found.first == ["stolen_token"])
+        #expect(found.dropFirst().allSatisfy { $0.isEmpty }, "\(found)")
+        let s = a.snapshot
+        #expect(s.revoked == ["v1"])
+        #expect(s.quarantined.isEmpty)
+        #expect(s.alerts.map(\.actions) == [[.alert, .revoke]])
+        #expect(s.trust["v1"] == .some(50))
+        // Not the agent's behaviour: its baseline is unchanged but for the time of the theft.
+        var after = e.snapshot(agentID: "v1")?.baseline
+        #expect(after?.lastTokenMisuse == t + 29.5)
+        after?.lastTokenMisuse = nil
+        #expect(after == before)
+        // A minute later it is reported again.
+        let again = e.process(
+            RiskEvent(
+                time: t + 120, agentID: "v1", roles: ["support"], kind: .tokenMisuse, resource: "/r/tickets/x",
+                allowed: false))
+        #expect(again.map(\.detector) == ["stolen_token"])
+        // The agent's own refusals still count as usual.
+        var own: [String] = []
+        for i in 0..<5 {
+            own += e.process(
+                RiskEvent(
+                    time: t + 130 + Double(i), agentID: "v1", roles: ["support"], kind: .call,
+                    resource: #"Service::"tickets""#, segment: "support", allowed: false)
+            ).map(\.detector)
+        }
+        #expect(own == ["denial_burst"])
+    }
+
+    @Test("playbooks: per-detector lists replace the severity's; the union, in a fixed order")
+    func playbookUnion() {
+        var p = Playbooks()
+        p.byDetector["new_resource"] = [.throttle]
+        let findings = [
+            Finding(detector: "new_resource", severity: .low, summary: ""),
+            Finding(detector: "lateral_movement", severity: .high, summary: ""),
+        ]
+        #expect(p.actions(for: findings) == [.alert, .throttle, .quarantine, .revoke])
+        #expect(p.actions(for: [findings[0]]) == [.throttle])
+        #expect(p.actions(for: [Finding(detector: "stolen_token", severity: .high, summary: "")]) == [.alert, .revoke])
+    }
+
     @Test("trust drops with findings and recovers over clean time")
     func trustRecovery() {
         let a = RecordingActions()

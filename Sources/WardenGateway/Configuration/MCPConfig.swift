@@ -258,11 +258,18 @@ extension WardenConfig {
                 r.trust.recoveryPerHour = Double(n)
             case "playbooks":
                 guard case .object(let books) = fv else {
-                    throw fail(p, "must be {low: [...], medium: [...], high: [...]}")
+                    throw fail(p, "must be {low: [...], medium: [...], high: [...], <detector>: [...]}")
                 }
+                let detectorNames = Set(defaultDetectors.map(\.name))
                 for (sev, list) in books {
                     let bp = "\(p).\(sev)"
-                    guard let severity = Severity(name: sev) else { throw fail(bp, "must be low, medium or high") }
+                    let severity = Severity(name: sev)
+                    guard severity != nil || detectorNames.contains(sev) else {
+                        throw fail(
+                            bp,
+                            "must be low, medium, high or a detector (\(detectorNames.sorted().joined(separator: ", ")))"
+                        )
+                    }
                     guard case .array(let items) = list else { throw fail(bp, "must be a list of actions") }
                     var actions: [ResponseAction] = []
                     for item in items {
@@ -275,6 +282,7 @@ extension WardenConfig {
                     case .low: r.playbooks.low = actions
                     case .medium: r.playbooks.medium = actions
                     case .high: r.playbooks.high = actions
+                    case nil: r.playbooks.byDetector[sev] = actions
                     }
                 }
             default:

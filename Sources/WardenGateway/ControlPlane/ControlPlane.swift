@@ -714,6 +714,18 @@ public final class ControlPlane: Sendable {
         return (claims, entry)
     }
 
+    /// The agent whose genuine token was presented with another key's proof (or another client certificate), when
+    /// `error` is that refusal: the token alone verifies and is not revoked. Used to attribute the theft to the
+    /// victim (the risk engine revokes its tokens); never to admit anything.
+    public func stolenTokenHolder(_ error: WardenError, authorization: String?) -> AgentDirectory.Entry? {
+        guard RequestAuthenticator.isKeyMismatch(error),
+            let claims = authenticator.claimsOfPresentedToken(authorization: authorization),
+            !revocations.isRevoked(claims.jti)
+        else { return nil }
+        if let cutoff = risk.revokedBefore(claims.agent.description), claims.issuedAt < cutoff { return nil }
+        return agents.entry(claims.agent.description)
+    }
+
     /// The second half of ``authenticate``: the revocation list, the agent's state, the token's binding to its
     /// enrolled key or SVID, and the state of every agent in the delegation chain. A failure here is the named
     /// agent's (its token is genuine).

@@ -254,8 +254,9 @@ public final class Gateway: Sendable {
         _ request: Request, context: WardenRequestContext, base: String, mutualTLS: Bool
     ) async throws(Refusal) -> (AuthenticatedAgent, AgentDirectory.Entry) {
         var who: AuthenticatedAgent?
+        var authorization: String?
         do throws(WardenError) {
-            let authorization = try HTTPSupport.single(request, .authorization, code: .invalidToken)
+            authorization = try HTTPSupport.single(request, .authorization, code: .invalidToken)
             let cert =
                 mutualTLS && authorization?.utf8.prefix(7).lazy.map({ $0 | 0x20 }).elementsEqual("bearer ".utf8) == true
                 ? try await context.clientCertificate() : nil
@@ -274,6 +275,15 @@ public final class Gateway: Sendable {
                 case .invalidRequest: .badRequest
                 default: .unauthorized
                 }
+            // A genuine token with another key's proof was stolen: the theft is its agent's to know about (the
+            // refusal itself stays unattributed, as the credentials did not prove who is calling).
+            if let victim = cp.stolenTokenHolder(error, authorization: authorization) {
+                cp.risk.submit(
+                    RiskEvent(
+                        time: Double(cp.now()), agentID: victim.record.spiffeID.description,
+                        roles: victim.record.manifest.roles, kind: .tokenMisuse,
+                        resource: String(request.uri.path.prefix(256)), allowed: false, reason: error.auditReason))
+            }
             throw Refusal(status: status, error: error, who: who)
         }
     }

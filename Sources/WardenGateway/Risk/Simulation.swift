@@ -22,6 +22,16 @@ public enum Simulation {
         public let blocked: Bool
         public let detected: Bool
         public let containmentMillis: Double?
+        /// Why a result is what it is, when that needs saying (a live run too short for a detector's history).
+        public let note: String?
+
+        public init(name: String, blocked: Bool, detected: Bool, containmentMillis: Double?, note: String? = nil) {
+            self.name = name
+            self.blocked = blocked
+            self.detected = detected
+            self.containmentMillis = containmentMillis
+            self.note = note
+        }
     }
 
     public struct Report: Sendable {
@@ -29,20 +39,28 @@ public enum Simulation {
         public let normalRequests: Int
         public let falsePositives: Int
 
+        public init(attacks: [AttackResult], normalRequests: Int, falsePositives: Int) {
+            self.attacks = attacks
+            self.normalRequests = normalRequests
+            self.falsePositives = falsePositives
+        }
+
         public var json: JSONValue {
             .object([
                 (
                     "attacks",
                     .array(
                         attacks.map {
-                            .object([
+                            var pairs: [(String, JSONValue)] = [
                                 ("name", .string($0.name)), ("blocked", .bool($0.blocked)),
                                 ("detected", .bool($0.detected)),
                                 (
                                     "containment_ms",
                                     $0.containmentMillis.map { .number(String(format: "%.1f", $0)) } ?? .null
                                 ),
-                            ])
+                            ]
+                            if let note = $0.note { pairs.append(("note", .string(note))) }
+                            return .object(pairs)
                         })
                 ),
                 ("normal_requests", .number(String(normalRequests))),
@@ -84,29 +102,11 @@ public enum Simulation {
         try SecureFile.ensureDirectory(dir)
         try SecureFile.ensureDirectory(dir + "/policies")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try SecureFile.write(
-            PolicyEngine.demoPolicies + """
-
-                // The simulation's segments.
-                @id("documents-segment")
-                permit (principal in Role::"documents", action == Action::"call", resource in Segment::"documents");
-                @id("fraud-segment")
-                permit (principal in Role::"fraud", action == Action::"call", resource in Segment::"fraud");
-
-                """, to: dir + "/policies/sim.cedar", mode: 0o644)
+        try SecureFile.write(policies, to: dir + "/policies/sim.cedar", mode: 0o644)
         let clock = SimClock(start)
 
-        // The upstream: `?size=N` bytes of JSON-ish filler.
-        let upstreamRouter = Router()
-        upstreamRouter.on("/**", method: .get) { request, _ -> Response in
-            let size = request.uri.queryParameters.get("size").flatMap(Int.init).map { min(max($0, 2), 1 << 20) } ?? 64
-            return Response(
-                status: .ok, headers: [.contentType: "application/octet-stream"],
-                body: .init(byteBuffer: ByteBuffer(repeating: UInt8(ascii: "x"), count: size)))
-        }
         let upstreamPort = try freePort()
-        let upstream = Application(
-            router: upstreamRouter, configuration: .init(address: .hostname("127.0.0.1", port: upstreamPort)))
+        let upstream = fillerUpstream(host: "127.0.0.1", port: upstreamPort)
         let upstreamTask = Task { try await upstream.runService() }
         defer { upstreamTask.cancel() }
         let base = "http://127.0.0.1:\(upstreamPort)"
@@ -117,10 +117,7 @@ public enum Simulation {
         config.listen = "127.0.0.1:\(port)"
         config.policies = [dir + "/policies"]
         var routes: [String: RouteConfig] = [:]
-        for (name, segment) in [
-            ("tickets", "support"), ("kb", "support"), ("documents", "documents"), ("billing", "finance"),
-            ("ledger", "finance"), ("payments", "finance"), ("transactions", "fraud"),
-        ] {
+        for (name, segment) in services {
             routes[name] = RouteConfig(name: name, upstream: base, segment: segment)
         }
         config.routes = routes
@@ -190,18 +187,26 @@ public enum Simulation {
             func call(_ a: SimAgent, _ path: String, size: Int = 256, proofKey: P256.Signing.PrivateKey? = nil)
                 async throws -> Int
             {
-                // A contained agent gets no new token: that is a refusal too (400 from the token endpoint).
-                guard let t = try? token(a) else { return 400 }
-                let url = wardenBase + path
-                var req = HTTPClientRequest(url: url + "?size=\(size)")
-                req.headers.add(name: "Authorization", value: "DPoP \(t)")
-                req.headers.add(
-                    name: "DPoP",
-                    value: try DPoPProofSigner(key: proofKey ?? a.key).proof(
-                        method: "GET", url: url, accessToken: t, now: cp.now()))
-                let r = try await http.execute(req, timeout: .seconds(10))
-                _ = try await r.body.collect(upTo: 2 << 20)
-                return Int(r.status.code)
+                for attempt in 0..<2 {
+                    // A contained agent gets no new token: that is a refusal too (400 from the token endpoint).
+                    guard let t = try? token(a) else { return 400 }
+                    let url = wardenBase + path
+                    var req = HTTPClientRequest(url: url + "?size=\(size)")
+                    req.headers.add(name: "Authorization", value: "DPoP \(t)")
+                    req.headers.add(
+                        name: "DPoP",
+                        value: try DPoPProofSigner(key: proofKey ?? a.key).proof(
+                            method: "GET", url: url, accessToken: t, now: cp.now()))
+                    let r = try await http.execute(req, timeout: .seconds(10))
+                    _ = try await r.body.collect(upTo: 2 << 20)
+                    // A revoked token: the agent asks for a new one once, as a real client does.
+                    if r.status == .unauthorized, proofKey == nil, attempt == 0 {
+                        a.token.withLock { $0 = nil }
+                        continue
+                    }
+                    return Int(r.status.code)
+                }
+                return 401
             }
 
             // Normal traffic, minute by minute.
@@ -260,11 +265,13 @@ public enum Simulation {
                 refused = false
             }
             try await drain(engine)
-            let stolenAlerts = alerts(since: mark, agent: "source:127.0.0.1")
+            // The theft is the victim's (its tokens are revoked); the probing is its source's.
+            let victimAlerts = alerts(since: mark, agent: support.spiffeID)
+            let stolenAlerts = victimAlerts + alerts(since: mark, agent: "source:127.0.0.1")
             results.append(
                 AttackResult(
                     name: "stolen-key replay", blocked: refused, detected: !stolenAlerts.isEmpty,
-                    containmentMillis: containment(stolenAlerts)))
+                    containmentMillis: containment(victimAlerts)))
 
             // 2. The prompt-injected support bot pivots to billing.
             clock.set(attackStart + 600)
@@ -355,6 +362,72 @@ public enum Simulation {
         }
     }
 
+    /// The workload's services (routes) and their segments.
+    public static let services: [(String, String)] = [
+        ("tickets", "support"), ("kb", "support"), ("documents", "documents"), ("billing", "finance"),
+        ("ledger", "finance"), ("payments", "finance"), ("transactions", "fraud"),
+    ]
+
+    /// The demo policies and the simulation's segments.
+    public static let policies =
+        PolicyEngine.demoPolicies + """
+
+            // The simulation's segments.
+            @id("documents-segment")
+            permit (principal in Role::"documents", action == Action::"call", resource in Segment::"documents");
+            @id("fraud-segment")
+            permit (principal in Role::"fraud", action == Action::"call", resource in Segment::"fraud");
+
+            """
+
+    /// The workload's services: one upstream answering `GET ...?size=N` with N bytes (at most 1 MiB).
+    public static func fillerUpstream(host: String, port: Int) -> some ApplicationProtocol {
+        let router = Router()
+        router.on("/**", method: .get) { request, _ -> Response in
+            let size = request.uri.queryParameters.get("size").flatMap(Int.init).map { min(max($0, 2), 1 << 20) } ?? 64
+            return Response(
+                status: .ok, headers: [.contentType: "application/octet-stream"],
+                body: .init(byteBuffer: ByteBuffer(repeating: UInt8(ascii: "x"), count: size)))
+        }
+        return Application(router: router, configuration: .init(address: .hostname(host, port: port)))
+    }
+
+    /// `warden simulate --setup DIR`: a configuration for a live server the simulation can drive — the workload's
+    /// routes to the filler upstream at `upstream` (which `warden simulate --server` starts), the policies, and a
+    /// warm-up compressed to `warmup` seconds and `warmupEvents` events so that minutes of traffic are enough.
+    public static func writeSetup(
+        directory dir: String, listen: String = "127.0.0.1:8443", upstream: String = "127.0.0.1:9480",
+        warmup: Int = 120, warmupEvents: Int = 60
+    ) throws -> String {
+        try SecureFile.ensureDirectory(dir)
+        try SecureFile.ensureDirectory(dir + "/policies")
+        try SecureFile.write(policies, to: dir + "/policies/sim.cedar", mode: 0o644)
+        // JSON strings are YAML's double-quoted scalars: any directory name survives.
+        func quoted(_ s: String) -> String { JSONValue.string(s).serialized }
+        var yaml = """
+            # warden simulate --server: a live Warden with the simulation's services (their upstream is started by
+            # warden simulate on \(upstream)) and a warm-up compressed to minutes. Not for production.
+            data: \(quoted(dir + "/data"))
+            listen: \(quoted(listen))
+            policies: [\(quoted(dir + "/policies"))]
+            routes:
+
+            """
+        for (name, segment) in services {
+            yaml += "  \(name): {upstream: \"http://\(upstream)\", segment: \(segment)}\n"
+        }
+        yaml += """
+            risk:
+              warmup_events: \(warmupEvents)
+              warmup: \(warmup)s
+
+            """
+        let path = dir + "/warden.yaml"
+        _ = try WardenConfig(parsing: yaml, file: path)
+        try SecureFile.write(yaml, to: path, mode: 0o600)
+        return path
+    }
+
     /// Waits (bounded) until the engine has taken every event handed over so far.
     static func drain(_ engine: RiskEngine) async throws {
         for _ in 0..<2000 {
@@ -363,7 +436,7 @@ public enum Simulation {
         }
     }
 
-    static func freePort() throws -> Int {
+    public static func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw WardenError(.io, "no socket") }
         defer { close(fd) }
@@ -386,7 +459,7 @@ public enum Simulation {
     }
 
     /// Waits (bounded) until `url` answers.
-    static func waitUntilListening(_ http: HTTPClient, _ url: String) async throws {
+    public static func waitUntilListening(_ http: HTTPClient, _ url: String) async throws {
         for _ in 0..<500 {
             if let r = try? await http.execute(HTTPClientRequest(url: url), timeout: .seconds(1)) {
                 _ = try? await r.body.collect(upTo: 1 << 20)

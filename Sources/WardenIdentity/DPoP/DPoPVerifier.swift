@@ -46,6 +46,10 @@ public struct DPoPVerifier: Sendable {
         public let jti: String
     }
 
+    /// The message of a refusal whose proof was valid in every way but made with another key than the expected one
+    /// (evidence of a stolen token when the token is genuine; the wire error stays `invalid_dpop_proof`).
+    public static let keyMismatch = "the DPoP proof is made with another key than the one the request is bound to"
+
     /// Verifies `proof` for a request `method url`. With `accessToken`, `ath` must match it; with `expectedThumbprint`
     /// (a token's `cnf.jkt`, an enrolled or enrolling key), the proof's key must be that key; with ``nonces`` set, the
     /// proof must carry a recent server nonce.
@@ -91,7 +95,7 @@ public struct DPoPVerifier: Sendable {
             }
         }
         if let expectedThumbprint, !Self.constantTimeEqual(thumbprint, expectedThumbprint) {
-            throw WardenError(code, "the DPoP proof is made with another key than the one the request is bound to")
+            throw WardenError(code, Self.keyMismatch)
         }
         if let nonces {
             guard let n = claims["nonce"]?.stringValue, nonces.isValid(n, now: t) else {

@@ -272,6 +272,14 @@ public final class RequestAuthenticator: Sendable {
     private let cache = Mutex<[String: AccessTokenClaims]>([:])
     private let cacheCapacity: Int
 
+    /// The message of a refusal of a certificate-bound token presented over a connection with another certificate.
+    public static let certificateMismatch = "the access token is bound to a client certificate not presented here"
+
+    /// Whether `error` says a genuine-looking token was presented with another key's proof or another certificate.
+    public static func isKeyMismatch(_ error: WardenError) -> Bool {
+        error.reason == nil && (error.message == DPoPVerifier.keyMismatch || error.message == certificateMismatch)
+    }
+
     /// `cacheCapacity` 0 disables the verified-token cache.
     public init(tokens: AccessTokenVerifier, proofs: DPoPVerifier, cacheCapacity: Int = 10_000) {
         self.tokens = tokens
@@ -318,12 +326,22 @@ public final class RequestAuthenticator: Sendable {
                 throw WardenError(.invalidToken, "a DPoP-bound token must be presented with Authorization: DPoP")
             }
             guard DPoPVerifier.constantTimeEqual(clientCertificate, x5t) else {
-                throw WardenError(.invalidToken, "the access token is bound to a client certificate not presented here")
+                throw WardenError(.invalidToken, Self.certificateMismatch)
             }
             return claims
         default:
             throw WardenError(.invalidToken, "the request needs an Authorization: DPoP <token> header")
         }
+    }
+
+    /// The claims of the token in `authorization` (`DPoP <token>` or `Bearer <token>`) when the token alone verifies
+    /// (signature, issuer, audience, expiry), whatever its proof; nil otherwise. Only for attributing a refusal to the
+    /// token's agent (a genuine token presented with another key's proof was stolen): never for admitting a request.
+    public func claimsOfPresentedToken(authorization: String?) -> AccessTokenClaims? {
+        guard let authorization, let space = authorization.firstIndex(of: " ") else { return nil }
+        let token = String(authorization[authorization.index(after: space)...])
+        guard !token.isEmpty, token.utf8.count <= 16_384 else { return nil }
+        return try? verifiedClaims(token)
     }
 
     private func verifiedClaims(_ token: String) throws(WardenError) -> AccessTokenClaims {

@@ -1,0 +1,335 @@
+import AsyncHTTPClient
+import Cedar
+import Crypto
+import Foundation
+import NIOCore
+import Synchronization
+import WardenClient
+import WardenCore
+import WardenGateway
+import WardenIdentity
+
+/// `warden simulate --server URL` (`docs/risk.md`): the simulation's workload and attacks against a running Warden,
+/// in real time, through its public HTTP interfaces only — the admin API to register the agents, enrollment and the
+/// token endpoint as each agent, `/r/<route>` with DPoP for the calls, and the live alert stream
+/// (`/v1/admin/risk/alerts`) for what the server's risk engine concluded. The server needs the workload's routes
+/// (`warden simulate --setup DIR` writes such a configuration; their upstream is ``Simulation/fillerUpstream``, which the
+/// command starts) and, for minutes of traffic to be enough, a compressed risk warm-up.
+///
+/// A live run lasts minutes, so the detectors that judge days of history (slow exfiltration, off hours) cannot fire:
+/// the report says so in the attack's note instead of pretending.
+public enum LiveSimulation {
+    public struct Options: Sendable {
+        public var server: String
+        public var adminToken: String
+        /// Seconds of normal traffic before the attacks: the server's risk warm-up must fit in them.
+        public var normalSeconds: Double = 240
+        /// Seconds of slow exfiltration.
+        public var exfilSeconds: Double = 60
+        /// Seconds between two ticks of the workload.
+        public var tick: Double = 1
+        /// How long to wait for the server's alert about an attack.
+        public var alertWait: Duration = .seconds(3)
+
+        public init(server: String, adminToken: String) {
+            self.server = server
+            // A token read from a file keeps its newline; a header cannot carry it.
+            self.adminToken = adminToken.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+    }
+
+    /// An agent registered and enrolled for this run, its token renewed every two minutes.
+    final class LiveAgent: Sendable {
+        let spiffeID: String
+        let client: AgentClient
+        let token = Mutex<(String, ContinuousClock.Instant)?>(nil)
+
+        init(spiffeID: String, client: AgentClient) {
+            self.spiffeID = spiffeID
+            self.client = client
+        }
+    }
+
+    /// The alerts the server streams, in arrival order.
+    final class AlertFeed: Sendable {
+        let alerts = Mutex<[JSONValue]>([])
+        let opened = Atomic<Bool>(false)
+
+        var count: Int { alerts.withLock { $0.count } }
+
+        func since(_ mark: Int, where match: (String) -> Bool) -> [JSONValue] {
+            alerts.withLock { a in
+                a.dropFirst(mark).filter { match($0["agent"]?.stringValue ?? "") }
+            }
+        }
+
+        /// Follows `GET /v1/admin/risk/alerts` (server-sent events) until cancelled.
+        func follow(_ admin: AdminClient) -> Task<Void, Never> {
+            Task {
+                var request = HTTPClientRequest(url: admin.http.base + "/v1/admin/risk/alerts")
+                request.headers.add(name: "Authorization", value: "Bearer \(admin.tokenValue)")
+                request.headers.add(name: "Accept", value: "text/event-stream")
+                guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(10)),
+                    response.status == .ok
+                else { return }
+                opened.store(true, ordering: .relaxed)
+                var pending: [UInt8] = []
+                do {
+                    for try await chunk in response.body {
+                        pending += chunk.readableBytesView
+                        while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                            let line = pending[..<newline]
+                            pending.removeSubrange(...newline)
+                            guard line.starts(with: Array("data: ".utf8)),
+                                let alert = try? JSONValue.parse(Array(line.dropFirst(6)), maxDepth: 32)
+                            else { continue }
+                            alerts.withLock { $0.append(alert) }
+                        }
+                        // One alert is a few hundred bytes: a longer line is not an alert.
+                        if pending.count > 1 << 20 { pending.removeAll() }
+                    }
+                } catch {}
+            }
+        }
+    }
+
+    static func containment(_ alerts: [JSONValue]) -> Double? {
+        alerts.lazy.compactMap { a -> Double? in
+            if case .number(let n)? = a["containment_ms"] { return Double(n) }
+            return nil
+        }.first
+    }
+
+    /// Runs the workload for `normalSeconds`, then the five attacks; the agents it registered are decommissioned at
+    /// the end. `progress` receives a line per phase.
+    public static func run(_ o: Options, progress: @escaping @Sendable (String) -> Void = { _ in }) async throws
+        -> Simulation.Report
+    {
+        let admin = AdminClient(server: o.server, token: o.adminToken)
+        let status = try await admin.call("GET", "/v1/admin/risk")
+        guard status["enabled"] == .bool(true) else {
+            throw WardenClientError("the server's risk engine is disabled (risk.enabled: false): nothing would detect")
+        }
+        let feed = AlertFeed()
+        let follower = feed.follow(admin)
+        defer { follower.cancel() }
+        for _ in 0..<500 where !feed.opened.load(ordering: .relaxed) { try await Task.sleep(for: .milliseconds(10)) }
+        guard feed.opened.load(ordering: .relaxed) else {
+            throw WardenClientError("the server's alert stream (/v1/admin/risk/alerts) could not be followed")
+        }
+
+        // This run's agents: fresh names, so that runs do not mix (their roles' baselines are shared on purpose).
+        let run = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        var registered: [String] = []
+        func enroll(
+            _ name: String, roles: [String], team: String? = nil, routes: [String], binary: String? = nil,
+            presenting presented: String? = nil
+        ) async throws -> LiveAgent {
+            var m = AgentManifest(name: "sim-\(run)-\(name)", owner: "simulation@example.com")
+            m.roles = roles
+            m.team = team
+            m.routes = routes
+            m.binarySHA256 = binary
+            let reg = try await admin.call("POST", "/v1/admin/agents", raw: Array(m.json.serialized.utf8))
+            guard let spiffe = reg["spiffe_id"]?.stringValue, let join = reg["join_token"]?.stringValue,
+                let digest = reg["manifest_digest"]?.stringValue
+            else { throw WardenClientError("the server's registration answer lacks spiffe_id, join_token or digest") }
+            registered.append(m.name)
+            let client = AgentClient(server: o.server, key: P256.Signing.PrivateKey())
+            let agent = LiveAgent(spiffeID: spiffe, client: client)
+            _ = try await client.enroll(
+                joinToken: join,
+                evidence: AttestationEvidence(manifestDigest: digest, binarySHA256: presented ?? binary))
+            return agent
+        }
+        func decommissionAll() async {
+            for name in registered {
+                _ = try? await admin.call(
+                    "POST", "/v1/admin/agents/\(WardenHTTP.percentEncode(name))/decommission",
+                    json: .object([("reason", .string("simulation finished"))]))
+            }
+        }
+        do {
+            let report = try await drive(o, run: run, feed: feed, enroll: enroll, progress: progress)
+            await decommissionAll()
+            return report
+        } catch {
+            await decommissionAll()
+            throw error
+        }
+    }
+
+    typealias Enroll = (
+        _ name: String, _ roles: [String], _ team: String?, _ routes: [String], _ binary: String?, _ presented: String?
+    ) async throws -> LiveAgent
+
+    /// The workload and the attacks.
+    static func drive(
+        _ o: Options, run: String, feed: AlertFeed, enroll: Enroll, progress: @escaping @Sendable (String) -> Void
+    ) async throws -> Simulation.Report {
+        let support = try await enroll("support-bot", ["support"], nil, ["tickets", "kb"], nil, nil)
+        let docs = try await enroll("doc-processor", ["documents"], nil, ["documents"], nil, nil)
+        let finance = try await enroll("finance-recon", ["finance"], "finance", ["billing", "ledger"], nil, nil)
+        let fraud = try await enroll("fraud-detector", ["fraud"], nil, ["transactions"], nil, nil)
+        let normalAgents = Set([support, docs, finance, fraud].map(\.spiffeID))
+        progress("4 agents registered and enrolled at \(o.server)")
+
+        func token(_ a: LiveAgent) async throws -> String {
+            if let (t, at) = a.token.withLock({ $0 }), ContinuousClock.now - at < .seconds(120) { return t }
+            guard let t = try await a.client.token(spiffeID: a.spiffeID)["access_token"]?.stringValue else {
+                throw WardenClientError("the token endpoint answered without access_token")
+            }
+            a.token.withLock { $0 = (t, .now) }
+            return t
+        }
+        /// One call as `a` (or with `a`'s token and `proofKey`'s proof); the status.
+        func call(_ a: LiveAgent, _ path: String, size: Int = 256, proofKey: P256.Signing.PrivateKey? = nil)
+            async throws -> Int
+        {
+            for attempt in 0..<2 {
+                // A contained agent gets no new token: that is a refusal too.
+                guard let t = try? await token(a) else { return 400 }
+                let client = proofKey.map { AgentClient(server: o.server, key: $0) } ?? a.client
+                let r = try await client.withProof("GET", path + "?size=\(size)", accessToken: t)
+                // A revoked token: the agent asks for a new one once, as a real client does.
+                if r.status == 401, proofKey == nil, attempt == 0 {
+                    a.token.withLock { $0 = nil }
+                    continue
+                }
+                return r.status
+            }
+            return 401
+        }
+        /// The alerts since `mark` matching `agent`, waiting (bounded) for the first.
+        func awaitAlerts(since mark: Int, _ match: @escaping (String) -> Bool) async throws -> [JSONValue] {
+            let deadline = ContinuousClock.now + o.alertWait
+            while ContinuousClock.now < deadline {
+                let found = feed.since(mark, where: match)
+                if !found.isEmpty {
+                    // Let the rest of the burst's alerts arrive.
+                    try await Task.sleep(for: .milliseconds(100))
+                    return feed.since(mark, where: match)
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            return []
+        }
+
+        // Normal traffic in real time: the support bot every tick (the knowledge base one tick in four), the document
+        // processor and the fraud detector every other tick, the finance agent's burst of five every ten ticks.
+        let began = ContinuousClock.now
+        var normal = 0
+        var unexpected = 0
+        let ticks = max(1, Int(o.normalSeconds / o.tick))
+        for tick in 0..<ticks {
+            var plan: [(LiveAgent, String, Int)] = [
+                (support, tick % 4 == 0 ? "/r/kb/v1/articles" : "/r/tickets/v1/tickets", 2048)
+            ]
+            if tick % 2 == 0 { plan.append((docs, "/r/documents/v1/docs", 20_000)) }
+            if tick % 2 == 1 { plan.append((fraud, "/r/transactions/v1/batch", 65_536)) }
+            if tick % 10 == 5 {
+                for i in 0..<5 {
+                    plan.append((finance, i % 2 == 0 ? "/r/billing/v1/invoices" : "/r/ledger/v1/entries", 4096))
+                }
+            }
+            for (a, path, size) in plan {
+                let status = try await call(a, path, size: size)
+                if status != 200 {
+                    unexpected += 1
+                    if unexpected <= 3 { progress("unexpected \(status) for \(path)") }
+                }
+                normal += 1
+            }
+            if (tick + 1) % max(1, Int(30 / o.tick)) == 0 {
+                progress("\(Int(Double(tick + 1) * o.tick)) s: \(normal) normal requests")
+            }
+            try await Task.sleep(until: began + .seconds(Double(tick + 1) * o.tick), clock: .continuous)
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        let falsePositives = feed.since(0, where: { normalAgents.contains($0) }).count
+        progress("normal traffic: \(normal) requests, \(unexpected) not answered 200, \(falsePositives) alerts")
+        let notWarm =
+            "not detected: the server's risk warm-up (risk.warmup, risk.warmup_events) may not have passed in this run; use the configuration of 'warden simulate --setup' or a longer --minutes"
+        var results: [Simulation.AttackResult] = []
+
+        // 1. A stolen token replayed with another key.
+        var mark = feed.count
+        let thief = P256.Signing.PrivateKey()
+        var refused = true
+        for _ in 0..<20 where try await call(support, "/r/tickets/v1/tickets", proofKey: thief) == 200 {
+            refused = false
+        }
+        let stolen = try await awaitAlerts(since: mark) { $0 == support.spiffeID || $0.hasPrefix("source:") }
+        results.append(
+            Simulation.AttackResult(
+                name: "stolen-key replay", blocked: refused, detected: !stolen.isEmpty,
+                containmentMillis: containment(stolen.filter { $0["agent"]?.stringValue == support.spiffeID })))
+        // The revocation cut-off is a whole second: the support bot's next token must be issued after it.
+        try await Task.sleep(for: .milliseconds(1100))
+
+        // 2. The prompt-injected support bot pivots to billing.
+        mark = feed.count
+        var blocked = try await call(support, "/r/billing/v1/invoices") != 200
+        let pivot = try await awaitAlerts(since: mark) { $0 == support.spiffeID }
+        let nextTickets = try await call(support, "/r/tickets/v1/tickets")
+        results.append(
+            Simulation.AttackResult(
+                name: "prompt-injected bot pivoting to billing", blocked: blocked, detected: !pivot.isEmpty,
+                containmentMillis: nextTickets == 200 ? nil : containment(pivot), note: pivot.isEmpty ? notWarm : nil))
+
+        // 3. The document service reaches finance within seconds.
+        mark = feed.count
+        blocked = true
+        for path in ["/r/ledger/v1/entries", "/r/payments/v1/transfers"] where try await call(docs, path) == 200 {
+            blocked = false
+        }
+        let lateral = try await awaitAlerts(since: mark) { $0 == docs.spiffeID }
+        results.append(
+            Simulation.AttackResult(
+                name: "document service to finance lateral movement", blocked: blocked, detected: !lateral.isEmpty,
+                containmentMillis: containment(lateral), note: lateral.isEmpty ? notWarm : nil))
+
+        // 4. Slow exfiltration: the fraud detector's usual pace, four times the data per call, under every limit.
+        mark = feed.count
+        var served = 0
+        let exfilStart = ContinuousClock.now
+        let exfilTicks = max(1, Int(o.exfilSeconds / (2 * o.tick)))
+        var exfil: [JSONValue] = []
+        for i in 0..<exfilTicks {
+            if try await call(fraud, "/r/transactions/v1/batch", size: 4 * 65_536) == 200 { served += 1 }
+            exfil = feed.since(mark) { $0 == fraud.spiffeID }
+            if !exfil.isEmpty { break }
+            try await Task.sleep(until: exfilStart + .seconds(Double(i + 1) * 2 * o.tick), clock: .continuous)
+        }
+        if exfil.isEmpty { exfil = try await awaitAlerts(since: mark) { $0 == fraud.spiffeID } }
+        let stillServed = try await call(fraud, "/r/transactions/v1/batch", size: 4 * 65_536) == 200
+        progress("exfiltration: \(served) calls served, then \(stillServed ? "still served" : "refused")")
+        results.append(
+            Simulation.AttackResult(
+                name: "slow exfiltration under the rate limit", blocked: served == 0 && !stillServed,
+                detected: !exfil.isEmpty, containmentMillis: containment(exfil),
+                note: exfil.isEmpty
+                    ? "not detected: slow exfiltration is judged against at least 3 completed days of the agent's history; a live run of minutes cannot show it (the embedded simulation, without --server, can)"
+                    : nil))
+
+        // 5. A supply-chain-modified binary at enrollment.
+        mark = feed.count
+        var enrollBlocked = false
+        var modifiedID = ""
+        do {
+            modifiedID =
+                try await enroll(
+                    "invoice-bot", ["billing"], nil, [], String(repeating: "a", count: 64),
+                    String(repeating: "b", count: 64)
+                ).spiffeID
+        } catch {
+            enrollBlocked = true
+        }
+        let supply = try await awaitAlerts(since: mark) { $0 == modifiedID || $0.hasSuffix("/sim-\(run)-invoice-bot") }
+        results.append(
+            Simulation.AttackResult(
+                name: "supply-chain-modified binary at enrollment", blocked: enrollBlocked, detected: !supply.isEmpty,
+                containmentMillis: containment(supply)))
+        return Simulation.Report(attacks: results, normalRequests: normal, falsePositives: falsePositives)
+    }
+}
