@@ -197,6 +197,7 @@ let package = Package(
                 "WardenGateway", "WardenClient", "WardenIdentity", "WardenStore", "WardenCore", "Cedar",
                 "WardenSimulation",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -63,33 +63,41 @@ public enum LiveSimulation {
             }
         }
 
-        /// Follows `GET /v1/admin/risk/alerts` (server-sent events) until cancelled.
+        /// Follows `GET /v1/admin/risk/alerts` (server-sent events) until cancelled, reconnecting (at most 100 times,
+        /// half a second apart) when the stream ends.
         func follow(_ admin: AdminClient) -> Task<Void, Never> {
             Task {
-                var request = HTTPClientRequest(url: admin.http.base + "/v1/admin/risk/alerts")
-                request.headers.add(name: "Authorization", value: "Bearer \(admin.tokenValue)")
-                request.headers.add(name: "Accept", value: "text/event-stream")
-                guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(10)),
-                    response.status == .ok
-                else { return }
-                opened.store(true, ordering: .relaxed)
-                var pending: [UInt8] = []
-                do {
-                    for try await chunk in response.body {
-                        pending += chunk.readableBytesView
-                        while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                            let line = pending[..<newline]
-                            pending.removeSubrange(...newline)
-                            guard line.starts(with: Array("data: ".utf8)),
-                                let alert = try? JSONValue.parse(Array(line.dropFirst(6)), maxDepth: 32)
-                            else { continue }
-                            alerts.withLock { $0.append(alert) }
-                        }
-                        // One alert is a few hundred bytes: a longer line is not an alert.
-                        if pending.count > 1 << 20 { pending.removeAll() }
-                    }
-                } catch {}
+                for _ in 0..<100 where !Task.isCancelled {
+                    await followOnce(admin)
+                    try? await Task.sleep(for: .milliseconds(500))
+                }
             }
+        }
+
+        func followOnce(_ admin: AdminClient) async {
+            var request = HTTPClientRequest(url: admin.http.base + "/v1/admin/risk/alerts")
+            request.headers.add(name: "Authorization", value: "Bearer \(admin.tokenValue)")
+            request.headers.add(name: "Accept", value: "text/event-stream")
+            guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(10)),
+                response.status == .ok
+            else { return }
+            opened.store(true, ordering: .relaxed)
+            var pending: [UInt8] = []
+            do {
+                for try await chunk in response.body {
+                    pending += chunk.readableBytesView
+                    while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                        let line = pending[..<newline]
+                        pending.removeSubrange(...newline)
+                        guard line.starts(with: Array("data: ".utf8)),
+                            let alert = try? JSONValue.parse(Array(line.dropFirst(6)), maxDepth: 32)
+                        else { continue }
+                        alerts.withLock { $0.append(alert) }
+                    }
+                    // One alert is a few hundred bytes: a longer line is not an alert.
+                    if pending.count > 1 << 20 { pending.removeAll() }
+                }
+            } catch {}
         }
     }
 

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Cedar
 import Crypto
 import Foundation
@@ -106,6 +107,39 @@ struct RiskContainmentTests {
             #expect(alert["details"]?["actions"]?.stringValue == "alert,revoke")
             #expect(alerts.filter { $0["reason"]?.stringValue == "stolen_token" }.count == 1)
             #expect(alert["details"]?["containment_ms"]?.stringValue.flatMap(Double.init).map { $0 < 100 } == true)
+        }
+    }
+
+    @Test("the alert stream: keep-alive comments while quiet, then the alert, over HTTP")
+    func alertStream() async throws {
+        try await withGateway { env in
+            env.f.cp.risk.heartbeatMillis.store(50, ordering: .relaxed)
+            let (engine, consumer) = Self.engine(env)
+            defer {
+                engine.stop()
+                consumer.cancel()
+            }
+            var request = HTTPClientRequest(
+                url: "http://127.0.0.1:\(try #require(env.client.port))/v1/admin/risk/alerts")
+            request.headers.add(name: "Authorization", value: "Bearer \(try adminToken(env.f))")
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(5))
+            #expect(response.status == .ok)
+            var text = ""
+            var published = false
+            // Bounded: at most 200 chunks, and the stream is cancelled when the test ends.
+            for try await chunk in response.body.prefix(200) {
+                text += String(buffer: chunk)
+                if !published, text.contains(": keep-alive") {
+                    published = true
+                    _ = engine.process(
+                        RiskEvent(
+                            time: Double(env.f.clock.now), agentID: "spiffe://warden.local/agent/x", kind: .tokenMisuse,
+                            resource: "/r/x", allowed: false))
+                }
+                if text.contains("event: alert") { break }
+            }
+            #expect(published)
+            #expect(text.contains("event: alert\ndata: {\"agent\":\"spiffe://warden.local/agent/x\""), "\(text)")
         }
     }
 

@@ -67,7 +67,9 @@ enum RiskAdminRoutes {
                     body: ResponseBody { writer in
                         try await writer.write(ByteBuffer(string: ": warden risk alerts\n\n"))
                         for await line in stream {
-                            try await writer.write(ByteBuffer(string: "event: alert\ndata: \(line)\n\n"))
+                            try await writer.write(
+                                ByteBuffer(
+                                    string: line.isEmpty ? ": keep-alive\n\n" : "event: alert\ndata: \(line)\n\n"))
                         }
                         try await writer.finish(nil)
                     })

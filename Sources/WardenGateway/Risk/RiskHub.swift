@@ -63,9 +63,24 @@ public final class RiskHub: Sendable {
             return true
         }
         guard ok else { return nil }
-        continuation.onTermination = { [weak self] _ in self?.subscribers.withLock { _ = $0.removeValue(forKey: id) } }
+        // An empty element every `heartbeat`: the route writes an SSE comment, so that a quiet stream is not taken
+        // for a dead one by clients and proxies with read timeouts.
+        let interval = Duration.milliseconds(heartbeatMillis.load(ordering: .relaxed))
+        let beat = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                if case .terminated = continuation.yield("") { return }
+            }
+        }
+        continuation.onTermination = { [weak self] _ in
+            beat.cancel()
+            self?.subscribers.withLock { _ = $0.removeValue(forKey: id) }
+        }
         return (id, stream)
     }
+
+    /// How often a quiet alert stream carries a keep-alive comment, milliseconds (tests shorten it).
+    let heartbeatMillis = Atomic<Int64>(15_000)
 
     func publish(_ line: String) {
         recent.withLock { r in

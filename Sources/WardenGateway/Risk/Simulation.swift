@@ -4,6 +4,7 @@ import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
 import NIOCore
 import Synchronization
 import WardenAudit
@@ -136,7 +137,7 @@ public enum Simulation {
             }
             let app = Application(
                 router: WardenRouter.build(cp, gateway: gateway),
-                configuration: .init(address: .hostname("127.0.0.1", port: port)))
+                configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: quietLogger)
             let appTask = Task { try await app.runService() }
             defer { appTask.cancel() }
             let wardenBase = "http://127.0.0.1:\(port)"
@@ -362,6 +363,14 @@ public enum Simulation {
         }
     }
 
+    /// The embedded listeners' logger: cancelling a listener at the end of a run is not an error worth printing (a
+    /// listener that cannot start fails the run through ``waitUntilListening``).
+    static var quietLogger: Logger {
+        var logger = Logger(label: "warden.simulate")
+        logger.logLevel = .critical
+        return logger
+    }
+
     /// The workload's services (routes) and their segments.
     public static let services: [(String, String)] = [
         ("tickets", "support"), ("kb", "support"), ("documents", "documents"), ("billing", "finance"),
@@ -389,7 +398,8 @@ public enum Simulation {
                 status: .ok, headers: [.contentType: "application/octet-stream"],
                 body: .init(byteBuffer: ByteBuffer(repeating: UInt8(ascii: "x"), count: size)))
         }
-        return Application(router: router, configuration: .init(address: .hostname(host, port: port)))
+        return Application(
+            router: router, configuration: .init(address: .hostname(host, port: port)), logger: quietLogger)
     }
 
     /// `warden simulate --setup DIR`: a configuration for a live server the simulation can drive — the workload's
