@@ -226,7 +226,7 @@ public struct StolenToken: Detector {
     public init() {}
     public func evaluate(_ c: DetectionContext) -> Finding? {
         guard c.event.kind == .tokenMisuse else { return nil }
-        if let last = c.agent.lastTokenMisuse, c.event.time - last < 60 { return nil }
+        if let last = c.agent.lastTokenMisuse, c.event.time - last < Baseline.tokenMisuseInterval { return nil }
         return Finding(
             detector: name, severity: .high,
             summary: "its genuine token was presented with another key's proof or another client certificate")

@@ -67,6 +67,12 @@ public struct RiskAlert: Sendable {
 /// clean time.
 public struct TrustModel: Sendable, Hashable {
     public var penalty: [Severity: Int] = [.low: 5, .medium: 15, .high: 40]
+    /// Per detector, instead of its severity's. A stolen token costs its agent 15 points, not 40: the finding is
+    /// about the token's holder, and a thief must not be able to push its victim below the demo's write threshold
+    /// (50) with one presentation.
+    public var byDetector: [String: Int] = ["stolen_token": 15]
+
+    public func penalty(_ f: Finding) -> Int { byDetector[f.detector] ?? penalty[f.severity] ?? 0 }
     /// Points recovered per hour without findings.
     public var recoveryPerHour: Double = 5
 
@@ -178,7 +184,7 @@ public final class RiskEngine: Sendable {
         risk.recoveredAt = max(risk.recoveredAt ?? e.time, e.time)
         let before = risk.penalty
         risk.penalty = max(0, risk.penalty - elapsedHours * trust.recoveryPerHour)
-        for f in findings { risk.penalty += Double(trust.penalty[f.severity] ?? 0) }
+        for f in findings { risk.penalty += Double(trust.penalty(f)) }
         if !findings.isEmpty {
             risk.lastFinding = e.time
             risk.findings += Int64(findings.count)

@@ -143,8 +143,11 @@ public struct Baseline: Sendable, Codable, Equatable {
     public var dayBytes: Int64 = 0
     public var dailyBytes: [Int64] = []
 
-    /// When the agent's token was last presented by someone else (``RiskEvent/Kind/tokenMisuse``); nil before.
+    /// When someone else's presentation of the agent's token (``RiskEvent/Kind/tokenMisuse``) was last reported;
+    /// nil before.
     public var lastTokenMisuse: Double?
+    /// At most one stolen-token report per agent in this many seconds.
+    public static let tokenMisuseInterval: Double = 60
 
     /// Recent denials and authentication failures (times), and recent segments reached (time, segment).
     public var recentDenials: [Double] = []
@@ -181,7 +184,9 @@ public struct Baseline: Sendable, Codable, Equatable {
         let now = e.time
         // Someone else's use of the agent's token teaches nothing about the agent.
         if e.kind == .tokenMisuse {
-            lastTokenMisuse = max(lastTokenMisuse ?? now, now)
+            // The time of the last one reported (the stolen-token detector reports one a minute at most): moved
+            // only when a minute has passed, so that a steady stream of presentations is reported every minute.
+            if lastTokenMisuse.map({ now - $0 >= Self.tokenMisuseInterval }) ?? true { lastTokenMisuse = now }
             return
         }
         lastSeen = max(lastSeen, now)

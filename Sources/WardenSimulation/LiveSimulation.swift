@@ -52,14 +52,31 @@ public enum LiveSimulation {
 
     /// The alerts the server streams, in arrival order.
     final class AlertFeed: Sendable {
-        let alerts = Mutex<[JSONValue]>([])
+        let alerts = Mutex<(list: [JSONValue], seen: Set<String>)>(([], []))
         let opened = Atomic<Bool>(false)
 
-        var count: Int { alerts.withLock { $0.count } }
+        /// Adds an alert unless it is already there (the stream and the backfill overlap).
+        func add(_ alert: JSONValue) {
+            let key = alert.serialized
+            alerts.withLock { a in
+                guard a.seen.count < 100_000, a.seen.insert(key).inserted else { return }
+                a.list.append(alert)
+            }
+        }
+
+        /// The server's last 100 alerts (`GET /v1/admin/risk`), for what a reconnecting stream missed.
+        func backfill(_ admin: AdminClient) async {
+            guard let status = try? await admin.call("GET", "/v1/admin/risk"),
+                case .array(let recent)? = status["recent_alerts"]
+            else { return }
+            for alert in recent { add(alert) }
+        }
+
+        var count: Int { alerts.withLock { $0.list.count } }
 
         func since(_ mark: Int, where match: (String) -> Bool) -> [JSONValue] {
             alerts.withLock { a in
-                a.dropFirst(mark).filter { match($0["agent"]?.stringValue ?? "") }
+                a.list.dropFirst(mark).filter { match($0["agent"]?.stringValue ?? "") }
             }
         }
 
@@ -92,7 +109,7 @@ public enum LiveSimulation {
                         guard line.starts(with: Array("data: ".utf8)),
                             let alert = try? JSONValue.parse(Array(line.dropFirst(6)), maxDepth: 32)
                         else { continue }
-                        alerts.withLock { $0.append(alert) }
+                        add(alert)
                     }
                     // One alert is a few hundred bytes: a longer line is not an alert.
                     if pending.count > 1 << 20 { pending.removeAll() }
@@ -158,7 +175,7 @@ public enum LiveSimulation {
             }
         }
         do {
-            let report = try await drive(o, run: run, feed: feed, enroll: enroll, progress: progress)
+            let report = try await drive(o, run: run, admin: admin, feed: feed, enroll: enroll, progress: progress)
             await decommissionAll()
             return report
         } catch {
@@ -173,7 +190,8 @@ public enum LiveSimulation {
 
     /// The workload and the attacks.
     static func drive(
-        _ o: Options, run: String, feed: AlertFeed, enroll: Enroll, progress: @escaping @Sendable (String) -> Void
+        _ o: Options, run: String, admin: AdminClient, feed: AlertFeed, enroll: Enroll,
+        progress: @escaping @Sendable (String) -> Void
     ) async throws -> Simulation.Report {
         let support = try await enroll("support-bot", ["support"], nil, ["tickets", "kb"], nil, nil)
         let docs = try await enroll("doc-processor", ["documents"], nil, ["documents"], nil, nil)
@@ -182,14 +200,25 @@ public enum LiveSimulation {
         let normalAgents = Set([support, docs, finance, fraud].map(\.spiffeID))
         progress("4 agents registered and enrolled at \(o.server)")
 
+        /// The agent's token, renewed at half its lifetime (`expires_in`).
         func token(_ a: LiveAgent) async throws -> String {
-            if let (t, at) = a.token.withLock({ $0 }), ContinuousClock.now - at < .seconds(120) { return t }
-            guard let t = try await a.client.token(spiffeID: a.spiffeID)["access_token"]?.stringValue else {
+            if let (t, renewAt) = a.token.withLock({ $0 }), ContinuousClock.now < renewAt { return t }
+            let answer = try await a.client.token(spiffeID: a.spiffeID)
+            guard let t = answer["access_token"]?.stringValue else {
                 throw WardenClientError("the token endpoint answered without access_token")
             }
-            a.token.withLock { $0 = (t, .now) }
+            let lifetime: Double
+            if case .number(let n)? = answer["expires_in"], let seconds = Double(n) {
+                lifetime = seconds
+            } else {
+                lifetime = 60
+            }
+            a.token.withLock { $0 = (t, .now + .seconds(max(1, lifetime / 2))) }
             return t
         }
+        /// Refused by Warden: the token endpoint (400), authentication (401) or policy and state (403). Anything else
+        /// (a missing route, an unreachable upstream) is not a block.
+        func refused(_ status: Int) -> Bool { status == 400 || status == 401 || status == 403 }
         /// One call as `a` (or with `a`'s token and `proofKey`'s proof); the status.
         func call(_ a: LiveAgent, _ path: String, size: Int = 256, proofKey: P256.Signing.PrivateKey? = nil)
             async throws -> Int
@@ -211,7 +240,13 @@ public enum LiveSimulation {
         /// The alerts since `mark` matching `agent`, waiting (bounded) for the first.
         func awaitAlerts(since mark: Int, _ match: @escaping (String) -> Bool) async throws -> [JSONValue] {
             let deadline = ContinuousClock.now + o.alertWait
+            var polled = ContinuousClock.now
             while ContinuousClock.now < deadline {
+                // The stream is the source; the server's recent alerts fill a gap while it reconnects.
+                if ContinuousClock.now - polled > .milliseconds(500) {
+                    polled = .now
+                    await feed.backfill(admin)
+                }
                 let found = feed.since(mark, where: match)
                 if !found.isEmpty {
                     // Let the rest of the burst's alerts arrive.
@@ -221,6 +256,20 @@ public enum LiveSimulation {
                 try await Task.sleep(for: .milliseconds(20))
             }
             return []
+        }
+
+        // The routes must lead to this simulation's upstream (which answers `?size=N` with N bytes of "x"): otherwise
+        // the workload would reach real services, and every refusal would be misread as a block.
+        for (a, path) in [
+            (support, "/r/tickets/v1/probe"), (support, "/r/kb/v1/probe"), (docs, "/r/documents/v1/probe"),
+            (finance, "/r/billing/v1/probe"), (finance, "/r/ledger/v1/probe"), (fraud, "/r/transactions/v1/probe"),
+        ] {
+            let r = try await a.client.withProof("GET", path + "?size=1234", accessToken: try await token(a))
+            guard r.status == 200, r.body.count == 1234, r.body.allSatisfy({ $0 == UInt8(ascii: "x") }) else {
+                throw WardenClientError(
+                    "\(path.split(separator: "/").dropFirst().prefix(2).joined(separator: "/")) answered \(r.status) without the simulation's filler: the server's routes must lead to this command's --upstream-listen (start the server from 'warden simulate --setup DIR')"
+                )
+            }
         }
 
         // Normal traffic in real time: the support bot every tick (the knowledge base one tick in four), the document
@@ -253,31 +302,42 @@ public enum LiveSimulation {
             }
             try await Task.sleep(until: began + .seconds(Double(tick + 1) * o.tick), clock: .continuous)
         }
+        // A run whose normal traffic is refused measures nothing.
+        guard unexpected * 20 <= normal else {
+            throw WardenClientError(
+                "\(unexpected) of \(normal) normal requests were not answered 200: the server is not set up for the simulation (its policies or rate limits refuse the workload)"
+            )
+        }
         try await Task.sleep(for: .milliseconds(200))
+        await feed.backfill(admin)
         let falsePositives = feed.since(0, where: { normalAgents.contains($0) }).count
         progress("normal traffic: \(normal) requests, \(unexpected) not answered 200, \(falsePositives) alerts")
         let notWarm =
             "not detected: the server's risk warm-up (risk.warmup, risk.warmup_events) may not have passed in this run; use the configuration of 'warden simulate --setup' or a longer --minutes"
         var results: [Simulation.AttackResult] = []
 
-        // 1. A stolen token replayed with another key.
+        // 1. A stolen token replayed with another key (a fresh one: an expired token would prove nothing).
+        support.token.withLock { $0 = nil }
+        _ = try await token(support)
         var mark = feed.count
         let thief = P256.Signing.PrivateKey()
-        var refused = true
-        for _ in 0..<20 where try await call(support, "/r/tickets/v1/tickets", proofKey: thief) == 200 {
-            refused = false
+        var allRefused = true
+        for _ in 0..<20 where !refused(try await call(support, "/r/tickets/v1/tickets", proofKey: thief)) {
+            allRefused = false
         }
-        let stolen = try await awaitAlerts(since: mark) { $0 == support.spiffeID || $0.hasPrefix("source:") }
+        // Detected means attributed to the token's agent (a source's probing alert could be anyone's on a shared
+        // server).
+        let stolen = try await awaitAlerts(since: mark) { $0 == support.spiffeID }
         results.append(
             Simulation.AttackResult(
-                name: "stolen-key replay", blocked: refused, detected: !stolen.isEmpty,
-                containmentMillis: containment(stolen.filter { $0["agent"]?.stringValue == support.spiffeID })))
+                name: "stolen-key replay", blocked: allRefused, detected: !stolen.isEmpty,
+                containmentMillis: containment(stolen)))
         // The revocation cut-off is a whole second: the support bot's next token must be issued after it.
         try await Task.sleep(for: .milliseconds(1100))
 
         // 2. The prompt-injected support bot pivots to billing.
         mark = feed.count
-        var blocked = try await call(support, "/r/billing/v1/invoices") != 200
+        var blocked = refused(try await call(support, "/r/billing/v1/invoices"))
         let pivot = try await awaitAlerts(since: mark) { $0 == support.spiffeID }
         let nextTickets = try await call(support, "/r/tickets/v1/tickets")
         results.append(
@@ -288,7 +348,7 @@ public enum LiveSimulation {
         // 3. The document service reaches finance within seconds.
         mark = feed.count
         blocked = true
-        for path in ["/r/ledger/v1/entries", "/r/payments/v1/transfers"] where try await call(docs, path) == 200 {
+        for path in ["/r/ledger/v1/entries", "/r/payments/v1/transfers"] where !refused(try await call(docs, path)) {
             blocked = false
         }
         let lateral = try await awaitAlerts(since: mark) { $0 == docs.spiffeID }
@@ -310,7 +370,7 @@ public enum LiveSimulation {
             try await Task.sleep(until: exfilStart + .seconds(Double(i + 1) * 2 * o.tick), clock: .continuous)
         }
         if exfil.isEmpty { exfil = try await awaitAlerts(since: mark) { $0 == fraud.spiffeID } }
-        let stillServed = try await call(fraud, "/r/transactions/v1/batch", size: 4 * 65_536) == 200
+        let stillServed = !refused(try await call(fraud, "/r/transactions/v1/batch", size: 4 * 65_536))
         progress("exfiltration: \(served) calls served, then \(stillServed ? "still served" : "refused")")
         results.append(
             Simulation.AttackResult(

@@ -84,9 +84,16 @@ struct SimulateCommand: AsyncParsableCommand {
         guard let colon = upstreamListen.lastIndex(of: ":"), let port = Int(upstreamListen[colon...].dropFirst()),
             (1...65535).contains(port)
         else { throw ValidationError("--upstream-listen must be host:port") }
-        let upstream = Simulation.fillerUpstream(host: String(upstreamListen[..<colon]), port: port)
+        var host = String(upstreamListen[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        let upstream = Simulation.fillerUpstream(host: host, port: port)
         let upstreamTask = Task { try await upstream.runService() }
         defer { upstreamTask.cancel() }
+        do {
+            try await Simulation.waitUntilListening(.shared, "http://\(upstreamListen)/ready", attempts: 300)
+        } catch {
+            throw ValidationError("the workload's upstream could not listen on \(upstreamListen) (in use?)")
+        }
         var options = LiveSimulation.Options(server: server, adminToken: token)
         options.normalSeconds = minutes * 60
         // A quarter of the normal phase, at most a minute: long enough to show that minutes do not make a day.

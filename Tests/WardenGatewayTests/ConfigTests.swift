@@ -97,6 +97,7 @@ struct ConfigTests {
                   warmup_events: 50
                   warmup: 2m
                   recovery_per_hour: 10
+                  penalties: {high: 50, stolen_token: 0}
                 """, file: "w.yaml")
         #expect(c.risk.playbooks.medium == [.alert])
         #expect(c.risk.playbooks.high == [.alert, .quarantine, .revoke])
@@ -104,6 +105,7 @@ struct ConfigTests {
         #expect(c.risk.playbooks.byDetector["new_resource"] == [.throttle])
         #expect(c.risk.settings.warmupEvents == 50 && c.risk.settings.warmupSeconds == 120)
         #expect(c.risk.trust.recoveryPerHour == 10)
+        #expect(c.risk.trust.penalty[.high] == 50 && c.risk.trust.byDetector["stolen_token"] == 0)
         #expect(WardenConfig().risk.playbooks.byDetector["stolen_token"] == [.alert, .revoke])
     }
 
@@ -144,6 +146,8 @@ struct ConfigTests {
             ),
             ("risk: {playbooks: {high: [nuke]}}\n", "risk.playbooks.high: actions are"),
             ("risk: {warmup: soon}\n", "risk.warmup"),
+            ("risk: {penalties: {high: 101}}\n", "risk.penalties.high: must be 0 to 100"),
+            ("risk: {penalties: {nobody: 1}}\n", "risk.penalties.nobody"),
             ("risk: {bogus: 1}\n", "risk.bogus: unknown key"),
         ]
         for (text, expected) in cases {

@@ -11,6 +11,12 @@ import WardenRisk
 
 @Suite("Risk engine in the gateway: containment and a saturated queue")
 struct RiskContainmentTests {
+    /// Waits (bounded) until the engine has taken every event handed over.
+    static func drain(_ engine: RiskEngine) async throws {
+        for _ in 0..<1000 where engine.pending > 0 { try await Task.sleep(for: .milliseconds(2)) }
+        #expect(engine.pending == 0)
+    }
+
     /// A risk engine on the fixture's clock, attached and consuming.
     static func engine(_ env: GatewayEnv) -> (RiskEngine, Task<Void, Never>) {
         let engine = RiskEngine(actions: ControlPlaneRiskActions(cp: env.f.cp), clock: { Double(env.f.clock.now) })
@@ -97,6 +103,22 @@ struct RiskContainmentTests {
             #expect(old.status == .unauthorized)
             #expect(old.json?["reason"]?.stringValue == "token_revoked")
             #expect(env.f.cp.agents.entry(victim.id)?.record.state == .active)
+            // The revocation is a consequence, not the victim's behaviour: its client catching up (twenty calls with
+            // the old token) neither throttles nor quarantines it.
+            for _ in 0..<20 {
+                #expect(try await env.call(victim, .get, "/r/tickets/v1/ok", token: token).status == .unauthorized)
+            }
+            try await Self.drain(engine)
+            #expect(!env.f.cp.risk.isThrottled(victim.id, now: Double(env.f.clock.now)))
+            #expect(env.f.cp.agents.entry(victim.id)?.record.state == .active)
+            // Presentations that prove nothing name nobody: a forged token, and (below) an expired one.
+            let other = try env.f.agent("finance-bot")
+            let otherToken = try env.token(other)
+            let parts = otherToken.split(separator: ".")
+            let forged = "\(parts[0]).\(parts[1]).\(String(parts[2].reversed()))"
+            #expect(
+                try await env.call(other, .get, "/r/tickets/v1/ok", token: forged, proofKey: thief).status
+                    == .unauthorized)
             env.f.clock.advance(2)
             #expect(try await env.call(victim, .get, "/r/tickets/v1/ok", token: try env.token(victim)).status == .ok)
             // One alert for the victim, with the stolen-token playbook; the probing source is seen separately.
@@ -106,6 +128,14 @@ struct RiskContainmentTests {
             let alert = try #require(alerts.first { $0["reason"]?.stringValue == "stolen_token" })
             #expect(alert["details"]?["actions"]?.stringValue == "alert,revoke")
             #expect(alerts.filter { $0["reason"]?.stringValue == "stolen_token" }.count == 1)
+            #expect(env.f.cp.risk.revokedBefore(other.id) == nil)
+            // Expired: past its lifetime, the other agent's genuine token with the thief's proof names nobody either.
+            env.f.clock.advance(3600)
+            #expect(
+                try await env.call(other, .get, "/r/tickets/v1/ok", token: otherToken, proofKey: thief).status
+                    == .unauthorized)
+            try await Self.drain(engine)
+            #expect(env.f.cp.risk.revokedBefore(other.id) == nil)
             #expect(alert["details"]?["containment_ms"]?.stringValue.flatMap(Double.init).map { $0 < 100 } == true)
         }
     }

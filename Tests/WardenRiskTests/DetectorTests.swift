@@ -241,24 +241,31 @@ struct DetectorTests {
         #expect(s.revoked == ["v1"])
         #expect(s.quarantined.isEmpty)
         #expect(s.alerts.map(\.actions) == [[.alert, .revoke]])
-        #expect(s.trust["v1"] == .some(50))
-        // Not the agent's behaviour: its baseline is unchanged but for the time of the theft.
+        #expect(s.trust["v1"] == .some(75))
+        // Not the agent's behaviour: its baseline is unchanged but for the time of the report.
         var after = e.snapshot(agentID: "v1")?.baseline
-        #expect(after?.lastTokenMisuse == t + 29.5)
+        #expect(after?.lastTokenMisuse == t)
         after?.lastTokenMisuse = nil
         #expect(after == before)
-        // A minute later it is reported again.
-        let again = e.process(
-            RiskEvent(
-                time: t + 120, agentID: "v1", roles: ["support"], kind: .tokenMisuse, resource: "/r/tickets/x",
-                allowed: false))
-        #expect(again.map(\.detector) == ["stolen_token"])
+        // A steady stream (one presentation every 20 s) is reported once a minute, not silenced.
+        var reports: [Double] = []
+        for i in 2...9 {
+            let time = t + Double(i) * 20
+            if !e.process(
+                RiskEvent(
+                    time: time, agentID: "v1", roles: ["support"], kind: .tokenMisuse, resource: "/r/tickets/x",
+                    allowed: false)
+            ).isEmpty {
+                reports.append(time - t)
+            }
+        }
+        #expect(reports == [60, 120, 180])
         // The agent's own refusals still count as usual.
         var own: [String] = []
         for i in 0..<5 {
             own += e.process(
                 RiskEvent(
-                    time: t + 130 + Double(i), agentID: "v1", roles: ["support"], kind: .call,
+                    time: t + 200 + Double(i), agentID: "v1", roles: ["support"], kind: .call,
                     resource: #"Service::"tickets""#, segment: "support", allowed: false)
             ).map(\.detector)
         }

@@ -253,6 +253,22 @@ extension WardenConfig {
             case "warmup":
                 guard let n = durationValue(fv), n >= 0 else { throw fail(p, "must be a duration") }
                 r.settings.warmupSeconds = Double(n)
+            case "penalties":
+                guard case .object(let items) = fv else {
+                    throw fail(p, "must be {low: N, medium: N, high: N, <detector>: N}")
+                }
+                let detectorNames = Set(defaultDetectors.map(\.name))
+                for (k, v) in items {
+                    let ip = "\(p).\(k)"
+                    guard let n = whole(v, in: 0...100) else { throw fail(ip, "must be 0 to 100 points") }
+                    if let severity = Severity(name: k) {
+                        r.trust.penalty[severity] = n
+                    } else if detectorNames.contains(k) {
+                        r.trust.byDetector[k] = n
+                    } else {
+                        throw fail(ip, "must be low, medium, high or a detector")
+                    }
+                }
             case "recovery_per_hour":
                 guard let n = whole(fv, in: 0...100) else { throw fail(p, "must be 0 to 100 points") }
                 r.trust.recoveryPerHour = Double(n)
@@ -288,7 +304,7 @@ extension WardenConfig {
             default:
                 throw fail(
                     p,
-                    "unknown key (known: enabled, webhook, queue_size, warmup_events, warmup, recovery_per_hour, playbooks)"
+                    "unknown key (known: enabled, webhook, queue_size, warmup_events, warmup, recovery_per_hour, penalties, playbooks)"
                 )
             }
         }

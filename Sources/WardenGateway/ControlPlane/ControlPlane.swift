@@ -717,11 +717,16 @@ public final class ControlPlane: Sendable {
     /// The agent whose genuine token was presented with another key's proof (or another client certificate), when
     /// `error` is that refusal: the token alone verifies and is not revoked. Used to attribute the theft to the
     /// victim (the risk engine revokes its tokens); never to admit anything.
-    public func stolenTokenHolder(_ error: WardenError, authorization: String?) -> AgentDirectory.Entry? {
+    /// A certificate-bound token over a connection with another SVID of the same agent (a renewal race) is not a
+    /// theft: the certificate proves who is calling.
+    public func stolenTokenHolder(_ error: WardenError, authorization: String?, certificate: ClientCertificate? = nil)
+        -> AgentDirectory.Entry?
+    {
         guard RequestAuthenticator.isKeyMismatch(error),
             let claims = authenticator.claimsOfPresentedToken(authorization: authorization),
             !revocations.isRevoked(claims.jti)
         else { return nil }
+        if let certificate, certificate.spiffeID == claims.agent { return nil }
         if let cutoff = risk.revokedBefore(claims.agent.description), claims.issuedAt < cutoff { return nil }
         return agents.entry(claims.agent.description)
     }

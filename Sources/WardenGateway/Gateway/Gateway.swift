@@ -237,6 +237,10 @@ public final class Gateway: Sendable {
         _ who: AuthenticatedAgent?, route: Route?, routeName: String, allowed: Bool, reason: String?, bytesIn: Int64,
         bytesOut: Int64, source: String?
     ) {
+        // A genuine but revoked token is the consequence of a containment (or an operator's revocation), not new
+        // behaviour: counted as the agent's refusals, a revocation the engine made after a theft would throttle and
+        // then quarantine the victim while its client catches up.
+        if who != nil, reason == "token_revoked" { return }
         let agentID = who?.agent.spiffeID.description ?? source.map { "source:" + $0 } ?? ""
         let resource = route?.resource.description ?? "route:\(routeName)"
         cp.risk.submit(
@@ -255,11 +259,13 @@ public final class Gateway: Sendable {
     ) async throws(Refusal) -> (AuthenticatedAgent, AgentDirectory.Entry) {
         var who: AuthenticatedAgent?
         var authorization: String?
+        var certificate: ClientCertificate?
         do throws(WardenError) {
             authorization = try HTTPSupport.single(request, .authorization, code: .invalidToken)
             let cert =
                 mutualTLS && authorization?.utf8.prefix(7).lazy.map({ $0 | 0x20 }).elementsEqual("bearer ".utf8) == true
                 ? try await context.clientCertificate() : nil
+            certificate = cert
             let (claims, entry) = try cp.verifyCredentials(
                 authorization: authorization, dpop: try HTTPSupport.single(request, .dpop, code: .invalidDPoPProof),
                 method: request.method.rawValue, path: request.uri.path, base: base, certificate: cert)
@@ -277,7 +283,7 @@ public final class Gateway: Sendable {
                 }
             // A genuine token with another key's proof was stolen: the theft is its agent's to know about (the
             // refusal itself stays unattributed, as the credentials did not prove who is calling).
-            if let victim = cp.stolenTokenHolder(error, authorization: authorization) {
+            if let victim = cp.stolenTokenHolder(error, authorization: authorization, certificate: certificate) {
                 cp.risk.submit(
                     RiskEvent(
                         time: Double(cp.now()), agentID: victim.record.spiffeID.description,

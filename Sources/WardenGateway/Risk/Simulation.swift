@@ -409,6 +409,10 @@ public enum Simulation {
         directory dir: String, listen: String = "127.0.0.1:8443", upstream: String = "127.0.0.1:9480",
         warmup: Int = 120, warmupEvents: Int = 60
     ) throws -> String {
+        let path = dir + "/warden.yaml"
+        guard !FileManager.default.fileExists(atPath: path) else {
+            throw WardenError(.invalidRequest, "\(path) exists: choose a new directory (nothing was overwritten)")
+        }
         try SecureFile.ensureDirectory(dir)
         try SecureFile.ensureDirectory(dir + "/policies")
         try SecureFile.write(policies, to: dir + "/policies/sim.cedar", mode: 0o644)
@@ -424,7 +428,7 @@ public enum Simulation {
 
             """
         for (name, segment) in services {
-            yaml += "  \(name): {upstream: \"http://\(upstream)\", segment: \(segment)}\n"
+            yaml += "  \(name): {upstream: \(quoted("http://" + upstream)), segment: \(segment)}\n"
         }
         yaml += """
             risk:
@@ -432,7 +436,6 @@ public enum Simulation {
               warmup: \(warmup)s
 
             """
-        let path = dir + "/warden.yaml"
         _ = try WardenConfig(parsing: yaml, file: path)
         try SecureFile.write(yaml, to: path, mode: 0o600)
         return path
@@ -469,8 +472,8 @@ public enum Simulation {
     }
 
     /// Waits (bounded) until `url` answers.
-    public static func waitUntilListening(_ http: HTTPClient, _ url: String) async throws {
-        for _ in 0..<500 {
+    public static func waitUntilListening(_ http: HTTPClient, _ url: String, attempts: Int = 500) async throws {
+        for _ in 0..<attempts {
             if let r = try? await http.execute(HTTPClientRequest(url: url), timeout: .seconds(1)) {
                 _ = try? await r.body.collect(upTo: 1 << 20)
                 return
