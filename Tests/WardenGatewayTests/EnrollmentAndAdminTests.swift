@@ -11,6 +11,19 @@ import WardenIdentity
 
 @Suite("Data directory, enrollment, admin API, restart")
 struct EnrollmentAndAdminTests {
+    @Test("random tokens and ids are base64url of the asked size and never start with '-' (a CLI would take an option)")
+    func randomTokens() {
+        var first = Set<Character>()
+        for _ in 0..<5000 {
+            let t = DataDirectory.randomToken(bytes: 16)
+            #expect(t.count == 22 && !t.hasPrefix("-"))
+            #expect(t.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") })
+            first.insert(t.first!)
+        }
+        // Uniform otherwise: 63 first characters are reachable, so 5,000 draws see nearly all of them.
+        #expect(first.count > 55 && !first.contains("-"))
+    }
+
     @Test("first start creates the directory 0700 and secret files 0600; later starts reuse them")
     func dataDirectory() throws {
         let f = try Fixture()

@@ -66,7 +66,12 @@ struct RiskContainmentTests {
             #expect(alert["details"]?["actions"]?.stringValue == "alert,quarantine,revoke")
             let ms = try #require(alert["details"]?["containment_ms"]?.stringValue.flatMap(Double.init))
             #expect(ms < 100)
-            #expect(env.f.cp.trust.score(try env.f.cp.agent(a.id)) < 70)
+            let score = env.f.cp.trust.score(try env.f.cp.agent(a.id))
+            #expect(score < 70)
+            // The lowered score is in the metrics, by SPIFFE ID.
+            let metrics = Metrics.render(env.f.cp)
+            #expect(metrics.contains("warden_trust_lowered_agents 1\n"))
+            #expect(metrics.contains("warden_agent_trust{agent=\"\(a.id)\"} \(score)\n"), "\(metrics)")
         }
     }
 

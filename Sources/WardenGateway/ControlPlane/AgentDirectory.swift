@@ -79,4 +79,17 @@ public final class AgentDirectory: Sendable {
     public func states() -> [AgentState: Int64] {
         agents.withLock { all in all.values.reduce(into: [:]) { $0[$1.record.state, default: 0] += 1 } }
     }
+
+    /// The agents whose trust score the risk engine lowered below their attestation's baseline, lowest first (at
+    /// most `limit`), and how many there are in all.
+    public func loweredTrust(limit: Int) -> (agents: [(spiffeID: String, score: Int)], count: Int) {
+        let lowered = agents.withLock { all in
+            all.compactMap { id, e -> (spiffeID: String, score: Int)? in
+                let score = e.trustScore
+                return score < TrustScores.baseline(e.record) ? (id, score) : nil
+            }
+        }
+        let lowest = lowered.sorted { ($0.score, $0.spiffeID) < ($1.score, $1.spiffeID) }.prefix(limit)
+        return (Array(lowest), lowered.count)
+    }
 }

@@ -197,7 +197,12 @@ public struct DataDirectory: Sendable {
     }
 
     /// A random token of `bytes` bytes, base64url.
-    public static func randomToken(bytes: Int) -> String { Base64URL.encode(randomBytes(bytes)) }
+    /// Random bytes as base64url, never starting with `-` (a command line would take the token, an id or a join token
+    /// given as an argument, for an option; one in 64 did): a leading `-` becomes `_`.
+    public static func randomToken(bytes: Int) -> String {
+        let token = Base64URL.encode(randomBytes(bytes))
+        return token.hasPrefix("-") ? "_" + token.dropFirst() : token
+    }
 }
 
 /// An exclusive lock on a data directory, held by `warden serve` so that offline admin commands do not change state

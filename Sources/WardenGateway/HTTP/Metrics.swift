@@ -44,7 +44,23 @@ enum Metrics {
             metric(
                 "warden_risk_agents_tracked", "gauge", "Agents with a baseline in memory.", Int64(risk.trackedAgents))
         }
+        // Trust: per agent only where the engine lowered it (bounded: one series per agent would not scale).
+        let lowered = cp.agents.loweredTrust(limit: 1000)
+        metric(
+            "warden_trust_lowered_agents", "gauge", "Agents whose trust score is below their attestation's baseline.",
+            Int64(lowered.count))
+        out += "# HELP warden_agent_trust Trust score (0-100) of agents below their baseline, lowest 1000.\n"
+        out += "# TYPE warden_agent_trust gauge\n"
+        for (agent, score) in lowered.agents {
+            out += "warden_agent_trust{agent=\"\(Self.labelValue(agent))\"} \(score)\n"
+        }
         if let mcp { out += mcp.metrics.render(alerts: mcp.pins.alerts.load(ordering: .relaxed)) }
         return out
+    }
+
+    /// A Prometheus label value: backslash, double quote and line feed escaped.
+    static func labelValue(_ s: String) -> String {
+        s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            .replacingOccurrences(of: "\n", with: "\\n")
     }
 }
