@@ -3,11 +3,16 @@ import Cedar
 import Crypto
 import Foundation
 import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Synchronization
 import Testing
 import WardenCore
-import WardenRisk
+import WardenIdentity
 
 @testable import WardenGateway
+@testable import WardenRisk
 
 @Suite("Risk engine in the gateway: containment and a saturated queue")
 struct RiskContainmentTests {
@@ -175,6 +180,43 @@ struct RiskContainmentTests {
             }
             #expect(published)
             #expect(text.contains("event: alert\ndata: {\"agent\":\"spiffe://warden.local/agent/x\""), "\(text)")
+        }
+    }
+
+    @Test("the webhook: alerts posted to a receiver on loopback; a full queue keeps the newest without waiting")
+    func webhook() async throws {
+        // Bounded: a sender nobody runs keeps the newest 4 of 10.
+        let idle = WebhookSender(url: "http://127.0.0.1:1/", logger: Logger(label: "test"), capacity: 4)
+        for i in 0..<10 { idle.send("{\"n\":\(i)}") }
+        #expect(idle.dropped.load(ordering: .relaxed) == 6)
+        idle.stop()
+
+        let received = Mutex<[String]>([])
+        let router = Router()
+        router.post("/hook") { request, _ -> HTTPResponse.Status in
+            let body = try await request.body.collect(upTo: 1 << 16)
+            received.withLock { $0.append(String(buffer: body)) }
+            return .noContent
+        }
+        try await Application(router: router).test(.live) { client in
+            let f = try Fixture()
+            let actions = ControlPlaneRiskActions(
+                cp: f.cp, webhook: "http://127.0.0.1:\(try #require(client.port))/hook")
+            defer { actions.webhook?.stop() }
+            actions.alert(
+                RiskAlert(
+                    agentID: "spiffe://warden.local/agent/w",
+                    findings: [
+                        Finding(detector: "lateral_movement", severity: .high, summary: "reached finance")
+                    ], severity: .high, actions: [.alert], trust: 30, eventTime: 1, containmentMillis: nil,
+                    resource: "Service::\"billing\""))
+            for _ in 0..<500 where received.withLock({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(10)) }
+            let bodies = received.withLock { $0 }
+            #expect(bodies.count == 1)
+            let alert = try JSONValue.parse(Array((bodies.first ?? "").utf8))
+            #expect(alert["agent"]?.stringValue == "spiffe://warden.local/agent/w")
+            #expect(alert["findings"]?.arrayValue?.first?["detector"]?.stringValue == "lateral_movement")
+            #expect(actions.webhook?.delivered.load(ordering: .relaxed) == 1)
         }
     }
 

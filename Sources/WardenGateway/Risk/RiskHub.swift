@@ -111,14 +111,15 @@ public final class RiskHub: Sendable {
 final class ControlPlaneRiskActions: RiskActions {
     let cp: ControlPlane
     let logger: Logger
-    let webhook: String?
+    let webhook: WebhookSender?
 
     init(cp: ControlPlane, webhook: String? = nil) {
         self.cp = cp
-        self.webhook = webhook
         var logger = Logger(label: "warden.risk")
         logger.logLevel = .info
         self.logger = logger
+        self.webhook = webhook.map { WebhookSender(url: $0, logger: logger) }
+        if let sender = self.webhook { Task { await sender.run() } }
     }
 
     func setTrust(agentID: String, score: Int?) {
@@ -189,23 +190,56 @@ final class ControlPlaneRiskActions: RiskActions {
         if a.severity >= .medium {
             logger.warning("risk alert", metadata: ["agent": "\(a.agentID)", "alert": "\(summary)"])
         }
-        if let webhook { postWebhook(webhook, line) }
+        webhook?.send(line)
+    }
+}
+
+/// The risk webhook: alerts on a bounded queue (the newest `capacity` kept, older ones dropped and counted) and one
+/// sender, so that a slow or unreachable receiver costs the engine nothing and never piles up requests. Best effort:
+/// the audit entry is the record; the webhook is a notification.
+final class WebhookSender: Sendable {
+    let url: String
+    let logger: Logger
+    let stream: AsyncStream<String>
+    let continuation: AsyncStream<String>.Continuation
+    let dropped = Atomic<Int64>(0)
+    let delivered = Atomic<Int64>(0)
+    let failed = Atomic<Int64>(0)
+
+    init(url: String, logger: Logger, capacity: Int = 1000) {
+        self.url = url
+        self.logger = logger
+        (stream, continuation) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(capacity))
     }
 
-    /// Best effort, off the engine's thread: the audit entry is the record; the webhook is a notification.
-    func postWebhook(_ url: String, _ body: String) {
-        var request = HTTPClientRequest(url: url)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(ByteBuffer(string: body))
-        let logger = self.logger
-        Task.detached {
+    /// Queues an alert without waiting.
+    func send(_ body: String) {
+        if case .dropped = continuation.yield(body) {
+            // One warning per thousand dropped, not one per alert.
+            if dropped.wrappingAdd(1, ordering: .relaxed).newValue % 1000 == 1 {
+                logger.warning("the risk webhook is behind: alerts dropped from its queue")
+            }
+        }
+    }
+
+    /// Posts the queued alerts one at a time, until `stop()`.
+    func run() async {
+        for await body in stream {
+            var request = HTTPClientRequest(url: url)
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: body))
             do {
                 let r = try await HTTPClient.shared.execute(request, timeout: .seconds(5))
                 _ = try await r.body.collect(upTo: 64 * 1024)
+                guard (200..<300).contains(r.status.code) else { throw WardenError(.io, "status \(r.status.code)") }
+                delivered.add(1, ordering: .relaxed)
             } catch {
+                failed.add(1, ordering: .relaxed)
                 logger.warning("the risk webhook could not be reached")
             }
         }
     }
+
+    func stop() { continuation.finish() }
 }
