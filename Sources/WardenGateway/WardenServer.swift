@@ -146,6 +146,7 @@ struct RiskService: Service {
             try cp.store.saveRiskBaselines(
                 changes.map { (key: $0.key, isRole: $0.isRole, json: $0.json) }, now: cp.now())
         } catch {
+            engine.requeue(changes)
             logger.error("risk baselines could not be saved", metadata: ["error": "\(error.message)"])
         }
     }

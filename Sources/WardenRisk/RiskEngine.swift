@@ -167,9 +167,12 @@ public final class RiskEngine: Sendable {
         let roleBaselines = roles.withLock { r in e.roles.compactMap { r[$0] } }
         var risk = state.withLock { s -> AgentRisk in
             if let r = s[e.agentID] { return r }
-            if s.count >= maxAgents, let oldest = s.min(by: { $0.value.baseline.lastSeen < $1.value.baseline.lastSeen })
-            {
-                s.removeValue(forKey: oldest.key)
+            // Full: the least recently seen hundredth goes at once, so that a stream of new keys (source addresses
+            // of a scan) costs one sort per hundredth of the table, not a scan of it per event.
+            if s.count >= maxAgents {
+                let evict = s.sorted { $0.value.baseline.lastSeen < $1.value.baseline.lastSeen }
+                    .prefix(max(1, maxAgents / 100))
+                for (key, _) in evict { s.removeValue(forKey: key) }
             }
             return AgentRisk(baseline: Baseline(now: e.time))
         }
@@ -293,6 +296,15 @@ public final class RiskEngine: Sendable {
             if let data = try? encoder.encode(v) { out.append(Saved(key: k, isRole: true, json: Array(data))) }
         }
         return out
+    }
+
+    /// Marks `saved` as changed again (their store write failed: the next save retries them).
+    public func requeue(_ saved: [Saved]) {
+        dirty.withLock { d in
+            for s in saved {
+                if s.isRole { d.roles.insert(s.key) } else { d.agents.insert(s.key) }
+            }
+        }
     }
 
     /// Loads saved baselines (at start); entries that do not decode are skipped (learning starts again for them).

@@ -210,7 +210,11 @@ struct RiskContainmentTests {
                         Finding(detector: "lateral_movement", severity: .high, summary: "reached finance")
                     ], severity: .high, actions: [.alert], trust: 30, eventTime: 1, containmentMillis: nil,
                     resource: "Service::\"billing\""))
-            for _ in 0..<500 where received.withLock({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(10)) }
+            // Bounded wait: the receiver has the body and the sender has its answer.
+            for _ in 0..<500
+            where received.withLock({ $0.isEmpty }) || actions.webhook?.delivered.load(ordering: .relaxed) != 1 {
+                try await Task.sleep(for: .milliseconds(10))
+            }
             let bodies = received.withLock { $0 }
             #expect(bodies.count == 1)
             let alert = try JSONValue.parse(Array((bodies.first ?? "").utf8))

@@ -86,6 +86,20 @@ struct DetectorTests {
         #expect(b.recentDenials.count <= 64 && b.recentSegments.count <= 16 && b.dailyBytes.count <= 30)
     }
 
+    @Test("at most maxAgents are tracked: a scan from many sources evicts the least recently seen in batches")
+    func agentTableBounded() {
+        let e = RiskEngine(actions: RecordingActions(), maxAgents: 200, clock: { monday9 })
+        for i in 0..<1000 {
+            _ = e.process(
+                RiskEvent(
+                    time: monday9 + Double(i), agentID: "source:10.0.\(i / 256).\(i % 256)", kind: .authFailure,
+                    resource: "route:x", allowed: false))
+        }
+        #expect(e.trackedAgents <= 200)
+        #expect(e.snapshot(agentID: "source:10.0.3.231") != nil)  // the last one
+        #expect(e.snapshot(agentID: "source:10.0.0.0") == nil)  // long gone
+    }
+
     @Test("volume spike: 20x the usual minute")
     func volumeSpike() {
         let a = RecordingActions()
@@ -312,6 +326,9 @@ struct DetectorTests {
         let saved = first.takeChanges()
         #expect(saved.contains { $0.key == "a1" && !$0.isRole } && saved.contains { $0.key == "support" && $0.isRole })
         #expect(first.takeChanges().isEmpty)
+        // A failed store write puts them back for the next save.
+        first.requeue(saved)
+        #expect(first.takeChanges().count == saved.count)
         let second = engine()
         #expect(second.restore(saved) == saved.count)
         #expect(second.snapshot(agentID: "a1")?.baseline == first.snapshot(agentID: "a1")?.baseline)
