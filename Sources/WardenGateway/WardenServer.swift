@@ -46,6 +46,7 @@ struct AuditService: Service {
         } onGracefulShutdown: {
             cp.audit.finishUpdates()
         }
+        cp.flushRefusalSummaries(all: true)
         await cp.audit.flush()
         do throws(WardenError) { try cp.audit.checkpoint() } catch {
             logger.error("final audit checkpoint failed", metadata: ["error": "\(error.message)"])
@@ -58,6 +59,7 @@ struct AuditService: Service {
             while !Task.isCancelled {
                 do { try await Task.sleep(for: .seconds(1)) } catch { break }
                 await cp.audit.probe()
+                cp.flushRefusalSummaries()
                 cp.audit.checkpointIfDue()
                 if let retention = cp.config.audit.retention, ContinuousClock.now - lastPrune >= .seconds(3600) {
                     lastPrune = ContinuousClock.now
@@ -114,7 +116,9 @@ struct RiskService: Service {
     let cp: ControlPlane
     let logger: Logger
 
-    func run() async throws {
+    /// Restores the saved baselines and the trust scores they lowered. Called before any listener opens, so a
+    /// restart never serves a request at an agent's old, higher trust.
+    static func restore(_ engine: RiskEngine, cp: ControlPlane, logger: Logger) {
         do {
             let saved = try cp.store.riskBaselines()
             let n = engine.restore(saved.map { RiskEngine.Saved(key: $0.key, isRole: $0.isRole, json: $0.json) })
@@ -123,6 +127,9 @@ struct RiskService: Service {
             logger.error(
                 "risk baselines could not be read; learning starts again", metadata: ["error": "\(error.message)"])
         }
+    }
+
+    func run() async throws {
         await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await engine.run() }
@@ -172,7 +179,7 @@ public enum WardenServer {
         let (host, port) = try config.listenAddress()
         try SecureFile.ensureDirectory(config.data)
         let lock = try DataDirectoryLock(path: config.data)
-        let cp = try ControlPlane(config: config)
+        let cp = try ControlPlane(config: config, guardRestart: true)
         // Background services first: the group stops services in reverse order, so the listeners stop taking requests
         // before the audit service drains the writer and signs its final checkpoint.
         let gateway = try Gateway(cp: cp)
@@ -186,6 +193,7 @@ public enum WardenServer {
                 actions: ControlPlaneRiskActions(cp: cp, webhook: config.risk.webhook), settings: config.risk.settings,
                 playbooks: config.risk.playbooks, trust: config.risk.trust, queueCapacity: config.risk.queueSize)
             cp.risk.attach(engine)
+            RiskService.restore(engine, cp: cp, logger: logger)
             services.append(RiskService(engine: engine, cp: cp, logger: logger))
         }
         if let e = config.audit.export {
@@ -198,6 +206,8 @@ public enum WardenServer {
         services.append(
             Application(
                 router: WardenRouter.build(cp, gateway: gateway, mcp: mcp),
+                server: httpServer(
+                    config.limits, sources: SourceConnections(limit: config.limits.maxConnectionsPerSource)),
                 configuration: .init(
                     address: .hostname(host, port: port), serverName: "warden",
                     availableConnectionsDelegate: MaximumAvailableConnections(config.limits.maxConnections)),
@@ -213,7 +223,10 @@ public enum WardenServer {
             services.append(
                 Application(
                     router: WardenRouter.build(cp, gateway: gateway, mcp: mcp, base: tlsBase, mutualTLS: true),
-                    server: try .tls(.http1(), tlsConfiguration: try tlsConfiguration(cp, host: tlsHost)),
+                    server: try GuardedHTTPServer.tls(
+                        limits: config.limits.connectionLimits, headers: headerLimits(config.limits),
+                        sources: SourceConnections(limit: config.limits.maxConnectionsPerSource),
+                        tlsConfiguration: try tlsConfiguration(cp, host: tlsHost)),
                     configuration: .init(
                         address: .hostname(tlsHost, port: tlsPort), serverName: "warden",
                         availableConnectionsDelegate: MaximumAvailableConnections(config.limits.maxConnections)),
@@ -228,6 +241,18 @@ public enum WardenServer {
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         withExtendedLifetime(lock) {}
+    }
+
+    /// The plain listener's server: HTTP/1.1 behind the connection guard, with the configured header bounds.
+    public static func httpServer(_ limits: GatewayLimits, sources: SourceConnections) -> HTTPServerBuilder {
+        GuardedHTTPServer.http1(limits: limits.connectionLimits, headers: headerLimits(limits), sources: sources)
+    }
+
+    /// The decoder's bounds on the request head: `max_header_bytes` for one field and for all, `max_headers` fields.
+    static func headerLimits(_ limits: GatewayLimits) -> HTTP1Channel.Configuration.DecoderConfiguration {
+        .init(
+            maxHeaderFieldSize: limits.maxHeaderBytes, maxHeaderListSize: limits.maxHeaderBytes,
+            maxHeaderFieldCount: limits.maxHeaders)
     }
 
     static func announce(_ line: String) {

@@ -318,7 +318,17 @@ public final class RiskEngine: Sendable {
                 roles.withLock { $0[s.key] = b }
             } else {
                 guard let r = try? decoder.decode(AgentRisk.self, from: Data(s.json)) else { continue }
-                state.withLock { st in if st.count < maxAgents { st[s.key] = r } }
+                let kept = state.withLock { st -> Bool in
+                    guard st.count < maxAgents else { return false }
+                    st[s.key] = r
+                    return true
+                }
+                // A lowered score is in force again at once (recovery since the last event applies at the next one).
+                if kept, r.penalty > 0 {
+                    let baselineScore = actions.baselineTrust(agentID: s.key)
+                    actions.setTrust(
+                        agentID: s.key, score: max(0, min(baselineScore, baselineScore - Int(r.penalty.rounded(.up)))))
+                }
             }
             loaded += 1
         }

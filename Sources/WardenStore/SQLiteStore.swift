@@ -285,7 +285,30 @@ public final class SQLiteStore: Sendable {
                     );
                     """)
         }
+        m.registerMigration("v6-assertions") { db in
+            // Client assertion ids (a digest of agent and jti) kept for the assertions' lifetime, so that one accepted
+            // before a restart is not accepted after it.
+            try db.execute(
+                sql: """
+                    CREATE TABLE used_assertions (key TEXT PRIMARY KEY, until INTEGER NOT NULL) WITHOUT ROWID;
+                    CREATE INDEX used_assertions_until ON used_assertions (until);
+                    """)
+        }
         return m
+    }
+
+    // MARK: Client assertions
+
+    /// Records a client assertion id until `until`; false when it is already recorded and still live (a replay).
+    /// Expired ids are deleted on the way.
+    public func useAssertion(key: String, until: Int64, now: Int64) throws(WardenError) -> Bool {
+        try write { db in
+            try db.execute(sql: "DELETE FROM used_assertions WHERE until <= ?", arguments: [now])
+            try db.execute(
+                sql: "INSERT INTO used_assertions (key, until) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
+                arguments: [key, until])
+            return db.changesCount == 1
+        }
     }
 
     /// Runs `body` in a write transaction (serialised with every other write), mapping errors.

@@ -16,7 +16,7 @@ import traceback
 import uuid
 
 HTTP_TIMEOUT = 10  # seconds, every HTTP call
-START_TIMEOUT = 20  # seconds to wait for /healthz after starting the server
+START_TIMEOUT = 30  # seconds to wait for /readyz after starting the server
 STOP_TIMEOUT = 10  # seconds to wait for the server to exit after SIGTERM
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -136,7 +136,7 @@ class Server:
         self.log = None
 
     def start(self):
-        """Starts the server and waits (at most START_TIMEOUT s) until /healthz answers 200."""
+        """Starts the server and waits (at most START_TIMEOUT s) until /readyz answers 200."""
         import requests
 
         if self.config is not None:
@@ -153,14 +153,16 @@ class Server:
             if self.proc.poll() is not None:
                 raise CheckFailed(f"the server exited with status {self.proc.returncode}; see {self.log_path}")
             try:
-                r = requests.get(self.base + "/healthz", timeout=1)
+                # /readyz: the server refuses proofs that may predate its start (without a nonce) for a few
+                # seconds after it; these clients do not retry with a nonce, so they wait for readiness.
+                r = requests.get(self.base + "/readyz", timeout=1)
                 if r.status_code == 200:
                     return
                 last = f"HTTP {r.status_code}"
             except requests.RequestException as e:
                 last = type(e).__name__
             time.sleep(0.1)
-        raise CheckFailed(f"the server did not answer /healthz within {START_TIMEOUT} s ({last}); see {self.log_path}")
+        raise CheckFailed(f"the server was not ready within {START_TIMEOUT} s ({last}); see {self.log_path}")
 
     def stop(self):
         """SIGTERM, then wait; returns the exit status (None if it was not running)."""

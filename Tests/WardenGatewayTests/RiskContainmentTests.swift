@@ -73,10 +73,11 @@ struct RiskContainmentTests {
             #expect(ms < 100)
             let score = env.f.cp.trust.score(try env.f.cp.agent(a.id))
             #expect(score < 70)
-            // The lowered score is in the metrics, by SPIFFE ID.
-            let metrics = Metrics.render(env.f.cp)
+            // The lowered score is in the metrics, by SPIFFE ID, for an authenticated scraper only.
+            let metrics = Metrics.render(env.f.cp, agentSeries: true)
             #expect(metrics.contains("warden_trust_lowered_agents 1\n"))
             #expect(metrics.contains("warden_agent_trust{agent=\"\(a.id)\"} \(score)\n"), "\(metrics)")
+            #expect(!Metrics.render(env.f.cp).contains(a.id))
         }
     }
 

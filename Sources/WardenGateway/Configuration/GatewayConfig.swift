@@ -104,8 +104,14 @@ public struct RouteConfig: Sendable, Hashable {
         guard let url = URL(string: u), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
             let host = url.host, !host.isEmpty, url.query == nil, url.fragment == nil, url.user == nil
         else { return nil }
-        var prefix = url.path
+        // The prefix as written (still percent-encoded), and in canonical form: what goes upstream is built from it.
+        guard var prefix = URLComponents(url: url, resolvingAgainstBaseURL: true)?.percentEncodedPath else {
+            return nil
+        }
         while prefix.hasSuffix("/") { prefix.removeLast() }
+        if !prefix.isEmpty {
+            guard (try? RequestTarget.canonicalPath(Substring(prefix))) == prefix else { return nil }
+        }
         let hostPart = host.contains(":") ? "[\(host)]" : host
         return ("\(scheme)://\(hostPart)\(url.port.map { ":\($0)" } ?? "")", prefix)
     }
@@ -121,6 +127,23 @@ public struct GatewayLimits: Sendable, Hashable {
     public var upstreamTimeout: Int64 = 30
     /// Default requests in flight per route.
     public var maxConcurrentPerRoute = 1024
+    /// Open client connections per source address and listener; more are closed at once.
+    public var maxConnectionsPerSource = 128
+    /// Seconds from a connection's start (or a request's first byte) to the end of the request's head.
+    public var headerTimeout: Int64 = 10
+    /// Seconds a kept-alive connection may wait for its next request.
+    public var idleTimeout: Int64 = 60
+    /// Largest request head (request line and header fields), bytes; also the largest single header field.
+    public var maxHeaderBytes = 32 * 1024
+    /// Most header fields in a request.
+    public var maxHeaders = 100
+
+    /// The connection guard's settings.
+    public var connectionLimits: ConnectionLimits {
+        ConnectionLimits(
+            headerTimeout: .seconds(headerTimeout), idleTimeout: .seconds(idleTimeout),
+            maxPerSource: maxConnectionsPerSource)
+    }
 
     public init() {}
 }

@@ -194,10 +194,18 @@ public struct WardenConfig: Sendable, Hashable {
                         throw fail(path, "must be a duration from 1s to 1h")
                     }
                     c.limits.upstreamTimeout = s
+                case "header_timeout", "idle_timeout":
+                    guard let s = Self.durationValue(v), (1...3600).contains(s) else {
+                        throw fail(path, "must be a duration from 1s to 1h")
+                    }
+                    if k == "header_timeout" { c.limits.headerTimeout = s } else { c.limits.idleTimeout = s }
+                case "max_connections_per_source": c.limits.maxConnectionsPerSource = try count(1...1_000_000)
+                case "max_header_bytes": c.limits.maxHeaderBytes = try count(1024...(1 << 20))
+                case "max_headers": c.limits.maxHeaders = try count(8...10_000)
                 default:
                     throw fail(
                         path,
-                        "unknown key (known: max_connections, max_body_bytes, max_concurrent_per_route, upstream_timeout)"
+                        "unknown key (known: max_connections, max_connections_per_source, max_header_bytes, max_headers, header_timeout, idle_timeout, max_body_bytes, max_concurrent_per_route, upstream_timeout)"
                     )
                 }
             }

@@ -70,6 +70,18 @@ public final class ControlPlane: Sendable {
     public let agents: AgentDirectory
     public let revocations: RevocationList
     public let authenticator: RequestAuthenticator
+    /// Per-source limits on unauthenticated work, and the summaries of refusals that name no agent.
+    public let sources = SourceGuard()
+
+    /// Writes the refusal summaries whose window has ended (all of them at shutdown).
+    public func flushRefusalSummaries(all: Bool = false) {
+        for e in sources.due(now: now(), all: all) { try? audit.submit(e) }
+    }
+
+    /// Whether client assertion ids are kept in the store (across restarts).
+    let guardsAssertions: Bool
+    /// The DPoP nonces of this process.
+    let nonceSource: DPoPNonceSource
     /// The Cedar policy set (hot-reloadable).
     public let policies: PolicyEngine
     /// Brokered upstream credentials.
@@ -88,6 +100,7 @@ public final class ControlPlane: Sendable {
     let bundlePEM: String
     /// SHA-256 of the admin token, computed once: requests are compared against it in constant time.
     let adminTokenDigest: SHA256.Digest
+    let metricsTokenDigest: SHA256.Digest
     let assertionReplay: ReplayCache
     /// Identity providers whose user tokens may be exchanged (by issuer).
     let trustedIssuers: [String: TrustedIssuer]
@@ -100,12 +113,12 @@ public final class ControlPlane: Sendable {
     /// Opens the data directory named by `config` (creating it on first start).
     public convenience init(
         config: WardenConfig, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) },
-        auditClock: @escaping @Sendable () -> Int64 = AuditLog.systemClock
+        auditClock: @escaping @Sendable () -> Int64 = AuditLog.systemClock, guardRestart: Bool = false
     ) throws(WardenError) {
         let dir = try DataDirectory.open(
             path: config.data, trustDomain: config.trustDomain, now: now(), audit: Self.auditSettings(config),
             auditClock: auditClock)
-        try self.init(config: config, directory: dir, now: now)
+        try self.init(config: config, directory: dir, now: now, guardRestart: guardRestart)
     }
 
     /// The audit log's settings for `config`.
@@ -116,15 +129,18 @@ public final class ControlPlane: Sendable {
         return s
     }
 
-    public init(config: WardenConfig, directory: DataDirectory, now: @escaping @Sendable () -> Int64)
-        throws(WardenError)
-    {
+    /// `guardRestart` (what `warden serve` sets): proofs and client assertions accepted before this process started
+    /// are not accepted again (`DPoPVerifier.StartGuard`, and assertion ids kept in the store for their lifetime).
+    public init(
+        config: WardenConfig, directory: DataDirectory, now: @escaping @Sendable () -> Int64, guardRestart: Bool = false
+    ) throws(WardenError) {
         self.config = config
         self.store = directory.store
         self.audit = directory.audit
         self.ca = directory.ca
         self.dataPath = directory.path
         self.adminTokenDigest = SHA256.hash(data: Array(directory.adminToken.utf8))
+        self.metricsTokenDigest = SHA256.hash(data: Array(directory.metricsToken.utf8))
         self.now = now
         self.issuer = config.issuer
         self.tokenEndpoint = config.issuer + "/v1/token"
@@ -153,7 +169,15 @@ public final class ControlPlane: Sendable {
             now: now)
         proofs.maxAge = config.dpopMaxAge
         proofs.skew = min(config.clockSkew, 5)
-        if config.dpopRequireNonce { proofs.nonces = DPoPNonceSource(key: directory.nonceKey) }
+        // Nonces are this process's own (the data directory's key mixed with a random salt): none issued before a
+        // restart is good after it, so a nonce proves that a proof was made for this process.
+        let salt = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
+        let nonceSource = DPoPNonceSource(
+            key: SymmetricKey(data: Array(HMAC<SHA256>.authenticationCode(for: salt, using: directory.nonceKey))))
+        self.nonceSource = nonceSource
+        if config.dpopRequireNonce { proofs.nonces = nonceSource }
+        self.guardsAssertions = guardRestart
+        if guardRestart { proofs.startGuard = .init(notBefore: now() + proofs.skew, nonces: nonceSource) }
         self.authenticator = RequestAuthenticator(tokens: tokens, proofs: proofs)
         var trusted: [String: TrustedIssuer] = [:]
         for (iss, file) in config.subjectIssuers {
@@ -188,7 +212,21 @@ public final class ControlPlane: Sendable {
     public func url(path: String) -> String { issuer + path }
 
     /// The nonce to send in `DPoP-Nonce`, when nonces are required.
-    public func currentNonce() -> String? { authenticator.proofs.nonces?.current(now: now()) }
+    /// Also while proofs made before the start may still be presented (`DPoPVerifier.StartGuard`): a client that
+    /// was refused for that retries with it.
+    public func currentNonce() -> String? {
+        let p = authenticator.proofs
+        if p.nonces != nil { return nonceSource.current(now: now()) }
+        if let g = p.startGuard, now() < g.notBefore + p.maxAge { return nonceSource.current(now: now()) }
+        return nil
+    }
+
+    /// Whether proofs made before this process started could still be presented without a nonce: until then
+    /// `/readyz` says the server is not ready (RFC 9449 clients still get through, with one nonce round trip).
+    public var inStartWindow: Bool {
+        guard let g = authenticator.proofs.startGuard else { return false }
+        return now() < g.notBefore
+    }
 
     // MARK: Admin
 
@@ -199,6 +237,15 @@ public final class ControlPlane: Sendable {
         }
         // Digests of equal length, compared by swift-crypto's constant-time digest equality.
         return SHA256.hash(data: Array(authorization.dropFirst(7).utf8)) == adminTokenDigest
+    }
+
+    /// Whether `authorization` may read the per-agent metrics: `Bearer <metrics token>` or the admin token.
+    public func mayReadAgentMetrics(_ authorization: String?) -> Bool {
+        guard let authorization, authorization.count > 7, authorization.prefix(7).lowercased() == "bearer " else {
+            return false
+        }
+        let digest = SHA256.hash(data: Array(authorization.dropFirst(7).utf8))
+        return digest == metricsTokenDigest || digest == adminTokenDigest
     }
 
     static func hashJoinToken(_ token: String) -> String { Attestation.hex(SHA256.hash(data: Array(token.utf8))) }
@@ -455,6 +502,17 @@ public final class ControlPlane: Sendable {
             try ClientAssertion.verify(
                 assertion, key: k.publicKey, audiences: [endpoint, tokenEndpoint, issuer], now: now(),
                 replayCache: assertionReplay, skew: config.clockSkew)
+            if guardsAssertions {
+                // Kept in the store for the assertion's longest life, so a restart does not forget it.
+                var h = SHA256()
+                let jti = assertion.jws.payload["jti"]?.stringValue ?? ""
+                h.update(data: Array("\(assertion.clientID.description)\n\(jti)".utf8))
+                // The longest an assertion is good for: 300 s ahead, with the clock skew on both sides.
+                let until = now() + 300 + 2 * config.clockSkew + 1
+                guard try store.useAssertion(key: Attestation.hex(h.finalize()), until: until, now: now()) else {
+                    throw WardenError(.invalidClient, "the client assertion was already used (jti replay)")
+                }
+            }
             record = entry.record
             key = k
         }
@@ -554,6 +612,11 @@ public final class ControlPlane: Sendable {
     public func auditDenial(
         action: String, error: WardenError, resource: String?, source: String?, agent: AgentRecord? = nil
     ) {
+        // A refusal that names no agent is summarised per source (`SourceGuard`), not written one by one.
+        guard agent != nil else {
+            sources.refused(source, reason: error.auditReason, now: now())
+            return
+        }
         try? audit.submit(
             AuditEvent(
                 kind: .decision, action: action, actor: agent?.spiffeID.description ?? "unauthenticated",

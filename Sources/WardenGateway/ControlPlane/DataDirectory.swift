@@ -27,6 +27,8 @@ public struct DataDirectory: Sendable {
     /// Signing keys with their schedule, oldest first.
     public let signingKeys: [SigningKeyRing.Entry]
     public let adminToken: String
+    /// The bearer token that `/metrics` accepts for its per-agent series (`metrics.token`).
+    public let metricsToken: String
     public let nonceKey: SymmetricKey
     /// Seals the brokered credentials (`secrets.key`, 0600).
     public let secretsKey: SymmetricKey
@@ -66,18 +68,9 @@ public struct DataDirectory: Sendable {
             try SecureFile.write(trustDomain + "\n", to: tdFile, mode: 0o644)
         }
 
-        let tokenFile = path + "/admin.token"
-        let adminToken: String
-        if SecureFile.exists(tokenFile) {
-            adminToken = try SecureFile.readSecret(tokenFile, maxBytes: 1024).trimmingCharacters(
-                in: .whitespacesAndNewlines)
-            guard adminToken.utf8.count >= 32 else {
-                throw WardenError(.invalidConfig, "\(tokenFile) holds a token shorter than 32 characters")
-            }
-        } else {
-            adminToken = randomToken(bytes: 32)
-            try SecureFile.write(adminToken + "\n", to: tokenFile)
-        }
+        let adminToken = try bearerToken(path + "/admin.token")
+        // A scrape token of its own, so that a Prometheus server sees per-agent series without the admin token.
+        let metricsToken = try bearerToken(path + "/metrics.token")
 
         let nonceKey = try symmetricKey(path + "/nonce.key")
         let secretsKey = try symmetricKey(path + "/secrets.key")
@@ -102,8 +95,23 @@ public struct DataDirectory: Sendable {
             entries.append(entry)
         }
         return DataDirectory(
-            path: path, store: store, ca: ca, signingKeys: entries, adminToken: adminToken, nonceKey: nonceKey,
+            path: path, store: store, ca: ca, signingKeys: entries, adminToken: adminToken, metricsToken: metricsToken,
+            nonceKey: nonceKey,
             secretsKey: secretsKey, audit: audit)
+    }
+
+    /// A random bearer token kept in `file` (0600), created on first use; at least 32 characters.
+    static func bearerToken(_ file: String) throws(WardenError) -> String {
+        if SecureFile.exists(file) {
+            let token = try SecureFile.readSecret(file, maxBytes: 1024).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard token.utf8.count >= 32 else {
+                throw WardenError(.invalidConfig, "\(file) holds a token shorter than 32 characters")
+            }
+            return token
+        }
+        let token = randomToken(bytes: 32)
+        try SecureFile.write(token + "\n", to: file)
+        return token
     }
 
     /// A 256-bit key kept base64url in `file` (0600), created on first use.

@@ -115,13 +115,18 @@ public final class Gateway: Sendable {
         let afterPrefix = path.utf8.dropFirst(3)
         let slash = afterPrefix.firstIndex(of: UInt8(ascii: "/")) ?? afterPrefix.endIndex
         let routeName = String(Substring(afterPrefix[..<slash]))
-        let rest = String(Substring(afterPrefix[slash...]))
+        let rest = Substring(afterPrefix[slash...])
         let route = routes[routeName]
         let source = WardenRouter.source(context)
         let query = Self.queryKeys(request.uri.query)
         var who: AuthenticatedAgent?
         var trust: Int?
+        var canonicalPath: String?
         do throws(Refusal) {
+            // 0. A source that keeps failing authentication waits, before any signature is checked.
+            if let wait = cp.sources.blocked(source) {
+                throw rateLimited(wait, "for unauthenticated requests from this address")
+            }
             // 1. Authenticate.
             let (agent, entry) = try await authenticate(request, context: context, base: base, mutualTLS: mutualTLS)
             who = agent
@@ -133,7 +138,9 @@ public final class Gateway: Sendable {
                     status: .notFound,
                     error: WardenError(.notFound, "no route '\(routeName)'", reason: "unknown_route"))
             }
-            try Self.checkPath(rest)
+            let canonical = try Self.target(rest, query: request.uri.query)
+            canonicalPath = canonical
+            try Self.checkMethodOverride(request, query: query)
             guard agent.claims.hasScope(route.scope) else {
                 throw Refusal(
                     status: .forbidden,
@@ -159,7 +166,7 @@ public final class Gateway: Sendable {
             }
             // 4. Decide.
             let (cedar, entities) = try cedarRequest(
-                agent, principal: entry.entity, route: route, request: request, rest: rest, query: query,
+                agent, principal: entry.entity, route: route, request: request, path: canonical, query: query,
                 source: source, length: length, trust: score)
             let verdict = cp.policies.authorize(cedar, entities: entities)
             guard verdict.allowed else {
@@ -184,8 +191,8 @@ public final class Gateway: Sendable {
             do throws(WardenError) {
                 try cp.audit.submit(
                     auditEvent(
-                        agent, trust: score, route: route, routeName: routeName, request: request, query: query,
-                        source: source, decision: .allow, reason: nil, policies: verdict.policies,
+                        agent, trust: score, route: route, routeName: routeName, request: request, path: canonical,
+                        query: query, source: source, decision: .allow, reason: nil, policies: verdict.policies,
                         latency: decisionMicros))
             } catch {
                 throw Refusal(
@@ -196,8 +203,8 @@ public final class Gateway: Sendable {
             metrics.allowed(route: route.config.name)
             // 7. Forward.
             let response = await forward(
-                request, route: route, rest: rest, who: agent, credential: credential, source: source,
-                length: length, proto: base.hasPrefix("https") ? "https" : "http")
+                request, route: route, path: canonical, who: agent, credential: credential, source: source,
+                length: length, proto: base.hasPrefix("https") ? "https" : "http", host: Self.authority(of: base))
             metrics.requestLatency.observe(micros: Self.micros(ContinuousClock.now - start))
             observe(
                 agent, route: route, routeName: routeName, allowed: true, reason: nil, bytesIn: Int64(length ?? 0),
@@ -208,12 +215,16 @@ public final class Gateway: Sendable {
             let agent = error.who ?? who
             metrics.decisionLatency.observe(micros: latency)
             metrics.denied(route: route?.config.name ?? "unknown", reason: error.error.auditReason)
-            // The nonce challenge is part of the protocol, not a refusal.
-            if error.error.code != .useDPoPNonce {
+            // The nonce challenge is part of the protocol, not a refusal; a refusal that names no agent is summarised
+            // per source rather than written on its own.
+            if error.error.code != .useDPoPNonce, agent == nil {
+                cp.sources.refused(source, reason: error.error.auditReason, now: cp.now())
+            } else if error.error.code != .useDPoPNonce {
                 try? cp.audit.submit(
                     auditEvent(
                         agent, trust: trust ?? agent.map { cp.trust.score($0.agent) }, route: route,
-                        routeName: routeName, request: request, query: query, source: source, decision: .deny,
+                        routeName: routeName, request: request, path: canonicalPath, query: query, source: source,
+                        decision: .deny,
                         reason: error.error.auditReason, policies: error.policies, latency: latency,
                         message: error.error.message))
             }
@@ -298,47 +309,32 @@ public final class Gateway: Sendable {
         d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000
     }
 
-    /// Dot segments could climb out of the upstream's prefix: refused, encoded or not.
-    static func checkPath(_ rest: String) throws(Refusal) {
-        // One pass over the bytes: backslashes, `%2f` (any case), and segments that are `.`/`..` or their encodings.
-        let bytes = Array(rest.utf8)
-        var i = 0
-        var segmentStart = 0
-        func isDotSegment(_ s: ArraySlice<UInt8>) -> Bool {
-            // ".", "..", "%2e", "%2e%2e", ".%2e", "%2e." (case-insensitive)
-            var dots = 0
-            var j = s.startIndex
-            while j < s.endIndex {
-                if s[j] == UInt8(ascii: ".") {
-                    j += 1
-                } else if s[j] == UInt8(ascii: "%"), j + 2 < s.endIndex,
-                    s[j + 1] == UInt8(ascii: "2"), s[j + 2] | 0x20 == UInt8(ascii: "e")
-                {
-                    j += 3
-                } else {
-                    return false
-                }
-                dots += 1
-            }
-            return dots == 1 || dots == 2
+    /// The canonical path under the route and the checked query (`RequestTarget`), refused with 400 when malformed.
+    static func target(_ rest: Substring, query: String?) throws(Refusal) -> String {
+        do throws(RequestTarget.Invalid) {
+            if let query { try RequestTarget.checkQuery(Substring(query)) }
+            return try RequestTarget.canonicalPath(rest)
+        } catch {
+            throw Refusal(
+                status: .badRequest, error: WardenError(.invalidRequest, error.message, reason: "invalid_path"))
         }
-        while i <= bytes.count {
-            if i == bytes.count || bytes[i] == UInt8(ascii: "/") {
-                if i > segmentStart, isDotSegment(bytes[segmentStart..<i]) {
-                    throw Refusal(
-                        status: .badRequest,
-                        error: WardenError(.invalidRequest, "the path has dot segments", reason: "invalid_path"))
-                }
-                segmentStart = i + 1
-            } else if bytes[i] == UInt8(ascii: "\\")
-                || (bytes[i] == UInt8(ascii: "%") && i + 2 < bytes.count && bytes[i + 1] == UInt8(ascii: "2")
-                    && bytes[i + 2] | 0x20 == UInt8(ascii: "f"))
-            {
-                throw Refusal(
-                    status: .badRequest,
-                    error: WardenError(.invalidRequest, "the path has encoded slashes", reason: "invalid_path"))
-            }
-            i += 1
+    }
+
+    /// Headers that ask an upstream framework to treat the request as another method than the one Cedar decided on.
+    static let methodOverrides: [HTTPField.Name] = [
+        HTTPField.Name("X-HTTP-Method-Override")!, HTTPField.Name("X-HTTP-Method")!,
+        HTTPField.Name("X-Method-Override")!,
+    ]
+
+    /// A method override (header, or the `_method` query parameter Rails and Laravel honour) is refused: the upstream
+    /// would act on a method the policy never saw.
+    static func checkMethodOverride(_ request: Request, query: Set<Value>) throws(Refusal) {
+        if methodOverrides.contains(where: { request.headers[$0] != nil }) || query.contains(.string("_method")) {
+            throw Refusal(
+                status: .badRequest,
+                error: WardenError(
+                    .invalidRequest, "method override headers and parameters are not accepted",
+                    reason: "method_override"))
         }
     }
 
@@ -367,7 +363,7 @@ public final class Gateway: Sendable {
     /// The Cedar request: principal the agent (manifest attributes, roles and team as parents), action `call`,
     /// resource the route's `Service` (or the target `Agent`), and the context.
     func cedarRequest(
-        _ who: AuthenticatedAgent, principal: Entity, route: Route, request: Request, rest: String, query: Set<Value>,
+        _ who: AuthenticatedAgent, principal: Entity, route: Route, request: Request, path: String, query: Set<Value>,
         source: String?, length: Int?, trust: Int
     ) throws(Refusal) -> (Cedar.Request, Entities) {
         var entities = [principal]
@@ -392,7 +388,7 @@ public final class Gateway: Sendable {
         }
         var context: [String: Value] = [
             "method": .string(request.method.rawValue),
-            "path": .string(rest.isEmpty ? "/" : rest),
+            "path": .string(path),
             "route": .string(route.config.name),
             "query": .set(query),
             "contentLength": .long(Int64(length ?? -1)),
@@ -431,14 +427,16 @@ public final class Gateway: Sendable {
 
     /// The decision's audit entry; the resource is the Cedar resource, or `route:<name>` for an unknown route.
     func auditEvent(
-        _ who: AuthenticatedAgent?, trust: Int?, route: Route?, routeName: String, request: Request,
+        _ who: AuthenticatedAgent?, trust: Int?, route: Route?, routeName: String, request: Request, path: String?,
         query: Set<Value>, source: String?, decision: AuditEvent.Decision, reason: String?, policies: [String],
         latency: Int64, message: String? = nil
     ) -> AuditEvent {
         var h = SHA256()
         h.update(data: Array("\(request.method.rawValue) \(request.uri.description)\n".utf8))
         let resource = route?.resource.description ?? "route:\(routeName)"
-        var details: [(String, String)] = [("method", request.method.rawValue), ("path", request.uri.path)]
+        // The canonical path the decision was made on (and the upstream received); the raw one when it was refused.
+        let shown = path.map { "/r/\(routeName)" + $0 } ?? String(request.uri.path.prefix(2048))
+        var details: [(String, String)] = [("method", request.method.rawValue), ("path", shown)]
         if let r = route { details.append(("route", r.config.name)) }
         if !query.isEmpty {
             let names = query.compactMap { if case .string(let s) = $0 { s } else { nil } }.sorted()
@@ -498,11 +496,20 @@ public final class Gateway: Sendable {
         "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer",
         "transfer-encoding", "upgrade", "host", "content-length",
     ]
-    /// Request headers the agent may not pass upstream: its own credentials and what the gateway vouches for.
+    /// Request headers the agent may not pass upstream: its own credentials, what the gateway vouches for (client
+    /// address, host, scheme, identity) and what proxies and frameworks use to rewrite the URL or the method. Every
+    /// `X-Forwarded-*` and `X-Warden-*` header is dropped by prefix as well (`strippedPrefixes`).
     static let agentOnly: Set<String> = [
-        "authorization", "dpop", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
-        "x-forwarded-port", "x-real-ip", "x-warden-agent", "x-warden-subject",
+        "authorization", "dpop", "forwarded", "x-real-ip", "true-client-ip", "cf-connecting-ip", "x-client-ip",
+        "x-cluster-client-ip", "fastly-client-ip", "x-originating-ip", "x-remote-ip", "x-remote-addr", "client-ip",
+        "x-proxyuser-ip", "via", "x-original-url", "x-original-uri", "x-rewrite-url", "x-original-host", "x-host",
+        "x-original-method", "x-http-method-override", "x-http-method", "x-method-override", "x-envoy-original-path",
+        "x-envoy-original-url", "x-scheme", "x-url-scheme", "front-end-https", "x-ssl", "x-client-cert",
+        "x-ssl-client-cert", "ssl-client-cert", "x-forwarded-client-cert", "x-amzn-oidc-identity",
+        "x-ms-client-principal", "x-goog-authenticated-user-email", "cookie2", "proxy-authorization",
     ]
+    /// Header name prefixes dropped from the agent's request (lower case).
+    static let strippedPrefixes = ["x-forwarded-", "x-warden-", "x-envoy-"]
 
     /// The agent's request headers that go upstream: not hop-by-hop ones (nor those its `Connection` names), not its
     /// credentials or forwarding claims, not the header the brokered credential goes in.
@@ -518,6 +525,7 @@ public final class Gateway: Sendable {
         for field in headers {
             let name = field.name.canonicalName
             if Self.hopByHop.contains(name) || Self.agentOnly.contains(name) || connectionTokens.contains(name)
+                || Self.strippedPrefixes.contains(where: { name.hasPrefix($0) })
                 || name == injected
             {
                 continue
@@ -525,6 +533,14 @@ public final class Gateway: Sendable {
             out.append((field.name.rawName, field.value))
         }
         return out
+    }
+
+    /// The authority of a base URL (`https://warden.example:8443/x` → `warden.example:8443`), when it is plain.
+    static func authority(of base: String) -> String {
+        guard let schemeEnd = base.range(of: "://") else { return "" }
+        let rest = base[schemeEnd.upperBound...]
+        let authority = String(rest[..<(rest.firstIndex(of: "/") ?? rest.endIndex)])
+        return isPlainAuthority(authority) ? authority : ""
     }
 
     /// Letters, digits and `.-_:[]` only, at most 255 bytes.
@@ -540,8 +556,8 @@ public final class Gateway: Sendable {
     static let bufferedResponseBytes = 64 * 1024
 
     func forward(
-        _ request: Request, route: Route, rest: String, who: AuthenticatedAgent,
-        credential: (HTTPField.Name, String)?, source: String?, length: Int?, proto: String
+        _ request: Request, route: Route, path: String, who: AuthenticatedAgent,
+        credential: (HTTPField.Name, String)?, source: String?, length: Int?, proto: String, host: String
     ) async -> Response {
         let limit = route.config.maxConcurrent
         guard route.inFlight.add(1, ordering: .relaxed).newValue <= limit else {
@@ -550,21 +566,33 @@ public final class Gateway: Sendable {
             return Self.upstreamFailure(
                 .serviceUnavailable, "upstream_busy", "too many requests in flight on this route")
         }
-        var query = ""
-        if let q = request.uri.query, !q.isEmpty { query = "?" + q }
-        var up = HTTPClientRequest(url: route.base + route.prefix + (rest.isEmpty ? "/" : rest) + query)
+        // The request target is Warden's own: the route's prefix, then the canonical path Cedar decided on, then the
+        // checked query. It is handed over only when the HTTP client will send exactly that (it re-derives the target
+        // through URLComponents and would fall back to a decoded path for one it cannot parse).
+        let target = route.prefix + path
+        let query = request.uri.query.flatMap { $0.isEmpty ? nil : $0 }
+        guard target.hasPrefix(route.prefix + "/"),
+            let url = URL(string: route.base + target + (query.map { "?" + $0 } ?? "")),
+            let view = RequestTarget.clientView(of: url), view.path == target, view.query == query
+        else {
+            route.inFlight.subtract(1, ordering: .relaxed)
+            metrics.upstreamError(route: route.config.name, kind: "target")
+            return Self.upstreamFailure(
+                .badRequest, "invalid_path", "the request target cannot be forwarded exactly as it was decided on")
+        }
+        var up = HTTPClientRequest(url: url.absoluteString)
         up.method = HTTPMethod(rawValue: request.method.rawValue)
         for (name, value) in Self.passedHeaders(request.headers, injected: credential?.0) {
             up.headers.add(name: name, value: value)
         }
         if let (name, value) = credential { up.headers.replaceOrAdd(name: name.rawName, value: value) }
-        // The agent's Host, passed on only when it is a plain authority (it is quoted into Forwarded).
-        let authority = request.head.authority ?? ""
-        let host = Self.isPlainAuthority(authority) ? authority : ""
+        // The host the agent reached Warden at is Warden's own public authority (its proofs are checked against it),
+        // never the Host header the agent sent.
         if let source {
             let forFor = source.utf8.contains(UInt8(ascii: ":")) ? "\"[\(source)]\"" : source
             up.headers.add(
-                name: "Forwarded", value: "for=\(forFor);proto=\(proto)" + (host.isEmpty ? "" : ";host=\"\(host)\""))
+                name: "Forwarded",
+                value: "for=\(forFor);proto=\(proto)" + (host.isEmpty ? "" : ";host=\"\(host)\""))
             up.headers.add(name: "X-Forwarded-For", value: source)
         }
         up.headers.add(name: "X-Forwarded-Proto", value: proto)

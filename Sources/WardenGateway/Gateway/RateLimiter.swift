@@ -75,6 +75,16 @@ public final class RateLimiter: Sendable {
         }
     }
 
+    /// The seconds until `key`'s bucket has a token again, without taking one; nil when it has one (or none exists).
+    public func peek(_ key: String, _ limit: RateLimit) -> Double? {
+        let now = clock()
+        return shard(key).shard.withLock { s -> Double? in
+            guard let b = s.buckets[key] else { return nil }
+            let tokens = min(limit.burst, b.tokens + max(0, now - b.updated) * limit.perSecond)
+            return tokens >= 1 ? nil : (1 - tokens) / limit.perSecond
+        }
+    }
+
     /// Gives back a token taken by ``take(_:_:)`` (when a second bucket refused the request).
     public func refund(_ key: String) {
         shard(key).shard.withLock { s in

@@ -3,7 +3,10 @@ import WardenCore
 
 /// `GET /metrics` in the Prometheus text exposition format.
 enum Metrics {
-    static func render(_ cp: ControlPlane, gateway: Gateway? = nil, mcp: MCPGateway? = nil) -> String {
+    /// `agentSeries`: the series labelled by agent (identities and trust scores), only for an authenticated scraper.
+    static func render(_ cp: ControlPlane, gateway: Gateway? = nil, mcp: MCPGateway? = nil, agentSeries: Bool = false)
+        -> String
+    {
         let a = cp.audit.health
         var out = ""
         func metric(_ name: String, _ type: String, _ help: String, _ value: Int64) {
@@ -44,15 +47,25 @@ enum Metrics {
             metric(
                 "warden_risk_agents_tracked", "gauge", "Agents with a baseline in memory.", Int64(risk.trackedAgents))
         }
+        metric(
+            "warden_unauthenticated_refusals_total", "counter",
+            "Refusals that named no agent (summarised per source in the audit log, counted here one by one).",
+            Int64(cp.sources.refusalCount))
+        metric(
+            "warden_source_limited_total", "counter",
+            "Requests answered 429 by the per-source limits (unauthenticated refusals, enrollment, token endpoint).",
+            Int64(cp.sources.limitedCount))
         // Trust: per agent only where the engine lowered it (bounded: one series per agent would not scale).
         let lowered = cp.agents.loweredTrust(limit: 1000)
         metric(
             "warden_trust_lowered_agents", "gauge", "Agents whose trust score is below their attestation's baseline.",
             Int64(lowered.count))
-        out += "# HELP warden_agent_trust Trust score (0-100) of agents below their baseline, lowest 1000.\n"
-        out += "# TYPE warden_agent_trust gauge\n"
-        for (agent, score) in lowered.agents {
-            out += "warden_agent_trust{agent=\"\(Self.labelValue(agent))\"} \(score)\n"
+        if agentSeries {
+            out += "# HELP warden_agent_trust Trust score (0-100) of agents below their baseline, lowest 1000.\n"
+            out += "# TYPE warden_agent_trust gauge\n"
+            for (agent, score) in lowered.agents {
+                out += "warden_agent_trust{agent=\"\(Self.labelValue(agent))\"} \(score)\n"
+            }
         }
         if let mcp { out += mcp.metrics.render(alerts: mcp.pins.alerts.load(ordering: .relaxed)) }
         return out

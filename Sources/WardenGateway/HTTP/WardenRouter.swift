@@ -42,12 +42,22 @@ public enum WardenRouter {
                     .serviceUnavailable,
                     .object([("status", .string("not_ready")), ("reason", .string("audit"))]))
             }
+            // Proofs made before this start are refused without a nonce for a few seconds: not ready yet.
+            guard !cp.inStartWindow else {
+                return HTTPSupport.json(
+                    .serviceUnavailable,
+                    .object([("status", .string("not_ready")), ("reason", .string("start_window"))]))
+            }
             return HTTPSupport.json(.ok, .object([("status", .string("ready"))]))
         }
-        router.get("/metrics") { _, _ in
-            Response(
+        // Aggregates for anyone on the listener; series that name agents only with the metrics or admin token.
+        router.get("/metrics") { request, _ in
+            let agentSeries = cp.mayReadAgentMetrics(request.headers[.authorization])
+            return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(string: Metrics.render(cp, gateway: gateway, mcp: mcp))))
+                body: .init(
+                    byteBuffer: ByteBuffer(
+                        string: Metrics.render(cp, gateway: gateway, mcp: mcp, agentSeries: agentSeries))))
         }
         router.get("/.well-known/jwks.json") { _, _ in
             var r = HTTPSupport.json(.ok, cp.jwks())
@@ -61,7 +71,9 @@ public enum WardenRouter {
         }
 
         router.post("/v1/enroll") { request, context in
-            await respond(cp, style: .enroll, audit: ("agent.enroll", request, context)) { () throws(WardenError) in
+            if let limited = limitedSource(cp, "enroll", context) { return limited }
+            return await respond(cp, style: .enroll, audit: ("agent.enroll", request, context)) {
+                () throws(WardenError) in
                 let dpop = try HTTPSupport.single(request, .dpop, code: .invalidDPoPProof)
                 let body = try await HTTPSupport.body(request, limit: HTTPSupport.maxJSONBytes)
                 let json = try parseJSON(body)
@@ -77,7 +89,9 @@ public enum WardenRouter {
         }
 
         router.post("/v1/token") { request, context in
-            await respond(cp, style: .token, audit: ("token.request", request, context)) { () throws(WardenError) in
+            if let limited = limitedSource(cp, "token", context) { return limited }
+            return await respond(cp, style: .token, audit: ("token.request", request, context)) {
+                () throws(WardenError) in
                 let contentType = request.headers[.contentType]?.lowercased() ?? ""
                 guard contentType.hasPrefix("application/x-www-form-urlencoded") else {
                     throw WardenError(.invalidRequest, "the token request must be application/x-www-form-urlencoded")
@@ -143,6 +157,23 @@ public enum WardenRouter {
             router.add(middleware: GatewayMiddleware(gateway: gateway, mcp: mcp, base: base, mutualTLS: mutualTLS))
         }
         return router
+    }
+
+    /// 429 with `Retry-After` when the client's address has used up its requests to `endpoint` (`enroll`, `token`)
+    /// or its unauthenticated refusals; counted in the source's refusal summary.
+    static func limitedSource(_ cp: ControlPlane, _ endpoint: String, _ context: WardenRequestContext) -> Response? {
+        let source = source(context)
+        guard let wait = cp.sources.blocked(source) ?? cp.sources.take(endpoint, source) else { return nil }
+        cp.sources.refused(source, reason: "rate_limited", now: cp.now())
+        var response = HTTPSupport.json(
+            .tooManyRequests,
+            .object([
+                ("error", .string("slow_down")),
+                ("error_description", .string("too many requests from this address; retry later")),
+                ("reason", .string("rate_limited")),
+            ]))
+        response.headers[.retryAfter] = String(max(1, Int(min(wait, 86_400).rounded(.up))))
+        return response
     }
 
     /// The client's address, when the connection has one.

@@ -27,6 +27,21 @@ public struct DPoPVerifier: Sendable {
     public let now: @Sendable () -> Int64
     /// When set, every proof must carry a nonce this source issued recently (RFC 9449 §8).
     public var nonces: DPoPNonceSource?
+    /// When set, a proof whose `iat` is before `notBefore` must carry a nonce of `nonces` (issued by this process).
+    public var startGuard: StartGuard?
+
+    /// Replays across a restart: the replay cache lives in memory, so a proof the previous process accepted could be
+    /// accepted again. A proof that may predate this process (its `iat` earlier than the start plus the allowed clock
+    /// skew) is accepted only with a nonce of this process's own, which no proof made before the start can carry;
+    /// without one it gets `use_dpop_nonce` and the client retries (RFC 9449 §8).
+    public struct StartGuard: Sendable {
+        public let notBefore: Int64
+        public let nonces: DPoPNonceSource
+        public init(notBefore: Int64, nonces: DPoPNonceSource) {
+            self.notBefore = notBefore
+            self.nonces = nonces
+        }
+    }
 
     public init(
         replayCache: ReplayCache = ReplayCache(),
@@ -100,6 +115,12 @@ public struct DPoPVerifier: Sendable {
         if let nonces {
             guard let n = claims["nonce"]?.stringValue, nonces.isValid(n, now: t) else {
                 throw WardenError(.useDPoPNonce, "the DPoP proof must carry the server's current nonce")
+            }
+        }
+        if let startGuard, iat < startGuard.notBefore {
+            guard let n = claims["nonce"]?.stringValue, startGuard.nonces.isValid(n, now: t) else {
+                throw WardenError(
+                    .useDPoPNonce, "the DPoP proof may predate this server's start; retry with the server's nonce")
             }
         }
         switch replayCache.check(thumbprint + ":" + jti, now: t, partition: thumbprint) {
