@@ -18,6 +18,8 @@ final class MockMCPServer: Sendable {
     let tools = Mutex<[JSONValue]>([])
     let seen = Mutex<[[(String, String)]]>([])
     let calls = Mutex<[String]>([])
+    /// The server's lifetime: ``restart()`` forgets its sessions (a request in an old one gets 404).
+    let generation = Mutex<Int>(1)
 
     init() {
         tools.withLock {
@@ -61,6 +63,9 @@ final class MockMCPServer: Sendable {
         }
     }
 
+    /// A restart: the sessions are forgotten.
+    func restart() { generation.withLock { $0 += 1 } }
+
     var app: some ApplicationProtocol {
         let router = Router()
         router.post("/mcp") { [self] request, _ -> Response in
@@ -69,6 +74,10 @@ final class MockMCPServer: Sendable {
             seen.withLock { $0.append(request.headers.map { ($0.name.rawName, $0.value) }) }
             let msg = try JSONValue.parse(Array(body.readableBytesView))
             guard let method = msg["method"]?.stringValue else { return Response(status: .accepted) }
+            let current = "upstream-session-\(generation.withLock { $0 })"
+            if method != "initialize", let sid = request.headers[HTTPField.Name("Mcp-Session-Id")!], sid != current {
+                return Response(status: .notFound)
+            }
             guard let id = msg["id"] else { return Response(status: .accepted) }
             func json(_ result: JSONValue, _ headers: HTTPFields = [:]) -> Response {
                 var h = headers
@@ -79,7 +88,7 @@ final class MockMCPServer: Sendable {
             switch method {
             case "initialize":
                 var h = HTTPFields()
-                h[HTTPField.Name("Mcp-Session-Id")!] = "upstream-session-1"
+                h[HTTPField.Name("Mcp-Session-Id")!] = current
                 return json(
                     .object([
                         ("protocolVersion", .string("2025-11-25")), ("capabilities", .object([("tools", .object([]))])),

@@ -395,32 +395,37 @@ private struct ValidationRun {
         return nil
     }
 
+    /// Bounds and `multipleOf`, on the exact values (``JSONNumber``: the value Cedar decides on and the upstream gets).
     func checkNumber(_ text: String, _ kw: Keywords, path: String, into errors: inout [String]) {
-        guard let x = Double(text) else { return }
-        if let m = Self.number(kw.minimum) {
+        guard let x = JSONNumber(text) else {
+            Self.fail(path, "the number is out of range", &errors)
+            return
+        }
+        if let m = Self.exact(kw.minimum) {
             if kw.exclusiveMinimum == .bool(true) {
-                if !(x > m) { Self.fail(path, "must be greater than \(Self.format(m))", &errors) }
+                if !(x > m) { Self.fail(path, "must be greater than \(m.text)", &errors) }
             } else if !(x >= m) {
-                Self.fail(path, "must be at least \(Self.format(m))", &errors)
+                Self.fail(path, "must be at least \(m.text)", &errors)
             }
         }
-        if let m = Self.number(kw.exclusiveMinimum), !(x > m) {
-            Self.fail(path, "must be greater than \(Self.format(m))", &errors)
+        if let m = Self.exact(kw.exclusiveMinimum), !(x > m) {
+            Self.fail(path, "must be greater than \(m.text)", &errors)
         }
-        if let m = Self.number(kw.maximum) {
+        if let m = Self.exact(kw.maximum) {
             if kw.exclusiveMaximum == .bool(true) {
-                if !(x < m) { Self.fail(path, "must be less than \(Self.format(m))", &errors) }
+                if !(x < m) { Self.fail(path, "must be less than \(m.text)", &errors) }
             } else if !(x <= m) {
-                Self.fail(path, "must be at most \(Self.format(m))", &errors)
+                Self.fail(path, "must be at most \(m.text)", &errors)
             }
         }
-        if let m = Self.number(kw.exclusiveMaximum), !(x < m) {
-            Self.fail(path, "must be less than \(Self.format(m))", &errors)
+        if let m = Self.exact(kw.exclusiveMaximum), !(x < m) {
+            Self.fail(path, "must be less than \(m.text)", &errors)
         }
-        if let m = Self.number(kw.multipleOf), m > 0 {
-            let q = x / m
-            if q.isFinite, abs(q - q.rounded()) > 1e-9 * max(1, abs(q)) {
-                Self.fail(path, "must be a multiple of \(Self.format(m))", &errors)
+        if let m = Self.exact(kw.multipleOf), m > JSONNumber.zero {
+            switch x.isMultiple(of: m) {
+            case true?: break
+            case false?: Self.fail(path, "must be a multiple of \(m.text)", &errors)
+            case nil: Self.fail(path, "cannot be checked against multipleOf \(m.text) (too many digits)", &errors)
             }
         }
     }
@@ -672,11 +677,9 @@ private struct ValidationRun {
         }
     }
 
-    /// An integer: no fraction or exponent in the text, or an integral value (`1.0`, `1e3`).
+    /// An integer: an integral value, whatever its spelling (`1`, `1.0`, `1e3`, `10e-1`), exactly.
     static func isInteger(_ text: String) -> Bool {
-        if !text.utf8.contains(where: { $0 == 0x2E || $0 == 0x65 || $0 == 0x45 }) { return true }
-        guard let d = Double(text), d.isFinite else { return false }
-        return d == d.rounded()
+        JSONNumber(text)?.isIntegral ?? false
     }
 
     static func describe(types: [String]) -> String {
@@ -702,6 +705,12 @@ private struct ValidationRun {
         }
     }
 
+    /// A numeric keyword's exact value.
+    static func exact(_ v: JSONValue?) -> JSONNumber? {
+        guard case .number(let text)? = v else { return nil }
+        return JSONNumber(text)
+    }
+
     static func number(_ v: JSONValue?) -> Double? {
         guard case .number(let text)? = v, let d = Double(text), !d.isNaN else { return nil }
         return d
@@ -711,11 +720,6 @@ private struct ValidationRun {
     static func count(_ v: JSONValue?) -> Int? {
         guard let d = number(v), d.isFinite, d >= 0, d < 9e18 else { return nil }
         return Int(exactly: d.rounded(.down))
-    }
-
-    static func format(_ d: Double) -> String {
-        if d == d.rounded(), abs(d) < 1e15 { return String(Int64(d)) }
-        return String(d)
     }
 
     /// Structural equality, numbers by value, object keys in any order; false past 128 levels.
@@ -728,8 +732,8 @@ private struct ValidationRun {
             return x == y
         case (.number(let x), .number(let y)):
             if x == y { return true }
-            guard let dx = Double(x), let dy = Double(y) else { return false }
-            return dx == dy
+            guard let a = JSONNumber(x), let b = JSONNumber(y) else { return false }
+            return a == b
         case (.string(let x), .string(let y)):
             return x.utf8.elementsEqual(y.utf8)
         case (.array(let x), .array(let y)):
@@ -758,9 +762,11 @@ private struct ValidationRun {
             out.append(b ? 0x74 : 0x66)
         case .number(let text):
             out.append(0x23)
-            if let d = Double(text) {
-                out.append(contentsOf: String(d == 0 ? 0 : d).utf8)
+            if let n = JSONNumber(text) {
+                out.append(contentsOf: n.text.utf8)
             } else {
+                // Out of range: kept apart from every canonical spelling.
+                out.append(0x21)
                 out.append(contentsOf: text.utf8)
             }
             out.append(0x3B)

@@ -39,6 +39,9 @@ final class MCPServerRuntime: Sendable {
         var tools: [String: Tool]
         var order: [String]
         var fetchedAt: ContinuousClock.Instant
+        /// The upstream session it was fetched in (``MCPUpstream/openSession()``): a new session (a restarted
+        /// server) may serve other definitions, so the catalogue is fetched again.
+        var session: Int
     }
 
     init(config: MCPServerConfig, upstream: any MCPUpstream) {
@@ -481,35 +484,49 @@ public final class MCPGateway: Sendable {
         a.claims.hasScope("tool:\(server)/\(tool)") || a.claims.hasScope("tool:\(server)/*")
     }
 
-    /// The catalogue of `server`: the cached one when younger than `maxAge`, else fetched (all pages) and classified
-    /// against the pins.
+    /// The catalogue of `server`: the cached one when younger than `maxAge` and fetched in the current upstream
+    /// session, else fetched (all pages, in one session) and classified against the pins.
     func catalogue(_ s: MCPServerRuntime, maxAge: Duration?) async throws(JSONRPC.RPCError)
         -> MCPServerRuntime.Catalogue
     {
-        if let maxAge, let cached = s.catalogue.withLock({ $0 }), ContinuousClock.now - cached.fetchedAt < maxAge {
+        if let maxAge, let cached = s.catalogue.withLock({ $0 }), ContinuousClock.now - cached.fetchedAt < maxAge,
+            cached.session == s.upstream.currentSession
+        {
             return cached
         }
         var tools: [(String, JSONValue)] = []
-        var cursor: JSONValue?
-        for _ in 0..<100 {
-            let params: JSONValue? = cursor.map { .object([("cursor", $0)]) }
-            let response: JSONValue
+        var session = 0
+        fetching: for attempt in 0..<3 {
+            tools = []
             do throws(UpstreamFailure) {
-                response = try await s.upstream.request("tools/list", params: params)
+                session = try await s.upstream.openSession()
             } catch {
                 throw upstreamFailed(s, error)
             }
-            guard case .success(let result) = unwrap(response), case .array(let items)? = result["tools"] else {
-                throw JSONRPC.RPCError(JSONRPC.upstreamUnavailable, "the MCP server's tool list is unreadable")
+            var cursor: JSONValue?
+            for _ in 0..<100 {
+                let params: JSONValue? = cursor.map { .object([("cursor", $0)]) }
+                let response: JSONValue
+                do throws(UpstreamFailure) {
+                    response = try await s.upstream.request("tools/list", params: params, session: session)
+                } catch {
+                    // A new session while listing: the whole list again, from that session.
+                    if error.kind == UpstreamFailure.sessionChanged.kind, attempt < 2 { continue fetching }
+                    throw upstreamFailed(s, error)
+                }
+                guard case .success(let result) = unwrap(response), case .array(let items)? = result["tools"] else {
+                    throw JSONRPC.RPCError(JSONRPC.upstreamUnavailable, "the MCP server's tool list is unreadable")
+                }
+                for item in items.prefix(10_000 - tools.count) {
+                    // Printable ASCII names only: Swift compares strings by canonical equivalence, and two names the
+                    // upstream tells apart by their bytes must never meet in one entry here.
+                    guard let name = item["name"]?.stringValue, Self.isToolName(name) else { continue }
+                    tools.append((name, item))
+                }
+                guard let next = result["nextCursor"], case .string = next, tools.count < 10_000 else { break }
+                cursor = next
             }
-            for item in items.prefix(10_000 - tools.count) {
-                // Printable ASCII names only: Swift compares strings by canonical equivalence, and two names the
-                // upstream tells apart by their bytes must never meet in one entry here.
-                guard let name = item["name"]?.stringValue, Self.isToolName(name) else { continue }
-                tools.append((name, item))
-            }
-            guard let next = result["nextCursor"], case .string = next, tools.count < 10_000 else { break }
-            cursor = next
+            break
         }
         let statuses = pins.observe(server: s.config.name, tools: tools.map { (name: $0.0, definition: $0.1) })
         var byName: [String: MCPServerRuntime.Tool] = [:]
@@ -519,7 +536,7 @@ public final class MCPGateway: Sendable {
             order.append(name)
         }
         _ = statuses
-        let c = MCPServerRuntime.Catalogue(tools: byName, order: order, fetchedAt: .now)
+        let c = MCPServerRuntime.Catalogue(tools: byName, order: order, fetchedAt: .now, session: session)
         s.catalogue.withLock { $0 = c }
         return c
     }
@@ -570,9 +587,14 @@ public final class MCPGateway: Sendable {
             }
             for name in cat.order {
                 guard let t = cat.tools[name] else { continue }
+                // Listed only when the policies let the agent see it and some call of it may be allowed (the
+                // call's per-call context unknown): a tool no call can reach is not offered.
                 guard pins.status(server: s.config.name, tool: name, digest: t.digest) == .pinned,
                     hasToolScope(c.agent, s.config.name, name),
-                    decide(c, action: "mcp:tools/list", resource: t.entity, parent: s.entity, context: [:]).allowed
+                    decide(c, action: "mcp:tools/list", resource: t.entity, parent: s.entity, context: [:]).allowed,
+                    mayDecide(
+                        c, action: "mcp:tools/call", resource: t.entity, parent: s.entity,
+                        unknown: Self.perCallContextKeys)
                 else {
                     hidden += 1
                     continue
@@ -602,9 +624,13 @@ public final class MCPGateway: Sendable {
         guard name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
             throw JSONRPC.RPCError(JSONRPC.invalidParams, "unknown tool (tool names are printable ASCII)")
         }
-        let arguments = params["arguments"] ?? .object([])
-        guard case .object = arguments else {
+        let raw = params["arguments"] ?? .object([])
+        guard case .object = raw else {
             throw JSONRPC.RPCError(JSONRPC.invalidParams, "params.arguments must be an object")
+        }
+        // Every number in its one spelling: the schema, Cedar, the record and the upstream all see these arguments.
+        guard let arguments = JSONNumber.canonicalizing(raw) else {
+            throw JSONRPC.RPCError(JSONRPC.invalidParams, Self.numberOutOfRange)
         }
         let digest = "sha256:" + Attestation.hex(SHA256.hash(data: Array(arguments.canonical.utf8)))
         let resourceName = c.server.map { "\($0)/\(name)" } ?? name
@@ -633,23 +659,28 @@ public final class MCPGateway: Sendable {
         if let limit = cp.config.rateLimitPerAgent, gateway.limiter.take(c.agent.agent.id, limit) != nil {
             throw refuse(JSONRPC.rateLimited, "rate_limited", "rate limit exceeded for this agent", resource: resource)
         }
-        // The definition the upstream serves now, against its pin.
+        // The definition the upstream serves now (in its current session), against its pin.
+        func pinned(_ cat: MCPServerRuntime.Catalogue) throws(JSONRPC.RPCError) -> MCPServerRuntime.Tool {
+            guard let t = cat.tools[tool] else {
+                throw refuse(
+                    JSONRPC.invalidParams, "unknown_tool", "unknown tool: \(tool.prefix(128))", resource: resource)
+            }
+            switch pins.status(server: server, tool: tool, digest: t.digest) {
+            case .pinned: return t
+            case .pending:
+                throw refuse(
+                    JSONRPC.toolChanged, "tool_not_approved",
+                    "the tool's definition is not approved (changed or new); an operator must approve it",
+                    resource: resource)
+            case .rejected:
+                throw refuse(
+                    JSONRPC.toolChanged, "tool_rejected", "this definition of the tool was rejected", resource: resource
+                )
+            }
+        }
         var cat = try await catalogue(s, maxAge: .seconds(s.config.refresh))
         if cat.tools[tool] == nil, s.config.refresh > 0 { cat = try await catalogue(s, maxAge: nil) }
-        guard let t = cat.tools[tool] else {
-            throw refuse(JSONRPC.invalidParams, "unknown_tool", "unknown tool: \(tool.prefix(128))", resource: resource)
-        }
-        switch pins.status(server: server, tool: tool, digest: t.digest) {
-        case .pinned: break
-        case .pending:
-            throw refuse(
-                JSONRPC.toolChanged, "tool_not_approved",
-                "the tool's definition is not approved (changed or new); an operator must approve it",
-                resource: resource)
-        case .rejected:
-            throw refuse(
-                JSONRPC.toolChanged, "tool_rejected", "this definition of the tool was rejected", resource: resource)
-        }
+        let t = try pinned(cat)
         let problems = t.validator.validate(arguments)
         if !problems.isEmpty {
             throw refuse(
@@ -743,14 +774,31 @@ public final class MCPGateway: Sendable {
                 JSONRPC.internalError, "the audit log is unavailable",
                 data: .object([("reason", .string("audit_unavailable"))]))
         }
-        // Forward with Warden's session and credential; the agent's `_meta` stays here.
-        let response: JSONValue
-        do throws(UpstreamFailure) {
-            response = try await s.upstream.request(
-                "tools/call", params: .object([("name", .string(t.name)), ("arguments", arguments)]))
-        } catch {
-            throw upstreamFailed(s, error)
+        // Forward with Warden's session and credential; the agent's `_meta` stays here. Only in the session whose
+        // catalogue was checked: when the upstream has a new one (it restarted), its catalogue and this tool's pin
+        // are checked again before the call goes out.
+        var response: JSONValue?
+        var session = cat.session
+        for attempt in 0..<3 where response == nil {
+            do throws(UpstreamFailure) {
+                response = try await s.upstream.request(
+                    "tools/call", params: .object([("name", .string(t.name)), ("arguments", arguments)]),
+                    session: session)
+            } catch {
+                guard error.kind == UpstreamFailure.sessionChanged.kind, attempt < 2 else {
+                    throw upstreamFailed(s, error)
+                }
+                let fresh = try await catalogue(s, maxAge: nil)
+                guard try pinned(fresh).digest == t.digest else {
+                    throw refuse(
+                        JSONRPC.toolChanged, "tool_changed",
+                        "the tool's definition changed while the call was being made; call it again",
+                        resource: resource)
+                }
+                session = fresh.session
+            }
         }
+        guard let response else { throw upstreamFailed(s, .sessionChanged) }
         switch unwrap(response) {
         case .success(let result):
             let screened = try screen(c, s, result, resource: resource, details: details)
@@ -919,9 +967,13 @@ public final class MCPGateway: Sendable {
         var forwarded: [(String, JSONValue)] = [(key, .string(id))]
         var details: [(String, String)] = [("server", name), (key, String(id.prefix(512)))]
         if isPrompt {
-            let args = params["arguments"] ?? .object([])
-            guard case .object = args else {
+            let raw = params["arguments"] ?? .object([])
+            guard case .object = raw else {
                 throw JSONRPC.RPCError(JSONRPC.invalidParams, "params.arguments must be an object")
+            }
+            // Numbers in their one spelling, for Cedar and the upstream alike.
+            guard let args = JSONNumber.canonicalizing(raw) else {
+                throw JSONRPC.RPCError(JSONRPC.invalidParams, Self.numberOutOfRange)
             }
             guard case .some(.some(let argsValue)) = Self.cedarValue(args) else { throw Self.argumentsTooLarge }
             extra["arguments"] = argsValue
@@ -967,6 +1019,31 @@ public final class MCPGateway: Sendable {
     func decide(
         _ c: Call, action: String, resource: Entity, parent: Entity, context extra: [String: Value]
     ) -> PolicyEngine.Verdict {
+        guard let (request, entities) = cedarRequest(c, action: action, resource: resource, parent: parent, extra)
+        else {
+            return PolicyEngine.Verdict(
+                allowed: false, policies: [], errors: [], reason: "policy_error", message: "the entities are invalid")
+        }
+        return cp.policies.authorize(request, entities: entities)
+    }
+
+    /// The context keys a `tools/call` sets per call, on top of what ``decide(_:action:resource:parent:context:)``
+    /// sets for every request: the arguments, and `approved` (true when a human approves a held call).
+    static let perCallContextKeys: Set<String> = ["arguments", "approved"]
+
+    /// Whether some request like ``decide(_:action:resource:parent:context:)``'s, with the context keys `unknown`
+    /// not known yet, may be allowed (Cedar partial evaluation); false when none can be.
+    func mayDecide(_ c: Call, action: String, resource: Entity, parent: Entity, unknown: Set<String>) -> Bool {
+        guard let (request, entities) = cedarRequest(c, action: action, resource: resource, parent: parent, [:]) else {
+            return false
+        }
+        return cp.policies.mayAuthorize(request, unknownContextKeys: unknown, entities: entities)
+    }
+
+    /// The Cedar request and entities of a decision: the caller as principal, `resource` in its `ToolServer`.
+    private func cedarRequest(
+        _ c: Call, action: String, resource: Entity, parent: Entity, _ extra: [String: Value]
+    ) -> (Cedar.Request, Entities)? {
         var context: [String: Value] = [
             "server": .string(parent.uid.id),
             "time": .ext(.datetime(CedarDatetime(milliseconds: cp.now() * 1000))),
@@ -979,30 +1056,26 @@ public final class MCPGateway: Sendable {
         ]
         if let source = c.source, let ip = IPAddr.parse(source) { context["source"] = .ext(.ipaddr(ip)) }
         for (k, v) in extra { context[k] = v }
-        guard let entities = try? Entities([c.principal, resource, parent]) else {
-            return PolicyEngine.Verdict(
-                allowed: false, policies: [], errors: [], reason: "policy_error", message: "the entities are invalid")
-        }
-        return cp.policies.authorize(
-            Cedar.Request(
-                principal: c.principal.uid, action: EntityUID("Action", action), resource: resource.uid,
-                context: context),
-            entities: entities)
+        guard let entities = try? Entities([c.principal, resource, parent]) else { return nil }
+        let request = Cedar.Request(
+            principal: c.principal.uid, action: EntityUID("Action", action), resource: resource.uid, context: context)
+        return (request, entities)
     }
 
     /// Arguments beyond what is given to Cedar whole: entries per object or array, and nesting.
     static let maxArgumentEntries = 1000
     static let maxArgumentDepth = 8
 
-    /// JSON arguments as a Cedar value: objects as records, arrays as sets, integers as longs, other numbers as their
-    /// text, nulls left out. nil when the arguments are larger or deeper than the limits: the call is then refused,
-    /// never decided on a trimmed copy (a policy must see everything the upstream will).
+    /// JSON arguments as a Cedar value: objects as records, arrays as sets, numbers by their exact value (integers in
+    /// Int64 as longs whatever their spelling, others as their canonical spelling: ``JSONNumber``), nulls left out.
+    /// nil when the arguments are larger or deeper than the limits, or a number is out of range: the call is then
+    /// refused, never decided on a trimmed copy (a policy must see everything the upstream will).
     static func cedarValue(_ v: JSONValue, depth: Int = 0) -> Value?? {
         guard depth <= maxArgumentDepth else { return nil }
         switch v {
         case .null: return .some(nil)
         case .bool(let b): return .bool(b)
-        case .number(let n): return Int64(n).map(Value.long) ?? .string(n)
+        case .number(let n): return JSONNumber(n).map { $0.cedar }
         case .string(let s): return .string(s)
         case .array(let items):
             guard items.count <= maxArgumentEntries else { return nil }
@@ -1022,6 +1095,8 @@ public final class MCPGateway: Sendable {
             return .record(r)
         }
     }
+
+    static let numberOutOfRange = "a number's exponent has more than \(JSONNumber.maxExponentDigits) digits"
 
     static let argumentsTooLarge = JSONRPC.RPCError(
         JSONRPC.invalidParams,

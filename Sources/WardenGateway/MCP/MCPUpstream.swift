@@ -23,9 +23,28 @@ public struct UpstreamFailure: Error, Sendable {
 /// An upstream MCP server as the gateway uses it: Warden is the MCP client (its own session, its own request ids, its
 /// own brokered credential), so nothing of the agent's connection or credentials reaches the server.
 protocol MCPUpstream: Sendable {
-    /// Sends a request; returns the server's JSON-RPC response object (a `result` or an `error`).
-    func request(_ method: String, params: JSONValue?) async throws(UpstreamFailure) -> JSONValue
+    /// Sends a request; returns the server's JSON-RPC response object (a `result` or an `error`). With `session` (a
+    /// number from ``openSession()``), only in that session: when Warden has opened a newer one (the server forgot
+    /// the old one, or the process was restarted) the request is not sent and fails with `session_changed`, so the
+    /// caller can re-check what it learned in the old session (the tool catalogue) first.
+    func request(_ method: String, params: JSONValue?, session: Int?) async throws(UpstreamFailure) -> JSONValue
+    /// The number of the current session, opening one when there is none. Each new session has a higher number.
+    func openSession() async throws(UpstreamFailure) -> Int
+    /// The number of the current session, nil when there is none (no I/O).
+    var currentSession: Int? { get }
     func shutdown() async
+}
+
+extension MCPUpstream {
+    /// Sends a request in whatever session is current (a new one when the server forgot it).
+    func request(_ method: String, params: JSONValue?) async throws(UpstreamFailure) -> JSONValue {
+        try await request(method, params: params, session: nil)
+    }
+}
+
+extension UpstreamFailure {
+    /// A request bound to a session that is no longer the current one.
+    static let sessionChanged = UpstreamFailure("session_changed", "a new upstream session was opened")
 }
 
 /// Runs `body` with a deadline that covers all of it (AsyncHTTPClient's own deadline ends at the response head; a
@@ -86,8 +105,16 @@ final class HTTPUpstream: MCPUpstream {
     /// The brokered credential header and value, read at each request (a rotated secret applies at once).
     let credential: @Sendable () -> (String, String)?
     let nextID = Atomic<Int64>(1)
-    let session = Mutex<String?>(nil)
-    let starting = Mutex<Task<String?, any Error>?>(nil)
+    let session = Mutex<Session?>(nil)
+    let starting = Mutex<Task<Session, any Error>?>(nil)
+    /// Sessions opened so far (the number of the last one).
+    let opened = Atomic<Int>(0)
+
+    /// A session: the server's id for it (empty when the server gave none) and Warden's number for it.
+    struct Session: Sendable {
+        let id: String
+        let number: Int
+    }
 
     init(
         url: String, http: HTTPClient, timeout: Int64, maxBytes: Int,
@@ -101,7 +128,7 @@ final class HTTPUpstream: MCPUpstream {
     }
 
     func shutdown() async {
-        guard let id = session.withLock({ $0 }) else { return }
+        guard let id = session.withLock({ $0?.id }) else { return }
         var req = HTTPClientRequest(url: url)
         req.method = .DELETE
         req.headers.add(name: "Mcp-Session-Id", value: id)
@@ -110,30 +137,44 @@ final class HTTPUpstream: MCPUpstream {
         _ = try? await http.execute(req, timeout: .seconds(2))
     }
 
-    func request(_ method: String, params: JSONValue?) async throws(UpstreamFailure) -> JSONValue {
+    func request(_ method: String, params: JSONValue?, session: Int?) async throws(UpstreamFailure) -> JSONValue {
         try await withDeadline(seconds: timeout) { () async throws(UpstreamFailure) -> JSONValue in
-            try await self.exchangeInSession(method, params: params)
+            try await self.exchangeInSession(method, params: params, expected: session)
         }
     }
 
-    func exchangeInSession(_ method: String, params: JSONValue?) async throws(UpstreamFailure) -> JSONValue {
-        var sessionID = try await establish()
+    var currentSession: Int? { session.withLock { $0?.number } }
+
+    func openSession() async throws(UpstreamFailure) -> Int {
+        try await withDeadline(seconds: timeout) { () async throws(UpstreamFailure) -> Int in
+            try await self.establish().number
+        }
+    }
+
+    func exchangeInSession(_ method: String, params: JSONValue?, expected: Int?) async throws(UpstreamFailure)
+        -> JSONValue
+    {
+        var current = try await establish()
+        if let expected, current.number != expected { throw .sessionChanged }
         do {
-            return try await exchange(method, params: params, session: sessionID)
+            return try await exchange(method, params: params, session: current.id)
         } catch let e where e.kind == "session_expired" {
-            // The server forgot the session (restart): one new session, one retry.
-            session.withLock { if $0 == sessionID { $0 = nil } }
-            sessionID = try await establish()
-            return try await exchange(method, params: params, session: sessionID)
+            // The server forgot the session (restart): one new session, one retry — unless the request was bound to
+            // the old session (its caller re-checks the new one first).
+            let old = current.number
+            session.withLock { if $0?.number == old { $0 = nil } }
+            current = try await establish()
+            if expected != nil { throw .sessionChanged }
+            return try await exchange(method, params: params, session: current.id)
         }
     }
 
     /// The current session, initializing one when there is none (one initialization at a time).
-    func establish() async throws(UpstreamFailure) -> String? {
+    func establish() async throws(UpstreamFailure) -> Session {
         if let s = session.withLock({ $0 }) { return s }
-        let task = starting.withLock { t -> Task<String?, any Error> in
+        let task = starting.withLock { t -> Task<Session, any Error> in
             if let t { return t }
-            let n = Task { () async throws -> String? in
+            let n = Task { () async throws -> Session in
                 defer { self.starting.withLock { $0 = nil } }
                 let (response, id) = try await self.post(
                     JSONRPC.request(
@@ -144,8 +185,9 @@ final class HTTPUpstream: MCPUpstream {
                 }
                 _ = try await self.post(
                     JSONRPC.notification(method: "notifications/initialized", params: nil), session: id ?? "")
-                self.session.withLock { $0 = id ?? "" }
-                return id ?? ""
+                let new = Session(id: id ?? "", number: self.opened.wrappingAdd(1, ordering: .relaxed).newValue)
+                self.session.withLock { $0 = new }
+                return new
             }
             t = n
             return n
@@ -350,12 +392,22 @@ final class StdioUpstream: MCPUpstream {
         return env
     }
 
-    func request(_ method: String, params: JSONValue?) async throws(UpstreamFailure) -> JSONValue {
+    func request(_ method: String, params: JSONValue?, session: Int?) async throws(UpstreamFailure) -> JSONValue {
         try await ensureStarted()
-        return try await send(method, params: params)
+        return try await send(method, params: params, session: session)
     }
 
-    func send(_ method: String, params: JSONValue?) async throws(UpstreamFailure) -> JSONValue {
+    /// A session is one process (its generation), from its handshake until it exits.
+    var currentSession: Int? { state.withLock { $0.ready ? $0.generation : nil } }
+
+    func openSession() async throws(UpstreamFailure) -> Int {
+        try await ensureStarted()
+        guard let n = currentSession else { throw UpstreamFailure("unavailable", "the server is restarting") }
+        return n
+    }
+
+    /// Sends a request to the running process; with `session`, only when that process is still the one running.
+    func send(_ method: String, params: JSONValue?, session: Int? = nil) async throws(UpstreamFailure) -> JSONValue {
         let id = String(nextID.wrappingAdd(1, ordering: .relaxed).oldValue)
         let line = Array((JSONRPC.request(id: .number(id), method: method, params: params).serialized + "\n").utf8)
         let timeout = config.timeout
@@ -365,10 +417,19 @@ final class StdioUpstream: MCPUpstream {
                 group.addTask {
                     try await withTaskCancellationHandler {
                         try await withCheckedThrowingContinuation { (c: CheckedContinuation<JSONValue, any Error>) in
+                            var changed = false
                             let target = self.state.withLock { s -> (FileHandle, DispatchQueue)? in
+                                if let session, s.generation != session {
+                                    changed = true
+                                    return nil
+                                }
                                 guard let h = s.stdin, let q = s.writer else { return nil }
                                 s.pending[id] = c
                                 return (h, q)
+                            }
+                            if changed {
+                                c.resume(throwing: UpstreamFailure.sessionChanged)
+                                return
                             }
                             guard let (handle, queue) = target else {
                                 c.resume(throwing: UpstreamFailure("unavailable", "the server is not running"))
