@@ -47,24 +47,16 @@ public struct WardenHTTP: Sendable {
         base = b
     }
 
-    /// Whether requests may carry credentials (admin token, join token, access tokens) to `base`: https anywhere,
-    /// plain http only to this machine.
-    var isSafeForCredentials: Bool {
-        let lower = base.lowercased()
-        if lower.hasPrefix("https://") { return true }
-        guard lower.hasPrefix("http://"), let host = URLComponents(string: base)?.host?.lowercased() else {
-            return false
-        }
-        return host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
+    /// Throws unless requests may carry credentials (admin token, join token, access tokens) to `base`: https
+    /// anywhere, plain http only to a loopback address or `localhost` (``Loopback/checkCredentialsAllowed(to:)``).
+    public func checkCredentialsAllowed(path: String = "/") throws {
+        try Loopback.checkCredentialsAllowed(to: base + path)
     }
 
     public func send(
         _ method: String, _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil
     ) async throws -> WardenResponse {
-        guard isSafeForCredentials else {
-            throw WardenClientError(
-                "refusing to send credentials to \(base): use https, or http only to 127.0.0.1/localhost")
-        }
+        try checkCredentialsAllowed(path: path)
         // A line break in a value (a token read with its newline) is refused here, without the value: the HTTP
         // client's own error would quote it, credential and all.
         for (name, value) in headers where value.utf8.contains(where: { $0 == 10 || $0 == 13 }) {

@@ -92,6 +92,7 @@ public enum LiveSimulation {
         }
 
         func followOnce(_ admin: AdminClient) async {
+            guard (try? admin.http.checkCredentialsAllowed(path: "/v1/admin/risk/alerts")) != nil else { return }
             var request = HTTPClientRequest(url: admin.http.base + "/v1/admin/risk/alerts")
             request.headers.add(name: "Authorization", value: "Bearer \(admin.tokenValue)")
             request.headers.add(name: "Accept", value: "text/event-stream")
@@ -131,6 +132,7 @@ public enum LiveSimulation {
         -> Simulation.Report
     {
         let admin = AdminClient(server: o.server, token: o.adminToken)
+        try admin.http.checkCredentialsAllowed()
         let status = try await admin.call("GET", "/v1/admin/risk")
         guard status["enabled"] == .bool(true) else {
             throw WardenClientError("the server's risk engine is disabled (risk.enabled: false): nothing would detect")

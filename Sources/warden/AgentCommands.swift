@@ -19,6 +19,8 @@ struct AdminOptions: ParsableArguments {
 
     func client() throws -> AdminClient? {
         guard let server else { return nil }
+        // Refused before the token is read and before any network use.
+        try WardenHTTP(server: server).checkCredentialsAllowed()
         return AdminClient(server: server, token: try Self.adminToken(file: adminTokenFile))
     }
 

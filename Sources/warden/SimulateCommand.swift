@@ -1,6 +1,7 @@
 import ArgumentParser
 import Cedar
 import Foundation
+import WardenClient
 import WardenCore
 import WardenGateway
 import WardenSimulation
@@ -80,6 +81,7 @@ struct SimulateCommand: AsyncParsableCommand {
     }
 
     func live(server: String, progress: @escaping @Sendable (String) -> Void) async throws -> Simulation.Report {
+        try WardenHTTP(server: server).checkCredentialsAllowed()
         let token = try AdminOptions.adminToken(file: adminTokenFile)
         guard let colon = upstreamListen.lastIndex(of: ":"), let port = Int(upstreamListen[colon...].dropFirst()),
             (1...65535).contains(port)

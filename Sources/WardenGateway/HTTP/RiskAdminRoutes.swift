@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import ServiceLifecycle
 import WardenCore
 import WardenRisk
 
@@ -56,7 +57,7 @@ enum RiskAdminRoutes {
         }
         admin.get("/alerts") { request, context in
             await AdminRoutes.guarded(cp, request, context) { () throws(WardenError) in
-                guard let (_, stream) = cp.risk.subscribe() else {
+                guard let (id, stream) = cp.risk.subscribe() else {
                     throw WardenError(.storage, "too many alert subscribers")
                 }
                 var headers = HTTPFields()
@@ -65,11 +66,18 @@ enum RiskAdminRoutes {
                 return Response(
                     status: .ok, headers: headers,
                     body: ResponseBody { writer in
-                        try await writer.write(ByteBuffer(string: ": warden risk alerts\n\n"))
-                        for await line in stream {
-                            try await writer.write(
-                                ByteBuffer(
-                                    string: line.isEmpty ? ": keep-alive\n\n" : "event: alert\ndata: \(line)\n\n"))
+                        // Ends when the client goes away (the write fails) or the server begins to shut down: the
+                        // listener's graceful drain waits for every response to end.
+                        try await withGracefulShutdownHandler {
+                            try await writer.write(ByteBuffer(string: ": warden risk alerts\n\n"))
+                            for await line in stream {
+                                try await writer.write(
+                                    ByteBuffer(
+                                        string: line.isEmpty
+                                            ? ": keep-alive\n\n" : "event: alert\ndata: \(line)\n\n"))
+                            }
+                        } onGracefulShutdown: {
+                            cp.risk.unsubscribe(id)
                         }
                         try await writer.finish(nil)
                     })

@@ -79,6 +79,11 @@ public final class RiskHub: Sendable {
         return (id, stream)
     }
 
+    /// Ends the subscriber's stream (at shutdown, so that an open alert stream lets the listener drain).
+    func unsubscribe(_ id: UUID) {
+        subscribers.withLock { $0.removeValue(forKey: id) }?.finish()
+    }
+
     /// How often a quiet alert stream carries a keep-alive comment, milliseconds (tests shorten it).
     let heartbeatMillis = Atomic<Int64>(15_000)
 
