@@ -89,6 +89,17 @@ public final class PolicyEngine: Sendable {
         return Verdict(allowed: true, policies: r.reasons, errors: r.errors, reason: nil, message: "allowed")
     }
 
+    /// Whether ``authorize(_:entities:)`` may allow `request` once the values of `unknownContextKeys` are known (for
+    /// example a tool call's arguments): false when no values can get it allowed. One snapshot, the same rules: a
+    /// forbid that applies, or that errors, whatever the unknowns are denies; one that depends on them does not.
+    public func mayAuthorize(_ request: Request, unknownContextKeys: Set<String>, entities: Entities) -> Bool {
+        let snapshot = current.withLock { $0 }
+        let r = authorizer.isAuthorized(
+            request, unknownContextKeys: unknownContextKeys, policies: snapshot.policies, entities: entities)
+        guard !r.errors.contains(where: { snapshot.forbids.contains($0.policyID) }) else { return false }
+        return r.mayBeAllowed
+    }
+
     /// The `.cedar` files of `sources` (directories are read one level deep, files sorted by name).
     static func files(_ sources: [String]) throws(WardenError) -> [String] {
         var out: [String] = []
