@@ -123,10 +123,6 @@ public final class Gateway: Sendable {
         var trust: Int?
         var canonicalPath: String?
         do throws(Refusal) {
-            // 0. A source that keeps failing authentication waits, before any signature is checked.
-            if let wait = cp.sources.blocked(source) {
-                throw rateLimited(wait, "for unauthenticated requests from this address")
-            }
             // 1. Authenticate.
             let (agent, entry) = try await authenticate(request, context: context, base: base, mutualTLS: mutualTLS)
             who = agent
@@ -268,6 +264,10 @@ public final class Gateway: Sendable {
     func authenticate(
         _ request: Request, context: WardenRequestContext, base: String, mutualTLS: Bool
     ) async throws(Refusal) -> (AuthenticatedAgent, AgentDirectory.Entry) {
+        // A source that keeps failing authentication waits, before any signature is checked.
+        if let wait = cp.sources.blocked(WardenRouter.source(context)) {
+            throw rateLimited(wait, "for unauthenticated requests from this address")
+        }
         var who: AuthenticatedAgent?
         var authorization: String?
         var certificate: ClientCertificate?

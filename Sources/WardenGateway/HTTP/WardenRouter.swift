@@ -110,7 +110,9 @@ public enum WardenRouter {
         }
 
         router.get("/v1/whoami") { request, context in
-            await respond(cp, style: .protected, audit: ("authenticate", request, context)) { () throws(WardenError) in
+            if let limited = limitedSource(cp, nil, context) { return limited }
+            return await respond(cp, style: .protected, audit: ("authenticate", request, context)) {
+                () throws(WardenError) in
                 let who = try authenticate(
                     cp, request, base: base, certificate: try await bearerCertificate(request, context))
                 var pairs: [(String, JSONValue)] = [
@@ -129,7 +131,9 @@ public enum WardenRouter {
         }
 
         router.post("/v1/svid") { request, context in
-            await respond(cp, style: .protected, audit: ("svid.issue", request, context)) { () throws(WardenError) in
+            if let limited = limitedSource(cp, nil, context) { return limited }
+            return await respond(cp, style: .protected, audit: ("svid.issue", request, context)) {
+                () throws(WardenError) in
                 let who = try authenticate(
                     cp, request, base: base, certificate: try await bearerCertificate(request, context))
                 let json = try parseJSON(try await HTTPSupport.body(request, limit: HTTPSupport.maxJSONBytes))
@@ -161,9 +165,11 @@ public enum WardenRouter {
 
     /// 429 with `Retry-After` when the client's address has used up its requests to `endpoint` (`enroll`, `token`)
     /// or its unauthenticated refusals; counted in the source's refusal summary.
-    static func limitedSource(_ cp: ControlPlane, _ endpoint: String, _ context: WardenRequestContext) -> Response? {
+    static func limitedSource(_ cp: ControlPlane, _ endpoint: String?, _ context: WardenRequestContext) -> Response? {
         let source = source(context)
-        guard let wait = cp.sources.blocked(source) ?? cp.sources.take(endpoint, source) else { return nil }
+        guard let wait = cp.sources.blocked(source) ?? endpoint.flatMap({ cp.sources.take($0, source) }) else {
+            return nil
+        }
         cp.sources.refused(source, reason: "rate_limited", now: cp.now())
         var response = HTTPSupport.json(
             .tooManyRequests,

@@ -163,7 +163,10 @@ public final class MCPGateway: Sendable {
                 request, context: context, base: base, mutualTLS: mutualTLS)
         } catch {
             metrics.count(server: label, method: "auth", outcome: error.error.auditReason)
-            if error.error.code != .useDPoPNonce {
+            if error.error.code != .useDPoPNonce, error.who == nil {
+                // Naming no agent: summarised per source (`SourceGuard`), as on /r/.
+                cp.sources.refused(WardenRouter.source(context), reason: error.error.auditReason, now: cp.now())
+            } else if error.error.code != .useDPoPNonce {
                 try? cp.audit.submit(
                     AuditEvent(
                         kind: .decision, action: "mcp:connect",
