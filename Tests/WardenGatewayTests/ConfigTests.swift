@@ -29,7 +29,9 @@ struct ConfigTests {
             parsing: """
                 policies: [./p1, ./p2.cedar]
                 rate_limits: {per_agent: 6000/m, burst: 50}
-                limits: {max_connections: 100, max_body_bytes: 2048, upstream_timeout: 10s}
+                limits: {max_connections: 100, max_body_bytes: 2048, upstream_timeout: 10s, header_timeout: 5s,
+                  idle_timeout: 30s, max_connections_per_source: 16, max_header_bytes: 8192, max_headers: 50,
+                  unauthenticated_per_source: {rate: 2/s, burst: 10}, token_per_source: {rate: 600/m}}
                 routes:
                   billing:
                     upstream: http://127.0.0.1:9001/api/
@@ -48,6 +50,11 @@ struct ConfigTests {
                     agent: kb-agent
                 """, file: "w.yaml")
         #expect(c.policySources == ["./p1", "./p2.cedar"])
+        #expect(c.limits.headerTimeout == 5 && c.limits.idleTimeout == 30 && c.limits.maxConnectionsPerSource == 16)
+        #expect(c.limits.maxHeaderBytes == 8192 && c.limits.maxHeaders == 50)
+        #expect(c.limits.perSource.unauthenticated == RateLimit(perSecond: 2, burst: 10))
+        #expect(c.limits.perSource.token == RateLimit(perSecond: 10, burst: 10))
+        #expect(c.limits.perSource.enroll == SourceGuard.Limits().enroll)
         #expect(c.rateLimitPerAgent == RateLimit(perSecond: 100, burst: 50))
         let billing = try #require(c.routes["billing"])
         #expect(billing.segment == "finance" && billing.service == "billing")
@@ -137,6 +144,9 @@ struct ConfigTests {
             ("routes: {a: {upstream: 'http://u:p@h'}}\n", "routes.a.upstream"),
             ("rate_limits: {per_agent: 10/fortnight}\n", "rate_limits.per_agent"),
             ("limits: {max_connections: 0}\n", "limits.max_connections"),
+            ("limits: {header_timeout: forever}\n", "limits.header_timeout"),
+            ("limits: {max_headers: 2}\n", "limits.max_headers"),
+            ("limits: {token_per_source: {rate: lots}}\n", "limits.token_per_source.rate"),
             ("policies: 7\n", "policies"),
             ("trust_domain: Upper.Case\n", "trust_domain"),
             ("bogus: 1\n", "unknown key"),

@@ -137,6 +137,9 @@ public struct GatewayLimits: Sendable, Hashable {
     public var maxHeaderBytes = 32 * 1024
     /// Most header fields in a request.
     public var maxHeaders = 100
+    /// Per client address: unauthenticated refusals, enrollments and token requests (`SourceGuard`). Behind a
+    /// reverse proxy every client has the proxy's address: raise these there.
+    public var perSource = SourceGuard.Limits()
 
     /// The connection guard's settings.
     public var connectionLimits: ConnectionLimits {

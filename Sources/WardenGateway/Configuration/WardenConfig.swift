@@ -200,12 +200,18 @@ public struct WardenConfig: Sendable, Hashable {
                     }
                     if k == "header_timeout" { c.limits.headerTimeout = s } else { c.limits.idleTimeout = s }
                 case "max_connections_per_source": c.limits.maxConnectionsPerSource = try count(1...1_000_000)
+                case "unauthenticated_per_source":
+                    c.limits.perSource.unauthenticated = try Self.parseRate(v, path, key: "rate", fail: fail)
+                case "enroll_per_source":
+                    c.limits.perSource.enroll = try Self.parseRate(v, path, key: "rate", fail: fail)
+                case "token_per_source":
+                    c.limits.perSource.token = try Self.parseRate(v, path, key: "rate", fail: fail)
                 case "max_header_bytes": c.limits.maxHeaderBytes = try count(1024...(1 << 20))
                 case "max_headers": c.limits.maxHeaders = try count(8...10_000)
                 default:
                     throw fail(
                         path,
-                        "unknown key (known: max_connections, max_connections_per_source, max_header_bytes, max_headers, header_timeout, idle_timeout, max_body_bytes, max_concurrent_per_route, upstream_timeout)"
+                        "unknown key (known: max_connections, max_connections_per_source, unauthenticated_per_source, enroll_per_source, token_per_source, max_header_bytes, max_headers, header_timeout, idle_timeout, max_body_bytes, max_concurrent_per_route, upstream_timeout)"
                     )
                 }
             }

@@ -71,7 +71,7 @@ public final class ControlPlane: Sendable {
     public let revocations: RevocationList
     public let authenticator: RequestAuthenticator
     /// Per-source limits on unauthenticated work, and the summaries of refusals that name no agent.
-    public let sources = SourceGuard()
+    public let sources: SourceGuard
 
     /// Writes the refusal summaries whose window has ended (all of them at shutdown).
     public func flushRefusalSummaries(all: Bool = false) {
@@ -177,6 +177,7 @@ public final class ControlPlane: Sendable {
         self.nonceSource = nonceSource
         if config.dpopRequireNonce { proofs.nonces = nonceSource }
         self.guardsAssertions = guardRestart
+        self.sources = SourceGuard(limits: config.limits.perSource)
         if guardRestart { proofs.startGuard = .init(notBefore: now() + proofs.skew, nonces: nonceSource) }
         self.authenticator = RequestAuthenticator(tokens: tokens, proofs: proofs)
         var trusted: [String: TrustedIssuer] = [:]
