@@ -82,6 +82,10 @@ public struct WardenError: Error, Hashable, Sendable, CustomStringConvertible {
     public let reason: String?
     public let file: String
     public let line: Int
+    /// The SPIFFE ID of the agent whose credentials had verified when the request was refused (a quarantined
+    /// agent's genuine token request, a replayed assertion with a valid signature): the refusal is that agent's and
+    /// is recorded as such. Nil when the credentials proved nothing. Not part of equality.
+    public var agent: String?
 
     public init(_ code: Code, _ message: String, reason: String? = nil, file: String = #fileID, line: Int = #line) {
         self.code = code
@@ -89,6 +93,13 @@ public struct WardenError: Error, Hashable, Sendable, CustomStringConvertible {
         self.reason = reason
         self.file = file
         self.line = line
+    }
+
+    /// This error, attributed to `agent` (a SPIFFE ID) unless it already names one.
+    public func naming(_ agent: String) -> WardenError {
+        var e = self
+        if e.agent == nil { e.agent = agent }
+        return e
     }
 
     /// The reason code recorded for a refusal: ``reason`` when set, else the wire code.

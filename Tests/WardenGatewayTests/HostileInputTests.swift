@@ -188,6 +188,59 @@ struct HostileInputTests {
         }
     }
 
+    @Test("what could slip past a policy is refused: over 64 query parameters, PHP spellings of _method, %25")
+    func reviewFindings() async throws {
+        try await withGateway { env in
+            let a = try env.f.agent("support-bot")
+            let many = (0..<64).map { "a\($0)=1" }.joined(separator: "&") + "&debug=1"
+            var r = try await env.call(a, .get, "/r/tickets/x?" + many)
+            #expect(r.status == .badRequest && r.json?["reason"]?.stringValue == "invalid_path")
+            r = try await env.call(a, .get, "/r/tickets/x?" + (0..<63).map { "a\($0)=1" }.joined(separator: "&"))
+            #expect(r.status == .ok)
+            for spelling in ["_method", ".method", "%2Emethod", "%5Bmethod", "%20method", "+method"] {
+                r = try await env.call(a, .post, "/r/tickets/x?\(spelling)=DELETE", body: "{}")
+                #expect(r.json?["reason"]?.stringValue == "method_override", "\(spelling)")
+            }
+            r = try await env.call(a, .get, "/r/tickets/%2561dmin")
+            #expect(r.status == .badRequest)
+            // Header names with underscores never go upstream (CGI-style servers read them as dashes).
+            var h = HTTPFields()
+            h[HTTPField.Name("X_Forwarded_Host")!] = "evil.example"
+            h[HTTPField.Name("X_HTTP_Method_Override")!] = "DELETE"
+            r = try await env.call(a, .get, "/r/tickets/y", headers: h)
+            #expect(r.status == .ok)
+            let seen = try #require(env.upstream.requests.last)
+            #expect(!seen.headers.contains { $0.0.contains("_") || $0.1 == "evil.example" || $0.1 == "DELETE" })
+            #expect(env.upstream.requests.count == 2)
+        }
+    }
+
+    @Test("a refusal after the agent's credentials verified is recorded as the agent's, not summarised")
+    func attributedEndpointRefusals() async throws {
+        try await withGateway { env in
+            let a = try env.f.agent("support-bot")
+            try env.f.cp.transition(agent: a.id, to: .quarantined, reason: "test")
+            var allowed = CharacterSet.alphanumerics
+            allowed.insert(charactersIn: "-._~")
+            let body = try env.f.form(a).map {
+                "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: allowed)!)"
+            }.joined(separator: "&")
+            var h = HTTPFields()
+            h[.contentType] = "application/x-www-form-urlencoded"
+            h[HTTPField.Name("DPoP")!] = try env.f.tokenProof(a)
+            let r = try await env.client.execute(
+                uri: "/v1/token", method: .post, headers: h, body: ByteBuffer(string: body))
+            #expect(r.status == .badRequest)
+            #expect(r.json?["error"]?.stringValue == "unauthorized_client")
+            await env.f.cp.audit.flush()
+            let entries = try env.f.cp.audit.entries(after: 0, limit: 10_000).compactMap { try? JSONValue.parse($0.1) }
+            let refusal = try #require(entries.last { $0["action"]?.stringValue == "token.request" })
+            #expect(refusal["agent"]?.stringValue == a.id)
+            #expect(refusal["decision"]?.stringValue == "deny")
+            #expect(env.f.cp.sources.refusalCount == 0)
+        }
+    }
+
     @Test("an agent's own refusals are still recorded one by one")
     func attributedRefusalsRecorded() async throws {
         try await withGateway { env in

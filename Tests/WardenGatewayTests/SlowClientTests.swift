@@ -103,6 +103,8 @@ struct SlowClientTests {
         limits.maxConnectionsPerSource = 8
         limits.headerTimeout = 3
         limits.idleTimeout = 1
+        limits.bodyTimeout = 2
+        limits.sendTimeout = 2
         limits.maxHeaders = 20
         limits.maxHeaderBytes = 4096
         let sources = SourceConnections(limit: limits.maxConnectionsPerSource)
@@ -148,6 +150,13 @@ struct SlowClientTests {
             idle.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             #expect(await idle.answer(within: 5).hasPrefix("HTTP/1.1 200"))
             #expect(await idle.closed(within: 5))
+            // A body promised and never sent (or trickled slower than the body timeout) is not a way around the head
+            // deadline: the connection is closed once the client keeps Warden waiting for its next bytes.
+            let slowBody = try RawSocket(from: "127.0.0.5", to: port)
+            slowBody.send(
+                "POST /v1/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                    + "DPoP: x\r\nContent-Length: 1000\r\n\r\ngrant_type=")
+            #expect(await slowBody.closed(within: 8))
             // Too many header fields, or too large a head: refused, never buffered without bound.
             let many = try RawSocket(from: "127.0.0.4", to: port)
             many.send(

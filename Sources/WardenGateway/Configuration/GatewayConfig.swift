@@ -133,6 +133,10 @@ public struct GatewayLimits: Sendable, Hashable {
     public var headerTimeout: Int64 = 10
     /// Seconds a kept-alive connection may wait for its next request.
     public var idleTimeout: Int64 = 60
+    /// Seconds a client may take to send the next bytes of a body Warden is ready to read.
+    public var bodyTimeout: Int64 = 30
+    /// Seconds a client may leave a ready response unread.
+    public var sendTimeout: Int64 = 30
     /// Largest request head (request line and header fields), bytes; also the largest single header field.
     public var maxHeaderBytes = 32 * 1024
     /// Most header fields in a request.
@@ -145,7 +149,8 @@ public struct GatewayLimits: Sendable, Hashable {
     public var connectionLimits: ConnectionLimits {
         ConnectionLimits(
             headerTimeout: .seconds(headerTimeout), idleTimeout: .seconds(idleTimeout),
-            maxPerSource: maxConnectionsPerSource)
+            maxPerSource: maxConnectionsPerSource, bodyTimeout: .seconds(bodyTimeout),
+            sendTimeout: .seconds(sendTimeout))
     }
 
     public init() {}

@@ -194,11 +194,16 @@ public struct WardenConfig: Sendable, Hashable {
                         throw fail(path, "must be a duration from 1s to 1h")
                     }
                     c.limits.upstreamTimeout = s
-                case "header_timeout", "idle_timeout":
+                case "header_timeout", "idle_timeout", "body_timeout", "send_timeout":
                     guard let s = Self.durationValue(v), (1...3600).contains(s) else {
                         throw fail(path, "must be a duration from 1s to 1h")
                     }
-                    if k == "header_timeout" { c.limits.headerTimeout = s } else { c.limits.idleTimeout = s }
+                    switch k {
+                    case "header_timeout": c.limits.headerTimeout = s
+                    case "idle_timeout": c.limits.idleTimeout = s
+                    case "body_timeout": c.limits.bodyTimeout = s
+                    default: c.limits.sendTimeout = s
+                    }
                 case "max_connections_per_source": c.limits.maxConnectionsPerSource = try count(1...1_000_000)
                 case "unauthenticated_per_source":
                     c.limits.perSource.unauthenticated = try Self.parseRate(v, path, key: "rate", fail: fail)
@@ -211,7 +216,7 @@ public struct WardenConfig: Sendable, Hashable {
                 default:
                     throw fail(
                         path,
-                        "unknown key (known: max_connections, max_connections_per_source, unauthenticated_per_source, enroll_per_source, token_per_source, max_header_bytes, max_headers, header_timeout, idle_timeout, max_body_bytes, max_concurrent_per_route, upstream_timeout)"
+                        "unknown key (known: max_connections, max_connections_per_source, unauthenticated_per_source, enroll_per_source, token_per_source, max_header_bytes, max_headers, header_timeout, idle_timeout, body_timeout, send_timeout, max_body_bytes, max_concurrent_per_route, upstream_timeout)"
                     )
                 }
             }

@@ -75,13 +75,20 @@ public final class ControlPlane: Sendable {
 
     /// Writes the refusal summaries whose window has ended (all of them at shutdown).
     public func flushRefusalSummaries(all: Bool = false) {
-        for e in sources.due(now: now(), all: all) { try? audit.submit(e) }
+        for (source, summary) in sources.due(now: now(), all: all) {
+            do throws(WardenError) {
+                try audit.submit(SourceGuard.event(source: source, summary))
+            } catch {
+                // Kept (and merged with what comes) for the next flush: the counts are not lost to a failing log.
+                sources.requeue(source, summary)
+            }
+        }
     }
 
     /// Whether client assertion ids are kept in the store (across restarts).
     let guardsAssertions: Bool
-    /// The DPoP nonces of this process.
-    let nonceSource: DPoPNonceSource
+    /// The DPoP nonces of this process (the restart guard's).
+    let processNonces: DPoPNonceSource
     /// The Cedar policy set (hot-reloadable).
     public let policies: PolicyEngine
     /// Brokered upstream credentials.
@@ -169,16 +176,18 @@ public final class ControlPlane: Sendable {
             now: now)
         proofs.maxAge = config.dpopMaxAge
         proofs.skew = min(config.clockSkew, 5)
-        // Nonces are this process's own (the data directory's key mixed with a random salt): none issued before a
-        // restart is good after it, so a nonce proves that a proof was made for this process.
+        // Required nonces come from the data directory's key (replicas sharing it accept each other's); the restart
+        // guard's are this process's own (that key mixed with a random salt), so none issued before a restart is
+        // good after it and such a nonce proves that a proof was made for this process.
         let salt = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
-        let nonceSource = DPoPNonceSource(
+        let processNonces = DPoPNonceSource(
             key: SymmetricKey(data: Array(HMAC<SHA256>.authenticationCode(for: salt, using: directory.nonceKey))))
-        self.nonceSource = nonceSource
-        if config.dpopRequireNonce { proofs.nonces = nonceSource }
+        self.processNonces = processNonces
+        let sharedNonces = DPoPNonceSource(key: directory.nonceKey)
+        if config.dpopRequireNonce { proofs.nonces = sharedNonces }
         self.guardsAssertions = guardRestart
         self.sources = SourceGuard(limits: config.limits.perSource)
-        if guardRestart { proofs.startGuard = .init(notBefore: now() + proofs.skew, nonces: nonceSource) }
+        if guardRestart { proofs.startGuard = .init(notBefore: now() + proofs.skew, nonces: processNonces) }
         self.authenticator = RequestAuthenticator(tokens: tokens, proofs: proofs)
         var trusted: [String: TrustedIssuer] = [:]
         for (iss, file) in config.subjectIssuers {
@@ -217,9 +226,9 @@ public final class ControlPlane: Sendable {
     /// was refused for that retries with it.
     public func currentNonce() -> String? {
         let p = authenticator.proofs
-        if p.nonces != nil { return nonceSource.current(now: now()) }
-        if let g = p.startGuard, now() < g.notBefore + p.maxAge { return nonceSource.current(now: now()) }
-        return nil
+        let t = now()
+        if let g = p.startGuard, t < g.notBefore + p.maxAge { return processNonces.current(now: t) }
+        return p.nonces?.current(now: t)
     }
 
     /// Whether proofs made before this process started could still be presented without a nonce: until then
@@ -482,6 +491,19 @@ public final class ControlPlane: Sendable {
     func authenticateClient(
         _ form: [String: String], dpop: String?, base: String, certificate: ClientCertificate?
     ) throws(WardenError) -> (AgentRecord, TokenBinding) {
+        // Once a credential has verified, a refusal is that agent's (recorded on its own, not summarised).
+        var verified: String?
+        do throws(WardenError) {
+            return try authenticateClient(form, dpop: dpop, base: base, certificate: certificate, verified: &verified)
+        } catch {
+            throw verified.map { error.naming($0) } ?? error
+        }
+    }
+
+    func authenticateClient(
+        _ form: [String: String], dpop: String?, base: String, certificate: ClientCertificate?,
+        verified: inout String?
+    ) throws(WardenError) -> (AgentRecord, TokenBinding) {
         let endpoint = base + "/v1/token"
         var record: AgentRecord?
         var key: AgentDirectory.EnrolledKey?
@@ -500,9 +522,20 @@ public final class ControlPlane: Sendable {
             guard let entry = agents.entry(assertion.clientID.description), let k = entry.key else {
                 throw WardenError(.invalidClient, "the agent is not registered or not enrolled")
             }
-            try ClientAssertion.verify(
-                assertion, key: k.publicKey, audiences: [endpoint, tokenEndpoint, issuer], now: now(),
-                replayCache: assertionReplay, skew: config.clockSkew)
+            do throws(WardenError) {
+                try ClientAssertion.verify(
+                    assertion, key: k.publicKey, audiences: [endpoint, tokenEndpoint, issuer], now: now(),
+                    replayCache: assertionReplay, skew: config.clockSkew)
+            } catch {
+                // Signed by the agent's key but refused (replayed, expired, wrong audience): the agent's refusal.
+                if (try? assertion.jws.verifyES256(with: k.publicKey, code: .invalidClient, what: "client assertion"))
+                    != nil
+                {
+                    verified = entry.record.spiffeID.description
+                }
+                throw error
+            }
+            verified = entry.record.spiffeID.description
             if guardsAssertions {
                 // Kept in the store for the assertion's longest life, so a restart does not forget it.
                 var h = SHA256()
@@ -527,6 +560,7 @@ public final class ControlPlane: Sendable {
             guard let r = record ?? agents.agent(certificate.spiffeID.description), r.keyThumbprint != nil else {
                 throw WardenError(.invalidClient, "the client certificate's agent is not registered or not enrolled")
             }
+            verified = r.spiffeID.description
             guard r.state == .active else { throw WardenError(.unauthorizedClient, "the agent is \(r.state.rawValue)") }
             return (r, .certificate(x5t: certificate.thumbprint))
         }
@@ -552,6 +586,17 @@ public final class ControlPlane: Sendable {
         }
         let (client, binding) = try authenticateClient(
             form, dpop: dpop, base: base ?? issuer, certificate: certificate)
+        do throws(WardenError) {
+            return try token(form: form, grant: grant, client: client, binding: binding)
+        } catch {
+            throw error.naming(client.spiffeID.description)
+        }
+    }
+
+    /// The rest of ``token(form:dpop:base:certificate:)`` once the client is authenticated.
+    func token(form: [String: String], grant: String, client: AgentRecord, binding: TokenBinding)
+        throws(WardenError) -> TokenResponse
+    {
         if form["resource"] != nil && form["audience"] != nil {
             throw WardenError(.invalidRequest, "give audience or resource, not both")
         }
@@ -759,7 +804,11 @@ public final class ControlPlane: Sendable {
         let (claims, entry) = try verifyCredentials(
             authorization: authorization, dpop: dpop, method: method, path: path, base: base, certificate: certificate)
         let who = AuthenticatedAgent(claims: claims, agent: entry.record)
-        try admit(who, key: entry.key, certificate: certificate)
+        do throws(WardenError) {
+            try admit(who, key: entry.key, certificate: certificate)
+        } catch {
+            throw error.naming(entry.record.spiffeID.description)
+        }
         return who
     }
 

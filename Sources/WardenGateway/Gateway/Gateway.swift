@@ -312,7 +312,12 @@ public final class Gateway: Sendable {
     /// The canonical path under the route and the checked query (`RequestTarget`), refused with 400 when malformed.
     static func target(_ rest: Substring, query: String?) throws(Refusal) -> String {
         do throws(RequestTarget.Invalid) {
-            if let query { try RequestTarget.checkQuery(Substring(query)) }
+            if let query {
+                try RequestTarget.checkQuery(Substring(query))
+                guard query.utf8.lazy.filter({ $0 == UInt8(ascii: "&") }).count < maxQueryParameters else {
+                    throw RequestTarget.Invalid(message: "the query has more than \(maxQueryParameters) parameters")
+                }
+            }
             return try RequestTarget.canonicalPath(rest)
         } catch {
             throw Refusal(
@@ -329,7 +334,14 @@ public final class Gateway: Sendable {
     /// A method override (header, or the `_method` query parameter Rails and Laravel honour) is refused: the upstream
     /// would act on a method the policy never saw.
     static func checkMethodOverride(_ request: Request, query: Set<Value>) throws(Refusal) {
-        if methodOverrides.contains(where: { request.headers[$0] != nil }) || query.contains(.string("_method")) {
+        // `_method` as PHP reads it too: `.`, ` ` and `[` in a parameter name become `_`.
+        let override = query.contains { v in
+            guard case .string(let name) = v, name.utf8.count == 7 else { return false }
+            return name.utf8.dropFirst().elementsEqual("method".utf8)
+                && [UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: " "), UInt8(ascii: "[")].contains(
+                    name.utf8.first!)
+        }
+        if methodOverrides.contains(where: { request.headers[$0] != nil }) || override {
             throw Refusal(
                 status: .badRequest,
                 error: WardenError(
@@ -411,11 +423,15 @@ public final class Gateway: Sendable {
         )
     }
 
-    /// The names of the query parameters (at most 64, percent-decoded).
+    /// The most query parameters a request may have (more are refused: every one must reach Cedar).
+    static let maxQueryParameters = 64
+
+    /// The names of the query parameters (percent-decoded); at most ``maxQueryParameters`` are read, and a query with
+    /// more is refused by ``target(_:query:)``.
     static func queryKeys(_ query: String?) -> Set<Value> {
         guard let query, !query.isEmpty else { return [] }
         var out = Set<Value>()
-        for pair in query.split(separator: "&").prefix(64) {
+        for pair in query.split(separator: "&").prefix(maxQueryParameters) {
             let name = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]
             let decoded = String(name).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(name)
             if !decoded.isEmpty { out.insert(.string(decoded)) }
@@ -524,8 +540,10 @@ public final class Gateway: Sendable {
         var out: [(String, String)] = []
         for field in headers {
             let name = field.name.canonicalName
+            // A name with `_` is dropped (as nginx does by default): CGI-style upstreams read `X_Forwarded_Host` as
+            // `X-Forwarded-Host`, which would slip past the names and prefixes above.
             if Self.hopByHop.contains(name) || Self.agentOnly.contains(name) || connectionTokens.contains(name)
-                || Self.strippedPrefixes.contains(where: { name.hasPrefix($0) })
+                || Self.strippedPrefixes.contains(where: { name.hasPrefix($0) }) || name.utf8.contains(0x5F)
                 || name == injected
             {
                 continue
@@ -573,7 +591,7 @@ public final class Gateway: Sendable {
         let query = request.uri.query.flatMap { $0.isEmpty ? nil : $0 }
         guard target.hasPrefix(route.prefix + "/"),
             let url = URL(string: route.base + target + (query.map { "?" + $0 } ?? "")),
-            let view = RequestTarget.clientView(of: url), view.path == target, view.query == query
+            !url.path.isEmpty, let view = RequestTarget.clientView(of: url), view.path == target, view.query == query
         else {
             route.inFlight.subtract(1, ordering: .relaxed)
             metrics.upstreamError(route: route.config.name, kind: "target")

@@ -8,7 +8,8 @@ import WardenCore
 /// - only the characters RFC 3986 allows in a path (`pchar` and `/`) may appear raw; anything else is refused;
 /// - every `%` starts a two-hex-digit escape, and the decoded bytes must be valid UTF-8 (no overlong forms, no
 ///   truncated sequences, no `%ff`); an encoded `/` or `\`, a NUL or any other control character is refused;
-/// - `;` (path parameters) is refused, raw or encoded, so that `;/admin` cannot hide a segment from a policy;
+/// - `;` (path parameters) is refused, raw or encoded, so that `;/admin` cannot hide a segment from a policy; so is
+///   an encoded `%` (`%25`), which an upstream that decodes twice would read as another escape;
 /// - `.` and `..` segments, raw or encoded, are refused; empty segments (`//`) are collapsed;
 /// - the result is re-encoded one way: unreserved characters, sub-delimiters (but `;`), `:` and `@` raw, every other
 ///   byte as `%XX` with upper-case hex. So `%61dmin`, `//admin` and `/admin` are all `/admin`.
@@ -53,6 +54,8 @@ public enum RequestTarget {
             if b < 0x20 || b == 0x7F { throw Invalid(message: "the path has control characters") }
             if b == UInt8(ascii: "\\") { throw Invalid(message: "the path has backslashes") }
             if b == UInt8(ascii: ";") { throw Invalid(message: "path parameters (';') are not allowed") }
+            // An encoded `%` would be decoded again by an upstream or proxy that decodes twice (`%2561` → `a`).
+            if b == UInt8(ascii: "%") { throw Invalid(message: "the path has an encoded '%'") }
         }
         // Segments: empty ones collapsed, dot segments refused; then re-encoded one way.
         var out: [UInt8] = []

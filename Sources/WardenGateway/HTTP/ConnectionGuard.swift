@@ -17,13 +17,22 @@ public struct ConnectionLimits: Sendable {
     public var headerTimeout: Duration
     /// Between the end of a response and the first byte of the next request on a kept-alive connection.
     public var idleTimeout: Duration
-    /// Open connections per source address (IPv4 address, or IPv6 address).
+    /// Open connections per source address (an IPv4 address, an IPv6 /64; `SourceGuard.key`).
     public var maxPerSource: Int
+    /// While Warden is ready to read more of a request body: the longest wait for its next bytes.
+    public var bodyTimeout: Duration
+    /// While a response cannot be written because the client does not read it: the longest wait.
+    public var sendTimeout: Duration
 
-    public init(headerTimeout: Duration = .seconds(10), idleTimeout: Duration = .seconds(60), maxPerSource: Int = 128) {
+    public init(
+        headerTimeout: Duration = .seconds(10), idleTimeout: Duration = .seconds(60), maxPerSource: Int = 128,
+        bodyTimeout: Duration = .seconds(30), sendTimeout: Duration = .seconds(30)
+    ) {
         self.headerTimeout = headerTimeout
         self.idleTimeout = idleTimeout
         self.maxPerSource = maxPerSource
+        self.bodyTimeout = bodyTimeout
+        self.sendTimeout = sendTimeout
     }
 }
 
@@ -109,7 +118,7 @@ struct GuardedChannel<Base: ServerChildChannel>: ServerChildChannel {
     let sources: SourceConnections
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        let source = channel.remoteAddress?.ipAddress ?? "unknown"
+        let source = SourceGuard.key(channel.remoteAddress?.ipAddress)
         let admitted = sources.admit(source)
         if admitted {
             let sources = self.sources
@@ -136,26 +145,34 @@ struct GuardedChannel<Base: ServerChildChannel>: ServerChildChannel {
     }
 }
 
-/// Sees the connection's raw bytes (before TLS and HTTP decoding) and enforces the head and idle deadlines; the
-/// `RequestWatcher` behind the HTTP decoder tells it when a head is complete and when a response has ended.
+/// Sees the connection's raw bytes (before TLS and HTTP decoding) and enforces its deadlines; the `RequestWatcher`
+/// behind the HTTP decoder tells it when a request's head and body are complete and when a response has ended.
+///
+/// - Waiting for a request: the head deadline (from the connection's start, or from the first byte of a later
+///   request) or the idle timeout (a kept-alive connection with nothing sent yet).
+/// - Reading a body: each time Warden asks for more bytes (NIO's `read`), the client has `bodyTimeout` to send
+///   some. Time during which Warden does not ask (its handler, or a slow upstream, applies backpressure) is not the
+///   client's and is not counted.
+/// - Answering: no deadline while Warden works (the upstream deadline bounds it), except `sendTimeout` while the
+///   client does not take what is ready to be written.
 final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    enum State {
-        /// Waiting for a request: the connection is new (`first`) or kept alive after a response.
-        case waiting(first: Bool)
-        /// Some of a request's head has arrived.
-        case readingHead
-        /// `outstanding` requests have a complete head and no finished response.
-        case busy(outstanding: Int)
-    }
-
     let limits: ConnectionLimits
     let sources: SourceConnections
-    var state = State.waiting(first: true)
+    /// Requests whose head arrived and whose response has not ended.
+    var requests = 0
+    /// Of them, those whose body is still arriving.
+    var bodies = 0
+    /// Bytes of a request's head have arrived (none of its head complete yet).
+    var readingHead = false
+    /// No request has been read yet (the head deadline runs from the connection's start).
+    var first = true
+    /// The armed deadline is the send timeout.
+    var stalled = false
     var timer: Scheduled<Void>?
     var context: ChannelHandlerContext?
 
@@ -171,45 +188,75 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
-        timer = nil
+        cancel()
         self.context = nil
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        timer?.cancel()
-        timer = nil
+        cancel()
         context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .waiting(let first) = state {
-            state = .readingHead
-            // The head deadline runs from the first byte (from the connection's start for its first request).
-            if !first { arm(limits.headerTimeout) }
+        if requests == 0 {
+            if !readingHead {
+                readingHead = true
+                // The head deadline runs from the first byte (from the connection's start for its first request).
+                if !first { arm(limits.headerTimeout) }
+            }
+        } else if bodies > 0, !stalled {
+            // Progress on the body: the next `read` starts the wait again.
+            cancel()
         }
         context.fireChannelRead(data)
     }
 
-    /// A request's head is complete: no deadline while it is served (the upstream deadline bounds it).
-    func headReceived() {
-        switch state {
-        case .busy(let n): state = .busy(outstanding: n + 1)
-        default: state = .busy(outstanding: 1)
+    func read(context: ChannelHandlerContext) {
+        // Warden is ready for more of a body: from now on, the wait is the client's.
+        if bodies > 0, !stalled { arm(limits.bodyTimeout) }
+        context.read()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if !context.channel.isWritable, requests > 0 {
+            stalled = true
+            arm(limits.sendTimeout)
+        } else if context.channel.isWritable, stalled {
+            stalled = false
+            cancel()
         }
-        timer?.cancel()
-        timer = nil
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// A request's head is complete; its body, if any, follows.
+    func headReceived() {
+        requests += 1
+        bodies += 1
+        readingHead = false
+        first = false
+        if !stalled { cancel() }
+    }
+
+    /// A request's body is complete: no deadline while it is served (the upstream deadline bounds it).
+    func bodyEnded() {
+        guard bodies > 0 else { return }
+        bodies -= 1
+        if bodies == 0, !stalled { cancel() }
     }
 
     /// A response has been written whole: with nothing else outstanding, the idle deadline starts.
     func responseEnded() {
-        guard case .busy(let n) = state else { return }
-        if n > 1 {
-            state = .busy(outstanding: n - 1)
-        } else {
-            state = .waiting(first: false)
-            arm(limits.idleTimeout)
+        guard requests > 0 else { return }
+        requests -= 1
+        if requests == 0 {
+            stalled = false
+            if !readingHead { arm(limits.idleTimeout) }
         }
+    }
+
+    func cancel() {
+        timer?.cancel()
+        timer = nil
     }
 
     func arm(_ after: Duration) {
@@ -237,7 +284,11 @@ final class RequestWatcher: ChannelDuplexHandler, RemovableChannelHandler {
     init(_ guardHandler: ConnectionGuardHandler) { self.guardHandler = guardHandler }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .head = unwrapInboundIn(data) { guardHandler.headReceived() }
+        switch unwrapInboundIn(data) {
+        case .head: guardHandler.headReceived()
+        case .end: guardHandler.bodyEnded()
+        case .body: break
+        }
         context.fireChannelRead(data)
     }
 

@@ -140,7 +140,12 @@ public enum WardenRouter {
                 guard let csr = json["csr"]?.stringValue else {
                     throw WardenError(.invalidRequest, "the body must be {\"csr\": \"<PEM>\"}")
                 }
-                let (chain, bundle, expires) = try cp.issueSVID(csrPEM: csr, for: who)
+                let (chain, bundle, expires): (String, String, Int64)
+                do throws(WardenError) {
+                    (chain, bundle, expires) = try cp.issueSVID(csrPEM: csr, for: who)
+                } catch {
+                    throw error.naming(who.agent.spiffeID.description)
+                }
                 return HTTPSupport.json(
                     .ok,
                     .object([
@@ -227,7 +232,8 @@ public enum WardenRouter {
             // failure (the store recorded it with the enrollment it ended).
             if let (action, request, context) = audit, error.code != .useDPoPNonce, error.code != .attestationFailed {
                 cp.auditDenial(
-                    action: action, error: error, resource: request.uri.path, source: source(context))
+                    action: action, error: error, resource: request.uri.path, source: source(context),
+                    agent: error.agent.flatMap { cp.agents.agent($0) })
             }
             response = HTTPSupport.response(error, style: style, nonce: nonce)
         }

@@ -113,7 +113,10 @@ public struct DPoPVerifier: Sendable {
             throw WardenError(code, Self.keyMismatch)
         }
         if let nonces {
-            guard let n = claims["nonce"]?.stringValue, nonces.isValid(n, now: t) else {
+            // A nonce of the restart guard's (handed out in the first seconds after a start) is as good.
+            guard let n = claims["nonce"]?.stringValue,
+                nonces.isValid(n, now: t) || startGuard?.nonces.isValid(n, now: t) == true
+            else {
                 throw WardenError(.useDPoPNonce, "the DPoP proof must carry the server's current nonce")
             }
         }
