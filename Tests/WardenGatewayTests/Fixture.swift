@@ -132,3 +132,14 @@ extension TestResponse {
 func claims(_ jwt: String) throws -> JSONValue {
     try CompactJWS(jwt, what: "token", code: .invalidToken).payload
 }
+
+/// The system's python3 for stdio MCP servers; nil, with the reason printed, when there is none (the test skips).
+func systemPython3() -> String? {
+    guard
+        let python = ["/usr/bin/python3", "/usr/local/bin/python3"].first(where: FileManager.default.isExecutableFile)
+    else {
+        print("skipped: no python3 in /usr/bin or /usr/local/bin")
+        return nil
+    }
+    return python
+}

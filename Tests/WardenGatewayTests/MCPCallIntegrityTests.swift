@@ -89,13 +89,7 @@ struct MCPCallIntegrityTests {
 
     @Test("stdio: a restarted process's changed tool is refused on the next call, without waiting for refresh")
     func restartedStdio() async throws {
-        guard
-            let python = ["/usr/bin/python3", "/usr/local/bin/python3"].first(
-                where: FileManager.default.isExecutableFile)
-        else {
-            print("skipped: no python3 in /usr/bin or /usr/local/bin")
-            return
-        }
+        guard let python = systemPython3() else { return }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("stdio-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }

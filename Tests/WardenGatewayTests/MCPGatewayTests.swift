@@ -632,13 +632,7 @@ let stdioServerScript = #"""
 struct MCPStdioTests {
     @Test("started on first use with a minimal environment, restarted with backoff after it exits")
     func supervision() async throws {
-        guard
-            let python = ["/usr/bin/python3", "/usr/local/bin/python3"].first(
-                where: FileManager.default.isExecutableFile)
-        else {
-            print("skipped: no python3 in /usr/bin or /usr/local/bin")
-            return
-        }
+        guard let python = systemPython3() else { return }
         let script = FileManager.default.temporaryDirectory.appendingPathComponent("stdio-\(UUID().uuidString).py").path
         try stdioServerScript.write(toFile: script, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: script) }
