@@ -49,6 +49,7 @@ nginx_conf proxy 18081 'proxy_pass http://bench_upstream; proxy_http_version 1.1
 $BIN/GatewayBenchmark setup --dir "$WORK" --agents 16
 $BIN/warden serve --config "$WORK/warden.yaml" > "$WORK/warden.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do curl -fsS http://127.0.0.1:18443/healthz >/dev/null 2>&1 && break; sleep 0.1; done
+# /readyz: proofs made in the first seconds after a start need the server's nonce (the restart replay guard).
+for _ in $(seq 1 200); do curl -fsS http://127.0.0.1:18443/readyz >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fsS http://127.0.0.1:18080/hello >/dev/null && curl -fsS http://127.0.0.1:18081/hello >/dev/null
 $BIN/GatewayBenchmark run --dir "$WORK" "$@"

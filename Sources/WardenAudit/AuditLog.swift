@@ -606,6 +606,16 @@ public final class AuditLog: AuditAppender {
         }
     }
 
+    /// The time of the newest entry, microseconds since the epoch (nil for an empty log). Every decision is an entry,
+    /// so this is a high-water mark of the clock of whoever wrote the log last (the restart guard uses it).
+    public func latestTime() throws(WardenError) -> Int64? {
+        let text = try store.read { db in
+            try String.fetchOne(
+                db, sql: "SELECT json_extract(entry, '$.time') FROM audit_log ORDER BY seq DESC LIMIT 1")
+        }
+        return text.flatMap(AuditEvent.parseRFC3339)
+    }
+
     /// The last sequence number whose entry is older than `micros` (0 when none).
     public func lastSeq(before micros: Int64) throws(WardenError) -> Int64 {
         try store.read { db in

@@ -344,6 +344,34 @@ struct RestartTests {
         }
     }
 
+    @Test(
+        "a clock stepped back across a restart does not reopen the replay window: it starts after the log's newest entry"
+    )
+    func clockSteppedBack() async throws {
+        let f = try Fixture()
+        let a = try f.agent("support-bot")
+        let token = try f.token(a)
+        // The previous process's clock was an hour ahead: its audit entries say so.
+        let ahead = f.clock.now + 3600
+        let before = try ControlPlane(config: f.config, now: { ahead }, auditClock: { ahead * 1_000_000 })
+        try before.audit.submit(AuditEvent(kind: .system, action: "test.mark", actor: "system"))
+        await before.audit.flush()
+        let after = try ControlPlane(config: f.config, now: f.clock.closure, guardRestart: true)
+        #expect(after.inStartWindow)
+        let proof = try a.signer.proof(
+            method: "GET", url: after.url(path: "/v1/whoami"), accessToken: token, now: f.clock.now)
+        #expect(throws: WardenError(.useDPoPNonce, "")) {
+            try after.authenticate(authorization: "DPoP \(token)", dpop: proof, method: "GET", path: "/v1/whoami")
+        }
+        // With this process's nonce the agent gets through.
+        let nonce = try #require(after.currentNonce())
+        let withNonce = try a.signer.proof(
+            method: "GET", url: after.url(path: "/v1/whoami"), accessToken: token, nonce: nonce, now: f.clock.now)
+        #expect(
+            try after.authenticate(authorization: "DPoP \(token)", dpop: withNonce, method: "GET", path: "/v1/whoami")
+                .agent.id == a.record.id)
+    }
+
     @Test("a trust score lowered before a restart is in force before the first request after it")
     func trustSurvivesRestart() async throws {
         try await withGateway { env in

@@ -187,7 +187,12 @@ public final class ControlPlane: Sendable {
         if config.dpopRequireNonce { proofs.nonces = sharedNonces }
         self.guardsAssertions = guardRestart
         self.sources = SourceGuard(limits: config.limits.perSource)
-        if guardRestart { proofs.startGuard = .init(notBefore: now() + proofs.skew, nonces: processNonces) }
+        if guardRestart {
+            // From the later of now and the newest audit entry (every accepted call wrote one): a clock stepped back
+            // across the restart does not reopen the window in which a proof accepted before it could be replayed.
+            let lastWritten = (try directory.audit.latestTime()).map { $0 / 1_000_000 + 1 } ?? 0
+            proofs.startGuard = .init(notBefore: max(now(), lastWritten) + proofs.skew, nonces: processNonces)
+        }
         self.authenticator = RequestAuthenticator(tokens: tokens, proofs: proofs)
         var trusted: [String: TrustedIssuer] = [:]
         for (iss, file) in config.subjectIssuers {
