@@ -1,3 +1,6 @@
+// Why this file is long: it holds the MCP front end whole (both protocol eras, every method, the Cedar and audit
+// steps); the one-enforcement-core issue moves authentication, decision and recording into shared pipeline stages
+// and splits what stays by method.
 import AsyncHTTPClient
 import Cedar
 import Crypto
