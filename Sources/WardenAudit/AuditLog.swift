@@ -1,3 +1,5 @@
+// Why this file is long: the log is one writer (group commit, hash chain, Merkle nodes, checkpoints) whose parts share
+// one lock and one state; readers and exports already live in their own files.
 import Cedar
 import Crypto
 import Dispatch

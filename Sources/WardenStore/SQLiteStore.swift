@@ -1,3 +1,5 @@
+// Why this file is long: one SQLite store with its migrations in one place; the one-enforcement-core issue splits the
+// storage protocols by owner (and adds PostgreSQL), which is where this file is cut up.
 import Cedar
 import Foundation
 import GRDB

@@ -1,3 +1,5 @@
+// Why this file is long: the JSON Schema subset is one validator with one keyword table; splitting it by keyword would
+// scatter the bounds (depth, size, work) that keep it safe on hostile schemas.
 import Cedar
 import Foundation
 

@@ -1,3 +1,5 @@
+// Why this file is long: both upstream transports (streamable HTTP and supervised stdio) share the session numbering
+// and framing here; the data-path issue replaces the HTTP one.
 import AsyncHTTPClient
 import Cedar
 import Foundation
