@@ -101,7 +101,7 @@ struct RiskContainmentTests {
             // The engine revokes every token the victim held (bounded wait for the consumer).
             var revoked = false
             for _ in 0..<400 {
-                if env.f.cp.risk.revokedBefore(victim.id) != nil {
+                if env.f.cp.risk.cutOffSecond(victim.id) != nil {
                     revoked = true
                     break
                 }
@@ -139,14 +139,14 @@ struct RiskContainmentTests {
             let alert = try #require(alerts.first { $0["reason"]?.stringValue == "stolen_token" })
             #expect(alert["details"]?["actions"]?.stringValue == "alert,revoke")
             #expect(alerts.filter { $0["reason"]?.stringValue == "stolen_token" }.count == 1)
-            #expect(env.f.cp.risk.revokedBefore(other.id) == nil)
+            #expect(env.f.cp.risk.cutOffSecond(other.id) == nil)
             // Expired: past its lifetime, the other agent's genuine token with the thief's proof names nobody either.
             env.f.clock.advance(3600)
             #expect(
                 try await env.call(other, .get, "/r/tickets/v1/ok", token: otherToken, proofKey: thief).status
                     == .unauthorized)
             try await Self.drain(engine)
-            #expect(env.f.cp.risk.revokedBefore(other.id) == nil)
+            #expect(env.f.cp.risk.cutOffSecond(other.id) == nil)
             #expect(alert["details"]?["containment_ms"]?.stringValue.flatMap(Double.init).map { $0 < 100 } == true)
         }
     }

@@ -59,7 +59,7 @@ extension ControlPlane {
             !revocations.isRevoked(claims.jti)
         else { return nil }
         if let certificate, certificate.spiffeID == claims.agent { return nil }
-        if let cutoff = risk.revokedBefore(claims.agent.description), claims.issuedAt < cutoff { return nil }
+        if risk.isCutOff(agent: claims.agent.description, issuedAt: claims.issuedAt, jti: claims.jti) { return nil }
         return agents.entry(claims.agent.description)
     }
 
@@ -73,7 +73,7 @@ extension ControlPlane {
         guard !revocations.isRevoked(claims.jti) else {
             throw WardenError(.invalidToken, "the access token is revoked", reason: "token_revoked")
         }
-        if let cutoff = risk.revokedBefore(claims.agent.description), claims.issuedAt < cutoff {
+        if risk.isCutOff(agent: claims.agent.description, issuedAt: claims.issuedAt, jti: claims.jti) {
             throw WardenError(.invalidToken, "the access token is revoked", reason: "token_revoked")
         }
         switch record.state {

@@ -317,10 +317,14 @@ extension ControlPlane {
     }
 
     func sign(_ c: AccessTokenContents) throws(WardenError) -> String {
+        let token: String
         do {
-            return try AccessTokenIssuer(key: keys.current, issuer: issuer).issue(c)
+            token = try AccessTokenIssuer(key: keys.current, issuer: issuer).issue(c)
         } catch {
             throw WardenError(.storage, "the token could not be signed")
         }
+        // The holder of the token's key (as `AccessTokenClaims.agent` reads it), for the engine's cut-offs.
+        risk.noteIssued(agent: c.actors.first ?? c.subject, issuedAt: c.issuedAt, jti: c.jti)
+        return token
     }
 }

@@ -16,8 +16,27 @@ public final class RiskHub: Sendable {
     /// agent SPIFFE ID → until (seconds since the epoch).
     let throttled = Mutex<[String: Double]>([:])
     let approvalRequired = Mutex<[String: Double]>([:])
-    /// agent SPIFFE ID → tokens issued before this second are revoked.
-    let tokensRevokedBefore = Mutex<[String: Int64]>([:])
+    /// agent SPIFFE ID → the tokens the engine revoked (`Cutoff`).
+    let tokenCutoffs = Mutex<[String: Cutoff]>([:])
+    /// agent SPIFFE ID → the ids of the tokens issued to it in its latest second of issuance (bounded).
+    let issuedInSecond = Mutex<[String: Issued]>([:])
+    /// Token ids remembered per agent and second; beyond it, a revocation in that second takes all of its tokens.
+    static let maxIssuedPerSecond = 256
+
+    /// Tokens revoked by the engine: every one issued before `second`, and of those issued in `second` itself the
+    /// ones issued before the revocation (`sameSecond`, or all of them when they were too many to remember). A token
+    /// issued after the revocation, even in the same second, is good: a victim renews at once.
+    struct Cutoff: Sendable {
+        var second: Int64
+        var sameSecond: Set<String>
+        var wholeSecond: Bool
+    }
+
+    struct Issued: Sendable {
+        var second: Int64
+        var jtis: [String]
+        var overflow: Bool
+    }
     /// Live alert subscribers (`GET /v1/admin/risk/alerts`), bounded.
     let subscribers = Mutex<[UUID: AsyncStream<String>.Continuation]>([:])
     static let maxSubscribers = 64
@@ -51,7 +70,49 @@ public final class RiskHub: Sendable {
         }
     }
 
-    func revokedBefore(_ agent: String) -> Int64? { tokensRevokedBefore.withLock { $0[agent] } }
+    /// Records a token issued to `agent` (the holder of its key), for cut-offs in the same second.
+    func noteIssued(agent: String, issuedAt: Int64, jti: String) {
+        issuedInSecond.withLock { all in
+            var i = all[agent] ?? Issued(second: issuedAt, jtis: [], overflow: false)
+            if i.second != issuedAt {
+                guard issuedAt > i.second else { return }  // an older second: a cut-off there takes it whole anyway
+                i = Issued(second: issuedAt, jtis: [], overflow: false)
+            }
+            if i.jtis.count < Self.maxIssuedPerSecond { i.jtis.append(jti) } else { i.overflow = true }
+            all[agent] = i
+        }
+    }
+
+    /// Revokes every token issued to `agent` so far (at `now`); tokens issued after this call are not affected.
+    func cutOff(agent: String, now: Int64) {
+        let issued = issuedInSecond.withLock { $0[agent] }
+        let sameSecond = issued.flatMap { $0.second == now ? $0 : nil }
+        tokenCutoffs.withLock { all in
+            var c = Cutoff(
+                second: now, sameSecond: Set(sameSecond?.jtis ?? []), wholeSecond: sameSecond?.overflow ?? false)
+            // Issued in a later second than `now` (a clock that stepped back): those are taken whole.
+            if let i = issued, i.second > now { c = Cutoff(second: i.second + 1, sameSecond: [], wholeSecond: false) }
+            if let old = all[agent] {
+                if old.second > c.second {
+                    c = old
+                } else if old.second == c.second {
+                    c.sameSecond.formUnion(old.sameSecond)
+                    c.wholeSecond = c.wholeSecond || old.wholeSecond
+                }
+            }
+            all[agent] = c
+        }
+    }
+
+    /// The second of the engine's latest cut-off for `agent`, if any.
+    func cutOffSecond(_ agent: String) -> Int64? { tokenCutoffs.withLock { $0[agent]?.second } }
+
+    /// Whether the engine revoked the token `jti` of `agent`, issued at `issuedAt`.
+    func isCutOff(agent: String, issuedAt: Int64, jti: String) -> Bool {
+        guard let c = tokenCutoffs.withLock({ $0[agent] }) else { return false }
+        if issuedAt < c.second { return true }
+        return issuedAt == c.second && (c.wholeSecond || c.sameSecond.contains(jti))
+    }
 
     /// A new subscriber to the alert stream (JSON lines); nil when there are too many.
     func subscribe() -> (UUID, AsyncStream<String>)? {
@@ -151,8 +212,7 @@ final class ControlPlaneRiskActions: RiskActions {
 
     func revokeTokens(agentID: String, reason: String) throws {
         guard let entry = cp.agents.entry(agentID), entry.record.state != .pending else { throw NothingToContain() }
-        let cutoff = cp.now() + 1
-        cp.risk.tokensRevokedBefore.withLock { $0[agentID] = max($0[agentID] ?? 0, cutoff) }
+        cp.risk.cutOff(agent: agentID, now: cp.now())
         try? cp.audit.submit(
             AuditEvent(
                 kind: .system, action: "token.revoke_all", actor: "risk-engine", agent: agentID,
