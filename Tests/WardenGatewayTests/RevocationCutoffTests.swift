@@ -1,7 +1,11 @@
+import Cedar
+import Crypto
 import Foundation
 import HTTPTypes
+import NIOCore
 import Testing
 import WardenCore
+import WardenIdentity
 
 @testable import WardenGateway
 
@@ -52,5 +56,57 @@ struct RevocationCutoffTests {
             hub.isCutOff(agent: other, issuedAt: 100, jti: "a") && hub.isCutOff(agent: other, issuedAt: 100, jti: "b"))
         hub.cutOff(agent: other, now: 90)
         #expect(hub.isCutOff(agent: other, issuedAt: 99, jti: "c"))
+    }
+}
+
+/// Credential stuffing at the token endpoint is seen by the risk engine like stuffing at `/r/` (issue: detection that
+/// holds on real traffic): by source address, without charging the agent a forged assertion names.
+@Suite("Risk engine: refusals at the token endpoint (live listener)")
+struct TokenEndpointStuffingTests {
+    @Test(
+        "forty forged client assertions raise a denial-burst alert for the source, and the named agent keeps its trust")
+    func stuffing() async throws {
+        try await withGateway { env in
+            let (engine, consumer) = RiskContainmentTests.engine(env)
+            defer {
+                engine.stop()
+                consumer.cancel()
+            }
+            let victim = try env.f.agent("support-bot")
+            let attacker = P256.Signing.PrivateKey()
+            var allowed = CharacterSet.alphanumerics
+            allowed.insert(charactersIn: "-._~")
+            for _ in 0..<40 {
+                // Signed with the attacker's key in the victim's name, with a proof of the attacker's key.
+                let assertion = try ClientAssertion.sign(
+                    clientID: victim.id, audience: env.f.cp.tokenEndpoint, key: attacker, now: env.f.clock.now)
+                let form = [
+                    "grant_type": "client_credentials", "client_assertion_type": ClientAssertion.type,
+                    "client_assertion": assertion,
+                ].map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: allowed)!)" }
+                    .joined(separator: "&")
+                var h = HTTPFields()
+                h[.contentType] = "application/x-www-form-urlencoded"
+                h[HTTPField.Name("DPoP")!] = try DPoPProofSigner(key: attacker).proof(
+                    method: "POST", url: env.f.cp.tokenEndpoint, now: env.f.clock.now)
+                let r = try await env.client.execute(
+                    uri: "/v1/token", method: .post, headers: h, body: ByteBuffer(string: form))
+                #expect(r.status == .unauthorized || r.status == .badRequest)
+            }
+            try await RiskContainmentTests.drain(engine)
+            await env.f.cp.audit.flush()
+            let alerts = try env.f.cp.audit.entries(after: 0, limit: 10_000).compactMap { try? JSONValue.parse($0.1) }
+                .filter { $0["action"]?.stringValue == "risk.alert" }
+            #expect(
+                alerts.contains {
+                    $0["reason"]?.stringValue == "denial_burst" && $0["source"]?.stringValue == "127.0.0.1"
+                        && $0["agent"] == nil
+                })
+            #expect(engine.snapshot(agentID: "source:127.0.0.1") != nil)
+            // The agent the forgeries named is not charged with them.
+            #expect(engine.snapshot(agentID: victim.id) == nil)
+            #expect(env.f.cp.trust.score(try env.f.cp.agent(victim.id)) == 70)
+            #expect(env.f.cp.agents.entry(victim.id)?.record.state == .active)
+        }
     }
 }

@@ -474,19 +474,33 @@ public final class ControlPlane: Sendable {
 
     /// Records a refused request (authentication failures at protected endpoints, refused enrollments, bad admin
     /// credentials) without waiting: the request is denied whatever happens to its record.
+    ///
+    /// The risk engine sees it too, as the gateway's refusals are seen: by source address when it names no agent
+    /// (credential stuffing at the token endpoint, join-token guessing), as the agent's refusal when its credentials
+    /// verified. An agent merely named by an unverified credential (a forged assertion's `iss`) is not charged with it:
+    /// anyone could otherwise lower a victim's trust, or have it throttled, by forging assertions in its name.
     public func auditDenial(
         action: String, error: WardenError, resource: String?, source: String?, agent: AgentRecord? = nil
     ) {
+        // A genuine but revoked token is a containment's consequence, not new behaviour (as on the gateway).
+        if agent == nil || error.auditReason != "token_revoked" {
+            risk.submit(
+                RiskEvent(
+                    time: Double(now()),
+                    agentID: agent?.spiffeID.description ?? "source:" + (source ?? "unknown"),
+                    roles: agent?.manifest.roles ?? [], kind: agent == nil ? .authFailure : .call,
+                    resource: String((resource ?? action).prefix(256)), allowed: false, reason: error.auditReason))
+        }
         // A refusal that names no agent is summarised per source (`SourceGuard`), not written one by one.
-        guard agent != nil else {
+        guard let agent else {
             sources.refused(source, reason: error.auditReason, now: now())
             return
         }
         try? audit.submit(
             AuditEvent(
-                kind: .decision, action: action, actor: agent?.spiffeID.description ?? "unauthenticated",
-                agent: agent?.spiffeID.description, agentID: agent?.id, resource: resource, decision: .deny,
-                reason: error.auditReason, source: source, message: error.message))
+                kind: .decision, action: action, actor: agent.spiffeID.description, agent: agent.spiffeID.description,
+                agentID: agent.id, resource: resource, decision: .deny, reason: error.auditReason, source: source,
+                message: error.message))
     }
 
     // MARK: SVIDs and metadata

@@ -227,11 +227,14 @@ final class ControlPlaneRiskActions: RiskActions {
             ("actions", a.actions.map(\.rawValue).joined(separator: ",")),
         ]
         if let ms = a.containmentMillis { details.append(("containment_ms", String(format: "%.1f", ms))) }
+        // An alert about a source address (refusals that named no agent) names the address, not an agent: the audit
+        // entry's `agent` is always a SPIFFE ID.
+        let source = a.agentID.hasPrefix("source:") ? String(a.agentID.dropFirst(7)) : nil
         try? cp.audit.submit(
             AuditEvent(
-                kind: .system, action: "risk.alert", actor: "risk-engine", agent: a.agentID, agentID: entry?.record.id,
-                resource: a.resource, reason: a.findings.first?.detector, trust: a.trust,
-                message: String(summary.prefix(1000)),
+                kind: .system, action: "risk.alert", actor: "risk-engine", agent: source == nil ? a.agentID : nil,
+                agentID: entry?.record.id, resource: a.resource, reason: a.findings.first?.detector,
+                trust: source == nil ? a.trust : nil, source: source, message: String(summary.prefix(1000)),
                 details: details))
         var pairs: [(String, JSONValue)] = [
             ("agent", .string(a.agentID)), ("severity", .string(a.severity.name)), ("trust", .number(String(a.trust))),
