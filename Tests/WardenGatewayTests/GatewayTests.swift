@@ -41,6 +41,16 @@ final class Upstream: Sendable {
                         method: request.method.rawValue, path: request.uri.path, query: request.uri.query,
                         headers: request.headers.map { ($0.name.rawName, $0.value) }, bodyBytes: body.readableBytes))
             }
+            if request.uri.path.hasSuffix("/stream") {
+                // Six 50,000-byte chunks with no Content-Length: a chunked response.
+                let chunk = ByteBuffer(repeating: UInt8(ascii: "s"), count: 50_000)
+                return Response(
+                    status: .ok, headers: [.contentType: "text/plain"],
+                    body: ResponseBody { writer in
+                        for _ in 0..<6 { try await writer.write(chunk) }
+                        try await writer.finish(nil)
+                    })
+            }
             if request.uri.path.hasSuffix("/big") {
                 // Larger than the gateway reads whole: streamed back in chunks.
                 let chunk = ByteBuffer(repeating: UInt8(ascii: "b"), count: 50_000)

@@ -110,3 +110,36 @@ struct TokenEndpointStuffingTests {
         }
     }
 }
+
+/// The bytes an `/r/` call moves reach the risk engine as counted while they stream (issue: detection that holds on
+/// real traffic): a chunked response or upload is no longer 0 bytes to the volume detectors.
+@Suite("Risk engine: bytes counted as they stream (live gateway)")
+struct StreamedBytesTests {
+    @Test("a chunked 300 kB response is counted in full, as is a small one read whole")
+    func streamedBytes() async throws {
+        try await withGateway { env in
+            let (engine, consumer) = RiskContainmentTests.engine(env)
+            defer {
+                engine.stop()
+                consumer.cancel()
+            }
+            let a = try env.f.agent("support-bot")
+            // The upstream answers /stream with six 50,000-byte chunks and no Content-Length.
+            let big = try await env.call(a, .get, "/r/tickets/stream")
+            #expect(big.status == .ok && big.body.readableBytes == 300_000)
+            #expect(big.headers[.contentLength] == nil)
+            // Small, known-length answers are counted too (read whole).
+            let small = try await env.call(a, .get, "/r/tickets/small")
+            #expect(small.status == .ok)
+            // The stream's end is reported when the response body has gone out; wait for the engine (bounded).
+            var counted: Int64 = 0
+            for _ in 0..<500 {
+                try await RiskContainmentTests.drain(engine)
+                counted = engine.snapshot(agentID: a.id)?.baseline.bytesLast24h(now: Double(env.f.clock.now)) ?? 0
+                if counted >= 300_000 + Int64(small.body.readableBytes) { break }
+                try await Task.sleep(for: .milliseconds(2))
+            }
+            #expect(counted == 300_000 + Int64(small.body.readableBytes))
+        }
+    }
+}

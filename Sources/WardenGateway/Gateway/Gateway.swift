@@ -198,13 +198,17 @@ public final class Gateway: Sendable {
             metrics.decisionLatency.observe(micros: decisionMicros)
             metrics.allowed(route: route.config.name)
             // 7. Forward.
+            // The risk engine sees the call when the exchange ends, with the bytes that actually moved each way
+            // (chunked and streamed bodies included), not what `Content-Length` announced.
             let response = await forward(
                 request, route: route, path: canonical, who: agent, credential: credential, source: source,
-                length: length, proto: base.hasPrefix("https") ? "https" : "http", host: Self.authority(of: base))
+                length: length, proto: base.hasPrefix("https") ? "https" : "http", host: Self.authority(of: base)
+            ) { [self] bytesIn, bytesOut in
+                observe(
+                    agent, route: route, routeName: routeName, allowed: true, reason: nil, bytesIn: bytesIn,
+                    bytesOut: bytesOut, source: source)
+            }
             metrics.requestLatency.observe(micros: Self.micros(ContinuousClock.now - start))
-            observe(
-                agent, route: route, routeName: routeName, allowed: true, reason: nil, bytesIn: Int64(length ?? 0),
-                bytesOut: response.headers[.contentLength].flatMap { Int64($0) } ?? 0, source: source)
             return response
         } catch {
             let latency = Self.micros(ContinuousClock.now - start)
@@ -443,12 +447,14 @@ public final class Gateway: Sendable {
 
     func forward(
         _ request: Request, route: Route, path: String, who: AuthenticatedAgent,
-        credential: (HTTPField.Name, String)?, source: String?, length: Int?, proto: String, host: String
+        credential: (HTTPField.Name, String)?, source: String?, length: Int?, proto: String, host: String,
+        exchanged: @escaping @Sendable (_ bytesIn: Int64, _ bytesOut: Int64) -> Void
     ) async -> Response {
         let limit = route.config.maxConcurrent
         guard route.inFlight.add(1, ordering: .relaxed).newValue <= limit else {
             route.inFlight.subtract(1, ordering: .relaxed)
             metrics.upstreamError(route: route.config.name, kind: "busy")
+            exchanged(0, 0)
             return Self.upstreamFailure(
                 .serviceUnavailable, "upstream_busy", "too many requests in flight on this route")
         }
@@ -463,6 +469,7 @@ public final class Gateway: Sendable {
         else {
             route.inFlight.subtract(1, ordering: .relaxed)
             metrics.upstreamError(route: route.config.name, kind: "target")
+            exchanged(0, 0)
             return Self.upstreamFailure(
                 .badRequest, "invalid_path", "the request target cannot be forwarded exactly as it was decided on")
         }
@@ -502,6 +509,7 @@ public final class Gateway: Sendable {
         } catch {
             await upload.finished(within: .seconds(route.config.timeout))
             route.inFlight.subtract(1, ordering: .relaxed)
+            exchanged(upload.bytes.load(ordering: .relaxed), 0)
             return upstreamError(error, route: route, who: who, request: request)
         }
         // The agent's body must be read to its end (or abandoned) by the upload before this handler returns:
@@ -530,13 +538,19 @@ public final class Gateway: Sendable {
             defer { route.inFlight.subtract(1, ordering: .relaxed) }
             do {
                 let buffer = try await response.body.collect(upTo: contentLength)
+                exchanged(upload.bytes.load(ordering: .relaxed), Int64(buffer.readableBytes))
                 return Response(status: status, headers: headers, body: .init(byteBuffer: buffer))
             } catch {
+                exchanged(upload.bytes.load(ordering: .relaxed), 0)
                 return upstreamError(error, route: route, who: who, request: request)
             }
         }
         let body = ReleasingBody(
-            base: response.body, release: ReleasingBody.Release { route.inFlight.subtract(1, ordering: .relaxed) })
+            base: response.body,
+            release: ReleasingBody.Release { [upload] bytesOut in
+                route.inFlight.subtract(1, ordering: .relaxed)
+                exchanged(upload.bytes.load(ordering: .relaxed), bytesOut)
+            })
         return Response(status: status, headers: headers, body: ResponseBody(asyncSequence: body))
     }
 

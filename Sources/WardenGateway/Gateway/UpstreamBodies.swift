@@ -23,6 +23,8 @@ final class BodyUpload: Sendable {
     }
 
     let state = Mutex(State())
+    /// Bytes of the agent's body handed to the upstream so far.
+    let bytes = Atomic<Int64>(0)
 
     func start() { state.withLock { $0.started = true } }
 
@@ -98,6 +100,7 @@ struct LimitedBody<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable wher
                 }
                 seen += b.readableBytes
                 if seen > limit { throw TooLarge() }
+                ending.upload.bytes.add(Int64(b.readableBytes), ordering: .relaxed)
                 return b
             } catch {
                 ending.upload.finish()
@@ -111,17 +114,20 @@ struct LimitedBody<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable wher
     }
 }
 
-/// The upstream's response body, releasing the route's in-flight slot when it ends, fails or is dropped unread.
+/// The upstream's response body, counting the bytes that pass and releasing the route's in-flight slot when it ends,
+/// fails or is dropped unread.
 struct ReleasingBody<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable where Base.Element == ByteBuffer {
     typealias Element = ByteBuffer
     let base: Base
     let release: Release
 
+    /// Called once when the body ends, fails or is dropped, with the bytes that passed.
     final class Release: Sendable {
         let done = Atomic<Bool>(false)
-        let onEnd: @Sendable () -> Void
-        init(_ onEnd: @escaping @Sendable () -> Void) { self.onEnd = onEnd }
-        func fire() { if !done.exchange(true, ordering: .relaxed) { onEnd() } }
+        let bytes = Atomic<Int64>(0)
+        let onEnd: @Sendable (Int64) -> Void
+        init(_ onEnd: @escaping @Sendable (Int64) -> Void) { self.onEnd = onEnd }
+        func fire() { if !done.exchange(true, ordering: .relaxed) { onEnd(bytes.load(ordering: .relaxed)) } }
         deinit { fire() }
     }
 
@@ -134,6 +140,7 @@ struct ReleasingBody<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable wh
                     release.fire()
                     return nil
                 }
+                release.bytes.add(Int64(b.readableBytes), ordering: .relaxed)
                 return b
             } catch {
                 release.fire()
