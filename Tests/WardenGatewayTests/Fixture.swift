@@ -143,3 +143,11 @@ func systemPython3() -> String? {
     }
     return python
 }
+
+/// A form body (`application/x-www-form-urlencoded`): unreserved characters kept, everything else percent-encoded.
+func formBody(_ form: [String: String]) -> String {
+    var allowed = CharacterSet.alphanumerics
+    allowed.insert(charactersIn: "-._~")
+    return form.map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: allowed)!)" }.joined(
+        separator: "&")
+}

@@ -220,11 +220,7 @@ struct HostileInputTests {
         try await withGateway { env in
             let a = try env.f.agent("support-bot")
             try env.f.cp.transition(agent: a.id, to: .quarantined, reason: "test")
-            var allowed = CharacterSet.alphanumerics
-            allowed.insert(charactersIn: "-._~")
-            let body = try env.f.form(a).map {
-                "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: allowed)!)"
-            }.joined(separator: "&")
+            let body = formBody(try env.f.form(a))
             var h = HTTPFields()
             h[.contentType] = "application/x-www-form-urlencoded"
             h[HTTPField.Name("DPoP")!] = try env.f.tokenProof(a)

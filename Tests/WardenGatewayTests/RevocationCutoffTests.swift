@@ -74,17 +74,14 @@ struct TokenEndpointStuffingTests {
             }
             let victim = try env.f.agent("support-bot")
             let attacker = P256.Signing.PrivateKey()
-            var allowed = CharacterSet.alphanumerics
-            allowed.insert(charactersIn: "-._~")
             for _ in 0..<40 {
                 // Signed with the attacker's key in the victim's name, with a proof of the attacker's key.
                 let assertion = try ClientAssertion.sign(
                     clientID: victim.id, audience: env.f.cp.tokenEndpoint, key: attacker, now: env.f.clock.now)
-                let form = [
+                let form = formBody([
                     "grant_type": "client_credentials", "client_assertion_type": ClientAssertion.type,
                     "client_assertion": assertion,
-                ].map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: allowed)!)" }
-                    .joined(separator: "&")
+                ])
                 var h = HTTPFields()
                 h[.contentType] = "application/x-www-form-urlencoded"
                 h[HTTPField.Name("DPoP")!] = try DPoPProofSigner(key: attacker).proof(

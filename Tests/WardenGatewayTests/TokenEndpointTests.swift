@@ -25,12 +25,7 @@ struct TokenEndpointTests {
         }
     }
 
-    func encode(_ form: [String: String]) -> String {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        return form.map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: allowed)!)" }.joined(
-            separator: "&")
-    }
+    func encode(_ form: [String: String]) -> String { formBody(form) }
 
     @Test("client credentials over HTTP: a DPoP token bound to the agent's key")
     func clientCredentials() async throws {
