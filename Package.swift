@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "WardenIdentity", targets: ["WardenIdentity"]),
         .library(name: "WardenStore", targets: ["WardenStore"]),
         .library(name: "WardenAudit", targets: ["WardenAudit"]),
+        .library(name: "WardenInspect", targets: ["WardenInspect"]),
         .library(name: "WardenGateway", targets: ["WardenGateway"]),
         .library(name: "WardenRisk", targets: ["WardenRisk"]),
         .library(name: "WardenClient", targets: ["WardenClient"]),
@@ -66,10 +67,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(name: "WardenRisk", dependencies: ["WardenCore"], swiftSettings: swiftSettings),
+        // Pure inspection of what agents and tool servers send: JSON-RPC framing, JSON Schema with the linear-time
+        // regex, DLP, the injection scan. No I/O; fuzzable on its own.
+        .target(name: "WardenInspect", dependencies: ["WardenCore", "Cedar"], swiftSettings: swiftSettings),
         .target(
             name: "WardenGateway",
             dependencies: [
-                "WardenCore", "WardenIdentity", "WardenStore", "WardenAudit", "WardenRisk", "Cedar",
+                "WardenCore", "WardenIdentity", "WardenStore", "WardenAudit", "WardenRisk", "WardenInspect", "Cedar",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -167,6 +171,9 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "CedarTests", dependencies: ["Cedar"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "WardenInspectTests", dependencies: ["WardenInspect", "WardenCore", "Cedar"],
+            swiftSettings: swiftSettings),
         .testTarget(name: "WardenRiskTests", dependencies: ["WardenRisk"], swiftSettings: swiftSettings),
         .testTarget(name: "WardenCoreTests", dependencies: ["WardenCore", "Cedar"], swiftSettings: swiftSettings),
         .testTarget(
@@ -195,7 +202,7 @@ let package = Package(
             name: "WardenGatewayTests",
             dependencies: [
                 "WardenGateway", "WardenClient", "WardenIdentity", "WardenStore", "WardenCore", "Cedar",
-                "WardenSimulation",
+                "WardenSimulation", "WardenInspect",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "X509", package: "swift-certificates"),

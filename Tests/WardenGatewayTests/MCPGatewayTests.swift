@@ -11,6 +11,8 @@ import WardenCore
 import WardenGateway
 import WardenIdentity
 
+@testable import WardenInspect
+
 /// A minimal MCP server over streamable HTTP (2025-11-25) on loopback: sessions, tools/list from a catalogue the test
 /// can change (a rug pull), tools/call that echoes its arguments (as JSON, or as an SSE stream for `search`) and
 /// leaks a fake cloud key from `leak`. It records the headers of every request.

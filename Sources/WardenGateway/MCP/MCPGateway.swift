@@ -13,6 +13,7 @@ import Synchronization
 import WardenAudit
 import WardenCore
 import WardenIdentity
+import WardenInspect
 import WardenRisk
 
 /// Warden's version, as servers and clients see it.

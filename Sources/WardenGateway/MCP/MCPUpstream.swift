@@ -8,6 +8,7 @@ import NIOCore
 import NIOHTTP1
 import Synchronization
 import WardenCore
+import WardenInspect
 
 /// Why an upstream exchange failed (the agent gets a JSON-RPC error that says nothing about the upstream).
 public struct UpstreamFailure: Error, Sendable {

@@ -5,6 +5,7 @@ import Logging
 import Synchronization
 import WardenCore
 import WardenIdentity
+import WardenInspect
 import WardenStore
 
 /// Tool-definition pinning (`docs/mcp.md`, "Pinning"): each tool's definition is reduced to a digest; the approved

@@ -1,6 +1,5 @@
 import Cedar
 import WardenCore
-import WardenIdentity
 
 /// JSON-RPC 2.0 as MCP uses it: one message per HTTP body or stdio line, objects only (batches were removed from MCP
 /// in 2025-06-18), ids that are strings or integers. Parsing is bounded (size and depth) and never traps: whatever
@@ -168,14 +167,14 @@ extension JSONValue {
     }
 
     /// The object without `key`.
-    func removing(_ key: String) -> JSONValue {
+    package func removing(_ key: String) -> JSONValue {
         guard case .object(let pairs) = self else { return self }
         return .object(pairs.filter { $0.0 != key })
     }
 
     /// Canonical text for digests: object keys sorted by their UTF-16 code units (RFC 8785's order), no whitespace;
     /// numbers as written.
-    var canonical: String {
+    package var canonical: String {
         var out = ""
         writeCanonical(to: &out)
         return out

@@ -1,8 +1,9 @@
 import Cedar
 import Foundation
 import Testing
+import WardenCore
 
-@testable import WardenGateway
+@testable import WardenInspect
 
 @Suite("DLP: keyword-anchored, encoded and high-entropy secrets")
 struct DLPTests {

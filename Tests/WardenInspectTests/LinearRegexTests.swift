@@ -1,6 +1,7 @@
 import Testing
+import WardenCore
 
-@testable import WardenGateway
+@testable import WardenInspect
 
 @Suite("LinearRegex: ECMAScript patterns in linear time")
 struct LinearRegexTests {

@@ -1,8 +1,9 @@
 import Cedar
 import Foundation
 import Testing
+import WardenCore
 
-@testable import WardenGateway
+@testable import WardenInspect
 
 /// ``JSONNumber``: one exact value and one spelling for every way of writing a number, and the JSON Schema check on
 /// the same value. The fuzz tests are seeded and scaled by `WARDEN_FUZZ_ITERATIONS` (default 1500), seed

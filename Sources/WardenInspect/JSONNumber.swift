@@ -13,7 +13,7 @@ import Cedar
 ///
 /// Bounded: an exponent with more than ``maxExponentDigits`` significant digits is out of range (nil), and the
 /// spelling never expands an exponent into zeros beyond 21 places, so `1e999999999` costs what its text costs.
-struct JSONNumber: Hashable, Sendable, Comparable {
+package struct JSONNumber: Hashable, Sendable, Comparable {
     /// Negative (never for zero).
     let negative: Bool
     /// The significant digits (each 0…9): no leading or trailing zeros; empty for zero.
@@ -22,11 +22,11 @@ struct JSONNumber: Hashable, Sendable, Comparable {
     let exponent: Int
 
     /// Significant digits an exponent may have (beyond it the number is out of range).
-    static let maxExponentDigits = 15
+    package static let maxExponentDigits = 15
 
     /// Reads RFC 8259 number text (`-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`); nil for anything else
     /// or an exponent out of range.
-    init?(_ text: String) {
+    package init?(_ text: String) {
         let b = Array(text.utf8)
         var i = 0
         func isDigit(_ j: Int) -> Bool { j < b.count && b[j] >= 0x30 && b[j] <= 0x39 }
@@ -141,9 +141,9 @@ struct JSONNumber: Hashable, Sendable, Comparable {
     }
 
     /// The value as Cedar sees it: a `Long` when integral within Int64, else the canonical spelling as a `String`.
-    var cedar: Value { int64.map(Value.long) ?? .string(text) }
+    package var cedar: Value { int64.map(Value.long) ?? .string(text) }
 
-    static func < (a: JSONNumber, b: JSONNumber) -> Bool {
+    package static func < (a: JSONNumber, b: JSONNumber) -> Bool {
         let sa = a.isZero ? 0 : a.negative ? -1 : 1
         let sb = b.isZero ? 0 : b.negative ? -1 : 1
         guard sa == sb else { return sa < sb }
@@ -188,7 +188,7 @@ struct JSONNumber: Hashable, Sendable, Comparable {
 
     /// `value` with every number in its canonical spelling; nil when a number is out of range or the value is
     /// nested deeper than `maxDepth`.
-    static func canonicalizing(_ value: JSONValue, maxDepth: Int = 128) -> JSONValue? {
+    package static func canonicalizing(_ value: JSONValue, maxDepth: Int = 128) -> JSONValue? {
         guard maxDepth >= 0 else { return nil }
         switch value {
         case .number(let text):

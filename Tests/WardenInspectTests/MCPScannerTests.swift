@@ -1,8 +1,9 @@
 import Cedar
 import Foundation
 import Testing
+import WardenCore
 
-@testable import WardenGateway
+@testable import WardenInspect
 
 @Suite("MCP scanners: DLP, injection patterns, input schemas")
 struct MCPScannerTests {
