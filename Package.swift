@@ -16,7 +16,9 @@ let package = Package(
         .library(name: "WardenStore", targets: ["WardenStore"]),
         .library(name: "WardenAudit", targets: ["WardenAudit"]),
         .library(name: "WardenInspect", targets: ["WardenInspect"]),
+        .library(name: "WardenControlPlane", targets: ["WardenControlPlane"]),
         .library(name: "WardenGateway", targets: ["WardenGateway"]),
+        .library(name: "WardenServer", targets: ["WardenServer"]),
         .library(name: "WardenRisk", targets: ["WardenRisk"]),
         .library(name: "WardenClient", targets: ["WardenClient"]),
     ],
@@ -70,10 +72,42 @@ let package = Package(
         // Pure inspection of what agents and tool servers send: JSON-RPC framing, JSON Schema with the linear-time
         // regex, DLP, the injection scan. No I/O; fuzzable on its own.
         .target(name: "WardenInspect", dependencies: ["WardenCore", "Cedar"], swiftSettings: swiftSettings),
+        // The control plane, no HTTP: configuration, data directory, agents, enrollment, tokens, credential
+        // verification, SVIDs, policies, secrets, trust, rate limits, the risk hub.
+        .target(
+            name: "WardenControlPlane",
+            dependencies: [
+                "WardenCore", "WardenIdentity", "WardenStore", "WardenAudit", "WardenRisk", "WardenInspect", "Cedar",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The enforcement point: the call pipeline and its two front ends (`/r/` and MCP).
         .target(
             name: "WardenGateway",
             dependencies: [
-                "WardenCore", "WardenIdentity", "WardenStore", "WardenAudit", "WardenRisk", "WardenInspect", "Cedar",
+                "WardenCore", "WardenIdentity", "WardenStore", "WardenAudit", "WardenRisk", "WardenInspect",
+                "WardenControlPlane", "Cedar",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The server: the Hummingbird application, its routes and listeners, and the long-lived services.
+        .target(
+            name: "WardenServer",
+            dependencies: [
+                "WardenCore", "WardenIdentity", "WardenStore", "WardenAudit", "WardenRisk", "WardenInspect",
+                "WardenControlPlane", "WardenGateway", "Cedar",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -102,17 +136,23 @@ let package = Package(
         .target(
             name: "WardenSimulation",
             dependencies: [
-                "Cedar", "WardenCore", "WardenIdentity", "WardenGateway", "WardenClient",
+                "Cedar", "WardenCore", "WardenIdentity", "WardenControlPlane", "WardenGateway", "WardenServer",
+                "WardenClient", "WardenRisk",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "warden",
             dependencies: [
-                "Cedar", "WardenCore", "WardenIdentity", "WardenStore", "WardenAudit", "WardenGateway", "WardenClient",
-                "WardenSimulation",
+                "Cedar", "WardenCore", "WardenIdentity", "WardenStore", "WardenAudit", "WardenControlPlane",
+                "WardenGateway",
+                "WardenServer", "WardenClient", "WardenSimulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -127,7 +167,7 @@ let package = Package(
         .executableTarget(
             name: "IdentityBenchmark",
             dependencies: [
-                "WardenIdentity", "WardenCore", "WardenGateway", "Cedar",
+                "WardenIdentity", "WardenCore", "WardenControlPlane", "Cedar",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Benchmarks/IdentityBenchmark",
@@ -145,7 +185,7 @@ let package = Package(
         .executableTarget(
             name: "GatewayBenchmark",
             dependencies: [
-                "WardenGateway", "WardenIdentity", "WardenCore", "Cedar",
+                "WardenControlPlane", "WardenGateway", "WardenServer", "WardenIdentity", "WardenCore", "Cedar",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
@@ -160,7 +200,8 @@ let package = Package(
         .executableTarget(
             name: "MCPBenchmark",
             dependencies: [
-                "WardenGateway", "WardenIdentity", "WardenCore", "Cedar",
+                "WardenControlPlane", "WardenGateway", "WardenServer", "WardenIdentity", "WardenCore", "Cedar",
+                "WardenInspect",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -201,8 +242,8 @@ let package = Package(
         .testTarget(
             name: "WardenGatewayTests",
             dependencies: [
-                "WardenGateway", "WardenClient", "WardenIdentity", "WardenStore", "WardenCore", "Cedar",
-                "WardenSimulation", "WardenInspect",
+                "WardenControlPlane", "WardenGateway", "WardenServer", "WardenClient", "WardenIdentity", "WardenStore",
+                "WardenCore", "Cedar", "WardenSimulation", "WardenInspect", "WardenRisk", "WardenAudit",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "X509", package: "swift-certificates"),

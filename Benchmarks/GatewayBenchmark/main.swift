@@ -19,9 +19,11 @@ import NIOPosix
 import NIOSSL
 import SwiftASN1
 import Synchronization
+import WardenControlPlane
 import WardenCore
 import WardenGateway
 import WardenIdentity
+import WardenServer
 import X509
 
 let args = CommandLine.arguments

@@ -5,8 +5,8 @@
 import Cedar
 import Crypto
 import Foundation
+import WardenControlPlane
 import WardenCore
-import WardenGateway
 import WardenIdentity
 
 let args = CommandLine.arguments

@@ -19,9 +19,11 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import WardenControlPlane
 import WardenCore
 import WardenGateway
 import WardenIdentity
+import WardenServer
 
 let args = CommandLine.arguments
 func option(_ name: String) -> Int? { args.firstIndex(of: name).flatMap { Int(args[$0 + 1]) } }

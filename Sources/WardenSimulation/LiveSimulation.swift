@@ -5,9 +5,11 @@ import Foundation
 import NIOCore
 import Synchronization
 import WardenClient
+import WardenControlPlane
 import WardenCore
 import WardenGateway
 import WardenIdentity
+import WardenServer
 
 /// `warden simulate --server URL` (`docs/risk.md`): the simulation's workload and attacks against a running Warden,
 /// in real time, through its public HTTP interfaces only — the admin API to register the agents, enrollment and the

@@ -3,9 +3,11 @@ import Cedar
 import Crypto
 import Foundation
 import WardenClient
+import WardenControlPlane
 import WardenCore
 import WardenGateway
 import WardenIdentity
+import WardenServer
 
 /// How admin verbs reach Warden: a running server's admin API, or the data directory directly when none runs.
 struct AdminOptions: ParsableArguments {

@@ -4,9 +4,11 @@ import Crypto
 import Foundation
 import WardenAudit
 import WardenClient
+import WardenControlPlane
 import WardenCore
 import WardenGateway
 import WardenIdentity
+import WardenServer
 import WardenStore
 
 struct AuditCommand: AsyncParsableCommand {

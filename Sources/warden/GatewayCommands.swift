@@ -2,9 +2,11 @@ import ArgumentParser
 import Cedar
 import Foundation
 import WardenClient
+import WardenControlPlane
 import WardenCore
 import WardenGateway
 import WardenIdentity
+import WardenServer
 
 struct SecretCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -2,8 +2,10 @@ import ArgumentParser
 import Cedar
 import Foundation
 import WardenClient
+import WardenControlPlane
 import WardenCore
 import WardenGateway
+import WardenServer
 
 struct MCPCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
+import WardenControlPlane
 import WardenCore
 import WardenGateway
+import WardenServer
 
 /// Options that locate the configuration and data directory.
 struct ConfigOptions: ParsableArguments {

@@ -8,7 +8,9 @@ import Testing
 import WardenCore
 import WardenIdentity
 
+@testable import WardenControlPlane
 @testable import WardenGateway
+@testable import WardenServer
 
 /// The attack review's families, kept as a seeded suite against a live gateway: forged and mutated credentials,
 /// header tricks, admin API abuse and request smuggling. Bounded: `WARDEN_FUZZ_SCALE` multiplies the rounds (default

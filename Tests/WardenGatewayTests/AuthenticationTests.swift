@@ -9,6 +9,9 @@ import WardenCore
 import WardenGateway
 import WardenIdentity
 
+@testable import WardenControlPlane
+@testable import WardenServer
+
 /// Every way a token or proof can be bad is refused on a protected endpoint with 401 and the right `error`, never a
 /// crash; a good one passes.
 @Suite("Request authentication at /v1/whoami")

@@ -3,6 +3,9 @@ import WardenCore
 import WardenGateway
 import WardenRisk
 
+@testable import WardenControlPlane
+@testable import WardenServer
+
 @Suite("warden.yaml")
 struct ConfigTests {
     @Test("the documented example parses; derived URLs drop trailing slashes")

@@ -9,6 +9,9 @@ import WardenCore
 import WardenGateway
 import WardenIdentity
 
+@testable import WardenControlPlane
+@testable import WardenServer
+
 @Suite("Data directory, enrollment, admin API, restart")
 struct EnrollmentAndAdminTests {
     @Test("random tokens and ids are base64url of the asked size and never start with '-' (a CLI would take an option)")

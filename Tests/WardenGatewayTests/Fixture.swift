@@ -9,6 +9,9 @@ import WardenCore
 import WardenGateway
 import WardenIdentity
 
+@testable import WardenControlPlane
+@testable import WardenServer
+
 /// A clock tests move by hand.
 final class TestClock: Sendable {
     private let t: Mutex<Int64>

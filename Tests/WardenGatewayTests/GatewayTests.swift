@@ -12,6 +12,9 @@ import WardenCore
 import WardenGateway
 import WardenIdentity
 
+@testable import WardenControlPlane
+@testable import WardenServer
+
 /// What the upstream received.
 struct SeenRequest: Sendable {
     let method: String

@@ -6,6 +6,9 @@ import WardenCore
 import WardenGateway
 import WardenStore
 
+@testable import WardenControlPlane
+@testable import WardenServer
+
 @Suite("Rate limiter")
 struct RateLimiterTests {
     @Test("a bucket allows its burst, refuses with the wait, refills at its rate; keys are independent")

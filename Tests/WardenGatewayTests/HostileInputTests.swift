@@ -11,7 +11,9 @@ import WardenCore
 import WardenIdentity
 import WardenRisk
 
+@testable import WardenControlPlane
 @testable import WardenGateway
+@testable import WardenServer
 
 /// The attack review's findings, each performed through a live gateway on loopback (`withGateway`).
 @Suite("Hostile input: attack review regressions (live server)")

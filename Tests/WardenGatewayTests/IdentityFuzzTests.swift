@@ -9,6 +9,9 @@ import WardenCore
 import WardenGateway
 import WardenIdentity
 
+@testable import WardenControlPlane
+@testable import WardenServer
+
 /// Seeded fuzzing of everything the identity layer parses from outside: mutated tokens and proofs never
 /// authenticate and never crash; mutated assertions, forms, enrollment bodies, manifests and configurations give
 /// errors, never traps. Scaled by `WARDEN_FUZZ_ITERATIONS` (default 1500), seed `WARDEN_FUZZ_SEED`.

@@ -7,7 +7,9 @@ import WardenIdentity
 import WardenRisk
 import WardenSimulation
 
+@testable import WardenControlPlane
 @testable import WardenGateway
+@testable import WardenServer
 
 /// `warden simulate --server`'s driver against a Warden listening on loopback, configured from `warden simulate
 /// --setup` (the workload's routes, a warm-up of seconds): real time, HTTP only (admin API, enrollment, token

@@ -6,6 +6,9 @@ import Testing
 import WardenCore
 import WardenGateway
 
+@testable import WardenControlPlane
+@testable import WardenServer
+
 /// What a policy decides on is what the upstream gets: argument numbers in one spelling, and a tool catalogue
 /// checked again as soon as the upstream is a new session (a restarted server), not `refresh` seconds later.
 @Suite("MCP gateway: argument numbers and upstream restarts")

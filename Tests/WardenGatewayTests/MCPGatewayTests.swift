@@ -11,7 +11,9 @@ import WardenCore
 import WardenGateway
 import WardenIdentity
 
+@testable import WardenControlPlane
 @testable import WardenInspect
+@testable import WardenServer
 
 /// A minimal MCP server over streamable HTTP (2025-11-25) on loopback: sessions, tools/list from a catalogue the test
 /// can change (a rug pull), tools/call that echoes its arguments (as JSON, or as an SSE stream for `search`) and

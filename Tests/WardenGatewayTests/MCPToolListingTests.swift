@@ -2,6 +2,9 @@ import Foundation
 import Testing
 import WardenGateway
 
+@testable import WardenControlPlane
+@testable import WardenServer
+
 /// `tools/list` offers only the tools some call of the agent may be allowed on (Cedar partial evaluation with the
 /// call's arguments and approval unknown), through the live gateway and the mock MCP server on loopback.
 @Suite("MCP tools/list lists only callable tools (mock MCP server on loopback)")

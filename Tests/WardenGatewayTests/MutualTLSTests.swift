@@ -8,6 +8,9 @@ import WardenGateway
 import WardenIdentity
 import X509
 
+@testable import WardenControlPlane
+@testable import WardenServer
+
 /// RFC 8705 certificate-bound tokens: the control-plane logic behind the mutual-TLS listener (the TLS handshake
 /// itself is exercised by the live interop test with requests and curl).
 @Suite("Certificate-bound tokens (RFC 8705)")

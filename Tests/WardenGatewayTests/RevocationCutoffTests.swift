@@ -7,7 +7,9 @@ import Testing
 import WardenCore
 import WardenIdentity
 
+@testable import WardenControlPlane
 @testable import WardenGateway
+@testable import WardenServer
 
 /// The risk engine's "revoke every token issued so far" orders tokens by issuance, not by whole seconds: a victim that
 /// renews in the same second as its containment gets a working token (issue: detection that holds on real traffic).

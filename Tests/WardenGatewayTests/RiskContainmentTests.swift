@@ -11,8 +11,10 @@ import Testing
 import WardenCore
 import WardenIdentity
 
+@testable import WardenControlPlane
 @testable import WardenGateway
 @testable import WardenRisk
+@testable import WardenServer
 
 @Suite("Risk engine in the gateway: containment and a saturated queue")
 struct RiskContainmentTests {
@@ -201,9 +203,14 @@ struct RiskContainmentTests {
         }
         try await Application(router: router).test(.live) { client in
             let f = try Fixture()
-            let actions = ControlPlaneRiskActions(
-                cp: f.cp, webhook: "http://127.0.0.1:\(try #require(client.port))/hook")
-            defer { actions.webhook?.stop() }
+            let sender = WebhookSender(
+                url: "http://127.0.0.1:\(try #require(client.port))/hook", logger: Logger(label: "test"))
+            let running = Task { await sender.run() }
+            defer {
+                sender.stop()
+                running.cancel()
+            }
+            let actions = ControlPlaneRiskActions(cp: f.cp, notify: { sender.send($0) })
             actions.alert(
                 RiskAlert(
                     agentID: "spiffe://warden.local/agent/w",
@@ -213,7 +220,7 @@ struct RiskContainmentTests {
                     resource: "Service::\"billing\""))
             // Bounded wait: the receiver has the body and the sender has its answer.
             for _ in 0..<500
-            where received.withLock({ $0.isEmpty }) || actions.webhook?.delivered.load(ordering: .relaxed) != 1 {
+            where received.withLock({ $0.isEmpty }) || sender.delivered.load(ordering: .relaxed) != 1 {
                 try await Task.sleep(for: .milliseconds(10))
             }
             let bodies = received.withLock { $0 }
@@ -221,7 +228,7 @@ struct RiskContainmentTests {
             let alert = try JSONValue.parse(Array((bodies.first ?? "").utf8))
             #expect(alert["agent"]?.stringValue == "spiffe://warden.local/agent/w")
             #expect(alert["findings"]?.arrayValue?.first?["detector"]?.stringValue == "lateral_movement")
-            #expect(actions.webhook?.delivered.load(ordering: .relaxed) == 1)
+            #expect(sender.delivered.load(ordering: .relaxed) == 1)
         }
     }
 

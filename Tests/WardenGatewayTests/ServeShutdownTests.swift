@@ -6,7 +6,10 @@ import NIOHTTP1
 import Testing
 import WardenCore
 
+@testable import WardenControlPlane
 @testable import WardenGateway
+@testable import WardenServer
+@testable import WardenSimulation
 
 /// `warden serve` as operators run it: the built binary on a loopback port, stopped by a signal while admin streams
 /// are open.

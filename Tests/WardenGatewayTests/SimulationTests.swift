@@ -3,6 +3,10 @@ import Testing
 import WardenGateway
 import WardenIdentity
 
+@testable import WardenControlPlane
+@testable import WardenServer
+@testable import WardenSimulation
+
 /// `warden simulate` end to end: eight simulated days of normal multi-agent traffic over HTTP with DPoP, then the five
 /// attacks; every attack must be detected (and blocked or contained), and the normal traffic must raise no alert.
 @Suite("warden simulate")

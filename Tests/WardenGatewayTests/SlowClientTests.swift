@@ -7,7 +7,9 @@ import NIOCore
 import Testing
 import WardenCore
 
+@testable import WardenControlPlane
 @testable import WardenGateway
+@testable import WardenServer
 
 #if canImport(Glibc)
     import Glibc

@@ -9,6 +9,9 @@ import WardenCore
 import WardenGateway
 import WardenIdentity
 
+@testable import WardenControlPlane
+@testable import WardenServer
+
 @Suite("Token endpoint: client credentials and token exchange")
 struct TokenEndpointTests {
     func post(_ f: Fixture, body: String, dpop: String?, contentType: String = "application/x-www-form-urlencoded")

@@ -6,6 +6,9 @@ import WardenCore
 import WardenGateway
 import WardenIdentity
 
+@testable import WardenControlPlane
+@testable import WardenServer
+
 /// An agent acting for a user: token exchange of a user token from a trusted identity provider.
 @Suite("Token exchange for users of a trusted identity provider")
 struct UserDelegationTests {

@@ -9,8 +9,10 @@ import NIOCore
 import NIOHTTP1
 import Synchronization
 import WardenAudit
+import WardenControlPlane
 import WardenCore
 import WardenIdentity
+import WardenInspect
 import WardenRisk
 
 /// A route ready for the hot path: its configuration, the Cedar resource it stands for and its in-flight count.
@@ -106,7 +108,7 @@ public final class Gateway: Sendable {
     // MARK: Handling
 
     /// Handles a request under `/r/`. `base` is the URL agents use for this listener (DPoP `htu`).
-    func handle(
+    package func handle(
         _ request: Request, context: WardenRequestContext, base: String, mutualTLS: Bool
     ) async -> Response {
         let start = ContinuousClock.now
@@ -117,7 +119,7 @@ public final class Gateway: Sendable {
         let routeName = String(Substring(afterPrefix[..<slash]))
         let rest = Substring(afterPrefix[slash...])
         let route = routes[routeName]
-        let source = WardenRouter.source(context)
+        let source = context.source
         let query = Self.queryKeys(request.uri.query)
         var who: AuthenticatedAgent?
         var trust: Int?
@@ -269,7 +271,7 @@ public final class Gateway: Sendable {
         _ request: Request, context: WardenRequestContext, base: String, mutualTLS: Bool
     ) async throws(Refusal) -> (AuthenticatedAgent, AgentDirectory.Entry) {
         // A source that keeps failing authentication waits, before any signature is checked.
-        if let wait = cp.sources.blocked(WardenRouter.source(context)) {
+        if let wait = cp.sources.blocked(context.source) {
             throw rateLimited(wait, "for unauthenticated requests from this address")
         }
         var who: AuthenticatedAgent?

@@ -1,4 +1,5 @@
 import Synchronization
+import WardenControlPlane
 
 /// A lock-free counter.
 final class Counter: Sendable {
@@ -73,7 +74,7 @@ public final class GatewayMetrics: Sendable {
         upstreamErrors.withLock { $0[Key(route: route, reason: kind), default: 0] += 1 }
     }
 
-    func render(into out: inout String) {
+    package func render(into out: inout String) {
         out += "# HELP warden_gateway_requests_total Gateway requests by route, decision and reason.\n"
         out += "# TYPE warden_gateway_requests_total counter\n"
         for (route, counter) in allowedByRoute.sorted(by: { $0.key < $1.key }) {

@@ -9,6 +9,7 @@ import NIOCore
 import NIOHTTP1
 import Synchronization
 import WardenAudit
+import WardenControlPlane
 import WardenCore
 import WardenIdentity
 import WardenRisk

@@ -11,6 +11,7 @@ import Logging
 import NIOCore
 import Synchronization
 import WardenAudit
+import WardenControlPlane
 import WardenCore
 import WardenIdentity
 import WardenInspect
@@ -23,11 +24,11 @@ public enum WardenVersion {
 
 /// One upstream MCP server at run time: its configuration, the connection to it, its Cedar `ToolServer` entity and
 /// the last tool catalogue fetched from it.
-final class MCPServerRuntime: Sendable {
+package final class MCPServerRuntime: Sendable {
     let config: MCPServerConfig
     let upstream: any MCPUpstream
     let entity: Entity
-    let catalogue = Mutex<Catalogue?>(nil)
+    package let catalogue = Mutex<Catalogue?>(nil)
 
     struct Tool: Sendable {
         let name: String
@@ -39,7 +40,7 @@ final class MCPServerRuntime: Sendable {
         let config: MCPToolConfig
     }
 
-    struct Catalogue: Sendable {
+    package struct Catalogue: Sendable {
         var tools: [String: Tool]
         var order: [String]
         var fetchedAt: ContinuousClock.Instant
@@ -81,7 +82,7 @@ final class MCPServerRuntime: Sendable {
 public final class MCPGateway: Sendable {
     let gateway: Gateway
     var cp: ControlPlane { gateway.cp }
-    let servers: [String: MCPServerRuntime]
+    package let servers: [String: MCPServerRuntime]
     let order: [String]
     public let pins: ToolPins
     public let approvals: ApprovalQueue
@@ -147,7 +148,9 @@ public final class MCPGateway: Sendable {
     // MARK: HTTP
 
     /// Handles `/mcp` and `/mcp/<server>`.
-    func handle(_ request: Request, context: WardenRequestContext, base: String, mutualTLS: Bool) async -> Response {
+    package func handle(_ request: Request, context: WardenRequestContext, base: String, mutualTLS: Bool) async
+        -> Response
+    {
         let start = ContinuousClock.now
         let path = request.uri.path
         var serverName: String?
@@ -169,7 +172,7 @@ public final class MCPGateway: Sendable {
             metrics.count(server: label, method: "auth", outcome: error.error.auditReason)
             if error.error.code != .useDPoPNonce, error.who == nil {
                 // Naming no agent: summarised per source (`SourceGuard`), as on /r/.
-                cp.sources.refused(WardenRouter.source(context), reason: error.error.auditReason, now: cp.now())
+                cp.sources.refused(context.source, reason: error.error.auditReason, now: cp.now())
             } else if error.error.code != .useDPoPNonce {
                 try? cp.audit.submit(
                     AuditEvent(
@@ -177,7 +180,7 @@ public final class MCPGateway: Sendable {
                         actor: error.who?.agent.spiffeID.description
                             ?? "unauthenticated", agent: error.who?.agent.spiffeID.description,
                         agentID: error.who?.agent.id, resource: "ToolServer::\"\(label)\"",
-                        decision: .deny, reason: error.error.auditReason, source: WardenRouter.source(context),
+                        decision: .deny, reason: error.error.auditReason, source: context.source,
                         message: error.error.message))
             }
             var response = gateway.refusalResponse(error, nonce: cp.currentNonce())
@@ -190,7 +193,7 @@ public final class MCPGateway: Sendable {
         }
         let call = Call(
             agent: agent, principal: entry.entity, trust: entry.trustScore,
-            source: WardenRouter.source(context), era: "", server: serverName, start: start)
+            source: context.source, era: "", server: serverName, start: start)
         if let serverName, servers[serverName] == nil {
             return Self.httpError(.notFound, JSONRPC.RPCError(JSONRPC.invalidRequest, "no MCP server '\(serverName)'"))
         }
@@ -1190,7 +1193,7 @@ public final class MCPMetrics: Sendable {
     func dlp(kind: String) { dlpFindings.withLock { $0[kind, default: 0] += 1 } }
 
     /// Prometheus text.
-    func render(alerts: Int64) -> String {
+    package func render(alerts: Int64) -> String {
         var out =
             "# HELP warden_mcp_requests_total MCP requests by server, method and outcome (ok or a reason / code).\n"
         out += "# TYPE warden_mcp_requests_total counter\n"

@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import Logging
 import Synchronization
+import WardenControlPlane
 import WardenCore
 import WardenIdentity
 import WardenInspect

@@ -8,9 +8,12 @@ import Logging
 import NIOCore
 import Synchronization
 import WardenAudit
+import WardenControlPlane
 import WardenCore
+import WardenGateway
 import WardenIdentity
 import WardenRisk
+import WardenServer
 
 /// `warden simulate` (`docs/risk.md`): an embedded Warden on loopback (its own data directory, the demo policies plus
 /// the simulation's segments, an upstream that answers with bodies of the asked size, the risk engine), driven over

@@ -3,7 +3,9 @@ import Crypto
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import WardenControlPlane
 import WardenCore
+import WardenGateway
 import WardenIdentity
 
 /// The HTTP interface of the control plane (`../shared/DESIGN.md`, "External interfaces").
@@ -102,7 +104,7 @@ public enum WardenRouter {
                 let cert = try await certificate(context)
                 let granted = try await cp.auditedToken(
                     form: form, dpop: dpop, base: base, certificate: cert,
-                    requestDigest: requestDigest(request, body: body), source: source(context))
+                    requestDigest: requestDigest(request, body: body), source: context.source)
                 var response = HTTPSupport.json(.ok, granted.json)
                 response.headers[HTTPField.Name("Pragma")!] = "no-cache"
                 return response
@@ -171,7 +173,7 @@ public enum WardenRouter {
     /// 429 with `Retry-After` when the client's address has used up its requests to `endpoint` (`enroll`, `token`)
     /// or its unauthenticated refusals; counted in the source's refusal summary.
     static func limitedSource(_ cp: ControlPlane, _ endpoint: String?, _ context: WardenRequestContext) -> Response? {
-        let source = source(context)
+        let source = context.source
         guard let wait = cp.sources.blocked(source) ?? endpoint.flatMap({ cp.sources.take($0, source) }) else {
             return nil
         }
@@ -188,8 +190,6 @@ public enum WardenRouter {
     }
 
     /// The client's address, when the connection has one.
-    static func source(_ context: WardenRequestContext) -> String? { context.channel?.remoteAddress?.ipAddress }
-
     /// `sha256:<hex>` over the method, the path and the body: what the audit log records instead of the request.
     static func requestDigest(_ request: Request, body: [UInt8]) -> String {
         var h = SHA256()
@@ -232,7 +232,7 @@ public enum WardenRouter {
             // failure (the store recorded it with the enrollment it ended).
             if let (action, request, context) = audit, error.code != .useDPoPNonce, error.code != .attestationFailed {
                 cp.auditDenial(
-                    action: action, error: error, resource: request.uri.path, source: source(context),
+                    action: action, error: error, resource: request.uri.path, source: context.source,
                     agent: error.agent.flatMap { cp.agents.agent($0) })
             }
             response = HTTPSupport.response(error, style: style, nonce: nonce)

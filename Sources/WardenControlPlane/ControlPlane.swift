@@ -51,6 +51,11 @@ public struct TokenResponse: Sendable {
 public struct AuthenticatedAgent: Sendable {
     public let claims: AccessTokenClaims
     public let agent: AgentRecord
+
+    package init(claims: AccessTokenClaims, agent: AgentRecord) {
+        self.claims = claims
+        self.agent = agent
+    }
 }
 
 /// The control plane: agents and their lifecycle, enrollment with attestation, the token endpoint (client credentials

@@ -2,15 +2,16 @@ import Cedar
 import Foundation
 import HTTPTypes
 import Hummingbird
+import WardenControlPlane
 import WardenCore
 
 extension HTTPField.Name {
-    static let dpop = HTTPField.Name("DPoP")!
-    static let dpopNonce = HTTPField.Name("DPoP-Nonce")!
+    package static let dpop = HTTPField.Name("DPoP")!
+    package static let dpopNonce = HTTPField.Name("DPoP-Nonce")!
 }
 
 /// Which error convention an endpoint speaks.
-enum ErrorStyle {
+package enum ErrorStyle {
     /// RFC 6749 §5.2 token endpoint errors.
     case token
     /// RFC 6750 / RFC 9449 protected resource errors with `WWW-Authenticate: DPoP`.
@@ -21,12 +22,12 @@ enum ErrorStyle {
     case enroll
 }
 
-enum HTTPSupport {
+package enum HTTPSupport {
     /// Largest request bodies, by endpoint.
-    static let maxFormBytes = 16 * 1024
-    static let maxJSONBytes = 64 * 1024
+    package static let maxFormBytes = 16 * 1024
+    package static let maxJSONBytes = 64 * 1024
 
-    static func json(_ status: HTTPResponse.Status, _ value: JSONValue, headers: HTTPFields = [:]) -> Response {
+    package static func json(_ status: HTTPResponse.Status, _ value: JSONValue, headers: HTTPFields = [:]) -> Response {
         var h = headers
         h[.contentType] = "application/json"
         h[.cacheControl] = "no-store"
@@ -41,7 +42,7 @@ enum HTTPSupport {
 
     /// Maps an error to the response its endpoint's convention calls for. Messages never carry secrets (see
     /// ``WardenError``), so they are safe to return.
-    static func response(_ error: WardenError, style: ErrorStyle, nonce: String?) -> Response {
+    package static func response(_ error: WardenError, style: ErrorStyle, nonce: String?) -> Response {
         let code = error.code.description
         var headers: HTTPFields = [:]
         if error.code == .useDPoPNonce, let nonce { headers[.dpopNonce] = nonce }
@@ -96,7 +97,7 @@ enum HTTPSupport {
     }
 
     /// Collects a body of at most `limit` bytes.
-    static func body(_ request: Request, limit: Int) async throws(WardenError) -> [UInt8] {
+    package static func body(_ request: Request, limit: Int) async throws(WardenError) -> [UInt8] {
         if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
             throw WardenError(.invalidRequest, "the request body is larger than \(limit) bytes")
         }
@@ -110,7 +111,7 @@ enum HTTPSupport {
     }
 
     /// Parses `application/x-www-form-urlencoded` (RFC 6749 §3.2: no parameter twice, empty values as absent).
-    static func form(_ bytes: [UInt8]) throws(WardenError) -> [String: String] {
+    package static func form(_ bytes: [UInt8]) throws(WardenError) -> [String: String] {
         var out: [String: String] = [:]
         var seen = Set<String>()
         for (i, pair) in bytes.split(separator: UInt8(ascii: "&")).enumerated() {
@@ -135,7 +136,7 @@ enum HTTPSupport {
     }
 
     /// The single value of a header that must appear at most once.
-    static func single(_ request: Request, _ name: HTTPField.Name, code: WardenError.Code) throws(WardenError)
+    package static func single(_ request: Request, _ name: HTTPField.Name, code: WardenError.Code) throws(WardenError)
         -> String?
     {
         let values = request.headers[values: name]

@@ -1,5 +1,7 @@
 import WardenAudit
+import WardenControlPlane
 import WardenCore
+import WardenGateway
 
 /// `GET /metrics` in the Prometheus text exposition format.
 enum Metrics {

@@ -19,6 +19,8 @@ public enum RequestTarget {
     /// Why a target is refused (the message is safe to show: it never echoes the path).
     public struct Invalid: Error, Sendable, Equatable {
         public let message: String
+
+        package init(message: String) { self.message = message }
     }
 
     /// The canonical form of `rest` (the path after `/r/<route>`; empty means `/`).
@@ -105,7 +107,7 @@ public enum RequestTarget {
 
     /// The path and query an HTTP client derives from `url` the way AsyncHTTPClient does (through `URLComponents`),
     /// so the gateway can assert that what goes out is what it built.
-    static func clientView(of url: URL) -> (path: String, query: String?)? {
+    package static func clientView(of url: URL) -> (path: String, query: String?)? {
         guard let c = URLComponents(url: url, resolvingAgainstBaseURL: true) else { return nil }
         return (c.percentEncodedPath, c.percentEncodedQuery)
     }

@@ -1,6 +1,7 @@
 import Cedar
 import Foundation
 import WardenCore
+import WardenInspect
 
 /// A token-bucket rate: `rate` requests per second sustained, bursts of up to `burst`.
 public struct RateLimit: Sendable, Hashable {
@@ -93,14 +94,14 @@ public struct RouteConfig: Sendable, Hashable {
 
     /// Refuses a credential header that is not a header name or is reserved (checked at parse, at `validate()` and
     /// when a route goes live, so a configuration built in code is held to the same rule).
-    static func checkCredentialHeader(_ header: String, route: String) throws(WardenError) {
+    package static func checkCredentialHeader(_ header: String, route: String) throws(WardenError) {
         guard WardenConfig.isHeaderName(header), !reservedCredentialHeaders.contains(header.lowercased()) else {
             throw WardenError(.invalidConfig, "routes.\(route).credential.header may not be \(header)")
         }
     }
 
     /// The upstream's scheme, host and port, and its path prefix (without trailing `/`).
-    static func parseUpstream(_ u: String) -> (base: String, prefix: String)? {
+    package static func parseUpstream(_ u: String) -> (base: String, prefix: String)? {
         guard let url = URL(string: u), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
             let host = url.host, !host.isEmpty, url.query == nil, url.fragment == nil, url.user == nil
         else { return nil }
@@ -144,14 +145,6 @@ public struct GatewayLimits: Sendable, Hashable {
     /// Per client address: unauthenticated refusals, enrollments and token requests (`SourceGuard`). Behind a
     /// reverse proxy every client has the proxy's address: raise these there.
     public var perSource = SourceGuard.Limits()
-
-    /// The connection guard's settings.
-    public var connectionLimits: ConnectionLimits {
-        ConnectionLimits(
-            headerTimeout: .seconds(headerTimeout), idleTimeout: .seconds(idleTimeout),
-            maxPerSource: maxConnectionsPerSource, bodyTimeout: .seconds(bodyTimeout),
-            sendTimeout: .seconds(sendTimeout))
-    }
 
     public init() {}
 }

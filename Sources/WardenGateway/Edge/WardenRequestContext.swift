@@ -2,6 +2,7 @@ import Hummingbird
 import NIOCore
 import NIOSSL
 import Synchronization
+import WardenControlPlane
 import WardenCore
 import WardenIdentity
 
@@ -17,9 +18,13 @@ public struct WardenRequestContext: RequestContext {
         channel = source.channel
     }
 
+    /// The client's address as the connection shows it (nil in in-process tests): what refusals are summarised by
+    /// and what the upstream is told in `Forwarded`.
+    package var source: String? { channel?.remoteAddress?.ipAddress }
+
     /// The X.509-SVID the client presented on a TLS connection (the TLS layer has already validated it against
     /// Warden's root), or nil on plain connections and TLS ones without a client certificate.
-    func clientCertificate() async throws(WardenError) -> ClientCertificate? {
+    package func clientCertificate() async throws(WardenError) -> ClientCertificate? {
         guard let channel else { return nil }
         guard let peer = try? await channel.nioSSL_peerCertificate().get() else { return nil }
         guard let der = try? peer.toDERBytes() else {

@@ -4,7 +4,9 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import ServiceLifecycle
+import WardenControlPlane
 import WardenCore
+import WardenGateway
 import WardenRisk
 
 /// `/v1/admin/risk`: the engine's counters, an agent's trust and baseline summary, and the live alert stream

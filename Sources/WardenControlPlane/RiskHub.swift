@@ -1,8 +1,6 @@
-import AsyncHTTPClient
 import Cedar
 import Foundation
 import Logging
-import NIOCore
 import Synchronization
 import WardenAudit
 import WardenCore
@@ -54,9 +52,9 @@ public final class RiskHub: Sendable {
         engine.submit(e)
     }
 
-    func isThrottled(_ agent: String, now: Double) -> Bool { Self.inForce(throttled, agent, now) }
+    package func isThrottled(_ agent: String, now: Double) -> Bool { Self.inForce(throttled, agent, now) }
 
-    func needsApproval(_ agent: String, now: Double) -> Bool { Self.inForce(approvalRequired, agent, now) }
+    package func needsApproval(_ agent: String, now: Double) -> Bool { Self.inForce(approvalRequired, agent, now) }
 
     /// Whether the agent's entry in `table` is still in force (an expired one is removed).
     static func inForce(_ table: borrowing Mutex<[String: Double]>, _ agent: String, _ now: Double) -> Bool {
@@ -115,7 +113,7 @@ public final class RiskHub: Sendable {
     }
 
     /// A new subscriber to the alert stream (JSON lines); nil when there are too many.
-    func subscribe() -> (UUID, AsyncStream<String>)? {
+    package func subscribe() -> (UUID, AsyncStream<String>)? {
         let (stream, continuation) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(256))
         let id = UUID()
         let ok = subscribers.withLock { s -> Bool in
@@ -141,7 +139,7 @@ public final class RiskHub: Sendable {
     }
 
     /// Ends the subscriber's stream (at shutdown, so that an open alert stream lets the listener drain).
-    func unsubscribe(_ id: UUID) {
+    package func unsubscribe(_ id: UUID) {
         subscribers.withLock { $0.removeValue(forKey: id) }?.finish()
     }
 
@@ -158,7 +156,7 @@ public final class RiskHub: Sendable {
     }
 
     /// The last 100 alerts.
-    var recentAlerts: [String] { recent.withLock { Array($0.lines.suffix(100)) } }
+    package var recentAlerts: [String] { recent.withLock { Array($0.lines.suffix(100)) } }
 
     /// How many alerts were published so far.
     public var recentAlertCount: Int { recent.withLock { $0.total } }
@@ -174,43 +172,45 @@ public final class RiskHub: Sendable {
 }
 
 /// The engine's responses, carried out on the control plane: every one applies to the agent's next request.
-final class ControlPlaneRiskActions: RiskActions {
+package final class ControlPlaneRiskActions: RiskActions {
     let cp: ControlPlane
     let logger: Logger
-    let webhook: WebhookSender?
+    /// Where an alert's JSON line goes besides the audit log and the alert stream (the server's webhook).
+    let notify: (@Sendable (String) -> Void)?
 
-    init(cp: ControlPlane, webhook: String? = nil) {
+    package init(cp: ControlPlane, notify: (@Sendable (String) -> Void)? = nil) {
         self.cp = cp
         var logger = Logger(label: "warden.risk")
         logger.logLevel = .info
         self.logger = logger
-        self.webhook = webhook.map { WebhookSender(url: $0, logger: logger) }
-        if let sender = self.webhook { Task { await sender.run() } }
+        self.notify = notify
     }
 
-    func setTrust(agentID: String, score: Int?) {
+    package func setTrust(agentID: String, score: Int?) {
         guard let entry = cp.agents.entry(agentID) else { return }
         cp.trust.set(entry.record.id, score)
     }
 
-    func baselineTrust(agentID: String) -> Int {
+    package func baselineTrust(agentID: String) -> Int {
         cp.agents.entry(agentID).map { TrustScores.baseline($0.record) } ?? 0
     }
 
-    func throttle(agentID: String, until: Double) { cp.risk.throttled.withLock { $0[agentID] = until } }
+    package func throttle(agentID: String, until: Double) { cp.risk.throttled.withLock { $0[agentID] = until } }
 
-    func requireApproval(agentID: String, until: Double) { cp.risk.approvalRequired.withLock { $0[agentID] = until } }
+    package func requireApproval(agentID: String, until: Double) {
+        cp.risk.approvalRequired.withLock { $0[agentID] = until }
+    }
 
     /// Not an error to skip, but not containment either: only an active agent is quarantined (a source address or a
     /// refused enrollment has nothing to contain).
     struct NothingToContain: Error {}
 
-    func quarantine(agentID: String, reason: String) throws {
+    package func quarantine(agentID: String, reason: String) throws {
         guard let entry = cp.agents.entry(agentID), entry.record.state == .active else { throw NothingToContain() }
         _ = try cp.transition(agent: entry.record.id, to: .quarantined, reason: reason, actor: "risk-engine")
     }
 
-    func revokeTokens(agentID: String, reason: String) throws {
+    package func revokeTokens(agentID: String, reason: String) throws {
         guard let entry = cp.agents.entry(agentID), entry.record.state != .pending else { throw NothingToContain() }
         cp.risk.cutOff(agent: agentID, now: cp.now())
         try? cp.audit.submit(
@@ -219,7 +219,7 @@ final class ControlPlaneRiskActions: RiskActions {
                 agentID: cp.agents.entry(agentID)?.record.id, reason: "risk", message: String(reason.prefix(500))))
     }
 
-    func alert(_ a: RiskAlert) {
+    package func alert(_ a: RiskAlert) {
         let entry = cp.agents.entry(a.agentID)
         let summary = a.findings.map { "\($0.detector): \($0.summary)" }.joined(separator: "; ")
         var details: [(String, String)] = [
@@ -258,56 +258,6 @@ final class ControlPlaneRiskActions: RiskActions {
         if a.severity >= .medium {
             logger.warning("risk alert", metadata: ["agent": "\(a.agentID)", "alert": "\(summary)"])
         }
-        webhook?.send(line)
+        notify?(line)
     }
-}
-
-/// The risk webhook: alerts on a bounded queue (the newest `capacity` kept, older ones dropped and counted) and one
-/// sender, so that a slow or unreachable receiver costs the engine nothing and never piles up requests. Best effort:
-/// the audit entry is the record; the webhook is a notification.
-final class WebhookSender: Sendable {
-    let url: String
-    let logger: Logger
-    let stream: AsyncStream<String>
-    let continuation: AsyncStream<String>.Continuation
-    let dropped = Atomic<Int64>(0)
-    let delivered = Atomic<Int64>(0)
-    let failed = Atomic<Int64>(0)
-
-    init(url: String, logger: Logger, capacity: Int = 1000) {
-        self.url = url
-        self.logger = logger
-        (stream, continuation) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(capacity))
-    }
-
-    /// Queues an alert without waiting.
-    func send(_ body: String) {
-        if case .dropped = continuation.yield(body) {
-            // One warning per thousand dropped, not one per alert.
-            if dropped.wrappingAdd(1, ordering: .relaxed).newValue % 1000 == 1 {
-                logger.warning("the risk webhook is behind: alerts dropped from its queue")
-            }
-        }
-    }
-
-    /// Posts the queued alerts one at a time, until `stop()`.
-    func run() async {
-        for await body in stream {
-            var request = HTTPClientRequest(url: url)
-            request.method = .POST
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(string: body))
-            do {
-                let r = try await HTTPClient.shared.execute(request, timeout: .seconds(5))
-                _ = try await r.body.collect(upTo: 64 * 1024)
-                guard (200..<300).contains(r.status.code) else { throw WardenError(.io, "status \(r.status.code)") }
-                delivered.add(1, ordering: .relaxed)
-            } catch {
-                failed.add(1, ordering: .relaxed)
-                logger.warning("the risk webhook could not be reached")
-            }
-        }
-    }
-
-    func stop() { continuation.finish() }
 }

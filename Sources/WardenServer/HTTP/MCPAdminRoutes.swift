@@ -1,7 +1,9 @@
 import Cedar
 import HTTPTypes
 import Hummingbird
+import WardenControlPlane
 import WardenCore
+import WardenGateway
 import WardenStore
 
 extension MCPToolRow {

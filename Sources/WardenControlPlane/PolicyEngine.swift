@@ -66,6 +66,16 @@ public final class PolicyEngine: Sendable {
         public let reason: String?
         /// Why, for the caller and the audit log.
         public let message: String
+
+        package init(
+            allowed: Bool, policies: [String], errors: [PolicyEvaluationError], reason: String?, message: String
+        ) {
+            self.allowed = allowed
+            self.policies = policies
+            self.errors = errors
+            self.reason = reason
+            self.message = message
+        }
     }
 
     /// Decides a request against the current set (one snapshot for the whole decision). Cedar's algorithm — deny by

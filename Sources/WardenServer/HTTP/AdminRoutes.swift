@@ -1,7 +1,9 @@
 import Cedar
 import HTTPTypes
 import Hummingbird
+import WardenControlPlane
 import WardenCore
+import WardenGateway
 
 extension AgentRecord {
     /// The agent as the admin API and CLI show it.
@@ -121,7 +123,7 @@ enum AdminRoutes {
                 let error = WardenError(.accessDenied, "the admin API needs Authorization: Bearer <admin token>")
                 cp.auditDenial(
                     action: "admin.authenticate", error: error, resource: request.uri.path,
-                    source: context.flatMap(WardenRouter.source))
+                    source: context?.source)
                 throw error
             }
             return try await body()

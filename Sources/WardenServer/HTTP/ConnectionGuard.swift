@@ -7,6 +7,8 @@ import NIOCore
 import NIOHTTPTypes
 import NIOSSL
 import Synchronization
+import WardenControlPlane
+import WardenGateway
 
 /// Connection limits against slow and idle clients (`limits:`): a deadline for reading each request's head, an idle
 /// keep-alive timeout, and a cap on open connections per source address. Together with the listener's connection cap
@@ -33,6 +35,16 @@ public struct ConnectionLimits: Sendable {
         self.maxPerSource = maxPerSource
         self.bodyTimeout = bodyTimeout
         self.sendTimeout = sendTimeout
+    }
+}
+
+extension GatewayLimits {
+    /// The connection guard's settings.
+    public var connectionLimits: ConnectionLimits {
+        ConnectionLimits(
+            headerTimeout: .seconds(headerTimeout), idleTimeout: .seconds(idleTimeout),
+            maxPerSource: maxConnectionsPerSource, bodyTimeout: .seconds(bodyTimeout),
+            sendTimeout: .seconds(sendTimeout))
     }
 }
 

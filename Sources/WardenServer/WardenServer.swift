@@ -7,7 +7,9 @@ import Logging
 import NIOSSL
 import ServiceLifecycle
 import WardenAudit
+import WardenControlPlane
 import WardenCore
+import WardenGateway
 import WardenIdentity
 import WardenRisk
 import X509
@@ -189,8 +191,13 @@ public enum WardenServer {
             GatewayService(gateway: gateway, mcp: mcp, logger: logger),
         ]
         if config.risk.enabled {
+            let webhook = config.risk.webhook.map { WebhookSender(url: $0, logger: logger) }
+            if let webhook { services.append(RiskWebhookService(sender: webhook)) }
+            var notify: (@Sendable (String) -> Void)?
+            if let webhook { notify = { webhook.send($0) } }
             let engine = RiskEngine(
-                actions: ControlPlaneRiskActions(cp: cp, webhook: config.risk.webhook), settings: config.risk.settings,
+                actions: ControlPlaneRiskActions(cp: cp, notify: notify),
+                settings: config.risk.settings,
                 playbooks: config.risk.playbooks, trust: config.risk.trust, queueCapacity: config.risk.queueSize)
             cp.risk.attach(engine)
             RiskService.restore(engine, cp: cp, logger: logger)

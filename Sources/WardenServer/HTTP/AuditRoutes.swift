@@ -6,7 +6,9 @@ import Hummingbird
 import NIOCore
 import ServiceLifecycle
 import WardenAudit
+import WardenControlPlane
 import WardenCore
+import WardenGateway
 import WardenIdentity
 
 /// `/v1/admin/audit/...`: checkpoints, the keys that verify them, queries, export and a live tail, proofs,
