@@ -18,55 +18,38 @@ import WardenRisk
 extension Gateway {
     // MARK: Cedar
 
-    /// The Cedar request: principal the agent (manifest attributes, roles and team as parents), action `call`,
-    /// resource the route's `Service` (or the target `Agent`), and the context.
-    func cedarRequest(
-        _ who: AuthenticatedAgent, principal: Entity, route: Route, request: Request, path: String, query: Set<Value>,
-        source: String?, length: Int?, trust: Int
-    ) throws(Refusal) -> (Cedar.Request, Entities) {
-        var entities = [principal]
+    /// The decision on a `/r/` call (``Decide``): action `call` on the route's `Service` (in its `Segment`) or on the
+    /// target `Agent`, with this front end's context keys: `method`, `path` (canonical), `route`, `query` (parameter
+    /// names), `contentLength` (-1 when unknown).
+    func decide(
+        _ caller: Caller, call: Call, route: Route, request: Request, path: String, query: Set<Value>, length: Int?
+    ) throws(Refusal) -> PolicyEngine.Verdict {
+        var entities: [Entity] = []
         let resource: EntityUID
         if let service = route.service {
             entities.append(service)
             resource = service.uid
         } else {
             guard let t = cp.agents.entry(route.resource.id) else {
-                throw Refusal(
-                    status: .serviceUnavailable,
-                    error: WardenError(.notFound, "the route's agent is not registered", reason: "target_unavailable"))
+                throw Refusal(.serviceUnavailable, .notFound, .targetUnavailable, "the route's agent is not registered")
             }
             guard t.record.state == .active else {
                 throw Refusal(
-                    status: .serviceUnavailable,
-                    error: WardenError(
-                        .accessDenied, "the route's agent is \(t.record.state.rawValue)", reason: "target_unavailable"))
+                    .serviceUnavailable, .accessDenied, .targetUnavailable,
+                    "the route's agent is \(t.record.state.rawValue)")
             }
-            if t.entity.uid != principal.uid { entities.append(t.entity) }
+            if t.entity.uid != caller.principal.uid { entities.append(t.entity) }
             resource = t.entity.uid
         }
-        var context: [String: Value] = [
-            "method": .string(request.method.rawValue),
-            "path": .string(path),
-            "route": .string(route.config.name),
-            "query": .set(query),
-            "contentLength": .long(Int64(length ?? -1)),
-            "time": .ext(.datetime(CedarDatetime(milliseconds: cp.now() * 1000))),
-            "trust": .long(Int64(trust)),
-            "delegation": .set(Set(who.claims.delegation.map { .string($0) })),
-            "delegated": .bool(!who.claims.actors.isEmpty),
-            "subject": .string(who.claims.subject),
-        ]
-        if let source, let ip = IPAddr.parse(source) { context["source"] = .ext(.ipaddr(ip)) }
-        let built: Entities
-        do { built = try Entities(entities) } catch {
-            throw Refusal(
-                status: .forbidden, error: WardenError(.accessDenied, "entities: \(error)", reason: "policy_error"))
-        }
-        return (
-            Cedar.Request(
-                principal: principal.uid, action: EntityUID("Action", "call"), resource: resource, context: context),
-            built
-        )
+        return pipeline.decide.run(
+            caller, source: call.source, action: "call", resource: resource, entities: entities,
+            context: [
+                "method": .string(request.method.rawValue),
+                "path": .string(path),
+                "route": .string(route.config.name),
+                "query": .set(query),
+                "contentLength": .long(Int64(length ?? -1)),
+            ])
     }
 
     /// The most query parameters a request may have (more are refused: every one must reach Cedar).

@@ -67,6 +67,8 @@ public final class Gateway: Sendable {
     let routes: [String: Route]
     public let limiter: RateLimiter
     public let metrics: GatewayMetrics
+    /// The stages every front end shares.
+    package let pipeline: Pipeline
     let http: HTTPClient
     let logger: Logger
 
@@ -77,6 +79,7 @@ public final class Gateway: Sendable {
         self.routes = routes
         self.metrics = GatewayMetrics(routes: routes.keys)
         self.limiter = limiter
+        self.pipeline = Pipeline(cp: cp, limiter: limiter)
         var config = HTTPClient.Configuration(
             redirectConfiguration: .disallow,
             timeout: .init(connect: .seconds(5)),
@@ -95,23 +98,17 @@ public final class Gateway: Sendable {
         try? await http.shutdown()
     }
 
-    /// A refusal: the status, the wire error and the reason code, plus what the audit entry needs.
-    struct Refusal: Error {
-        var status: HTTPResponse.Status
-        var error: WardenError
-        var policies: [String] = []
-        var retryAfter: Int?
-        /// The agent, when its credentials were genuine (its state or binding refused it).
-        var who: AuthenticatedAgent?
-    }
-
     // MARK: Handling
 
-    /// Handles a request under `/r/`. `base` is the URL agents use for this listener (DPoP `htu`).
+    /// The stages of a `/r/` call, in order: the pipeline's authenticate, then this front end's route lookup and
+    /// request-target check (`RequestTarget`, method overrides), the token's scope, the pipeline's limit (the risk
+    /// engine's throttle, the route's and the agent's rate limits), the body limit, the pipeline's decide (action
+    /// `call` on the route's `Service` or target `Agent`), the brokered credential, the recorder's admission entry,
+    /// then forward. A refusal from any stage leaves through ``refuse(_:_:_:)``, the call's one exit for refusals.
     package func handle(
         _ request: Request, context: WardenRequestContext, base: String, mutualTLS: Bool
     ) async -> Response {
-        let start = ContinuousClock.now
+        var call = Call(.route, source: context.source)
         let path = request.uri.path
         // /r/<route>[/rest]
         let afterPrefix = path.utf8.dropFirst(3)
@@ -119,200 +116,99 @@ public final class Gateway: Sendable {
         let routeName = String(Substring(afterPrefix[..<slash]))
         let rest = Substring(afterPrefix[slash...])
         let route = routes[routeName]
-        let source = context.source
         let query = Self.queryKeys(request.uri.query)
-        var who: AuthenticatedAgent?
-        var trust: Int?
-        var canonicalPath: String?
+        var entry = record(route: route, routeName: routeName, request: request, path: nil, query: query)
         do throws(Refusal) {
-            // 1. Authenticate.
-            let (agent, entry) = try await authenticate(request, context: context, base: base, mutualTLS: mutualTLS)
-            who = agent
-            let score = entry.trustScore
-            trust = score
-            // 2. The route and what the agent may reach.
+            let caller = try await pipeline.authenticate.run(
+                &call, request: request, context: context, base: base, mutualTLS: mutualTLS)
             guard let route else {
-                throw Refusal(
-                    status: .notFound,
-                    error: WardenError(.notFound, "no route '\(routeName)'", reason: "unknown_route"))
+                throw Refusal(.notFound, .notFound, .unknownRoute, "no route '\(routeName)'")
             }
             let canonical = try Self.target(rest, query: request.uri.query)
-            canonicalPath = canonical
+            entry = record(route: route, routeName: routeName, request: request, path: canonical, query: query)
             try Self.checkMethodOverride(request, query: query)
-            guard agent.claims.hasScope(route.scope) else {
+            guard caller.agent.claims.hasScope(route.scope) else {
                 throw Refusal(
-                    status: .forbidden,
-                    error: WardenError(
-                        .accessDenied, "the token does not carry the scope \(route.scope)",
-                        reason: "insufficient_scope"))
+                    .forbidden, .accessDenied, .insufficientScope, "the token does not carry the scope \(route.scope)")
             }
-            // 3. Limits.
-            // A throttle the risk engine set: a small bucket of its own, on top of the configured ones.
-            if cp.risk.isThrottled(agent.agent.spiffeID.description, now: Double(cp.now())),
-                let wait = limiter.take("risk-throttle|" + agent.agent.id, Self.riskThrottle)
-            {
-                throw rateLimited(wait, "(throttled by the risk engine)")
-            }
-            try admitRate(agent: agent.agent.id, route: route)
+            try pipeline.limit.run(
+                caller,
+                own: route.config.rateLimit.map {
+                    (
+                        key: caller.agent.agent.id + "|" + route.config.name, limit: $0,
+                        what: "on route \(route.config.name)"
+                    )
+                })
             let length = request.headers[.contentLength].flatMap { Int($0) }
             if let length, length > route.config.maxBodyBytes {
                 throw Refusal(
-                    status: .contentTooLarge,
-                    error: WardenError(
-                        .invalidRequest, "the request body is larger than \(route.config.maxBodyBytes) bytes",
-                        reason: "body_too_large"))
+                    .contentTooLarge, .invalidRequest, .bodyTooLarge,
+                    "the request body is larger than \(route.config.maxBodyBytes) bytes")
             }
-            // 4. Decide.
-            let (cedar, entities) = try cedarRequest(
-                agent, principal: entry.entity, route: route, request: request, path: canonical, query: query,
-                source: source, length: length, trust: score)
-            let verdict = cp.policies.authorize(cedar, entities: entities)
-            guard verdict.allowed else {
-                throw Refusal(
-                    status: .forbidden,
-                    error: WardenError(.accessDenied, verdict.message, reason: verdict.reason),
-                    policies: verdict.policies)
-            }
-            // 5. The brokered credential (a route that names one never goes out without it).
+            let verdict = try decide(
+                caller, call: call, route: route, request: request, path: canonical, query: query, length: length)
+            guard verdict.allowed else { throw Decide.refusal(verdict) }
+            // The brokered credential (a route that names one never goes out without it).
             var credential: (HTTPField.Name, String)?
             if let c = route.config.credential {
                 guard let value = cp.secrets.value(c.secret), let name = route.credentialHeader else {
                     throw Refusal(
-                        status: .serviceUnavailable,
-                        error: WardenError(
-                            .storage, "the route's credential is not available", reason: "credential_unavailable"))
+                        .serviceUnavailable, .storage, .credentialUnavailable, "the route's credential is not available"
+                    )
                 }
                 credential = (name, c.prefix + value)
             }
-            // 6. Record (admission to the audit log; a failing log refuses the call).
-            let decisionMicros = Self.micros(ContinuousClock.now - start)
-            do throws(WardenError) {
-                try cp.audit.submit(
-                    auditEvent(
-                        agent, trust: score, route: route, routeName: routeName, request: request, path: canonical,
-                        query: query, source: source, decision: .allow, reason: nil, policies: verdict.policies,
-                        latency: decisionMicros))
-            } catch {
-                throw Refusal(
-                    status: .serviceUnavailable,
-                    error: WardenError(.storage, "the audit log is unavailable", reason: "audit_unavailable"))
-            }
-            metrics.decisionLatency.observe(micros: decisionMicros)
+            // Admission to the audit log; a failing log refuses the call.
+            try pipeline.recorder.admit(call, entry, policies: verdict.policies)
+            metrics.decisionLatency.observe(micros: call.elapsedMicros)
             metrics.allowed(route: route.config.name)
-            // 7. Forward.
             // The risk engine sees the call when the exchange ends, with the bytes that actually moved each way
             // (chunked and streamed bodies included), not what `Content-Length` announced.
+            let feed = entry.risk
             let response = await forward(
-                request, route: route, path: canonical, who: agent, credential: credential, source: source,
+                request, route: route, path: canonical, who: caller.agent, credential: credential, source: call.source,
                 length: length, proto: base.hasPrefix("https") ? "https" : "http", host: Self.authority(of: base)
-            ) { [self] bytesIn, bytesOut in
-                observe(
-                    agent, route: route, routeName: routeName, allowed: true, reason: nil, bytesIn: bytesIn,
-                    bytesOut: bytesOut, source: source)
+            ) { [pipeline, call] bytesIn, bytesOut in
+                if let feed { pipeline.recorder.exchanged(call, feed, bytesIn: bytesIn, bytesOut: bytesOut) }
             }
-            metrics.requestLatency.observe(micros: Self.micros(ContinuousClock.now - start))
+            metrics.requestLatency.observe(micros: call.elapsedMicros)
             return response
         } catch {
-            let latency = Self.micros(ContinuousClock.now - start)
-            let agent = error.who ?? who
-            metrics.decisionLatency.observe(micros: latency)
-            metrics.denied(route: route?.config.name ?? "unknown", reason: error.error.auditReason)
-            // The nonce challenge is part of the protocol, not a refusal; a refusal that names no agent is summarised
-            // per source rather than written on its own.
-            if error.error.code != .useDPoPNonce, agent == nil {
-                cp.sources.refused(source, reason: error.error.auditReason, now: cp.now())
-            } else if error.error.code != .useDPoPNonce {
-                try? cp.audit.submit(
-                    auditEvent(
-                        agent, trust: trust ?? agent.map { cp.trust.score($0.agent) }, route: route,
-                        routeName: routeName, request: request, path: canonicalPath, query: query, source: source,
-                        decision: .deny,
-                        reason: error.error.auditReason, policies: error.policies, latency: latency,
-                        message: error.error.message))
-            }
-            let response = refusalResponse(error, nonce: cp.currentNonce())
-            metrics.requestLatency.observe(micros: Self.micros(ContinuousClock.now - start))
-            if error.error.code != .useDPoPNonce {
-                observe(
-                    agent, route: route, routeName: routeName, allowed: false, reason: error.error.auditReason,
-                    bytesIn: 0, bytesOut: 0, source: source)
-            }
-            return response
+            return refuse(call, entry, error, route: route)
         }
     }
 
-    /// The engine's throttle: one request a second, bursts of five.
-    static let riskThrottle = RateLimit(perSecond: 1, burst: 5)
+    /// The one exit of a refused `/r/` call: metrics, the record and risk event (``Recorder``), the response.
+    func refuse(_ call: Call, _ entry: Recorder.Entry, _ refusal: Refusal, route: Route?) -> Response {
+        metrics.decisionLatency.observe(micros: call.elapsedMicros)
+        metrics.denied(route: route?.config.name ?? "unknown", reason: refusal.reason.rawValue)
+        pipeline.recorder.refused(call, entry, refusal)
+        let response = refusalResponse(refusal, nonce: cp.currentNonce())
+        metrics.requestLatency.observe(micros: call.elapsedMicros)
+        return response
+    }
 
-    /// Hands the call to the risk engine (never waits). A refusal before the agent was known is attributed to its
-    /// source address, so probing is seen too.
-    func observe(
-        _ who: AuthenticatedAgent?, route: Route?, routeName: String, allowed: Bool, reason: String?, bytesIn: Int64,
-        bytesOut: Int64, source: String?
-    ) {
-        // A genuine but revoked token is the consequence of a containment (or an operator's revocation), not new
-        // behaviour: counted as the agent's refusals, a revocation the engine made after a theft would throttle and
-        // then quarantine the victim while its client catches up.
-        if who != nil, reason == "token_revoked" { return }
-        let agentID = who?.agent.spiffeID.description ?? source.map { "source:" + $0 } ?? ""
+    /// What the record of a `/r/` call says: the Cedar resource (or `route:<name>` for an unknown route), the method,
+    /// the path the decision was made on (the canonical one; the raw one when it was refused before), the route, the
+    /// query's parameter names, and the digest of the request line.
+    func record(route: Route?, routeName: String, request: Request, path: String?, query: Set<Value>)
+        -> Recorder.Entry
+    {
+        var h = SHA256()
+        h.update(data: Array("\(request.method.rawValue) \(request.uri.description)\n".utf8))
         let resource = route?.resource.description ?? "route:\(routeName)"
-        cp.risk.submit(
-            RiskEvent(
-                time: Double(cp.now()), agentID: agentID, roles: who?.agent.manifest.roles ?? [],
-                kind: who == nil && !allowed ? .authFailure : .call, resource: resource,
-                segment: route?.config.segment ?? route?.config.agent.map { "agent:" + $0 }, allowed: allowed,
-                reason: reason, bytesIn: bytesIn, bytesOut: bytesOut,
-                subject: who.flatMap { $0.claims.actors.isEmpty ? nil : $0.claims.subject }))
-    }
-
-    /// The token and its proof (or client certificate), then the agent's state and binding. A refusal after the
-    /// credentials verified carries the agent, so that it is recorded as that agent's.
-    func authenticate(
-        _ request: Request, context: WardenRequestContext, base: String, mutualTLS: Bool
-    ) async throws(Refusal) -> (AuthenticatedAgent, AgentDirectory.Entry) {
-        // A source that keeps failing authentication waits, before any signature is checked.
-        if let wait = cp.sources.blocked(context.source) {
-            throw rateLimited(wait, "for unauthenticated requests from this address")
+        let shown = path.map { "/r/\(routeName)" + $0 } ?? String(request.uri.path.prefix(2048))
+        var details: [(String, String)] = [("method", request.method.rawValue), ("path", shown)]
+        if let r = route { details.append(("route", r.config.name)) }
+        if !query.isEmpty {
+            let names = query.compactMap { if case .string(let s) = $0 { s } else { nil } }.sorted()
+            details.append(("query_keys", names.joined(separator: ",")))
         }
-        var who: AuthenticatedAgent?
-        var authorization: String?
-        var certificate: ClientCertificate?
-        do throws(WardenError) {
-            authorization = try HTTPSupport.single(request, .authorization, code: .invalidToken)
-            let cert =
-                mutualTLS && authorization?.utf8.prefix(7).lazy.map({ $0 | 0x20 }).elementsEqual("bearer ".utf8) == true
-                ? try await context.clientCertificate() : nil
-            certificate = cert
-            let (claims, entry) = try cp.verifyCredentials(
-                authorization: authorization, dpop: try HTTPSupport.single(request, .dpop, code: .invalidDPoPProof),
-                method: request.method.rawValue, path: request.uri.path, base: base, certificate: cert)
-            let agent = AuthenticatedAgent(claims: claims, agent: entry.record)
-            who = agent
-            try cp.admit(agent, key: entry.key, certificate: cert)
-            return (agent, entry)
-        } catch {
-            let status: HTTPResponse.Status =
-                switch error.code {
-                case .accessDenied: .forbidden
-                case .storage, .io: .serviceUnavailable
-                case .invalidRequest: .badRequest
-                default: .unauthorized
-                }
-            // A genuine token with another key's proof was stolen: the theft is its agent's to know about (the
-            // refusal itself stays unattributed, as the credentials did not prove who is calling).
-            if let victim = cp.stolenTokenHolder(error, authorization: authorization, certificate: certificate) {
-                cp.risk.submit(
-                    RiskEvent(
-                        time: Double(cp.now()), agentID: victim.record.spiffeID.description,
-                        roles: victim.record.manifest.roles, kind: .tokenMisuse,
-                        resource: String(request.uri.path.prefix(256)), allowed: false, reason: error.auditReason))
-            }
-            throw Refusal(status: status, error: error, who: who)
-        }
-    }
-
-    static func micros(_ d: Duration) -> Int64 {
-        d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000
+        return Recorder.Entry(
+            action: "call", resource: resource, details: details,
+            requestDigest: "sha256:" + Attestation.hex(h.finalize()),
+            risk: Recorder.RiskFeed(
+                .call, resource: resource, segment: route?.config.segment ?? route?.config.agent.map { "agent:" + $0 }))
     }
 
     /// The canonical path under the route and the checked query (`RequestTarget`), refused with 400 when malformed.
@@ -326,8 +222,7 @@ public final class Gateway: Sendable {
             }
             return try RequestTarget.canonicalPath(rest)
         } catch {
-            throw Refusal(
-                status: .badRequest, error: WardenError(.invalidRequest, error.message, reason: "invalid_path"))
+            throw Refusal(.badRequest, .invalidRequest, .invalidPath, error.message)
         }
     }
 
@@ -349,60 +244,9 @@ public final class Gateway: Sendable {
         }
         if methodOverrides.contains(where: { request.headers[$0] != nil }) || override {
             throw Refusal(
-                status: .badRequest,
-                error: WardenError(
-                    .invalidRequest, "method override headers and parameters are not accepted",
-                    reason: "method_override"))
+                .badRequest, .invalidRequest, .methodOverride, "method override headers and parameters are not accepted"
+            )
         }
-    }
-
-    func admitRate(agent: String, route: Route) throws(Refusal) {
-        var routeKey: String?
-        if let limit = route.config.rateLimit {
-            let key = agent + "|" + route.config.name
-            if let wait = limiter.take(key, limit) { throw rateLimited(wait, "on route \(route.config.name)") }
-            routeKey = key
-        }
-        if let limit = cp.config.rateLimitPerAgent, let wait = limiter.take(agent, limit) {
-            if let routeKey { limiter.refund(routeKey) }
-            throw rateLimited(wait, "for this agent")
-        }
-    }
-
-    func rateLimited(_ wait: Double, _ what: String) -> Refusal {
-        Refusal(
-            status: .tooManyRequests,
-            error: WardenError(.accessDenied, "rate limit exceeded \(what)", reason: "rate_limited"),
-            retryAfter: max(1, Int(min(wait, 86_400).rounded(.up))))
-    }
-
-    // MARK: Audit
-
-    /// The decision's audit entry; the resource is the Cedar resource, or `route:<name>` for an unknown route.
-    func auditEvent(
-        _ who: AuthenticatedAgent?, trust: Int?, route: Route?, routeName: String, request: Request, path: String?,
-        query: Set<Value>, source: String?, decision: AuditEvent.Decision, reason: String?, policies: [String],
-        latency: Int64, message: String? = nil
-    ) -> AuditEvent {
-        var h = SHA256()
-        h.update(data: Array("\(request.method.rawValue) \(request.uri.description)\n".utf8))
-        let resource = route?.resource.description ?? "route:\(routeName)"
-        // The canonical path the decision was made on (and the upstream received); the raw one when it was refused.
-        let shown = path.map { "/r/\(routeName)" + $0 } ?? String(request.uri.path.prefix(2048))
-        var details: [(String, String)] = [("method", request.method.rawValue), ("path", shown)]
-        if let r = route { details.append(("route", r.config.name)) }
-        if !query.isEmpty {
-            let names = query.compactMap { if case .string(let s) = $0 { s } else { nil } }.sorted()
-            details.append(("query_keys", names.joined(separator: ",")))
-        }
-        if let who { details.append(("jti", who.claims.jti)) }
-        let agent = who?.agent
-        return AuditEvent(
-            kind: .decision, action: "call", actor: agent?.spiffeID.description ?? "unauthenticated",
-            agent: agent?.spiffeID.description, agentID: agent?.id, resource: resource, decision: decision,
-            reason: reason, policies: policies, trust: trust,
-            delegation: who?.claims.delegation ?? [], requestDigest: "sha256:" + Attestation.hex(h.finalize()),
-            latencyMicros: latency, source: source, message: message, details: details)
     }
 
     // MARK: Responses

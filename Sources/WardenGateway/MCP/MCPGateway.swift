@@ -134,16 +134,20 @@ public final class MCPGateway: Sendable {
         for s in servers.values { await s.upstream.shutdown() }
     }
 
-    /// What one request carries through the pipeline.
-    struct Call {
-        let agent: AuthenticatedAgent
-        let principal: Entity
-        let trust: Int
-        let source: String?
+    /// An MCP request in the pipeline: the pipeline's ``Call`` (authenticated: its ``Caller``), the protocol era and
+    /// the server addressed (nil on the aggregate endpoint).
+    struct MCPCall {
+        let call: Call
+        let caller: Caller
         let era: String
         let server: String?
-        let start: ContinuousClock.Instant
+        var agent: AuthenticatedAgent { caller.agent }
+        var principal: Entity { caller.principal }
+        var trust: Int { caller.trust }
+        var source: String? { call.source }
     }
+
+    var pipeline: Pipeline { gateway.pipeline }
 
     // MARK: HTTP
 
@@ -151,7 +155,7 @@ public final class MCPGateway: Sendable {
     package func handle(_ request: Request, context: WardenRequestContext, base: String, mutualTLS: Bool) async
         -> Response
     {
-        let start = ContinuousClock.now
+        var pipelineCall = Call(.mcp, source: context.source)
         let path = request.uri.path
         var serverName: String?
         if path.count > 5 {
@@ -163,26 +167,18 @@ public final class MCPGateway: Sendable {
         // Labels and audit resources name configured servers only (a path is the agent's input).
         let label = serverName.flatMap { servers[$0] == nil ? nil : $0 } ?? "*"
         // 1. Authenticate (the agent's credential stops here: the upstream gets Warden's).
-        let agent: AuthenticatedAgent
-        let entry: AgentDirectory.Entry
-        do throws(Gateway.Refusal) {
-            (agent, entry) = try await gateway.authenticate(
-                request, context: context, base: base, mutualTLS: mutualTLS)
+        let caller: Caller
+        do throws(Refusal) {
+            caller = try await pipeline.authenticate.run(
+                &pipelineCall, request: request, context: context, base: base, mutualTLS: mutualTLS)
         } catch {
-            metrics.count(server: label, method: "auth", outcome: error.error.auditReason)
-            if error.error.code != .useDPoPNonce, error.who == nil {
-                // Naming no agent: summarised per source (`SourceGuard`), as on /r/.
-                cp.sources.refused(context.source, reason: error.error.auditReason, now: cp.now())
-            } else if error.error.code != .useDPoPNonce {
-                try? cp.audit.submit(
-                    AuditEvent(
-                        kind: .decision, action: "mcp:connect",
-                        actor: error.who?.agent.spiffeID.description
-                            ?? "unauthenticated", agent: error.who?.agent.spiffeID.description,
-                        agentID: error.who?.agent.id, resource: "ToolServer::\"\(label)\"",
-                        decision: .deny, reason: error.error.auditReason, source: context.source,
-                        message: error.error.message))
-            }
+            if !error.isChallenge { metrics.count(server: label, method: "auth", outcome: error.reason.rawValue) }
+            let resource = "ToolServer::\"\(label)\""
+            pipeline.recorder.refused(
+                pipelineCall,
+                Recorder.Entry(
+                    action: "mcp:connect", resource: resource, risk: Recorder.RiskFeed(.tool, resource: resource)),
+                error)
             var response = gateway.refusalResponse(error, nonce: cp.currentNonce())
             // RFC 9728 §5.1: point standard MCP clients at the protected-resource metadata.
             if let challenge = response.headers[.wwwAuthenticate] {
@@ -191,9 +187,8 @@ public final class MCPGateway: Sendable {
             }
             return response
         }
-        let call = Call(
-            agent: agent, principal: entry.entity, trust: entry.trustScore,
-            source: context.source, era: "", server: serverName, start: start)
+        let agent = caller.agent
+        let call = MCPCall(call: pipelineCall, caller: caller, era: "", server: serverName)
         if let serverName, servers[serverName] == nil {
             return Self.httpError(.notFound, JSONRPC.RPCError(JSONRPC.invalidRequest, "no MCP server '\(serverName)'"))
         }
@@ -281,9 +276,7 @@ public final class MCPGateway: Sendable {
             }
             if versionHeader == nil { era = v }
         }
-        let c = Call(
-            agent: call.agent, principal: call.principal, trust: call.trust, source: call.source, era: era,
-            server: serverName, start: start)
+        let c = MCPCall(call: pipelineCall, caller: caller, era: era, server: serverName)
         // 3. Dispatch.
         switch message {
         case .notification, .response:
@@ -310,7 +303,7 @@ public final class MCPGateway: Sendable {
     }
 
     /// Records a refusal of the transport layer (bad message, header mismatch, session) as the agent's.
-    func refused(_ c: Call, _ server: String, _ action: String, _ reason: String) {
+    func refused(_ c: MCPCall, _ server: String, _ action: String, _ reason: String) {
         audit(c, action: action, resource: "ToolServer::\"\(server)\"", allowed: false, reason: reason, details: [])
     }
 
@@ -427,7 +420,7 @@ public final class MCPGateway: Sendable {
 
     // MARK: Methods
 
-    func dispatch(_ c: Call, method: String, params: JSONValue?) async throws(JSONRPC.RPCError) -> JSONValue {
+    func dispatch(_ c: MCPCall, method: String, params: JSONValue?) async throws(JSONRPC.RPCError) -> JSONValue {
         switch method {
         case "initialize": return serverDescription(c, version: c.era, discover: false)
         case "server/discover": return serverDescription(c, version: Self.modernVersion, discover: true)
@@ -443,7 +436,7 @@ public final class MCPGateway: Sendable {
         }
     }
 
-    func serverDescription(_ c: Call, version: String, discover: Bool) -> JSONValue {
+    func serverDescription(_ c: MCPCall, version: String, discover: Bool) -> JSONValue {
         // Resources and prompts are served per server, not on the aggregate.
         let capabilities: JSONValue =
             c.server == nil
@@ -478,7 +471,7 @@ public final class MCPGateway: Sendable {
     }
 
     /// The servers a request addresses: the one in the path, or every server the token names a tool of.
-    func addressed(_ c: Call) -> [MCPServerRuntime] {
+    func addressed(_ c: MCPCall) -> [MCPServerRuntime] {
         if let name = c.server, let s = servers[name] { return [s] }
         return order.compactMap { servers[$0] }.filter { hasServerScope(c.agent, $0.config.name) }
     }
@@ -576,7 +569,7 @@ public final class MCPGateway: Sendable {
             e.kind == "timeout" ? "the MCP server did not answer in time" : "the MCP server is unavailable")
     }
 
-    func listTools(_ c: Call) async throws(JSONRPC.RPCError) -> JSONValue {
+    func listTools(_ c: MCPCall) async throws(JSONRPC.RPCError) -> JSONValue {
         var out: [JSONValue] = []
         var hidden = 0
         let targets = addressed(c)
@@ -620,14 +613,14 @@ public final class MCPGateway: Sendable {
     }
 
     /// Resolves a tool name: `<tool>` on a server's endpoint, `<server>.<tool>` on the aggregate.
-    func resolve(_ c: Call, _ name: String) -> (MCPServerRuntime, String)? {
+    func resolve(_ c: MCPCall, _ name: String) -> (MCPServerRuntime, String)? {
         if let server = c.server { return servers[server].map { ($0, name) } }
         guard let dot = name.firstIndex(of: ".") else { return nil }
         let server = String(name[..<dot])
         return servers[server].map { ($0, String(name[name.index(after: dot)...])) }
     }
 
-    func callTool(_ c: Call, params: JSONValue) async throws(JSONRPC.RPCError) -> JSONValue {
+    func callTool(_ c: MCPCall, params: JSONValue) async throws(JSONRPC.RPCError) -> JSONValue {
         guard let name = params["name"]?.stringValue, !name.isEmpty, name.utf8.count <= 256 else {
             throw JSONRPC.RPCError(JSONRPC.invalidParams, "tools/call needs params.name")
         }
@@ -648,11 +641,10 @@ public final class MCPGateway: Sendable {
         func refuse(
             _ code: Int, _ reason: String, _ message: String, resource: String? = nil, policies: [String] = []
         ) -> JSONRPC.RPCError {
-            audit(
-                c, action: "mcp:tools/call", resource: resource ?? "Tool::\"\(resourceName)\"", allowed: false,
-                reason: reason, policies: policies, message: message, details: details)
-            observe(c, resource: resource ?? "Tool::\"\(resourceName)\"", allowed: false, reason: reason)
-            return JSONRPC.RPCError(code, message, data: .object([("reason", .string(reason))]))
+            let r = resource ?? "Tool::\"\(resourceName)\""
+            return refused(
+                c, Self.judged("mcp:tools/call", r, details),
+                Refusal(.forbidden, .accessDenied, Reason(reason), message, policies: policies), code: code)
         }
         guard let (s, tool) = resolve(c, name) else {
             throw refuse(JSONRPC.invalidParams, "unknown_tool", "unknown tool: \(name.prefix(128))")
@@ -666,8 +658,10 @@ public final class MCPGateway: Sendable {
                 JSONRPC.accessDenied, "insufficient_scope", "the token does not carry the scope tool:\(server)/\(tool)",
                 resource: resource)
         }
-        if let limit = cp.config.rateLimitPerAgent, gateway.limiter.take(c.agent.agent.id, limit) != nil {
-            throw refuse(JSONRPC.rateLimited, "rate_limited", "rate limit exceeded for this agent", resource: resource)
+        do throws(Refusal) {
+            try pipeline.limit.run(c.caller)
+        } catch {
+            throw refused(c, Self.judged("mcp:tools/call", resource, details), error, code: JSONRPC.rateLimited)
         }
         // The definition the upstream serves now (in its current session), against its pin.
         func pinned(_ cat: MCPServerRuntime.Catalogue) throws(JSONRPC.RPCError) -> MCPServerRuntime.Tool {
@@ -773,16 +767,11 @@ public final class MCPGateway: Sendable {
                 JSONRPC.upstreamUnavailable, "credential_unavailable", "the server's credential is not available",
                 resource: resource)
         }
-        do throws(WardenError) {
-            try cp.audit.submit(
-                event(
-                    c, action: "mcp:tools/call", resource: resource, allowed: true, reason: nil,
-                    policies: verdict.policies,
-                    message: nil, details: details))
+        do throws(Refusal) {
+            try pipeline.recorder.admit(
+                c.call, Self.judged("mcp:tools/call", resource, details), policies: verdict.policies)
         } catch {
-            throw JSONRPC.RPCError(
-                JSONRPC.internalError, "the audit log is unavailable",
-                data: .object([("reason", .string("audit_unavailable"))]))
+            throw refused(c, Self.judged("mcp:tools/call", resource, details), error, code: JSONRPC.internalError)
         }
         // Forward with Warden's session and credential; the agent's `_meta` stays here. Only in the session whose
         // catalogue was checked: when the upstream has a new one (it restarted), its catalogue and this tool's pin
@@ -812,7 +801,9 @@ public final class MCPGateway: Sendable {
         switch unwrap(response) {
         case .success(let result):
             let screened = try screen(c, s, result, resource: resource, details: details)
-            observe(c, resource: resource, allowed: true, reason: nil, bytesOut: Int64(screened.serialized.utf8.count))
+            pipeline.recorder.exchanged(
+                c.call, Recorder.RiskFeed(.tool, resource: resource), bytesIn: 0,
+                bytesOut: Int64(screened.serialized.utf8.count))
             return screened
         case .failure(let e):
             throw screened(s, e)
@@ -838,7 +829,7 @@ public final class MCPGateway: Sendable {
     /// definition still pinned, and the policies (as they are now) allow it when approved. nil when it still holds,
     /// else the reason code.
     func stillAdmissible(
-        _ c: Call, server: String, tool t: MCPServerRuntime.Tool, arguments: Value, parent: Entity
+        _ c: MCPCall, server: String, tool t: MCPServerRuntime.Tool, arguments: Value, parent: Entity
     ) -> String? {
         let claims = c.agent.claims
         if cp.revocations.isRevoked(claims.jti) { return "token_revoked" }
@@ -854,7 +845,7 @@ public final class MCPGateway: Sendable {
 
     /// The DLP step on a result: redacted or withheld per the server's `dlp`, the findings recorded by class.
     func screen(
-        _ c: Call, _ s: MCPServerRuntime, _ result: JSONValue, resource: String, details: [(String, String)]
+        _ c: MCPCall, _ s: MCPServerRuntime, _ result: JSONValue, resource: String, details: [(String, String)]
     ) throws(JSONRPC.RPCError) -> JSONValue {
         guard s.config.dlp != .off else { return result }
         var (redacted, kinds) = dlp.redact(result)
@@ -870,11 +861,10 @@ public final class MCPGateway: Sendable {
         let classes = kinds.sorted().joined(separator: ",")
         for k in kinds { metrics.dlp(kind: k) }
         let blocked = s.config.dlp == .block
-        try? cp.audit.submit(
-            event(
-                c, action: "mcp.dlp", resource: resource, allowed: !blocked,
-                reason: blocked ? "dlp_blocked" : "dlp_redacted",
-                policies: [], message: nil, details: details + [("classes", classes)]))
+        audit(
+            c, action: "mcp.dlp", resource: resource, allowed: !blocked,
+            reason: blocked ? "dlp_blocked" : "dlp_redacted",
+            details: details + [("classes", classes)])
         if blocked {
             throw JSONRPC.RPCError(
                 JSONRPC.resultWithheld, "the result was withheld: it contains \(classes)",
@@ -915,7 +905,7 @@ public final class MCPGateway: Sendable {
     }
 
     /// `resources/list`, `resources/templates/list`, `prompts/list` of one server, filtered by Cedar.
-    func listOther(_ c: Call, method: String, params: JSONValue?) async throws(JSONRPC.RPCError) -> JSONValue {
+    func listOther(_ c: MCPCall, method: String, params: JSONValue?) async throws(JSONRPC.RPCError) -> JSONValue {
         guard let name = c.server, let s = servers[name] else {
             throw JSONRPC.RPCError(JSONRPC.methodNotFound, "\(method) is served at /mcp/<server>")
         }
@@ -961,7 +951,7 @@ public final class MCPGateway: Sendable {
     }
 
     /// `resources/read` and `prompts/get`: decided per call, recorded, forwarded, screened.
-    func readOther(_ c: Call, method: String, params: JSONValue) async throws(JSONRPC.RPCError) -> JSONValue {
+    func readOther(_ c: MCPCall, method: String, params: JSONValue) async throws(JSONRPC.RPCError) -> JSONValue {
         let isPrompt = method == "prompts/get"
         let key = isPrompt ? "name" : "uri"
         guard let id = params[key]?.stringValue, !id.isEmpty, id.utf8.count <= 2048 else {
@@ -1002,13 +992,13 @@ public final class MCPGateway: Sendable {
                 policies: verdict.policies, message: verdict.message, details: details)
             throw JSONRPC.RPCError(JSONRPC.accessDenied, verdict.message)
         }
-        do throws(WardenError) {
-            try cp.audit.submit(
-                event(
-                    c, action: action, resource: resource, allowed: true, reason: nil, policies: verdict.policies,
-                    message: nil, details: details))
+        do throws(Refusal) {
+            try pipeline.limit.run(c.caller)
+            try pipeline.recorder.admit(c.call, Self.judged(action, resource, details), policies: verdict.policies)
         } catch {
-            throw JSONRPC.RPCError(JSONRPC.internalError, "the audit log is unavailable")
+            throw refused(
+                c, Self.judged(action, resource, details), error,
+                code: error.reason == .rateLimited ? JSONRPC.rateLimited : JSONRPC.internalError)
         }
         let response: JSONValue
         do throws(UpstreamFailure) {
@@ -1024,17 +1014,14 @@ public final class MCPGateway: Sendable {
 
     // MARK: Cedar
 
-    /// Decides `action` on `resource` (in its `ToolServer`) for the caller; the context has the server, the
-    /// arguments (when given), the trust score, time, source, delegation and whether a human approved.
+    /// Decides `action` on `resource` (in its `ToolServer`) for the caller (``Decide``), with this front end's
+    /// context keys: `server`, `protocolVersion`, `approved` (false unless given), and `arguments` when given.
     func decide(
-        _ c: Call, action: String, resource: Entity, parent: Entity, context extra: [String: Value]
+        _ c: MCPCall, action: String, resource: Entity, parent: Entity, context extra: [String: Value]
     ) -> PolicyEngine.Verdict {
-        guard let (request, entities) = cedarRequest(c, action: action, resource: resource, parent: parent, extra)
-        else {
-            return PolicyEngine.Verdict(
-                allowed: false, policies: [], errors: [], reason: "policy_error", message: "the entities are invalid")
-        }
-        return cp.policies.authorize(request, entities: entities)
+        pipeline.decide.run(
+            c.caller, source: c.source, action: action, resource: resource.uid, entities: [resource, parent],
+            context: Self.context(c, parent: parent, extra))
     }
 
     /// The context keys a `tools/call` sets per call, on top of what ``decide(_:action:resource:parent:context:)``
@@ -1043,33 +1030,18 @@ public final class MCPGateway: Sendable {
 
     /// Whether some request like ``decide(_:action:resource:parent:context:)``'s, with the context keys `unknown`
     /// not known yet, may be allowed (Cedar partial evaluation); false when none can be.
-    func mayDecide(_ c: Call, action: String, resource: Entity, parent: Entity, unknown: Set<String>) -> Bool {
-        guard let (request, entities) = cedarRequest(c, action: action, resource: resource, parent: parent, [:]) else {
-            return false
-        }
-        return cp.policies.mayAuthorize(request, unknownContextKeys: unknown, entities: entities)
+    func mayDecide(_ c: MCPCall, action: String, resource: Entity, parent: Entity, unknown: Set<String>) -> Bool {
+        pipeline.decide.may(
+            c.caller, source: c.source, action: action, resource: resource.uid, entities: [resource, parent],
+            unknown: unknown, context: Self.context(c, parent: parent, [:]))
     }
 
-    /// The Cedar request and entities of a decision: the caller as principal, `resource` in its `ToolServer`.
-    private func cedarRequest(
-        _ c: Call, action: String, resource: Entity, parent: Entity, _ extra: [String: Value]
-    ) -> (Cedar.Request, Entities)? {
+    static func context(_ c: MCPCall, parent: Entity, _ extra: [String: Value]) -> [String: Value] {
         var context: [String: Value] = [
-            "server": .string(parent.uid.id),
-            "time": .ext(.datetime(CedarDatetime(milliseconds: cp.now() * 1000))),
-            "trust": .long(Int64(c.trust)),
-            "delegation": .set(Set(c.agent.claims.delegation.map { .string($0) })),
-            "delegated": .bool(!c.agent.claims.actors.isEmpty),
-            "subject": .string(c.agent.claims.subject),
-            "approved": .bool(false),
-            "protocolVersion": .string(c.era),
+            "server": .string(parent.uid.id), "approved": .bool(false), "protocolVersion": .string(c.era),
         ]
-        if let source = c.source, let ip = IPAddr.parse(source) { context["source"] = .ext(.ipaddr(ip)) }
         for (k, v) in extra { context[k] = v }
-        guard let entities = try? Entities([c.principal, resource, parent]) else { return nil }
-        let request = Cedar.Request(
-            principal: c.principal.uid, action: EntityUID("Action", action), resource: resource.uid, context: context)
-        return (request, entities)
+        return context
     }
 
     /// Arguments beyond what is given to Cedar whole: entries per object or array, and nesting.
@@ -1115,38 +1087,28 @@ public final class MCPGateway: Sendable {
 
     // MARK: Audit
 
-    func event(
-        _ c: Call, action: String, resource: String, allowed: Bool?, reason: String?, policies: [String],
-        message: String?, details: [(String, String)]
-    ) -> AuditEvent {
-        let a = c.agent.agent
-        return AuditEvent(
-            kind: allowed == nil ? .system : .decision, action: action, actor: a.spiffeID.description,
-            agent: a.spiffeID.description, agentID: a.id, resource: resource,
-            decision: allowed.map { $0 ? .allow : .deny }, reason: reason, policies: policies, trust: c.trust,
-            delegation: c.agent.claims.delegation, latencyMicros: Gateway.micros(ContinuousClock.now - c.start),
-            source: c.source, message: message, details: details + [("jti", c.agent.claims.jti)])
+    /// The record entry of an MCP call that the risk engine judges (a tool call, resource read or prompt).
+    static func judged(_ action: String, _ resource: String, _ details: [(String, String)]) -> Recorder.Entry {
+        Recorder.Entry(
+            action: action, resource: resource, details: details, risk: Recorder.RiskFeed(.tool, resource: resource))
     }
 
-    /// Hands a tool call, resource read or prompt to the risk engine (never waits).
-    func observe(_ c: Call, resource: String, allowed: Bool, reason: String?, bytesOut: Int64 = 0) {
-        cp.risk.submit(
-            RiskEvent(
-                time: Double(cp.now()), agentID: c.agent.agent.spiffeID.description,
-                roles: c.agent.agent.manifest.roles,
-                kind: .tool, resource: resource, segment: nil, allowed: allowed, reason: reason, bytesOut: bytesOut,
-                subject: c.agent.claims.actors.isEmpty ? nil : c.agent.claims.subject))
+    /// A refused call through the recorder (its record and risk event), as the JSON-RPC error the agent gets: `code`,
+    /// the message, and the reason code in `data.reason`.
+    func refused(_ c: MCPCall, _ entry: Recorder.Entry, _ refusal: Refusal, code: Int) -> JSONRPC.RPCError {
+        pipeline.recorder.refused(c.call, entry, refusal)
+        return JSONRPC.RPCError(
+            code, refusal.error.message, data: .object([("reason", .string(refusal.reason.rawValue))]))
     }
 
-    /// Records a decision (best effort for refusals: the refusal stands whether or not it is recorded).
+    /// Records a decision or an event about the call that the risk engine does not judge (best effort).
     func audit(
-        _ c: Call, action: String, resource: String, allowed: Bool?, reason: String?, policies: [String] = [],
+        _ c: MCPCall, action: String, resource: String, allowed: Bool?, reason: String?, policies: [String] = [],
         message: String? = nil, details: [(String, String)]
     ) {
-        try? cp.audit.submit(
-            event(
-                c, action: action, resource: resource, allowed: allowed, reason: reason, policies: policies,
-                message: message, details: details))
+        pipeline.recorder.note(
+            c.call, Recorder.Entry(action: action, resource: resource, details: details),
+            decision: allowed.map { $0 ? .allow : .deny }, reason: reason, policies: policies, message: message)
     }
 }
 
