@@ -18,6 +18,8 @@ struct ParityEnv {
     let f: Fixture
     let client: any TestClientProtocol
     let upstream: MockMCPServer
+    /// Every route the router has (method and path pattern).
+    let routes: [(HTTPRequest.Method, String)]
 
     /// `GET /r/tickets/v1/x` as `a`; the reason code of the refusal (nil when the call was let through).
     func viaRoute(_ a: TestAgent, token: String?, authorization: String? = nil) async throws -> String? {
@@ -104,9 +106,13 @@ func withParity(_ body: @escaping @Sendable (ParityEnv) async throws -> Void) as
         }
         let gateway = try Gateway(cp: f.cp)
         let mcp = try MCPGateway(gateway: gateway)
-        let app = Application(router: WardenRouter.build(f.cp, gateway: gateway, mcp: mcp))
+        let router = WardenRouter.build(f.cp, gateway: gateway, mcp: mcp)
+        let routes = router.routes.map { ($0.method, $0.path.description) }
+        let app = Application(router: router)
         do {
-            try await app.test(.live) { client in try await body(ParityEnv(f: f, client: client, upstream: upstream)) }
+            try await app.test(.live) { client in
+                try await body(ParityEnv(f: f, client: client, upstream: upstream, routes: routes))
+            }
         } catch {
             await mcp.shutdown()
             await gateway.shutdown()
@@ -220,6 +226,45 @@ struct PipelineParityTests {
                 ])
             let calls = env.upstream.calls.withLock { $0 }
             #expect(calls.count == 4, "only busy-bot's four allowed tool calls reached the MCP server")
+        }
+    }
+}
+
+@Suite("Admin API: every endpoint behind the group's middleware (live listener)")
+struct AdminSurfaceTests {
+    @Test("every /v1/admin route the router has refuses no token, a near miss and the scrape token, and records it")
+    func everyAdminRoute() async throws {
+        try await withParity { env in
+            let admin = env.routes.filter { $0.1.hasPrefix("/v1/admin") }
+            // The whole admin API is registered (agents, audit, policies, secrets, risk, MCP pins and approvals).
+            #expect(admin.count >= 30, "\(admin.count) admin routes")
+            let real = try String(contentsOfFile: env.f.dir + "/admin.token", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let scrape = try String(contentsOfFile: env.f.dir + "/metrics.token", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            for (method, pattern) in admin {
+                // Parameters filled in (`:ref` → `x`), wildcards too.
+                let path = pattern.split(separator: "/").map { $0.hasPrefix(":") || $0.hasPrefix("{") || $0.hasPrefix("*") ? "x" : String($0) }
+                    .joined(separator: "/")
+                for authorization in [nil, "Bearer " + String(real.dropLast()), "Bearer " + scrape, "Basic " + real] {
+                    var h = HTTPFields()
+                    if let authorization { h[.authorization] = authorization }
+                    let r = try await env.client.execute(
+                        uri: "/" + path, method: method, headers: h, body: ByteBuffer(string: "{}"))
+                    #expect(r.status == .unauthorized, "\(method) \(pattern): \(r.status)")
+                }
+            }
+            // Each refusal is on the record, by source.
+            env.f.cp.flushRefusalSummaries(all: true)
+            await env.f.cp.audit.flush()
+            let refused = try env.f.cp.audit.entries(after: 0, limit: 100_000).compactMap { try? JSONValue.parse($0.1) }
+            let summaries = refused.filter { $0["action"]?.stringValue == "refusals.summary" }
+            #expect(!summaries.isEmpty)
+            // The real token still works: the middleware lets it through to the handler.
+            var h = HTTPFields()
+            h[.authorization] = "Bearer " + real
+            let ok = try await env.client.execute(uri: "/v1/admin/agents", method: .get, headers: h, body: nil)
+            #expect(ok.status == .ok)
         }
     }
 }

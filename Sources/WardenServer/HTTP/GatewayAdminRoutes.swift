@@ -28,63 +28,32 @@ extension PolicyEngine.Snapshot {
 /// `/v1/admin/policies` (current set, reload) and `/v1/admin/secrets` (brokered credentials: names and ages, set,
 /// delete; values are write-only).
 enum GatewayAdminRoutes {
-    static func add(to router: Router<WardenRequestContext>, _ cp: ControlPlane) {
-        let admin = router.group("/v1/admin")
+    static func add(to admin: RouterGroup<WardenRequestContext>, _ cp: ControlPlane) {
         admin.get("/policies") { request, context in
-            await AdminRoutes.guarded(cp, request, context) { () throws(WardenError) in
-                HTTPSupport.json(.ok, cp.policies.snapshot.json)
-            }
+            HTTPSupport.json(.ok, cp.policies.snapshot.json)
         }
         admin.post("/policies/reload") { request, context in
-            await AdminRoutes.guarded(cp, request, context) { () throws(WardenError) in
-                HTTPSupport.json(.ok, try await cp.reloadPolicies(actor: "admin").json)
-            }
+            HTTPSupport.json(.ok, try await cp.reloadPolicies(actor: "admin").json)
         }
         admin.get("/secrets") { request, context in
-            await AdminRoutes.guarded(cp, request, context) { () throws(WardenError) in
-                HTTPSupport.json(.ok, .object([("secrets", .array(cp.secrets.list().map(\.json)))]))
-            }
+            HTTPSupport.json(.ok, .object([("secrets", .array(cp.secrets.list().map(\.json)))]))
         }
         admin.put("/secrets/:name") { request, context in
-            await AdminRoutes.guarded(cp, request, context) { () throws(WardenError) in
-                let name = context.parameters.get("name") ?? ""
-                // The raw value is the body (a trailing newline, as `echo` writes, is not part of it).
-                var value = try await HTTPSupport.body(request, limit: SecretStore.maxValueBytes + 2)
-                if value.last == UInt8(ascii: "\n") { value.removeLast() }
-                if value.last == UInt8(ascii: "\r") { value.removeLast() }
-                try cp.secrets.set(name, value: value, now: cp.now())
-                guard let info = cp.secrets.list().first(where: { $0.name == name }) else {
-                    throw WardenError(.storage, "the secret was not stored")
-                }
-                return HTTPSupport.json(.ok, info.json)
+            let name = context.parameters.get("name") ?? ""
+            // The raw value is the body (a trailing newline, as `echo` writes, is not part of it).
+            var value = try await HTTPSupport.body(request, limit: SecretStore.maxValueBytes + 2)
+            if value.last == UInt8(ascii: "\n") { value.removeLast() }
+            if value.last == UInt8(ascii: "\r") { value.removeLast() }
+            try cp.secrets.set(name, value: value, now: cp.now())
+            guard let info = cp.secrets.list().first(where: { $0.name == name }) else {
+                throw WardenError(.storage, "the secret was not stored")
             }
+            return HTTPSupport.json(.ok, info.json)
         }
         admin.delete("/secrets/:name") { request, context in
-            await AdminRoutes.guarded(cp, request, context) { () throws(WardenError) in
-                let name = context.parameters.get("name") ?? ""
-                try cp.secrets.delete(name)
-                return HTTPSupport.json(.ok, .object([("deleted", .string(name))]))
-            }
+            let name = context.parameters.get("name") ?? ""
+            try cp.secrets.delete(name)
+            return HTTPSupport.json(.ok, .object([("deleted", .string(name))]))
         }
-    }
-}
-
-/// Sends `/r/...` to the gateway; everything else to the router's endpoints.
-struct GatewayMiddleware: RouterMiddleware {
-    typealias Context = WardenRequestContext
-    let gateway: Gateway
-    let mcp: MCPGateway?
-    let base: String
-    let mutualTLS: Bool
-
-    func handle(
-        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
-    ) async throws -> Response {
-        let path = request.uri.path
-        if let mcp, path.hasPrefix("/mcp"), path.utf8.count == 4 || path.utf8.dropFirst(4).first == UInt8(ascii: "/") {
-            return await mcp.handle(request, context: context, base: base, mutualTLS: mutualTLS)
-        }
-        guard path.hasPrefix("/r/") else { return try await next(request, context) }
-        return await gateway.handle(request, context: context, base: base, mutualTLS: mutualTLS)
     }
 }

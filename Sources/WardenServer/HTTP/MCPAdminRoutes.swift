@@ -24,7 +24,10 @@ extension MCPToolRow {
 /// RFC 9728 protected-resource metadata for the MCP endpoints, and the operator's MCP API: tool pins
 /// (`/v1/admin/mcp/tools`) and calls held for approval (`/v1/admin/approvals`).
 enum MCPAdminRoutes {
-    static func add(to router: Router<WardenRequestContext>, _ cp: ControlPlane, mcp: MCPGateway, base: String) {
+    static func add(
+        to router: Router<WardenRequestContext>, admin: RouterGroup<WardenRequestContext>, _ cp: ControlPlane,
+        mcp: MCPGateway, base: String
+    ) {
         // RFC 9728 §3: the metadata of `<base>/mcp[/<server>]` at the well-known path with the resource's path
         // appended (and at the bare well-known path for the aggregate).
         @Sendable func metadata(_ path: String) -> Response {
@@ -58,92 +61,81 @@ enum MCPAdminRoutes {
             return metadata("/mcp/\(server)")
         }
 
-        let admin = router.group("/v1/admin")
         admin.get("/mcp/tools") { request, context in
-            await AdminRoutes.guarded(cp, request, context) { () throws(WardenError) in
-                let server = request.uri.queryParameters.get("server")
-                let rows = try cp.store.mcpTools(server: server)
-                return HTTPSupport.json(.ok, .object([("tools", .array(rows.map(\.json)))]))
-            }
+            let server = request.uri.queryParameters.get("server")
+            let rows = try cp.store.mcpTools(server: server)
+            return HTTPSupport.json(.ok, .object([("tools", .array(rows.map(\.json)))]))
         }
         admin.get("/mcp/tools/:server/:tool") { request, context in
-            await AdminRoutes.guarded(cp, request, context) { () throws(WardenError) in
-                let server = context.parameters.get("server") ?? ""
-                let tool = context.parameters.get("tool") ?? ""
-                let rows = try cp.store.mcpTools(server: server).filter { $0.tool == tool }
-                guard !rows.isEmpty else { throw WardenError(.notFound, "no recorded definition of \(server)/\(tool)") }
-                return HTTPSupport.json(
-                    .ok,
-                    .object([
-                        ("server", .string(server)), ("tool", .string(tool)),
-                        ("pinned", rows.first { $0.state == "approved" }?.json ?? .null),
-                        ("pending", .array(rows.filter { $0.state == "pending" }.map(\.json))),
-                        (
-                            "history",
-                            .array(rows.filter { $0.state == "superseded" || $0.state == "rejected" }.map(\.json))
-                        ),
-                    ]))
-            }
+            let server = context.parameters.get("server") ?? ""
+            let tool = context.parameters.get("tool") ?? ""
+            let rows = try cp.store.mcpTools(server: server).filter { $0.tool == tool }
+            guard !rows.isEmpty else { throw WardenError(.notFound, "no recorded definition of \(server)/\(tool)") }
+            return HTTPSupport.json(
+                .ok,
+                .object([
+                    ("server", .string(server)), ("tool", .string(tool)),
+                    ("pinned", rows.first { $0.state == "approved" }?.json ?? .null),
+                    ("pending", .array(rows.filter { $0.state == "pending" }.map(\.json))),
+                    (
+                        "history",
+                        .array(rows.filter { $0.state == "superseded" || $0.state == "rejected" }.map(\.json))
+                    ),
+                ]))
         }
         for (verb, approve) in [("approve", true), ("reject", false)] {
             admin.post("/mcp/tools/:server/:tool/\(verb)") { request, context in
-                await AdminRoutes.guarded(cp, request, context) { () throws(WardenError) in
-                    let server = context.parameters.get("server") ?? ""
-                    let tool = context.parameters.get("tool") ?? ""
-                    let body = try await HTTPSupport.body(request, limit: 4096)
-                    var digest: String?
-                    if !body.isEmpty {
-                        guard let v = try? JSONValue.parse(body), case .object = v else {
-                            throw WardenError(.invalidRequest, "the body is {\"digest\": \"sha256:...\"} or empty")
-                        }
-                        digest = v["digest"]?.stringValue
+                let server = context.parameters.get("server") ?? ""
+                let tool = context.parameters.get("tool") ?? ""
+                let body = try await HTTPSupport.body(request, limit: 4096)
+                var digest: String?
+                if !body.isEmpty {
+                    guard let v = try? JSONValue.parse(body), case .object = v else {
+                        throw WardenError(.invalidRequest, "the body is {\"digest\": \"sha256:...\"} or empty")
                     }
-                    let row = try mcp.pins.decide(
-                        server: server, tool: tool, digest: digest, approve: approve, actor: "admin")
-                    // The next call or listing sees the decision.
-                    mcp.servers[server]?.catalogue.withLock { $0 = nil }
-                    return HTTPSupport.json(.ok, row.json)
+                    digest = v["digest"]?.stringValue
                 }
+                let row = try mcp.pins.decide(
+                    server: server, tool: tool, digest: digest, approve: approve, actor: "admin")
+                // The next call or listing sees the decision.
+                mcp.servers[server]?.catalogue.withLock { $0 = nil }
+                return HTTPSupport.json(.ok, row.json)
             }
         }
         admin.get("/approvals") { request, context in
-            await AdminRoutes.guarded(cp, request, context) { () throws(WardenError) in
-                HTTPSupport.json(.ok, .object([("approvals", .array(mcp.approvals.list().map(\.json)))]))
-            }
+            HTTPSupport.json(.ok, .object([("approvals", .array(mcp.approvals.list().map(\.json)))]))
         }
         for (verb, approve) in [("approve", true), ("deny", false)] {
             admin.post("/approvals/:id/\(verb)") { request, context in
-                await AdminRoutes.guarded(cp, request, context) { () throws(WardenError) in
-                    let id = context.parameters.get("id") ?? ""
-                    let body = try await HTTPSupport.body(request, limit: 4096)
-                    var reason: String?
-                    var actor = "admin"
-                    if !body.isEmpty {
-                        guard let v = try? JSONValue.parse(body), case .object = v else {
-                            throw WardenError(
-                                .invalidRequest, "the body is {\"reason\": \"...\", \"approver\": \"...\"} or empty")
-                        }
-                        reason = v["reason"]?.stringValue.map { String($0.prefix(500)) }
-                        if let a = v["approver"]?.stringValue, !a.isEmpty {
-                            actor = "admin:" + String(a.prefix(128))
-                        }
+                let id = context.parameters.get("id") ?? ""
+                let body = try await HTTPSupport.body(request, limit: 4096)
+                var reason: String?
+                var actor = "admin"
+                if !body.isEmpty {
+                    guard let v = try? JSONValue.parse(body), case .object = v else {
+                        throw WardenError(
+                            .invalidRequest, "the body is {\"reason\": \"...\", \"approver\": \"...\"} or empty")
                     }
-                    guard let item = mcp.approvals.decide(id, approve: approve, actor: actor, reason: reason) else {
-                        throw WardenError(.notFound, "no call waiting for approval with id \(id.prefix(64))")
+                    reason = v["reason"]?.stringValue.map { String($0.prefix(500)) }
+                    if let a = v["approver"]?.stringValue, !a.isEmpty {
+                        actor = "admin:" + String(a.prefix(128))
                     }
-                    var details: [(String, String)] = [
-                        ("approval_id", item.id), ("tool", "\(item.server)/\(item.tool)"),
-                        ("arguments_digest", item.argumentsDigest),
-                    ]
-                    if let reason { details.append(("reason", reason)) }
-                    try? cp.audit.submit(
-                        AuditEvent(
-                            kind: .admin, action: approve ? "mcp.approval.approve" : "mcp.approval.deny", actor: actor,
-                            agent: item.agent, agentID: item.agentID, resource: "Tool::\"\(item.server)/\(item.tool)\"",
-                            decision: approve ? .allow : .deny, details: details))
-                    return HTTPSupport.json(
-                        .ok, item.json.setting("decision", .string(approve ? "approved" : "denied")))
                 }
+                guard let item = mcp.approvals.decide(id, approve: approve, actor: actor, reason: reason) else {
+                    throw WardenError(.notFound, "no call waiting for approval with id \(id.prefix(64))")
+                }
+                var details: [(String, String)] = [
+                    ("approval_id", item.id), ("tool", "\(item.server)/\(item.tool)"),
+                    ("arguments_digest", item.argumentsDigest),
+                ]
+                if let reason { details.append(("reason", reason)) }
+                try? cp.audit.submit(
+                    AuditEvent(
+                        kind: .admin, action: approve ? "mcp.approval.approve" : "mcp.approval.deny", actor: actor,
+                        agent: item.agent, agentID: item.agentID, resource: "Tool::\"\(item.server)/\(item.tool)\"",
+                        decision: approve ? .allow : .deny, details: details))
+                return HTTPSupport.json(
+                    .ok, item.json.setting("decision", .string(approve ? "approved" : "denied")))
             }
         }
     }

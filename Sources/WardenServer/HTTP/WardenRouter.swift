@@ -157,18 +157,37 @@ public enum WardenRouter {
             }
         }
 
-        AdminRoutes.add(to: router, cp)
-        AuditRoutes.add(to: router, cp)
-        GatewayAdminRoutes.add(to: router, cp)
-        RiskAdminRoutes.add(to: router, cp)
-        if let mcp { MCPAdminRoutes.add(to: router, cp, mcp: mcp, base: base) }
-        // Added last, so it wraps only the not-found responder: no endpoint starts with /r/, every gateway request
-        // reaches it, and the endpoints above pay nothing for it.
+        // The admin API: one group, authenticated by its middleware.
+        let admin = router.group("/v1/admin").add(middleware: AdminAuthentication(cp: cp))
+        AdminRoutes.add(to: admin, cp)
+        AuditRoutes.add(to: admin, cp)
+        GatewayAdminRoutes.add(to: admin, cp)
+        RiskAdminRoutes.add(to: admin, cp)
+        if let mcp { MCPAdminRoutes.add(to: router, admin: admin, cp, mcp: mcp, base: base) }
+        // The enforcement point's two front ends, registered as routes: `/r/<route>[/...]` for every method an HTTP
+        // API uses, and `/mcp[/<server>]` (the MCP handler answers 405 for the methods MCP does not use).
         if let gateway {
-            router.add(middleware: GatewayMiddleware(gateway: gateway, mcp: mcp, base: base, mutualTLS: mutualTLS))
+            for method in gatewayMethods {
+                router.on("/r/:route", method: method) { request, context in
+                    await gateway.handle(request, context: context, base: base, mutualTLS: mutualTLS)
+                }
+                router.on("/r/:route/**", method: method) { request, context in
+                    await gateway.handle(request, context: context, base: base, mutualTLS: mutualTLS)
+                }
+                if let mcp {
+                    for path in ["/mcp", "/mcp/:server"] {
+                        router.on(RouterPath(path), method: method) { request, context in
+                            await mcp.handle(request, context: context, base: base, mutualTLS: mutualTLS)
+                        }
+                    }
+                }
+            }
         }
         return router
     }
+
+    /// The methods `/r/` and `/mcp` take: those of HTTP APIs. Others (CONNECT, TRACE, WebDAV's) are not routed.
+    static let gatewayMethods: [HTTPRequest.Method] = [.get, .head, .post, .put, .patch, .delete, .options]
 
     /// 429 with `Retry-After` when the client's address has used up its requests to `endpoint` (`enroll`, `token`)
     /// or its unauthenticated refusals; counted in the source's refusal summary.
