@@ -244,8 +244,10 @@ struct AdminSurfaceTests {
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             for (method, pattern) in admin {
                 // Parameters filled in (`:ref` → `x`), wildcards too.
-                let path = pattern.split(separator: "/").map { $0.hasPrefix(":") || $0.hasPrefix("{") || $0.hasPrefix("*") ? "x" : String($0) }
-                    .joined(separator: "/")
+                let path = pattern.split(separator: "/").map {
+                    $0.hasPrefix(":") || $0.hasPrefix("{") || $0.hasPrefix("*") ? "x" : String($0)
+                }
+                .joined(separator: "/")
                 for authorization in [nil, "Bearer " + String(real.dropLast()), "Bearer " + scrape, "Basic " + real] {
                     var h = HTTPFields()
                     if let authorization { h[.authorization] = authorization }

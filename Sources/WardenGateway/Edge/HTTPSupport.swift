@@ -65,13 +65,9 @@ package enum HTTPSupport {
             }
             return json(.badRequest, body, headers: headers)
         case .protected:
+            headers[.wwwAuthenticate] = challenge(error)
             switch error.code {
-            case .invalidToken, .invalidDPoPProof, .useDPoPNonce:
-                headers[.wwwAuthenticate] =
-                    "DPoP error=\(quoted(code)), error_description=\(quoted(error.message)), algs=\"ES256\""
-                return json(.unauthorized, body, headers: headers)
-            case .unauthenticated:
-                headers[.wwwAuthenticate] = "DPoP algs=\"ES256\""
+            case .invalidToken, .invalidDPoPProof, .useDPoPNonce, .unauthenticated:
                 return json(.unauthorized, body, headers: headers)
             case .accessDenied:
                 return json(.forbidden, body, headers: headers)
@@ -94,6 +90,28 @@ package enum HTTPSupport {
             default: return json(.badRequest, body, headers: headers)
             }
         }
+    }
+
+    /// The `WWW-Authenticate: DPoP` challenge of a protected resource's refusal (RFC 6750 §3, RFC 9449 §7.1): with
+    /// the error for a bad token or proof and for missing scope, bare when no credentials came; nil otherwise.
+    package static func challenge(_ error: WardenError) -> String? {
+        switch error.code {
+        case .invalidToken, .invalidDPoPProof, .useDPoPNonce:
+            return
+                "DPoP error=\(quoted(error.code.description)), error_description=\(quoted(error.message)), algs=\"ES256\""
+        case .unauthenticated:
+            return "DPoP algs=\"ES256\""
+        default:
+            guard error.reason == "insufficient_scope" else { return nil }
+            return "DPoP error=\"insufficient_scope\", error_description=\(quoted(error.message)), algs=\"ES256\""
+        }
+    }
+
+    /// A failure of the upstream exchange (`upstream_busy`, `upstream_timeout`, ...): the code is the reason.
+    package static func upstreamFailure(_ status: HTTPResponse.Status, _ code: String, _ message: String) -> Response {
+        json(
+            status,
+            .object([("error", .string(code)), ("error_description", .string(message)), ("reason", .string(code))]))
     }
 
     /// Collects a body of at most `limit` bytes.

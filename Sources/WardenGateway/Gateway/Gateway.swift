@@ -183,7 +183,7 @@ public final class Gateway: Sendable {
         metrics.decisionLatency.observe(micros: call.elapsedMicros)
         metrics.denied(route: route?.config.name ?? "unknown", reason: refusal.reason.rawValue)
         pipeline.recorder.refused(call, entry, refusal)
-        let response = refusalResponse(refusal, nonce: cp.currentNonce())
+        let response = refusal.response(nonce: cp.currentNonce())
         metrics.requestLatency.observe(micros: call.elapsedMicros)
         return response
     }
@@ -249,43 +249,6 @@ public final class Gateway: Sendable {
         }
     }
 
-    // MARK: Responses
-
-    func refusalResponse(_ r: Refusal, nonce: String?) -> Response {
-        let e = r.error
-        var headers: HTTPFields = [:]
-        switch e.code {
-        case .invalidToken, .invalidDPoPProof, .useDPoPNonce:
-            let q = HTTPSupport.quoted
-            headers[.wwwAuthenticate] =
-                "DPoP error=\(q(e.code.description)), error_description=\(q(e.message)), algs=\"ES256\""
-        case .unauthenticated:
-            headers[.wwwAuthenticate] = "DPoP algs=\"ES256\""
-        default: break
-        }
-        if e.reason == "insufficient_scope" {
-            headers[.wwwAuthenticate] =
-                "DPoP error=\"insufficient_scope\", error_description=\(HTTPSupport.quoted(e.message)), algs=\"ES256\""
-        }
-        // With nonces required, every refusal carries the current one (RFC 9449 §9), not only the challenge.
-        if let nonce { headers[.dpopNonce] = nonce }
-        if let retry = r.retryAfter { headers[.retryAfter] = String(retry) }
-        var pairs: [(String, JSONValue)] = [
-            ("error", .string(e.code.description)), ("error_description", .string(e.message)),
-            ("reason", .string(e.auditReason)),
-        ]
-        if !r.policies.isEmpty { pairs.append(("policies", .array(r.policies.map { .string($0) }))) }
-        return HTTPSupport.json(r.status, .object(pairs), headers: headers)
-    }
-
-    static func upstreamFailure(_ status: HTTPResponse.Status, _ code: String, _ message: String) -> Response {
-        HTTPSupport.json(
-            status,
-            .object([
-                ("error", .string(code)), ("error_description", .string(message)), ("reason", .string(code)),
-            ]))
-    }
-
     // MARK: Forwarding
 
     /// Largest response body read whole before answering (known length only).
@@ -301,7 +264,7 @@ public final class Gateway: Sendable {
             route.inFlight.subtract(1, ordering: .relaxed)
             metrics.upstreamError(route: route.config.name, kind: "busy")
             exchanged(0, 0)
-            return Self.upstreamFailure(
+            return HTTPSupport.upstreamFailure(
                 .serviceUnavailable, "upstream_busy", "too many requests in flight on this route")
         }
         // The request target is Warden's own: the route's prefix, then the canonical path Cedar decided on, then the
@@ -316,7 +279,7 @@ public final class Gateway: Sendable {
             route.inFlight.subtract(1, ordering: .relaxed)
             metrics.upstreamError(route: route.config.name, kind: "target")
             exchanged(0, 0)
-            return Self.upstreamFailure(
+            return HTTPSupport.upstreamFailure(
                 .badRequest, "invalid_path", "the request target cannot be forwarded exactly as it was decided on")
         }
         var up = HTTPClientRequest(url: url.absoluteString)
@@ -420,7 +383,7 @@ public final class Gateway: Sendable {
             "upstream request failed",
             metadata: ["route": "\(route.config.name)", "kind": "\(kind)", "error": "\(String(describing: error))"])
         return timedOut
-            ? Self.upstreamFailure(.gatewayTimeout, "upstream_timeout", "the upstream did not answer in time")
-            : Self.upstreamFailure(.badGateway, "upstream_unavailable", "the upstream is unavailable")
+            ? HTTPSupport.upstreamFailure(.gatewayTimeout, "upstream_timeout", "the upstream did not answer in time")
+            : HTTPSupport.upstreamFailure(.badGateway, "upstream_unavailable", "the upstream is unavailable")
     }
 }

@@ -179,7 +179,7 @@ public final class MCPGateway: Sendable {
                 Recorder.Entry(
                     action: "mcp:connect", resource: resource, risk: Recorder.RiskFeed(.tool, resource: resource)),
                 error)
-            var response = gateway.refusalResponse(error, nonce: cp.currentNonce())
+            var response = error.response(nonce: cp.currentNonce())
             // RFC 9728 §5.1: point standard MCP clients at the protected-resource metadata.
             if let challenge = response.headers[.wwwAuthenticate] {
                 response.headers[.wwwAuthenticate] =

@@ -112,7 +112,8 @@ struct AdminAuthentication: RouterMiddleware {
         let values = request.headers[values: .authorization]
         guard values.count == 1, cp.isAdmin(values.first) else {
             let error = WardenError(.accessDenied, "the admin API needs Authorization: Bearer <admin token>")
-            cp.auditDenial(action: "admin.authenticate", error: error, resource: request.uri.path, source: context.source)
+            cp.auditDenial(
+                action: "admin.authenticate", error: error, resource: request.uri.path, source: context.source)
             return HTTPSupport.response(error, style: .admin, nonce: nil)
         }
         do {
