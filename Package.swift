@@ -5,6 +5,18 @@ let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny")
 ]
 
+/// The live test targets' dependencies: the modules under test and the shared support.
+let testDependencies: [Target.Dependency] = [
+    "WardenTestSupport", "WardenControlPlane", "WardenGateway", "WardenServer", "WardenClient", "WardenIdentity",
+    "WardenStore", "WardenCore", "Cedar", "WardenInspect", "WardenRisk", "WardenAudit", "WardenSimulation",
+    .product(name: "Crypto", package: "swift-crypto"),
+    .product(name: "AsyncHTTPClient", package: "async-http-client"),
+    .product(name: "X509", package: "swift-certificates"),
+    .product(name: "Hummingbird", package: "hummingbird"),
+    .product(name: "HummingbirdTesting", package: "hummingbird"),
+    .product(name: "SwiftASN1", package: "swift-asn1"),
+]
+
 let package = Package(
     name: "warden",
     platforms: [.macOS(.v15)],
@@ -239,18 +251,40 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(
-            name: "WardenGatewayTests",
+        // What the live tests share: a control plane on a fresh data directory, agents, a live gateway in front of a
+        // recording upstream, a mock MCP server, raw sockets, the built CLI, the Python interop runner.
+        .target(
+            name: "WardenTestSupport",
             dependencies: [
-                "WardenControlPlane", "WardenGateway", "WardenServer", "WardenClient", "WardenIdentity", "WardenStore",
-                "WardenCore", "Cedar", "WardenSimulation", "WardenInspect", "WardenRisk", "WardenAudit",
+                "WardenControlPlane", "WardenGateway", "WardenServer", "WardenIdentity", "WardenStore", "WardenCore",
+                "WardenInspect", "Cedar",
                 .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
-                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
+            path: "Tests/WardenTestSupport",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WardenControlPlaneTests",
+            dependencies: testDependencies,
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WardenGatewayTests",
+            dependencies: testDependencies,
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WardenServerTests",
+            dependencies: testDependencies,
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WardenSimulationTests",
+            dependencies: testDependencies,
             swiftSettings: swiftSettings
         ),
     ]

@@ -10,6 +10,7 @@ import WardenAudit
 import WardenCore
 import WardenIdentity
 import WardenRisk
+import WardenTestSupport
 
 @testable import WardenControlPlane
 @testable import WardenGateway

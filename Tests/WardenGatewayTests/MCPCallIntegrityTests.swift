@@ -5,6 +5,7 @@ import HummingbirdTesting
 import Testing
 import WardenCore
 import WardenGateway
+import WardenTestSupport
 
 @testable import WardenControlPlane
 @testable import WardenServer

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WardenGateway
+import WardenTestSupport
 
 @testable import WardenControlPlane
 @testable import WardenServer

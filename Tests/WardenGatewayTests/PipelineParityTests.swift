@@ -9,6 +9,7 @@ import Testing
 import WardenCore
 import WardenGateway
 import WardenIdentity
+import WardenTestSupport
 
 @testable import WardenControlPlane
 @testable import WardenServer
@@ -108,18 +109,9 @@ func withParity(_ body: @escaping @Sendable (ParityEnv) async throws -> Void) as
         let mcp = try MCPGateway(gateway: gateway)
         let router = WardenRouter.build(f.cp, gateway: gateway, mcp: mcp)
         let routes = router.routes.map { ($0.method, $0.path.description) }
-        let app = Application(router: router)
-        do {
-            try await app.test(.live) { client in
-                try await body(ParityEnv(f: f, client: client, upstream: upstream, routes: routes))
-            }
-        } catch {
-            await mcp.shutdown()
-            await gateway.shutdown()
-            throw error
+        try await serving(router, gateway: gateway, mcp: mcp) { client in
+            try await body(ParityEnv(f: f, client: client, upstream: upstream, routes: routes))
         }
-        await mcp.shutdown()
-        await gateway.shutdown()
     }
 }
 

@@ -6,6 +6,7 @@ import NIOCore
 import Testing
 import WardenCore
 import WardenIdentity
+import WardenTestSupport
 
 @testable import WardenControlPlane
 @testable import WardenGateway

@@ -10,6 +10,7 @@ import Synchronization
 import Testing
 import WardenCore
 import WardenIdentity
+import WardenTestSupport
 
 @testable import WardenControlPlane
 @testable import WardenGateway

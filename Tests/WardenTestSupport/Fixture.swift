@@ -5,38 +5,42 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Synchronization
+import WardenControlPlane
 import WardenCore
 import WardenGateway
 import WardenIdentity
-
-@testable import WardenControlPlane
-@testable import WardenServer
+import WardenServer
 
 /// A clock tests move by hand.
-final class TestClock: Sendable {
+package final class TestClock: Sendable {
     private let t: Mutex<Int64>
-    init(_ start: Int64 = 1_800_000_000) { t = Mutex(start) }
-    var now: Int64 { t.withLock { $0 } }
-    func advance(_ seconds: Int64) { t.withLock { $0 += seconds } }
-    var closure: @Sendable () -> Int64 { { [self] in self.now } }
+    package init(_ start: Int64 = 1_800_000_000) { t = Mutex(start) }
+    package var now: Int64 { t.withLock { $0 } }
+    package func advance(_ seconds: Int64) { t.withLock { $0 += seconds } }
+    package var closure: @Sendable () -> Int64 { { [self] in self.now } }
 }
 
 /// An enrolled agent as a test drives it.
-struct TestAgent {
-    let record: AgentRecord
-    let key: P256.Signing.PrivateKey
-    var signer: DPoPProofSigner { DPoPProofSigner(key: key) }
-    var id: String { record.spiffeID.description }
+package struct TestAgent {
+    package let record: AgentRecord
+    package let key: P256.Signing.PrivateKey
+
+    package init(record: AgentRecord, key: P256.Signing.PrivateKey) {
+        self.record = record
+        self.key = key
+    }
+    package var signer: DPoPProofSigner { DPoPProofSigner(key: key) }
+    package var id: String { record.spiffeID.description }
 }
 
 /// A control plane on a fresh data directory with a test clock.
-struct Fixture {
-    let dir: String
-    let clock: TestClock
-    var config: WardenConfig
-    let cp: ControlPlane
+package struct Fixture {
+    package let dir: String
+    package let clock: TestClock
+    package var config: WardenConfig
+    package let cp: ControlPlane
 
-    init(_ tweak: (inout WardenConfig) -> Void = { _ in }) throws {
+    package init(_ tweak: (inout WardenConfig) -> Void = { _ in }) throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("warden-gw-\(UUID().uuidString)").path
         clock = TestClock()
         var c = WardenConfig()
@@ -47,9 +51,9 @@ struct Fixture {
     }
 
     /// Reopens the same data directory (a restart).
-    func reopened() throws -> ControlPlane { try ControlPlane(config: config, now: clock.closure) }
+    package func reopened() throws -> ControlPlane { try ControlPlane(config: config, now: clock.closure) }
 
-    func manifest(
+    package func manifest(
         _ name: String, peers: [String] = [], routes: [String] = ["tickets"], binary: String? = nil,
         roles: [String] = ["support"], team: String? = nil, tools: [String] = ["tickets/read"]
     )
@@ -65,7 +69,7 @@ struct Fixture {
         return m
     }
 
-    func enrollBody(joinToken: String, key: P256.Signing.PrivateKey, digest: String, binary: String? = nil)
+    package func enrollBody(joinToken: String, key: P256.Signing.PrivateKey, digest: String, binary: String? = nil)
         -> JSONValue
     {
         var att: [(String, JSONValue)] = [("manifest_digest", .string(digest))]
@@ -76,7 +80,7 @@ struct Fixture {
     }
 
     /// Registers and enrolls an agent through the control plane.
-    func agent(
+    package func agent(
         _ name: String, peers: [String] = [], routes: [String] = ["tickets"], roles: [String] = ["support"],
         team: String? = nil, tools: [String] = ["tickets/read"]
     ) throws -> TestAgent {
@@ -90,7 +94,7 @@ struct Fixture {
     }
 
     /// The form of a client-credentials (or exchange) request with a fresh assertion.
-    func form(_ a: TestAgent, _ extra: [String: String] = [:], assertionJTI: String = UUID().uuidString)
+    package func form(_ a: TestAgent, _ extra: [String: String] = [:], assertionJTI: String = UUID().uuidString)
         throws -> [String: String]
     {
         var f: [String: String] = [
@@ -102,17 +106,17 @@ struct Fixture {
         return f
     }
 
-    func tokenProof(_ a: TestAgent) throws -> String {
+    package func tokenProof(_ a: TestAgent) throws -> String {
         try a.signer.proof(method: "POST", url: cp.tokenEndpoint, now: clock.now)
     }
 
     /// A token for `a` (client credentials).
-    func token(_ a: TestAgent, _ extra: [String: String] = [:]) throws -> String {
+    package func token(_ a: TestAgent, _ extra: [String: String] = [:]) throws -> String {
         try cp.token(form: try form(a, extra), dpop: try tokenProof(a)).accessToken
     }
 
     /// `Authorization` and `DPoP` headers for `method path` with `token`.
-    func authHeaders(_ a: TestAgent, token: String, method: String = "GET", path: String = "/v1/whoami")
+    package func authHeaders(_ a: TestAgent, token: String, method: String = "GET", path: String = "/v1/whoami")
         throws -> HTTPFields
     {
         var h = HTTPFields()
@@ -122,22 +126,22 @@ struct Fixture {
         return h
     }
 
-    var app: some ApplicationProtocol { Application(router: WardenRouter.build(cp)) }
+    package var app: some ApplicationProtocol { Application(router: WardenRouter.build(cp)) }
 }
 
 extension TestResponse {
-    var json: JSONValue? { body.readableBytes == 0 ? nil : try? JSONValue.parse(Array(body.readableBytesView)) }
-    var errorCode: String? { json?["error"]?.stringValue }
-    var wwwAuthenticate: String { headers[.wwwAuthenticate] ?? "" }
+    package var json: JSONValue? { body.readableBytes == 0 ? nil : try? JSONValue.parse(Array(body.readableBytesView)) }
+    package var errorCode: String? { json?["error"]?.stringValue }
+    package var wwwAuthenticate: String { headers[.wwwAuthenticate] ?? "" }
 }
 
 /// Claims of a JWT without verification (tests inspect what was issued).
-func claims(_ jwt: String) throws -> JSONValue {
+package func claims(_ jwt: String) throws -> JSONValue {
     try CompactJWS(jwt, what: "token", code: .invalidToken).payload
 }
 
 /// The system's python3 for stdio MCP servers; nil, with the reason printed, when there is none (the test skips).
-func systemPython3() -> String? {
+package func systemPython3() -> String? {
     guard
         let python = ["/usr/bin/python3", "/usr/local/bin/python3"].first(where: FileManager.default.isExecutableFile)
     else {
@@ -148,7 +152,7 @@ func systemPython3() -> String? {
 }
 
 /// A form body (`application/x-www-form-urlencoded`): unreserved characters kept, everything else percent-encoded.
-func formBody(_ form: [String: String]) -> String {
+package func formBody(_ form: [String: String]) -> String {
     var allowed = CharacterSet.alphanumerics
     allowed.insert(charactersIn: "-._~")
     return form.map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: allowed)!)" }.joined(

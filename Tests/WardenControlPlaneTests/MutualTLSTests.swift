@@ -6,6 +6,7 @@ import Testing
 import WardenCore
 import WardenGateway
 import WardenIdentity
+import WardenTestSupport
 import X509
 
 @testable import WardenControlPlane

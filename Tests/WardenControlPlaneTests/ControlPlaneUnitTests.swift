@@ -5,6 +5,7 @@ import Testing
 import WardenCore
 import WardenGateway
 import WardenStore
+import WardenTestSupport
 
 @testable import WardenControlPlane
 @testable import WardenServer

@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import Testing
 import WardenCore
+import WardenTestSupport
 
 @testable import WardenControlPlane
 @testable import WardenGateway

@@ -1,9 +1,9 @@
 import Crypto
 import X509
 
-enum X509CSR {
+package enum X509CSR {
     /// A PEM CSR for `key`.
-    static func make(_ key: P256.Signing.PrivateKey) throws -> String {
+    package static func make(_ key: P256.Signing.PrivateKey) throws -> String {
         let csr = try CertificateSigningRequest(
             version: .v1, subject: try DistinguishedName { CommonName("agent") }, privateKey: .init(key),
             attributes: .init(), signatureAlgorithm: .ecdsaWithSHA256)

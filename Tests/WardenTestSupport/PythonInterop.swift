@@ -4,14 +4,14 @@ import Testing
 /// Runs a Python interop script of `Tests/Interop` the way every interop suite does: live against the built `warden`
 /// binary in a fresh working directory, or its `--selftest`; the script prints `ok`/`FAIL` lines and ends with
 /// `N passed, M failed`. Skips with a printed reason when Python, its packages or the binary are missing.
-enum PythonInterop {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+package enum PythonInterop {
+    package static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
-    static func script(_ name: String) -> String { root.appendingPathComponent("Tests/Interop/\(name)").path }
+    package static func script(_ name: String) -> String { root.appendingPathComponent("Tests/Interop/\(name)").path }
 
     /// `$WARDEN_PYTHON`, else the project's `.venv` (where `.ci/run` installs the client packages).
-    static var python: String? {
+    package static var python: String? {
         if let p = ProcessInfo.processInfo.environment["WARDEN_PYTHON"], FileManager.default.isExecutableFile(atPath: p)
         {
             return p
@@ -21,12 +21,12 @@ enum PythonInterop {
     }
 
     /// `$WARDEN_BIN`, else the debug build.
-    static var binary: String {
+    package static var binary: String {
         ProcessInfo.processInfo.environment["WARDEN_BIN"] ?? root.appendingPathComponent(".build/debug/warden").path
     }
 
     /// Whether the interpreter has the client packages (Python module names, comma-separated).
-    static func hasPackages(_ python: String, _ modules: String) -> Bool {
+    package static func hasPackages(_ python: String, _ modules: String) -> Bool {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: python)
         p.arguments = ["-c", "import \(modules)"]
@@ -38,7 +38,7 @@ enum PythonInterop {
 
     /// Any Python 3 (self-tests import nothing beyond the standard library): the interop one, else `python3` on the
     /// PATH.
-    static var anyPython: String? {
+    package static var anyPython: String? {
         if let python = python { return python }
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin"
         for dir in path.split(separator: ":") {
@@ -49,7 +49,7 @@ enum PythonInterop {
     }
 
     /// Runs `script` with `arguments`: its exit status and standard output.
-    static func run(_ python: String, _ script: String, _ arguments: [String]) throws -> (Int32, String) {
+    package static func run(_ python: String, _ script: String, _ arguments: [String]) throws -> (Int32, String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: python)
         p.arguments = [script] + arguments
@@ -63,7 +63,7 @@ enum PythonInterop {
 
     /// Records every "FAIL ..." line as an issue and expects a clean summary.
     @discardableResult
-    static func expectAllPassed(_ status: Int32, _ text: String) -> Bool {
+    package static func expectAllPassed(_ status: Int32, _ text: String) -> Bool {
         let failures = text.split(separator: "\n").filter { $0.hasPrefix("FAIL") }
         for f in failures { Issue.record("\(f)") }
         #expect(status == 0, "\(text.suffix(2000))")
@@ -74,7 +74,8 @@ enum PythonInterop {
     /// The script against the built binary in a temporary working directory (removed afterwards).
     /// Returns the script's output, or nil when it was skipped.
     @discardableResult
-    static func live(_ name: String, modules: String = "joserfc, jwt, cryptography, requests") throws -> String? {
+    package static func live(_ name: String, modules: String = "joserfc, jwt, cryptography, requests") throws -> String?
+    {
         guard let python = python, hasPackages(python, modules) else {
             print("skipped: no Python with \(modules) (bash .ci/run installs them)")
             return nil
@@ -93,7 +94,7 @@ enum PythonInterop {
     }
 
     /// The script's `--selftest`.
-    static func selfTest(_ name: String) throws {
+    package static func selfTest(_ name: String) throws {
         guard let python = anyPython else {
             print("skipped: no python3 (set WARDEN_PYTHON)")
             return

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WardenTestSupport
 
 /// Interop with clients others wrote, against a live `warden serve` on 127.0.0.1: joserfc makes the DPoP proofs and
 /// client assertions, pyjwt verifies tokens against the published JWKS, `cryptography` makes the CSR and `openssl`

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WardenTestSupport
 
 /// An independent auditor of the tamper-evident audit log, written in Python from `docs/audit.md` and the RFCs
 /// (`Tests/Interop/audit_interop.py`): against a live `warden serve` it verifies the signed checkpoints with joserfc

@@ -2,6 +2,7 @@ import Testing
 import WardenCore
 import WardenGateway
 import WardenRisk
+import WardenTestSupport
 
 @testable import WardenControlPlane
 @testable import WardenServer

@@ -2,6 +2,7 @@ import Cedar
 import Testing
 import WardenGateway
 import WardenIdentity
+import WardenTestSupport
 
 @testable import WardenControlPlane
 @testable import WardenServer

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WardenTestSupport
 
 /// The enforcement gateway driven by clients others wrote (`Tests/Interop/gateway_interop.py`): against a live
 /// `warden serve --config` with two routes to an upstream recorder in Python, joserfc makes the agents' keys, DPoP

@@ -6,6 +6,7 @@ import WardenCore
 import WardenIdentity
 import WardenRisk
 import WardenSimulation
+import WardenTestSupport
 
 @testable import WardenControlPlane
 @testable import WardenGateway

@@ -8,6 +8,7 @@ import Testing
 import WardenCore
 import WardenGateway
 import WardenIdentity
+import WardenTestSupport
 
 @testable import WardenControlPlane
 @testable import WardenServer

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WardenTestSupport
 
 /// The MCP gateway driven by the Python MCP SDK (`Tests/Interop/mcp_interop.py`, `mcp==2.3.0`): its client, in both
 /// protocol eras, lists and calls tools through a live `warden serve --config` against servers written with the same
