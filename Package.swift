@@ -227,7 +227,7 @@ let package = Package(
         .testTarget(
             name: "WardenInspectTests", dependencies: ["WardenInspect", "WardenCore", "Cedar"],
             swiftSettings: swiftSettings),
-        .testTarget(name: "WardenRiskTests", dependencies: ["WardenRisk"], swiftSettings: swiftSettings),
+        .testTarget(name: "WardenRiskTests", dependencies: ["WardenRisk", "WardenCore"], swiftSettings: swiftSettings),
         .testTarget(name: "WardenCoreTests", dependencies: ["WardenCore", "Cedar"], swiftSettings: swiftSettings),
         .testTarget(
             name: "WardenIdentityTests",

@@ -13,6 +13,8 @@ let args = CommandLine.arguments
 let n = args.firstIndex(of: "--requests").flatMap { Int(args[$0 + 1]) } ?? 2000
 let clock = ContinuousClock()
 let now = Int64(Date().timeIntervalSince1970)
+/// Time stands still for the run: every proof and token is made at `now`.
+let fixed = ManualClock(seconds: now)
 let signing = SigningKey(privateKey: P256.Signing.PrivateKey())
 let issuer = AccessTokenIssuer(key: signing, issuer: "https://127.0.0.1:8443")
 let agentKey = P256.Signing.PrivateKey()
@@ -52,8 +54,8 @@ for (label, capacity, offset) in [("without token cache", 0, 0), ("with token ca
     let auth = RequestAuthenticator(
         tokens: AccessTokenVerifier(
             keys: [signing.kid: signing.privateKey.publicKey], issuer: "https://127.0.0.1:8443", audience: "warden",
-            now: { now }),
-        proofs: DPoPVerifier(replayCache: ReplayCache(capacity: 100_000, ttlSeconds: 120), now: { now }),
+            clock: fixed),
+        proofs: DPoPVerifier(replayCache: ReplayCache(capacity: 100_000, ttlSeconds: 120), clock: fixed),
         cacheCapacity: capacity)
     var samples: [Duration] = []
     for i in 0..<n {
@@ -70,7 +72,7 @@ let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("war
 defer { try? FileManager.default.removeItem(atPath: dataDir) }
 var config = WardenConfig()
 config.data = dataDir
-let cp = try ControlPlane(config: config, now: { now })
+let cp = try ControlPlane(config: config, clock: fixed)
 // Several agents, as a token endpoint serves them: one agent may hold only 1% of the assertion replay cache.
 var benchAgents: [(id: String, key: P256.Signing.PrivateKey)] = []
 for i in 0..<max(1, n / 500) {

@@ -61,9 +61,6 @@ public final class AuditLog: AuditAppender {
         public var treeSize: Int64 = 0
     }
 
-    /// Microseconds since the Unix epoch, from the system clock.
-    public static let systemClock: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1_000_000) }
-
     /// Complete subtrees at this level (16 leaves) and above are stored in `audit_nodes`.
     public static let storedLevel = 4
 
@@ -99,7 +96,10 @@ public final class AuditLog: AuditAppender {
     public let settings: Settings
     private let signer: Mutex<(@Sendable () -> SigningKey)?>
     /// Microseconds since the Unix epoch.
-    let clock: @Sendable () -> Int64
+    let wardenClock: any WardenClock
+
+    /// Microseconds since the Unix epoch.
+    func clock() -> Int64 { wardenClock.wallMicros }
     private let state: Mutex<State>
     private let pending = Mutex(Pending())
     private let healthState = Mutex(Health())
@@ -115,15 +115,15 @@ public final class AuditLog: AuditAppender {
     /// the store records is audited in the same transaction.
     public init(
         store: SQLiteStore, settings: Settings, signer: (@Sendable () -> SigningKey)?,
-        clock: @escaping @Sendable () -> Int64 = AuditLog.systemClock
+        clock: any WardenClock = SystemClock()
     ) throws(WardenError) {
         self.store = store
         self.settings = settings
         self.signer = Mutex(signer)
-        self.clock = clock
+        self.wardenClock = clock
         var tip = try store.read { db in try Self.loadTip(db) }
         // The interval counts from the latest checkpoint, or from now when there is none yet.
-        if tip.checkpointSize == 0 { tip.checkpointTime = clock() / 1_000_000 }
+        if tip.checkpointSize == 0 { tip.checkpointTime = clock.seconds }
         state = Mutex(State(committed: tip, staged: nil))
         healthState.withLock { $0.treeSize = tip.size }
         store.attach(audit: self)

@@ -103,7 +103,11 @@ public final class ControlPlane: Sendable {
     /// The risk engine's side of the control plane (events in, responses out).
     public let risk = RiskHub()
     public let dataPath: String
-    public let now: @Sendable () -> Int64
+    /// The one clock (``WardenClock``) everything here reads.
+    public let clock: any WardenClock
+
+    /// Seconds since the Unix epoch, from ``clock``.
+    public func now() -> Int64 { clock.seconds }
     /// The issuer and base URL (`config.issuer`, computed once), and the endpoints DPoP proofs name.
     public let issuer: String
     public let tokenEndpoint: String
@@ -124,13 +128,11 @@ public final class ControlPlane: Sendable {
 
     /// Opens the data directory named by `config` (creating it on first start).
     public convenience init(
-        config: WardenConfig, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) },
-        auditClock: @escaping @Sendable () -> Int64 = AuditLog.systemClock, guardRestart: Bool = false
+        config: WardenConfig, clock: any WardenClock = SystemClock(), guardRestart: Bool = false
     ) throws(WardenError) {
         let dir = try DataDirectory.open(
-            path: config.data, trustDomain: config.trustDomain, now: now(), audit: Self.auditSettings(config),
-            auditClock: auditClock)
-        try self.init(config: config, directory: dir, now: now, guardRestart: guardRestart)
+            path: config.data, trustDomain: config.trustDomain, clock: clock, audit: Self.auditSettings(config))
+        try self.init(config: config, directory: dir, clock: clock, guardRestart: guardRestart)
     }
 
     /// The audit log's settings for `config`.
@@ -144,7 +146,7 @@ public final class ControlPlane: Sendable {
     /// `guardRestart` (what `warden serve` sets): proofs and client assertions accepted before this process started
     /// are not accepted again (`DPoPVerifier.StartGuard`, and assertion ids kept in the store for their lifetime).
     public init(
-        config: WardenConfig, directory: DataDirectory, now: @escaping @Sendable () -> Int64, guardRestart: Bool = false
+        config: WardenConfig, directory: DataDirectory, clock: any WardenClock, guardRestart: Bool = false
     ) throws(WardenError) {
         self.config = config
         self.store = directory.store
@@ -153,7 +155,7 @@ public final class ControlPlane: Sendable {
         self.dataPath = directory.path
         self.adminTokenDigest = SHA256.hash(data: Array(directory.adminToken.utf8))
         self.metricsTokenDigest = SHA256.hash(data: Array(directory.metricsToken.utf8))
-        self.now = now
+        self.clock = clock
         self.issuer = config.issuer
         self.tokenEndpoint = config.issuer + "/v1/token"
         self.enrollEndpoint = config.issuer + "/v1/enroll"
@@ -162,14 +164,17 @@ public final class ControlPlane: Sendable {
         }
         // A retired key verifies for the longest token lifetime plus skew, then leaves the JWKS.
         self.keys = try SigningKeyRing(
-            entries: directory.signingKeys, overlap: config.accessTTL + config.clockSkew, now: now)
+            entries: directory.signingKeys, overlap: config.accessTTL + config.clockSkew, clock: clock)
         let trust = TrustScores()
         self.trust = trust
         self.agents = AgentDirectory(try directory.store.agents(), trust: trust)
         self.revocations = RevocationList()
-        for r in try directory.store.revokedTokens(now: now()) { revocations.revoke(jti: r.jti, until: r.until) }
+        for r in try directory.store.revokedTokens(now: clock.seconds) {
+            revocations.revoke(jti: r.jti, until: r.until)
+        }
         var tokens = AccessTokenVerifier(
-            key: { [keys] kid in keys.publicKey(kid: kid) }, issuer: config.issuer, audience: config.issuer, now: now)
+            key: { [keys] kid in keys.publicKey(kid: kid) }, issuer: config.issuer, audience: config.issuer,
+            clock: clock)
         tokens.skew = config.clockSkew
         tokens.maxLifetime = config.accessTTL
         var proofs = DPoPVerifier(
@@ -178,7 +183,7 @@ public final class ControlPlane: Sendable {
             replayCache: ReplayCache(
                 capacity: config.dpopReplayCacheSize, ttlSeconds: config.dpopMaxAge + config.clockSkew + 1,
                 perPartitionCapacity: max(1, config.dpopReplayCacheSize / 10)),
-            now: now)
+            clock: clock)
         proofs.maxAge = config.dpopMaxAge
         proofs.skew = min(config.clockSkew, 5)
         // Required nonces come from the data directory's key (replicas sharing it accept each other's); the restart
@@ -191,12 +196,12 @@ public final class ControlPlane: Sendable {
         let sharedNonces = DPoPNonceSource(key: directory.nonceKey)
         if config.dpopRequireNonce { proofs.nonces = sharedNonces }
         self.guardsAssertions = guardRestart
-        self.sources = SourceGuard(limits: config.limits.perSource)
+        self.sources = SourceGuard(limits: config.limits.perSource, clock: clock)
         if guardRestart {
             // From the later of now and the newest audit entry (every accepted call wrote one): a clock stepped back
             // across the restart does not reopen the window in which a proof accepted before it could be replayed.
             let lastWritten = (try directory.audit.latestTime()).map { $0 / 1_000_000 + 1 } ?? 0
-            proofs.startGuard = .init(notBefore: max(now(), lastWritten) + proofs.skew, nonces: processNonces)
+            proofs.startGuard = .init(notBefore: max(clock.seconds, lastWritten) + proofs.skew, nonces: processNonces)
         }
         self.authenticator = RequestAuthenticator(tokens: tokens, proofs: proofs)
         var trusted: [String: TrustedIssuer] = [:]
@@ -211,7 +216,7 @@ public final class ControlPlane: Sendable {
         self.trustedIssuers = trusted
         self.secrets = try SecretStore(store: directory.store, key: directory.secretsKey)
         if config.policies == nil { try PolicyEngine.seedDemo(directory.path + "/policies") }
-        self.policies = try PolicyEngine(sources: config.policySources, now: now())
+        self.policies = try PolicyEngine(sources: config.policySources, now: clock.seconds)
         audit.use(signer: { [keys] in keys.current })
         let loaded = policies.snapshot
         try? audit.submit(

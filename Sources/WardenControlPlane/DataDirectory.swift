@@ -37,9 +37,9 @@ public struct DataDirectory: Sendable {
 
     /// Opens `path`, creating what is missing. `trustDomain` must match the one the CA was made for.
     public static func open(
-        path: String, trustDomain: String, now: Int64, audit settings: AuditLog.Settings,
-        auditClock: @escaping @Sendable () -> Int64 = AuditLog.systemClock
+        path: String, trustDomain: String, clock: any WardenClock = SystemClock(), audit settings: AuditLog.Settings
     ) throws(WardenError) -> DataDirectory {
+        let now = clock.seconds
         try SecureFile.ensureDirectory(path)
         try SecureFile.ensureDirectory(path + "/ca")
         try SecureFile.ensureDirectory(path + "/keys")
@@ -77,7 +77,7 @@ public struct DataDirectory: Sendable {
 
         let store = try SQLiteStore(path: path + "/warden.sqlite")
         for suffix in ["", "-wal", "-shm"] { _ = chmod(path + "/warden.sqlite" + suffix, 0o600) }
-        let audit = try AuditLog(store: store, settings: settings, signer: nil, clock: auditClock)
+        let audit = try AuditLog(store: store, settings: settings, signer: nil, clock: clock)
         var entries: [SigningKeyRing.Entry] = []
         for row in try store.signingKeys() {
             let keyText = try SecureFile.readSecret(path + "/keys/\(row.kid).key")

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import WardenCore
 
 /// Token buckets in memory, per key (an agent, or an agent on a route), sharded to keep lock hold times short.
 /// Bounded: a shard holds at most `capacity / shards` buckets; when full it drops the buckets that have refilled (a
@@ -24,18 +25,13 @@ public final class RateLimiter: Sendable {
 
     private let shards: [Locked]
     private let perShard: Int
-    /// Seconds on a monotonic clock.
-    let clock: @Sendable () -> Double
+    /// Buckets refill on the clock's monotonic reading.
+    let clock: any WardenClock
 
-    public init(capacity: Int = 200_000, shards: Int = 16, clock: (@Sendable () -> Double)? = nil) {
+    public init(capacity: Int = 200_000, shards: Int = 16, clock: any WardenClock = SystemClock()) {
         self.shards = (0..<shards).map { _ in Locked() }
         self.perShard = max(1, capacity / shards)
-        self.clock =
-            clock ?? {
-                var ts = timespec()
-                clock_gettime(CLOCK_MONOTONIC, &ts)
-                return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-            }
+        self.clock = clock
     }
 
     private func shard(_ key: String) -> Locked {
@@ -46,7 +42,7 @@ public final class RateLimiter: Sendable {
 
     /// Takes one token from `key`'s bucket: nil when allowed, else the seconds until a token is available.
     public func take(_ key: String, _ limit: RateLimit) -> Double? {
-        let now = clock()
+        let now = clock.monotonicSeconds
         return shard(key).shard.withLock { s -> Double? in
             var b = s.buckets[key] ?? Bucket(tokens: limit.burst, updated: now, limit: limit)
             if b.limit != limit {
@@ -77,7 +73,7 @@ public final class RateLimiter: Sendable {
 
     /// The seconds until `key`'s bucket has a token again, without taking one; nil when it has one (or none exists).
     public func peek(_ key: String, _ limit: RateLimit) -> Double? {
-        let now = clock()
+        let now = clock.monotonicSeconds
         return shard(key).shard.withLock { s -> Double? in
             guard let b = s.buckets[key] else { return nil }
             let tokens = min(limit.burst, b.tokens + max(0, now - b.updated) * limit.perSecond)

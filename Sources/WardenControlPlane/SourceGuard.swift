@@ -41,7 +41,7 @@ public final class SourceGuard: Sendable {
     let refusals = Atomic<Int>(0)
     let limited = Atomic<Int>(0)
 
-    public init(limits: Limits = Limits(), clock: (@Sendable () -> Double)? = nil) {
+    public init(limits: Limits = Limits(), clock: any WardenClock = SystemClock()) {
         self.limits = limits
         self.limiter = RateLimiter(capacity: 100_000, clock: clock)
     }

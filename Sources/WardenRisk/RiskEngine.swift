@@ -1,7 +1,9 @@
 import Foundation
 import Synchronization
+import WardenCore
 
-/// What a response playbook can do. Implemented by the control plane (`WardenGateway`); every action takes effect
+/// What a response playbook can do. Implemented by the control plane (`ControlPlaneRiskActions` in
+/// `WardenControlPlane`); every action takes effect
 /// on the agent's next request.
 public protocol RiskActions: Sendable {
     /// The trust score policies see (`context.trust`); nil returns it to its attestation baseline.
@@ -98,7 +100,10 @@ public final class RiskEngine: Sendable {
     public let trust: TrustModel
     let detectors: [any Detector]
     let actions: any RiskActions
-    let clock: @Sendable () -> Double
+    let wardenClock: any WardenClock
+
+    /// Seconds since the Unix epoch, with the fraction.
+    func clock() -> Double { wardenClock.wallSeconds }
 
     let state = Mutex<[String: AgentRisk]>([:])
     let roles = Mutex<[String: Baseline]>([:])
@@ -121,14 +126,14 @@ public final class RiskEngine: Sendable {
     public init(
         actions: any RiskActions, settings: RiskSettings = RiskSettings(), playbooks: Playbooks = Playbooks(),
         trust: TrustModel = TrustModel(), detectors: [any Detector] = defaultDetectors, queueCapacity: Int = 65_536,
-        maxAgents: Int = 100_000, clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
+        maxAgents: Int = 100_000, clock: any WardenClock = SystemClock()
     ) {
         self.actions = actions
         self.settings = settings
         self.playbooks = playbooks
         self.trust = trust
         self.detectors = detectors
-        self.clock = clock
+        self.wardenClock = clock
         self.maxAgents = maxAgents
         (stream, continuation) = AsyncStream.makeStream(
             of: RiskEvent.self, bufferingPolicy: .bufferingOldest(queueCapacity))

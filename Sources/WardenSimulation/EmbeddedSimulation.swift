@@ -73,14 +73,6 @@ public enum Simulation {
         }
     }
 
-    /// The simulated clock: seconds since the epoch, moved by the simulation.
-    final class SimClock: Sendable {
-        let t = Mutex<Double>(0)
-        init(_ start: Double) { t.withLock { $0 = start } }
-        var now: Double { t.withLock { $0 } }
-        func set(_ v: Double) { t.withLock { $0 = v } }
-    }
-
     /// An agent of the workload: its key, token (renewed on the simulated clock) and manifest.
     final class SimAgent: Sendable {
         let name: String
@@ -107,7 +99,7 @@ public enum Simulation {
         try SecureFile.ensureDirectory(dir + "/policies")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try SecureFile.write(policies, to: dir + "/policies/sim.cedar", mode: 0o644)
-        let clock = SimClock(start)
+        let clock = ManualClock(wallSeconds: start)
 
         let upstreamPort = try freePort()
         let upstream = fillerUpstream(host: "127.0.0.1", port: upstreamPort)
@@ -127,11 +119,11 @@ public enum Simulation {
         config.routes = routes
         config.rateLimitPerAgent = RateLimit(perSecond: 50, burst: 100)
         config.dpopReplayCacheSize = 1_000_000
-        let cp = try ControlPlane(config: config, now: { Int64(clock.now) })
+        let cp = try ControlPlane(config: config, clock: clock)
         // Rate limits on the simulated clock too (days of traffic pass in seconds of real time).
-        let gateway = try Gateway(cp: cp, limiter: RateLimiter(clock: { clock.now }))
+        let gateway = try Gateway(cp: cp, limiter: RateLimiter(clock: clock))
         do {
-            let engine = RiskEngine(actions: ControlPlaneRiskActions(cp: cp), clock: { clock.now })
+            let engine = RiskEngine(actions: ControlPlaneRiskActions(cp: cp), clock: clock)
             cp.risk.attach(engine)
             let consumer = Task { await engine.run() }
             defer {
@@ -218,7 +210,7 @@ public enum Simulation {
             var unexpected = 0
             for day in 0..<days {
                 for minute in 0..<1440 {
-                    clock.set(start + Double(day) * 86_400 + Double(minute) * 60)
+                    clock.set(wallSeconds: start + Double(day) * 86_400 + Double(minute) * 60)
                     let hour = minute / 60
                     var plan: [(SimAgent, String, Int)] = []
                     if minute % 10 == 0 || (hour >= 9 && hour < 17 && minute % 4 == 0) {
@@ -261,7 +253,7 @@ public enum Simulation {
             }
 
             // 1. A stolen token replayed with another key.
-            clock.set(attackStart)
+            clock.set(wallSeconds: attackStart)
             var mark = cp.risk.recentAlertCount
             let thief = P256.Signing.PrivateKey()
             var refused = true
@@ -278,7 +270,7 @@ public enum Simulation {
                     containmentMillis: containment(victimAlerts)))
 
             // 2. The prompt-injected support bot pivots to billing.
-            clock.set(attackStart + 600)
+            clock.set(wallSeconds: attackStart + 600)
             mark = cp.risk.recentAlertCount
             var blocked = try await call(support, "/r/billing/v1/invoices") != 200
             try await drain(engine)
@@ -290,7 +282,7 @@ public enum Simulation {
                     containmentMillis: nextTickets == 200 ? nil : containment(pivot)))
 
             // 3. The document service reaches finance within seconds.
-            clock.set(attackStart + 1200)
+            clock.set(wallSeconds: attackStart + 1200)
             mark = cp.risk.recentAlertCount
             blocked = true
             for path in ["/r/ledger/v1/entries", "/r/payments/v1/transfers"] where try await call(docs, path) == 200 {
@@ -308,7 +300,7 @@ public enum Simulation {
             var served = 0
             var exfilDetected: [JSONValue] = []
             for minute in stride(from: 0, to: 1440, by: 5) {
-                clock.set(attackStart + 1800 + Double(minute) * 60)
+                clock.set(wallSeconds: attackStart + 1800 + Double(minute) * 60)
                 if try await call(fraud, "/r/transactions/v1/batch", size: 4 * 65_536) == 200 { served += 1 }
                 if minute % 60 == 0 {
                     try await drain(engine)

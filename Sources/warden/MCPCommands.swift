@@ -146,7 +146,7 @@ func decideTool(_ tool: String, digest: String?, approve: Bool, admin: AdminOpti
                 json: body)
         },
         offline: { cp in
-            let pins = try ToolPins(store: cp.store, clock: { cp.now() })
+            let pins = try ToolPins(store: cp.store, clock: cp.clock)
             return try pins.decide(server: server, tool: name, digest: digest, approve: approve, actor: "admin").json
         })
 }

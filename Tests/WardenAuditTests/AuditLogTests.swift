@@ -10,9 +10,12 @@ import WardenIdentity
 import WardenStore
 
 /// A clock that advances 10 µs at every reading.
-final class StepClock: Sendable {
+/// Ten microseconds later at every reading.
+final class StepClock: WardenClock {
     let micros = Atomic<Int64>(1_795_000_000_000_000)
     func now() -> Int64 { micros.add(10, ordering: .relaxed).newValue }
+    var wallMicros: Int64 { now() }
+    var monotonicMicros: Int64 { now() }
     func advance(seconds: Int64) { micros.add(seconds * 1_000_000, ordering: .relaxed) }
 }
 
@@ -33,7 +36,7 @@ struct Harness {
         let clock = StepClock()
         var settings = AuditLog.Settings(issuer: "http://127.0.0.1:8443", origin: "warden.local/audit")
         settings.checkpointEvery = every
-        let log = try AuditLog(store: store, settings: settings, signer: { key }, clock: { clock.now() })
+        let log = try AuditLog(store: store, settings: settings, signer: { key }, clock: clock)
         return Harness(dir: dir, store: store, log: log, key: key, clock: clock)
     }
 

@@ -15,7 +15,7 @@ struct RateLimiterTests {
     @Test("a bucket allows its burst, refuses with the wait, refills at its rate; keys are independent")
     func buckets() {
         let clock = ManualSeconds()
-        let limiter = RateLimiter(clock: clock.closure)
+        let limiter = RateLimiter(clock: clock)
         let limit = RateLimit(perSecond: 4, burst: 2)
         #expect(limiter.take("a", limit) == nil)
         #expect(limiter.take("a", limit) == nil)
@@ -36,7 +36,7 @@ struct RateLimiterTests {
     @Test("the table is bounded: refilled buckets are dropped to make room, drained ones are kept")
     func bounded() {
         let clock = ManualSeconds()
-        let limiter = RateLimiter(capacity: 16, shards: 1, clock: clock.closure)
+        let limiter = RateLimiter(capacity: 16, shards: 1, clock: clock)
         let limit = RateLimit(perSecond: 1, burst: 1)
         for i in 0..<16 { #expect(limiter.take("k\(i)", limit) == nil) }
         // Every bucket is drained: a new key cannot evict them, so it is refused (fail closed).

@@ -290,7 +290,7 @@ struct RestartTests {
             }
             let a = try f.agent("support-bot")
             // The first process: guarded too (so it keeps assertion ids), past its own start window.
-            let first = try ControlPlane(config: f.config, now: f.clock.closure, guardRestart: true)
+            let first = try ControlPlane(config: f.config, clock: f.clock, guardRestart: true)
             f.clock.advance(6)
             let form = try f.form(a)
             let tokenProof = try a.signer.proof(method: "POST", url: first.tokenEndpoint, now: f.clock.now)
@@ -309,7 +309,7 @@ struct RestartTests {
             #expect(upstream.requests.count == 1)
             // The restart, a second later: the same request, and the same token request, replayed.
             f.clock.advance(1)
-            let second = try ControlPlane(config: f.config, now: f.clock.closure, guardRestart: true)
+            let second = try ControlPlane(config: f.config, clock: f.clock, guardRestart: true)
             let g2 = try Gateway(cp: second)
             try await Application(router: WardenRouter.build(second, gateway: g2)).test(.live) { client in
                 let r = try await client.execute(uri: "/r/tickets/x", method: .get, headers: h)
@@ -352,10 +352,10 @@ struct RestartTests {
         let token = try f.token(a)
         // The previous process's clock was an hour ahead: its audit entries say so.
         let ahead = f.clock.now + 3600
-        let before = try ControlPlane(config: f.config, now: { ahead }, auditClock: { ahead * 1_000_000 })
+        let before = try ControlPlane(config: f.config, clock: ManualClock(seconds: ahead))
         try before.audit.submit(AuditEvent(kind: .system, action: "test.mark", actor: "system"))
         await before.audit.flush()
-        let after = try ControlPlane(config: f.config, now: f.clock.closure, guardRestart: true)
+        let after = try ControlPlane(config: f.config, clock: f.clock, guardRestart: true)
         #expect(after.inStartWindow)
         let proof = try a.signer.proof(
             method: "GET", url: after.url(path: "/v1/whoami"), accessToken: token, now: f.clock.now)

@@ -27,7 +27,7 @@ struct RiskContainmentTests {
 
     /// A risk engine on the fixture's clock, attached and consuming.
     static func engine(_ env: GatewayEnv) -> (RiskEngine, Task<Void, Never>) {
-        let engine = RiskEngine(actions: ControlPlaneRiskActions(cp: env.f.cp), clock: { Double(env.f.clock.now) })
+        let engine = RiskEngine(actions: ControlPlaneRiskActions(cp: env.f.cp), clock: env.f.clock)
         env.f.cp.risk.attach(engine)
         return (engine, Task { await engine.run() })
     }

@@ -18,7 +18,7 @@ struct AccessTokenTests {
         let c = clock
         return AccessTokenVerifier(
             keys: keys ?? [signing.kid: signing.privateKey.publicKey], issuer: "https://127.0.0.1:8443",
-            audience: "warden", now: { c.now })
+            audience: "warden", clock: c)
     }
 
     var jkt: String { ECPublicJWK(agentKey.publicKey).thumbprint }
@@ -93,7 +93,7 @@ struct AccessTokenTests {
     func authenticate(cacheCapacity: Int) throws {
         let c = clock
         let auth = RequestAuthenticator(
-            tokens: verifier(), proofs: DPoPVerifier(replayCache: ReplayCache(), now: { c.now }),
+            tokens: verifier(), proofs: DPoPVerifier(replayCache: ReplayCache(), clock: c),
             cacheCapacity: cacheCapacity)
         let t = try token()
         for i in 0..<3 {

@@ -6,12 +6,14 @@ import WardenCore
 import WardenIdentity
 
 /// A settable clock for tests (seconds since the epoch).
-final class TestClock: Sendable {
+final class TestClock: WardenClock {
     private let value = Mutex<Int64>(1_800_000_000)
     var now: Int64 {
         get { value.withLock { $0 } }
         set { value.withLock { $0 = newValue } }
     }
+    var wallMicros: Int64 { now * 1_000_000 }
+    var monotonicMicros: Int64 { now * 1_000_000 }
 }
 
 @Suite("DPoP proofs (RFC 9449)")
@@ -23,7 +25,7 @@ struct DPoPTests {
 
     var verifier: DPoPVerifier {
         let c = clock
-        return DPoPVerifier(replayCache: ReplayCache(capacity: 1000, ttlSeconds: 120), now: { c.now })
+        return DPoPVerifier(replayCache: ReplayCache(capacity: 1000, ttlSeconds: 120), clock: c)
     }
 
     func proof(
@@ -114,7 +116,7 @@ struct DPoPTests {
     @Test("a replay cache shorter than the proof window is refused (fail closed)")
     func shortReplayWindow() throws {
         let c = clock
-        let v = DPoPVerifier(replayCache: ReplayCache(capacity: 10, ttlSeconds: 10), now: { c.now })
+        let v = DPoPVerifier(replayCache: ReplayCache(capacity: 10, ttlSeconds: 10), clock: c)
         #expect(throws: WardenError(.invalidDPoPProof, "")) {
             try v.verify(proof: try proof(ath: ath), method: "GET", url: url, accessToken: token)
         }

@@ -46,7 +46,7 @@ struct JOSEInteropTests {
             Issue.record("unexpected helper output: \(result.serialized)")
             return
         }
-        let verifier = DPoPVerifier(now: { now })
+        let verifier = DPoPVerifier(clock: ManualClock(seconds: now))
         let verified = try verifier.verify(
             proof: proof, method: "POST", url: "https://127.0.0.1:8443/v1/token", accessToken: token,
             expectedThumbprint: thumbprint)

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import WardenCore
 
 @testable import WardenRisk
 
@@ -59,7 +60,7 @@ func history(
 @Suite("Risk detectors (test clock, no sleeps)")
 struct DetectorTests {
     func engine(_ actions: RecordingActions = RecordingActions(), playbooks: Playbooks = Playbooks()) -> RiskEngine {
-        RiskEngine(actions: actions, playbooks: playbooks, clock: { monday9 + 7 * 86_400 })
+        RiskEngine(actions: actions, playbooks: playbooks, clock: ManualClock(wallSeconds: monday9 + 7 * 86_400))
     }
 
     @Test("two normal weeks raise nothing")
@@ -88,7 +89,7 @@ struct DetectorTests {
 
     @Test("at most maxAgents are tracked: a scan from many sources evicts the least recently seen in batches")
     func agentTableBounded() {
-        let e = RiskEngine(actions: RecordingActions(), maxAgents: 200, clock: { monday9 })
+        let e = RiskEngine(actions: RecordingActions(), maxAgents: 200, clock: ManualClock(wallSeconds: monday9))
         for i in 0..<1000 {
             _ = e.process(
                 RiskEvent(

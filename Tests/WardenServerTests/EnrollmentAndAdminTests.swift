@@ -56,7 +56,7 @@ struct EnrollmentAndAdminTests {
         chmod(f.dir + "/ca/root.key", 0o600)
         var other = f.config
         other.trustDomain = "other.example"
-        #expect(throws: WardenError(.invalidConfig, "")) { try ControlPlane(config: other, now: f.clock.closure) }
+        #expect(throws: WardenError(.invalidConfig, "")) { try ControlPlane(config: other, clock: f.clock) }
     }
 
     @Test("enrollment: proof of possession, attestation, single-use join tokens, expiry")

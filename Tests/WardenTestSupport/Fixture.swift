@@ -11,13 +11,14 @@ import WardenGateway
 import WardenIdentity
 import WardenServer
 
-/// A clock tests move by hand.
-package final class TestClock: Sendable {
+/// A clock tests move by hand, in whole seconds (both readings of the ``WardenClock`` together).
+package final class TestClock: WardenClock {
     private let t: Mutex<Int64>
     package init(_ start: Int64 = 1_800_000_000) { t = Mutex(start) }
     package var now: Int64 { t.withLock { $0 } }
     package func advance(_ seconds: Int64) { t.withLock { $0 += seconds } }
-    package var closure: @Sendable () -> Int64 { { [self] in self.now } }
+    package var wallMicros: Int64 { now * 1_000_000 }
+    package var monotonicMicros: Int64 { now * 1_000_000 }
 }
 
 /// An enrolled agent as a test drives it.
@@ -47,11 +48,11 @@ package struct Fixture {
         c.data = dir
         tweak(&c)
         config = c
-        cp = try ControlPlane(config: c, now: clock.closure)
+        cp = try ControlPlane(config: c, clock: clock)
     }
 
     /// Reopens the same data directory (a restart).
-    package func reopened() throws -> ControlPlane { try ControlPlane(config: config, now: clock.closure) }
+    package func reopened() throws -> ControlPlane { try ControlPlane(config: config, clock: clock) }
 
     package func manifest(
         _ name: String, peers: [String] = [], routes: [String] = ["tickets"], binary: String? = nil,

@@ -77,11 +77,12 @@ package final class Upstream: Sendable {
 }
 
 /// A clock for the rate limiter that tests move by hand.
-package final class ManualSeconds: Sendable {
+package final class ManualSeconds: WardenClock {
     package init() {}
     package let t = Mutex<Double>(1000)
     package func advance(_ s: Double) { t.withLock { $0 += s } }
-    package var closure: @Sendable () -> Double { { [self] in t.withLock { $0 } } }
+    package var wallMicros: Int64 { monotonicMicros }
+    package var monotonicMicros: Int64 { Int64((t.withLock { $0 } * 1_000_000).rounded()) }
 }
 
 /// A gateway in front of a live upstream, both on loopback, with the routes the tests use.
@@ -151,7 +152,7 @@ package func withGateway(
         }
         try f.cp.secrets.set("tickets-key", value: Array("tk-s3cret-value".utf8), now: f.clock.now)
         let rateClock = ManualSeconds()
-        let gateway = try Gateway(cp: f.cp, limiter: RateLimiter(clock: rateClock.closure))
+        let gateway = try Gateway(cp: f.cp, limiter: RateLimiter(clock: rateClock))
         try await serving(WardenRouter.build(f.cp, gateway: gateway), gateway: gateway) { client in
             try await body(GatewayEnv(f: f, gateway: gateway, upstream: upstream, client: client, rateClock: rateClock))
         }

@@ -43,7 +43,8 @@ package final class MCPServerRuntime: Sendable {
     package struct Catalogue: Sendable {
         var tools: [String: Tool]
         var order: [String]
-        var fetchedAt: ContinuousClock.Instant
+        /// When, on the clock's monotonic reading (microseconds).
+        var fetchedAt: Int64
         /// The upstream session it was fetched in (``MCPUpstream/openSession()``): a new session (a restarted
         /// server) may serve other definitions, so the catalogue is fetched again.
         var session: Int
@@ -99,7 +100,7 @@ public final class MCPGateway: Sendable {
     public init(gateway: Gateway, approvals: ApprovalQueue = ApprovalQueue()) throws(WardenError) {
         self.gateway = gateway
         let cp = gateway.cp
-        self.pins = try ToolPins(store: cp.store, clock: { [cp] in cp.now() })
+        self.pins = try ToolPins(store: cp.store, clock: cp.clock)
         self.approvals = approvals
         var servers: [String: MCPServerRuntime] = [:]
         for (name, c) in cp.config.mcpServers {
@@ -492,7 +493,8 @@ public final class MCPGateway: Sendable {
     func catalogue(_ s: MCPServerRuntime, maxAge: Duration?) async throws(JSONRPC.RPCError)
         -> MCPServerRuntime.Catalogue
     {
-        if let maxAge, let cached = s.catalogue.withLock({ $0 }), ContinuousClock.now - cached.fetchedAt < maxAge,
+        if let maxAge, let cached = s.catalogue.withLock({ $0 }),
+            cp.clock.monotonicMicros - cached.fetchedAt < Call.micros(maxAge),
             cached.session == s.upstream.currentSession
         {
             return cached
@@ -539,7 +541,8 @@ public final class MCPGateway: Sendable {
             order.append(name)
         }
         _ = statuses
-        let c = MCPServerRuntime.Catalogue(tools: byName, order: order, fetchedAt: .now, session: session)
+        let c = MCPServerRuntime.Catalogue(
+            tools: byName, order: order, fetchedAt: cp.clock.monotonicMicros, session: session)
         s.catalogue.withLock { $0 = c }
         return c
     }
@@ -982,15 +985,15 @@ public final class MCPGateway: Sendable {
                 ("arguments_digest", "sha256:" + Attestation.hex(SHA256.hash(data: Array(args.canonical.utf8)))))
         }
         guard hasServerScope(c.agent, name) else {
-            audit(c, action: action, resource: resource, allowed: false, reason: "insufficient_scope", details: details)
-            throw JSONRPC.RPCError(JSONRPC.accessDenied, "the token carries no tool scope of \(name)")
+            throw refused(
+                c, Self.judged(action, resource, details),
+                Refusal(.forbidden, .accessDenied, .insufficientScope, "the token carries no tool scope of \(name)"),
+                code: JSONRPC.accessDenied)
         }
         let verdict = decide(c, action: action, resource: entity, parent: s.entity, context: extra)
         guard verdict.allowed else {
-            audit(
-                c, action: action, resource: resource, allowed: false, reason: verdict.reason ?? "policy_denied",
-                policies: verdict.policies, message: verdict.message, details: details)
-            throw JSONRPC.RPCError(JSONRPC.accessDenied, verdict.message)
+            throw refused(
+                c, Self.judged(action, resource, details), Decide.refusal(verdict), code: JSONRPC.accessDenied)
         }
         do throws(Refusal) {
             try pipeline.limit.run(c.caller)

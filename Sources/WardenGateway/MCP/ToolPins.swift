@@ -36,11 +36,14 @@ public final class ToolPins: Sendable {
     let logger: Logger
     /// Definitions recorded as pending (changed, new or flagged): the alert count.
     public let alerts = Atomic<Int64>(0)
-    let clock: @Sendable () -> Int64
+    let wardenClock: any WardenClock
 
-    public init(store: SQLiteStore, clock: @escaping @Sendable () -> Int64) throws(WardenError) {
+    /// Seconds since the Unix epoch.
+    func clock() -> Int64 { wardenClock.seconds }
+
+    public init(store: SQLiteStore, clock: any WardenClock) throws(WardenError) {
         self.store = store
-        self.clock = clock
+        self.wardenClock = clock
         var logger = Logger(label: "warden.mcp.pins")
         logger.logLevel = .info
         self.logger = logger

@@ -99,7 +99,7 @@ package struct Limit: Sendable {
 
 /// Stage: may it. One Cedar request builder for every front end: the caller as principal, the action, the resource
 /// with the entities it needs, and a context whose common part (`time`, `trust`, `source`, `delegation`,
-/// `delegated`, `subject`) is built here and only here; a front end adds its own keys (`docs/policies.md`).
+/// `delegated`, `subject`) is built here and only here; a front end adds its own keys (`docs/configuration.md`).
 package struct Decide: Sendable {
     let cp: ControlPlane
 

@@ -24,7 +24,10 @@ public struct DPoPVerifier: Sendable {
     /// Proof keys already decoded (an agent signs every proof with the same key).
     let keys = ProofKeyCache()
     /// The current time, in seconds since the Unix epoch (injected so tests control it).
-    public let now: @Sendable () -> Int64
+    public let clock: any WardenClock
+
+    /// Seconds since the Unix epoch, from ``clock``.
+    public func now() -> Int64 { clock.seconds }
     /// When set, every proof must carry a nonce this source issued recently (RFC 9449 §8).
     public var nonces: DPoPNonceSource?
     /// When set, a proof whose `iat` is before `notBefore` must carry a nonce of `nonces` (issued by this process).
@@ -43,14 +46,9 @@ public struct DPoPVerifier: Sendable {
         }
     }
 
-    public init(
-        replayCache: ReplayCache = ReplayCache(),
-        now: @escaping @Sendable () -> Int64 = {
-            Int64(Date().timeIntervalSince1970)
-        }
-    ) {
+    public init(replayCache: ReplayCache = ReplayCache(), clock: any WardenClock = SystemClock()) {
         self.replayCache = replayCache
-        self.now = now
+        self.clock = clock
     }
 
     /// What a verified proof tells: the key that signed it.

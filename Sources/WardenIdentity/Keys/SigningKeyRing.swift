@@ -24,16 +24,19 @@ public final class SigningKeyRing: Sendable {
     private let entries: Mutex<[Entry]>
     /// How long a retired key keeps verifying, in seconds.
     public let overlap: Int64
-    public let now: @Sendable () -> Int64
+    public let clock: any WardenClock
+
+    /// Seconds since the Unix epoch, from ``clock``.
+    public func now() -> Int64 { clock.seconds }
 
     /// `entries` must hold exactly one key that is not retired.
-    public init(entries: [Entry], overlap: Int64, now: @escaping @Sendable () -> Int64) throws(WardenError) {
+    public init(entries: [Entry], overlap: Int64, clock: any WardenClock) throws(WardenError) {
         guard entries.filter({ $0.retiredAt == nil }).count == 1 else {
             throw WardenError(.invalidKey, "the signing key ring needs exactly one current key")
         }
         self.entries = Mutex(entries.sorted { $0.createdAt < $1.createdAt })
         self.overlap = overlap
-        self.now = now
+        self.clock = clock
     }
 
     /// The key that signs new tokens.

@@ -176,23 +176,26 @@ public struct AccessTokenVerifier: Sendable {
     public var maxLifetime: Int64 = 300
     /// The deepest `act` chain accepted.
     public var maxActorDepth = 8
-    public let now: @Sendable () -> Int64
+    public let clock: any WardenClock
+
+    /// Seconds since the Unix epoch, from ``clock``.
+    public func now() -> Int64 { clock.seconds }
 
     public init(
         keys: [String: P256.Signing.PublicKey], issuer: String, audience: String,
-        now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+        clock: any WardenClock = SystemClock()
     ) {
-        self.init(key: { keys[$0] }, issuer: issuer, audience: audience, now: now)
+        self.init(key: { keys[$0] }, issuer: issuer, audience: audience, clock: clock)
     }
 
     public init(
         key: @escaping @Sendable (String) -> P256.Signing.PublicKey?, issuer: String, audience: String,
-        now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+        clock: any WardenClock = SystemClock()
     ) {
         self.key = key
         self.issuer = issuer
         self.audience = audience
-        self.now = now
+        self.clock = clock
     }
 
     /// Verifies `token` for this verifier's audience (or for `audience` when given: a subject token presented for
