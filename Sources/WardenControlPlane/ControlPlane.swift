@@ -67,16 +67,16 @@ public final class ControlPlane: Sendable {
     public static let jwtTokenType = "urn:ietf:params:oauth:token-type:jwt"
 
     public let config: WardenConfig
-    public let store: SQLiteStore
+    package let store: SQLiteStore
     /// The tamper-evident audit log (in the store's database).
-    public let audit: AuditLog
-    public let ca: CertificateAuthority
-    public let keys: SigningKeyRing
-    public let agents: AgentDirectory
-    public let revocations: RevocationList
-    public let authenticator: RequestAuthenticator
+    package let audit: AuditLog
+    package let ca: CertificateAuthority
+    package let keys: SigningKeyRing
+    package let agents: AgentDirectory
+    package let revocations: RevocationList
+    package let authenticator: RequestAuthenticator
     /// Per-source limits on unauthenticated work, and the summaries of refusals that name no agent.
-    public let sources: SourceGuard
+    package let sources: SourceGuard
 
     /// Writes the refusal summaries whose window has ended (all of them at shutdown).
     public func flushRefusalSummaries(all: Bool = false) {
@@ -95,13 +95,13 @@ public final class ControlPlane: Sendable {
     /// The DPoP nonces of this process (the restart guard's).
     let processNonces: DPoPNonceSource
     /// The Cedar policy set (hot-reloadable).
-    public let policies: PolicyEngine
+    package let policies: PolicyEngine
     /// Brokered upstream credentials.
-    public let secrets: SecretStore
+    package let secrets: SecretStore
     /// Trust scores as policies see them.
-    public let trust: TrustScores
+    package let trust: TrustScores
     /// The risk engine's side of the control plane (events in, responses out).
-    public let risk = RiskHub()
+    package let risk = RiskHub()
     public let dataPath: String
     /// The one clock (``WardenClock``) everything here reads.
     public let clock: any WardenClock
