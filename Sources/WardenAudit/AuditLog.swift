@@ -273,7 +273,7 @@ public final class AuditLog: AuditAppender {
 
     /// Appends `event` inside the caller's write transaction (``AuditAppender``). Must not be called inside a
     /// savepoint that may roll back on its own.
-    public func append(_ event: AuditEvent, in db: Database) throws {
+    package func append(_ event: AuditEvent, in db: Database) throws {
         _ = try mutate(db) { tip in try appendEntry(event, db, &tip) }
     }
 

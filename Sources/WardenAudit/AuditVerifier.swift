@@ -85,7 +85,7 @@ public enum AuditVerifier {
 
     /// Verifies the log in `db` (a read transaction). `origin` (`<trust domain>/audit`), when given, is the log every
     /// checkpoint must be for.
-    public static func verify(
+    package static func verify(
         _ db: Database, keys: [String: P256.Signing.PublicKey], external: [Checkpoint] = [],
         origin expected: String? = nil
     ) throws -> AuditVerification {
@@ -390,5 +390,15 @@ extension AuditVerifier {
     /// The sequence number an exported JSON-lines entry names, or nil.
     public static func seq(of line: String) -> Int64? {
         prefix(ArraySlice(line.utf8)).map(\.0)
+    }
+}
+
+extension AuditLog {
+    /// Verifies the log as stored now (one consistent snapshot) against `keys`, the `external` checkpoints an auditor
+    /// kept, and the log's `origin`.
+    public func verify(keys: [String: P256.Signing.PublicKey], external: [Checkpoint] = [], origin: String)
+        throws(WardenError) -> AuditVerification
+    {
+        try store.read { db in try AuditVerifier.verify(db, keys: keys, external: external, origin: origin) }
     }
 }

@@ -67,7 +67,8 @@ public final class ControlPlane: Sendable {
     public static let jwtTokenType = "urn:ietf:params:oauth:token-type:jwt"
 
     public let config: WardenConfig
-    package let store: SQLiteStore
+    /// What the control plane keeps (``ControlPlaneStorage``; the data directory's SQLite database).
+    package let store: any ControlPlaneStorage
     /// The tamper-evident audit log (in the store's database).
     package let audit: AuditLog
     package let ca: CertificateAuthority

@@ -25,12 +25,12 @@ public final class SecretStore: Sendable {
         let value: String?
     }
 
-    let store: SQLiteStore
+    let store: any SecretStorage
     let key: SymmetricKey
     /// By name; loaded at start and kept current by this process's changes.
     let entries = Mutex<[String: Entry]>([:])
 
-    init(store: SQLiteStore, key: SymmetricKey) throws(WardenError) {
+    init(store: any SecretStorage, key: SymmetricKey) throws(WardenError) {
         self.store = store
         self.key = key
         try reload()

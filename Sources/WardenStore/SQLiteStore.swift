@@ -1,5 +1,6 @@
-// Why this file is long: one SQLite store with its migrations in one place; the one-enforcement-core issue splits the
-// storage protocols by owner (and adds PostgreSQL), which is where this file is cut up.
+// Why this file is long: one SQLite store with every migration in one place (one schema, one version). What each
+// module keeps is a protocol that module owns (`WardenControlPlane/Storage.swift`); this type implements them, and a
+// PostgreSQL store for replicas would implement the same ones.
 import Cedar
 import Foundation
 import GRDB
@@ -9,7 +10,7 @@ import WardenCore
 /// Something that appends audit events inside a store write transaction, so that a change and its audit record
 /// commit or roll back together (`WardenAudit`'s log). An append that throws rolls the change back: no unaudited
 /// change is ever stored.
-public protocol AuditAppender: Sendable {
+package protocol AuditAppender: Sendable {
     func append(_ event: AuditEvent, in db: Database) throws
 }
 
@@ -117,10 +118,10 @@ public final class SQLiteStore: Sendable {
     private let attachedAudit = Mutex<(any AuditAppender)?>(nil)
 
     /// The audit log every recorded event is appended to, in the same transaction as the change it records.
-    public var auditLog: (any AuditAppender)? { attachedAudit.withLock { $0 } }
+    package var auditLog: (any AuditAppender)? { attachedAudit.withLock { $0 } }
 
     /// Attaches the audit log (once, at start-up).
-    public func attach(audit: any AuditAppender) { attachedAudit.withLock { $0 = audit } }
+    package func attach(audit: any AuditAppender) { attachedAudit.withLock { $0 = audit } }
 
     /// Opens (creating if needed) the database at `path` and applies migrations.
     public init(path: String) throws(WardenError) {
@@ -314,7 +315,7 @@ public final class SQLiteStore: Sendable {
     }
 
     /// Runs `body` in a write transaction (serialised with every other write), mapping errors.
-    public func write<T>(_ body: (Database) throws -> T) throws(WardenError) -> T {
+    package func write<T>(_ body: (Database) throws -> T) throws(WardenError) -> T {
         do {
             return try db.write(body)
         } catch let e as WardenError {
@@ -327,7 +328,7 @@ public final class SQLiteStore: Sendable {
     }
 
     /// Runs `body` in a read transaction (a consistent snapshot, concurrent with writes), mapping errors.
-    public func read<T>(_ body: (Database) throws -> T) throws(WardenError) -> T {
+    package func read<T>(_ body: (Database) throws -> T) throws(WardenError) -> T {
         do {
             return try db.read(body)
         } catch let e as WardenError {
@@ -543,7 +544,7 @@ public final class SQLiteStore: Sendable {
     }
 
     /// Appends `event` to the attached audit log inside the current write transaction (nothing without a log).
-    public func audit(_ event: AuditEvent, in db: Database) throws {
+    package func audit(_ event: AuditEvent, in db: Database) throws {
         try auditLog?.append(event, in: db)
     }
 

@@ -69,7 +69,7 @@ struct SecretStoreTests {
         var st = stat()
         #expect(stat(f.dir + "/secrets.key", &st) == 0 && st.st_mode & 0o777 == 0o600)
         // A sealed value copied to another name does not open there.
-        try f.cp.store.write { db in
+        try #require(f.cp.store as? SQLiteStore).write { db in
             try db.execute(
                 sql:
                     "INSERT INTO secrets (name, sealed, created_at, updated_at) SELECT 'other', sealed, 0, 0 FROM secrets"

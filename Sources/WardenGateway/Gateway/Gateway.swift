@@ -67,17 +67,22 @@ public final class Gateway: Sendable {
     let routes: [String: Route]
     public let limiter: RateLimiter
     public let metrics: GatewayMetrics
+    /// The registry the gateway's and the MCP gateway's instruments are in.
+    public let metricsBackend: MetricsBackend
     /// The stages every front end shares.
     package let pipeline: Pipeline
     let http: HTTPClient
     let logger: Logger
 
-    public init(cp: ControlPlane, limiter: RateLimiter = RateLimiter()) throws(WardenError) {
+    public init(
+        cp: ControlPlane, limiter: RateLimiter = RateLimiter(), metricsBackend: MetricsBackend = MetricsBackend()
+    ) throws(WardenError) {
         self.cp = cp
         var routes: [String: Route] = [:]
         for (name, r) in cp.config.routes { routes[name] = try Route(r, trustDomain: cp.config.trustDomain) }
         self.routes = routes
-        self.metrics = GatewayMetrics(routes: routes.keys)
+        self.metricsBackend = metricsBackend
+        self.metrics = GatewayMetrics(routes: routes.keys, backend: metricsBackend)
         self.limiter = limiter
         self.pipeline = Pipeline(cp: cp, limiter: limiter)
         var config = HTTPClient.Configuration(

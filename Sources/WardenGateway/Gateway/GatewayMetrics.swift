@@ -1,98 +1,107 @@
+import CoreMetrics
+import Prometheus
 import Synchronization
 import WardenControlPlane
 
-/// A lock-free counter.
-final class Counter: Sendable {
-    let value = Atomic<Int64>(0)
-    func add() { value.add(1, ordering: .relaxed) }
-    var count: Int64 { value.load(ordering: .relaxed) }
-}
+/// Where the gateways' instruments go: swift-metrics' API (`Counter`, `Timer`) over one Prometheus registry per server
+/// (swift-prometheus), so that tests and replicas in one process never share series. `/metrics` emits this registry,
+/// then the values the server reads at scrape time (audit log, agents, policies, risk engine, trust), which are
+/// snapshots of state rather than instruments.
+///
+/// The swift-metrics path gives no `# HELP` lines (the factory has no place for them, and a family registered once
+/// with help and once without traps in swift-prometheus): each family's meaning is in `docs/configuration.md`,
+/// "Metrics".
+public final class MetricsBackend: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    let factory: PrometheusMetricsFactory
 
-/// A Prometheus histogram of durations with fixed buckets, lock-free (one atomic add per observation and bucket).
-final class LatencyHistogram: Sendable {
-    /// Upper bounds, microseconds.
-    static let bounds: [Int64] = [
+    /// Latency buckets, microseconds: 25 µs to 10 s.
+    static let latencyBounds: [Int64] = [
         25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
         2_500_000, 5_000_000, 10_000_000,
     ]
-    private let counts: [Counter]
-    private let sum = Atomic<Int64>(0)
-    private let total = Atomic<Int64>(0)
 
-    init() { counts = Self.bounds.map { _ in Counter() } }
-
-    func observe(micros: Int64) {
-        // Non-cumulative buckets; rendering accumulates.
-        if let i = Self.bounds.firstIndex(where: { micros <= $0 }) { counts[i].add() }
-        sum.add(micros, ordering: .relaxed)
-        total.add(1, ordering: .relaxed)
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+        var f = PrometheusMetricsFactory(registry: registry)
+        f.defaultDurationHistogramBuckets = Self.latencyBounds.map { .microseconds($0) }
+        factory = f
     }
 
-    /// The text exposition lines for `name` with `labels` (`key="value",` pairs without braces, may be empty).
-    func render(_ name: String, labels: String, into out: inout String) {
-        var cumulative: Int64 = 0
-        let sep = labels.isEmpty ? "" : ","
-        for (i, b) in Self.bounds.enumerated() {
-            cumulative += counts[i].count
-            out += "\(name)_bucket{\(labels)\(sep)le=\"\(Double(b) / 1e6)\"} \(cumulative)\n"
+    func counter(_ label: String, _ dimensions: [(String, String)]) -> CoreMetrics.Counter {
+        CoreMetrics.Counter(label: label, dimensions: dimensions, factory: factory)
+    }
+
+    func timer(_ label: String) -> CoreMetrics.Timer {
+        CoreMetrics.Timer(label: label, dimensions: [], factory: factory)
+    }
+
+    /// The registry's series in the Prometheus text format.
+    package func render(into out: inout String) { out += registry.emitToString() }
+}
+
+/// A latency histogram in seconds (a swift-metrics `Timer`).
+struct LatencyHistogram: Sendable {
+    let timer: CoreMetrics.Timer
+
+    func observe(micros: Int64) { timer.recordMicroseconds(micros) }
+}
+
+/// The counters of one family, each made on first use of its label values (from bounded sets: configured names,
+/// fixed reason codes and method names). `fixed` labels go first, then `names` with the values given.
+final class CounterFamily: Sendable {
+    let label: String
+    let names: [String]
+    let fixed: [(String, String)]
+    let backend: MetricsBackend
+    private let counters = Mutex<[[String]: CoreMetrics.Counter]>([:])
+
+    init(_ label: String, _ names: [String], fixed: [(String, String)] = [], backend: MetricsBackend) {
+        self.label = label
+        self.names = names
+        self.fixed = fixed
+        self.backend = backend
+    }
+
+    func increment(_ values: String...) {
+        let counter = counters.withLock { c in
+            if let existing = c[values] { return existing }
+            let made = backend.counter(label, fixed + Array(zip(names, values)))
+            c[values] = made
+            return made
         }
-        let n = total.load(ordering: .relaxed)
-        out += "\(name)_bucket{\(labels)\(sep)le=\"+Inf\"} \(n)\n"
-        let braces = labels.isEmpty ? "" : "{\(labels)}"
-        out += "\(name)_sum\(braces) \(Double(sum.load(ordering: .relaxed)) / 1e6)\n"
-        out += "\(name)_count\(braces) \(n)\n"
+        counter.increment()
     }
 }
 
 /// The gateway's metrics: requests by route, decision and reason; decision and whole-request latency; upstream
 /// errors by route and kind. Labels come from the configuration's route names (letters, digits, `.`, `_`, `-`) and
-/// fixed reason codes: bounded cardinality, nothing to escape. Allowed requests are counted lock-free per route.
+/// fixed reason codes: bounded cardinality, nothing to escape. Allowed requests count on counters made up front.
 public final class GatewayMetrics: Sendable {
-    struct Key: Hashable, Comparable {
-        let route: String
-        let reason: String
-        static func < (a: Key, b: Key) -> Bool { (a.route, a.reason) < (b.route, b.reason) }
+    private let allowedByRoute: [String: CoreMetrics.Counter]
+    private let denials: CounterFamily
+    private let upstreamErrors: CounterFamily
+    let decisionLatency: LatencyHistogram
+    let requestLatency: LatencyHistogram
+
+    init(routes: some Sequence<String>, backend: MetricsBackend) {
+        allowedByRoute = Dictionary(
+            uniqueKeysWithValues: routes.map {
+                (
+                    $0,
+                    backend.counter(
+                        "warden_gateway_requests_total", [("route", $0), ("decision", "allow"), ("reason", "")])
+                )
+            })
+        denials = CounterFamily("warden_gateway_requests_total", ["route", "decision", "reason"], backend: backend)
+        upstreamErrors = CounterFamily("warden_gateway_upstream_errors_total", ["route", "kind"], backend: backend)
+        decisionLatency = LatencyHistogram(timer: backend.timer("warden_gateway_decision_seconds"))
+        requestLatency = LatencyHistogram(timer: backend.timer("warden_gateway_request_seconds"))
     }
 
-    private let allowedByRoute: [String: Counter]
-    private let denials = Mutex<[Key: Int64]>([:])
-    private let upstreamErrors = Mutex<[Key: Int64]>([:])
-    let decisionLatency = LatencyHistogram()
-    let requestLatency = LatencyHistogram()
+    func allowed(route: String) { allowedByRoute[route]?.increment() }
 
-    init(routes: some Sequence<String>) {
-        allowedByRoute = Dictionary(uniqueKeysWithValues: routes.map { ($0, Counter()) })
-    }
+    func denied(route: String, reason: String) { denials.increment(route, "deny", reason) }
 
-    func allowed(route: String) { allowedByRoute[route]?.add() }
-
-    func denied(route: String, reason: String) {
-        denials.withLock { $0[Key(route: route, reason: reason), default: 0] += 1 }
-    }
-
-    func upstreamError(route: String, kind: String) {
-        upstreamErrors.withLock { $0[Key(route: route, reason: kind), default: 0] += 1 }
-    }
-
-    package func render(into out: inout String) {
-        out += "# HELP warden_gateway_requests_total Gateway requests by route, decision and reason.\n"
-        out += "# TYPE warden_gateway_requests_total counter\n"
-        for (route, counter) in allowedByRoute.sorted(by: { $0.key < $1.key }) {
-            out += "warden_gateway_requests_total{route=\"\(route)\",decision=\"allow\",reason=\"\"} \(counter.count)\n"
-        }
-        for (k, v) in denials.withLock({ $0 }).sorted(by: { $0.key < $1.key }) {
-            out += "warden_gateway_requests_total{route=\"\(k.route)\",decision=\"deny\",reason=\"\(k.reason)\"} \(v)\n"
-        }
-        out += "# HELP warden_gateway_upstream_errors_total Upstream failures by route and kind.\n"
-        out += "# TYPE warden_gateway_upstream_errors_total counter\n"
-        for (k, v) in upstreamErrors.withLock({ $0 }).sorted(by: { $0.key < $1.key }) {
-            out += "warden_gateway_upstream_errors_total{route=\"\(k.route)\",kind=\"\(k.reason)\"} \(v)\n"
-        }
-        out += "# HELP warden_gateway_decision_seconds Time to authenticate, authorize and admit a request.\n"
-        out += "# TYPE warden_gateway_decision_seconds histogram\n"
-        decisionLatency.render("warden_gateway_decision_seconds", labels: "", into: &out)
-        out += "# HELP warden_gateway_request_seconds Whole request time through the gateway, to the response head.\n"
-        out += "# TYPE warden_gateway_request_seconds histogram\n"
-        requestLatency.render("warden_gateway_request_seconds", labels: "", into: &out)
-    }
+    func upstreamError(route: String, kind: String) { upstreamErrors.increment(route, kind) }
 }

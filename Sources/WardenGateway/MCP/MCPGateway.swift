@@ -88,7 +88,7 @@ public final class MCPGateway: Sendable {
     let dlp = DLPScanner()
     let logger: Logger
     let maxMessageBytes: Int
-    public let metrics = MCPMetrics()
+    public let metrics: MCPMetrics
 
     /// Protocol versions served: the stateless era, and the session era with its two predecessors.
     static let modernVersion = "2026-07-28"
@@ -96,6 +96,7 @@ public final class MCPGateway: Sendable {
 
     public init(gateway: Gateway, approvals: ApprovalQueue = ApprovalQueue()) throws(WardenError) {
         self.gateway = gateway
+        self.metrics = MCPMetrics(backend: gateway.metricsBackend)
         let cp = gateway.cp
         self.pins = try ToolPins(store: cp.store, clock: cp.clock)
         self.approvals = approvals

@@ -31,7 +31,7 @@ public final class ToolPins: Sendable {
         var servers: Set<String> = []
     }
 
-    let store: SQLiteStore
+    let store: any PinStorage
     let state = Mutex(State())
     let logger: Logger
     /// Definitions recorded as pending (changed, new or flagged): the alert count.
@@ -41,7 +41,7 @@ public final class ToolPins: Sendable {
     /// Seconds since the Unix epoch.
     func clock() -> Int64 { wardenClock.seconds }
 
-    public init(store: SQLiteStore, clock: any WardenClock) throws(WardenError) {
+    package init(store: any PinStorage, clock: any WardenClock) throws(WardenError) {
         self.store = store
         self.wardenClock = clock
         var logger = Logger(label: "warden.mcp.pins")
@@ -53,7 +53,7 @@ public final class ToolPins: Sendable {
     /// Re-reads the pins from the store.
     public func reload() throws(WardenError) {
         var s = State()
-        for row in try store.mcpTools() {
+        for row in try store.mcpTools(server: nil) {
             let key = row.server + "/" + row.tool
             s.servers.insert(row.server)
             switch row.state {

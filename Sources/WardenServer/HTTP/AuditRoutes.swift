@@ -196,6 +196,6 @@ extension ControlPlane {
     public func verifyAudit(external: [Checkpoint] = []) throws(WardenError) -> AuditVerification {
         let keys = try DataDirectory.checkpointKeys(path: dataPath)
         let origin = config.trustDomain + "/audit"
-        return try store.read { db in try AuditVerifier.verify(db, keys: keys, external: external, origin: origin) }
+        return try audit.verify(keys: keys, external: external, origin: origin)
     }
 }

@@ -37,7 +37,7 @@ enum Metrics {
         metric(
             "warden_policy_reload_failures_total", "counter", "Policy reloads refused (the last good set stayed).",
             cp.policies.reloadFailures.load(ordering: .relaxed))
-        gateway?.metrics.render(into: &out)
+        gateway?.metricsBackend.render(into: &out)
         if let risk = cp.risk.attached {
             metric(
                 "warden_risk_events_total", "counter", "Events the risk engine processed.",
