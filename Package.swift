@@ -69,16 +69,17 @@ let package = Package(
         ),
         .target(
             name: "WardenStore",
-            dependencies: ["WardenCore", "Cedar", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "WardenCore", "WardenAudit", "Cedar", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "WardenAudit",
             dependencies: [
-                "WardenCore", "WardenStore", "WardenIdentity", "Cedar",
+                "WardenCore", "WardenIdentity", "Cedar",
                 .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -4,11 +4,9 @@ import Cedar
 import Crypto
 import Dispatch
 import Foundation
-import GRDB
 import Synchronization
 import WardenCore
 import WardenIdentity
-import WardenStore
 
 /// The tamper-evident audit log (`docs/audit.md`): an append-only table of entries in the store's SQLite database,
 /// each carrying its hash chain value; the RFC 9162 Merkle tree over the entries (complete subtrees of 16 leaves and
@@ -24,7 +22,7 @@ import WardenStore
 ///
 /// When a write fails the log reports itself unhealthy (``health``), ``submit(_:)`` refuses events and callers deny
 /// the requests that need a record (fail closed); the next successful commit makes it healthy again.
-public final class AuditLog: AuditAppender {
+public final class AuditLog: AuditJournal {
     public struct Settings: Sendable {
         /// The issuer URL named in checkpoints.
         public var issuer: String
@@ -92,7 +90,8 @@ public final class AuditLog: AuditAppender {
         var draining = false
     }
 
-    public let store: SQLiteStore
+    /// Where the log is kept (the data directory's SQLite database).
+    package let storage: any AuditStorage
     public let settings: Settings
     private let signer: Mutex<(@Sendable () -> SigningKey)?>
     /// Microseconds since the Unix epoch.
@@ -113,20 +112,20 @@ public final class AuditLog: AuditAppender {
 
     /// Opens the log in `store` (recovering its tip from the database) and attaches it to the store, so every event
     /// the store records is audited in the same transaction.
-    public init(
-        store: SQLiteStore, settings: Settings, signer: (@Sendable () -> SigningKey)?,
+    package init(
+        store: any AuditStorage, settings: Settings, signer: (@Sendable () -> SigningKey)?,
         clock: any WardenClock = SystemClock()
     ) throws(WardenError) {
-        self.store = store
+        self.storage = store
         self.settings = settings
         self.signer = Mutex(signer)
         self.wardenClock = clock
-        var tip = try store.read { db in try Self.loadTip(db) }
+        var tip = try storage.auditRead { tx in try Self.loadTip(tx) }
         // The interval counts from the latest checkpoint, or from now when there is none yet.
         if tip.checkpointSize == 0 { tip.checkpointTime = clock.seconds }
         state = Mutex(State(committed: tip, staged: nil))
         healthState.withLock { $0.treeSize = tip.size }
-        store.attach(audit: self)
+        storage.attach(journal: self)
     }
 
     /// Sets the key source for checkpoints (the control plane's current signing key). Until one is set, periodic
@@ -135,36 +134,35 @@ public final class AuditLog: AuditAppender {
 
     // MARK: Recovery
 
-    static func loadTip(_ db: Database) throws -> Tip {
+    static func loadTip(_ tx: any AuditTransaction) throws -> Tip {
         var tip = Tip()
-        if let row = try Row.fetchOne(db, sql: "SELECT tree_size, chain FROM audit_anchor WHERE id = 1") {
-            tip.anchor = row["tree_size"]
-            guard let chain = Hash32(bytes: (row["chain"] as Data?) ?? Data()) else {
+        if let anchor = try tx.anchor() {
+            tip.anchor = anchor.size
+            guard let chain = Hash32(bytes: anchor.chain) else {
                 throw WardenError(.storage, "the audit pruning anchor is damaged; run `warden audit verify`")
             }
             tip.chain = chain
         }
-        let last = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM audit_log") ?? tip.anchor
+        let last = try tx.lastSeq() ?? tip.anchor
         let size = max(last, tip.anchor)
         var nodes: [Hash32] = []
         for (level, index) in MerkleFrontier.subtrees(of: size) {
-            nodes.append(try subtreeHash(db, level: level, index: index))
+            nodes.append(try subtreeHash(tx, level: level, index: index))
         }
         guard let frontier = MerkleFrontier(size: size, nodes: nodes) else {
             throw WardenError(.storage, "the audit tree cannot be rebuilt")
         }
         tip.frontier = frontier
         if size > tip.anchor {
-            let rows = try Row.fetchAll(
-                db, sql: "SELECT seq, entry, chain FROM audit_log WHERE seq >= ? ORDER BY seq", arguments: [size - 1])
-            guard let lastRow = rows.last, (lastRow["seq"] as Int64) == size else {
+            let rows = try tx.entriesWithChain(from: size - 1)
+            guard let lastRow = rows.last, lastRow.seq == size else {
                 throw WardenError(.storage, "the audit log is damaged at its end; run `warden audit verify`")
             }
             let previous: Hash32? =
                 rows.count == 2
-                ? Hash32(bytes: (rows[0]["chain"] as Data?) ?? Data()) : (size - 1 == tip.anchor ? tip.chain : nil)
-            let entry: String = lastRow["entry"]
-            guard let previous, let stored = Hash32(bytes: (lastRow["chain"] as Data?) ?? Data()),
+                ? Hash32(bytes: rows[0].chain ?? Data()) : (size - 1 == tip.anchor ? tip.chain : nil)
+            let entry = lastRow.entry
+            guard let previous, let stored = Hash32(bytes: lastRow.chain ?? Data()),
                 Merkle.chainHash(previous, Merkle.leafHash(entry)) == stored
             else {
                 throw WardenError(
@@ -178,7 +176,7 @@ public final class AuditLog: AuditAppender {
                 tip.lastTime = micros
             }
         }
-        if let jws = try String.fetchOne(db, sql: "SELECT jws FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1") {
+        if let jws = try tx.latestCheckpoint() {
             // The latest checkpoint steers what is signed and pruned next: it must describe this log. A planted or
             // stale one, or a tree rebuilt from altered nodes, stops the start (verify says what is wrong).
             let cp = try Checkpoint(parsing: jws)
@@ -194,16 +192,14 @@ public final class AuditLog: AuditAppender {
                 chain = tip.chain
             } else {
                 root = try Merkle.rangeHash(0, cp.treeSize) { level, index throws(WardenError) in
-                    do { return try subtreeHash(db, level: level, index: index) } catch let e as WardenError {
+                    do { return try subtreeHash(tx, level: level, index: index) } catch let e as WardenError {
                         throw e
                     } catch { throw WardenError(.storage, "the audit tree could not be read") }
                 }
                 chain =
                     cp.treeSize == tip.anchor
                     ? tip.chain
-                    : try Data.fetchOne(
-                        db, sql: "SELECT chain FROM audit_log WHERE seq = ?", arguments: [cp.treeSize]
-                    ).flatMap { Hash32(bytes: $0) }
+                    : try tx.chain(at: cp.treeSize).flatMap { Hash32(bytes: $0) }
             }
             guard root == cp.rootHash, chain == cp.chainHead else { throw damaged }
             tip.checkpointSize = cp.treeSize
@@ -214,13 +210,9 @@ public final class AuditLog: AuditAppender {
     }
 
     /// The hash of a complete aligned subtree: stored from level ``storedLevel`` up, recomputed from its entries below.
-    static func subtreeHash(_ db: Database, level: Int, index: Int64) throws -> Hash32 {
+    static func subtreeHash(_ tx: any AuditTransaction, level: Int, index: Int64) throws -> Hash32 {
         if level >= storedLevel {
-            guard
-                let data = try Data.fetchOne(
-                    db, sql: "SELECT hash FROM audit_nodes WHERE level = ? AND idx = ?", arguments: [level, index]),
-                let h = Hash32(bytes: data)
-            else {
+            guard let data = try tx.node(level: level, index: index), let h = Hash32(bytes: data) else {
                 throw WardenError(.notFound, "the audit tree has no node at level \(level), index \(index)")
             }
             return h
@@ -228,16 +220,12 @@ public final class AuditLog: AuditAppender {
         let first = (index << level) + 1
         let count = Int64(1) << level
         var frontier = MerkleFrontier()
-        let rows = try Row.fetchCursor(
-            db, sql: "SELECT seq, entry FROM audit_log WHERE seq >= ? AND seq < ? ORDER BY seq",
-            arguments: [first, first + count])
         var expected = first
-        while let row = try rows.next() {
-            guard (row[0] as Int64) == expected else { break }
-            try row.withUnsafeData(atIndex: 1) { data in
-                (data ?? Data()).withUnsafeBytes { frontier.append(Merkle.leafHash($0)) }
-            }
+        try tx.forEachEntry(from: first, below: first + count) { seq, bytes in
+            guard seq == expected else { return false }
+            frontier.append(Merkle.leafHash(bytes))
             expected += 1
+            return true
         }
         guard frontier.size == count else {
             throw WardenError(.notFound, "audit entries \(first)...\(first + count - 1) are not all present (pruned?)")
@@ -248,15 +236,15 @@ public final class AuditLog: AuditAppender {
     // MARK: Appending inside a transaction
 
     /// Runs `body` on the tip of the open write transaction; the result is published when the transaction commits.
-    func mutate<T>(_ db: Database, _ body: (inout Tip) throws -> T) throws -> T {
+    func mutate<T>(_ tx: any AuditTransaction, _ body: (inout Tip) throws -> T) throws -> T {
         try state.withLock { s in
             var tip = s.staged ?? s.committed
             let first = s.staged == nil
             let result = try body(&tip)
             s.staged = tip
             if first {
-                db.afterNextTransaction(
-                    onCommit: { [self] _ in
+                tx.afterCommit(
+                    { [self] in
                         let size = self.state.withLock { s in
                             if let staged = s.staged { s.committed = staged }
                             s.staged = nil
@@ -265,7 +253,7 @@ public final class AuditLog: AuditAppender {
                         self.healthState.withLock { $0.treeSize = size }
                         self.notify(size)
                     },
-                    onRollback: { [self] _ in self.state.withLock { $0.staged = nil } })
+                    onRollback: { [self] in self.state.withLock { $0.staged = nil } })
             }
             return result
         }
@@ -273,25 +261,23 @@ public final class AuditLog: AuditAppender {
 
     /// Appends `event` inside the caller's write transaction (``AuditAppender``). Must not be called inside a
     /// savepoint that may roll back on its own.
-    package func append(_ event: AuditEvent, in db: Database) throws {
-        _ = try mutate(db) { tip in try appendEntry(event, db, &tip) }
+    package func append(_ event: AuditEvent, in tx: any AuditTransaction) throws {
+        _ = try mutate(tx) { tip in try appendEntry(event, tx, &tip) }
     }
 
-    func appendEntry(_ event: AuditEvent, _ db: Database, _ tip: inout Tip) throws -> Int64 {
+    func appendEntry(_ event: AuditEvent, _ tx: any AuditTransaction, _ tip: inout Tip) throws -> Int64 {
         let seq = tip.size + 1
         let time = max(clock(), tip.lastTime)
         var entry = event.entryJSON(seq: seq, time: time)
         let leaf = entry.withUTF8 { Merkle.leafHash(UnsafeRawBufferPointer($0)) }
         let chain = Merkle.chainHash(tip.chain, leaf)
-        try db.cachedStatement(sql: "INSERT INTO audit_log (seq, entry, chain) VALUES (?, ?, ?)")
-            .execute(arguments: [seq, entry, chain.data])
+        try tx.insertEntry(seq: seq, entry: entry, chain: chain.data)
         var nodes: [(Int, Int64, Hash32)] = []
         tip.frontier.append(leaf) { level, index, hash in
             if level >= Self.storedLevel { nodes.append((level, index, hash)) }
         }
         for (level, index, hash) in nodes {
-            try db.cachedStatement(sql: "INSERT INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)")
-                .execute(arguments: [level, index, hash.data])
+            try tx.insertNode(level: level, index: index, hash: hash.data)
         }
         tip.chain = chain
         tip.lastTime = time
@@ -299,7 +285,7 @@ public final class AuditLog: AuditAppender {
     }
 
     /// Signs a checkpoint of the current tip when forced or due (enough new entries, or old enough); returns it.
-    func checkpointIfDue(_ db: Database, _ tip: inout Tip, force: Bool) throws -> Checkpoint? {
+    func checkpointIfDue(_ tx: any AuditTransaction, _ tip: inout Tip, force: Bool) throws -> Checkpoint? {
         let size = tip.size
         guard size > 0, size > tip.checkpointSize else { return nil }
         let now = clock() / 1_000_000
@@ -314,9 +300,7 @@ public final class AuditLog: AuditAppender {
         let cp = try Checkpoint.sign(
             key: signer(), issuer: settings.issuer, origin: settings.origin, treeSize: size,
             rootHash: tip.frontier.root, chainHead: tip.chain, issuedAt: now, previous: tip.checkpointDigest)
-        try db.execute(
-            sql: "INSERT INTO audit_checkpoints (tree_size, jws, created_at) VALUES (?, ?, ?)",
-            arguments: [size, cp.jws, now])
+        try tx.insertCheckpoint(treeSize: size, jws: cp.jws, at: now)
         tip.checkpointSize = size
         tip.checkpointTime = now
         tip.checkpointDigest = cp.digest
@@ -402,13 +386,13 @@ public final class AuditLog: AuditAppender {
             if item.continuation == nil { queuedOnly += 1 }
         }
         do {
-            let seqs: [Int64] = try store.write { db in
-                try mutate(db) { tip in
+            let seqs: [Int64] = try storage.auditWrite { tx in
+                try mutate(tx) { tip in
                     var seqs: [Int64] = []
                     seqs.reserveCapacity(batch.count)
                     for item in batch {
                         if let e = item.event {
-                            seqs.append(try appendEntry(e, db, &tip))
+                            seqs.append(try appendEntry(e, tx, &tip))
                         } else {
                             seqs.append(tip.size)
                         }
@@ -454,7 +438,7 @@ public final class AuditLog: AuditAppender {
     /// Signs a checkpoint now if entries were added since the latest; returns the latest checkpoint.
     @discardableResult
     public func checkpoint() throws(WardenError) -> Checkpoint? {
-        try store.write { db in _ = try mutate(db) { tip in try checkpointIfDue(db, &tip, force: true) } }
+        try storage.auditWrite { tx in _ = try mutate(tx) { tip in try checkpointIfDue(tx, &tip, force: true) } }
         return try latestCheckpoint()
     }
 
@@ -469,7 +453,7 @@ public final class AuditLog: AuditAppender {
         }
         guard due else { return }
         do {
-            try store.write { db in _ = try mutate(db) { tip in try checkpointIfDue(db, &tip, force: false) } }
+            try storage.auditWrite { tx in _ = try mutate(tx) { tip in try checkpointIfDue(tx, &tip, force: false) } }
             healthState.withLock { $0.checkpointError = nil }
         } catch {
             healthState.withLock { $0.checkpointError = error.message }
@@ -489,19 +473,16 @@ public final class AuditLog: AuditAppender {
     }
 
     public func latestCheckpoint() throws(WardenError) -> Checkpoint? {
-        try store.read { db in
-            try String.fetchOne(db, sql: "SELECT jws FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1")
-                .map { text throws(WardenError) in try Checkpoint(parsing: text) }
+        try storage.auditRead { tx in
+            try tx.latestCheckpoint().map { text throws(WardenError) in try Checkpoint(parsing: text) }
         }
     }
 
     /// Checkpoints oldest first, from tree size `from` on.
     public func checkpoints(from: Int64 = 0, limit: Int = 1000) throws(WardenError) -> [Checkpoint] {
-        try store.read { db in
-            try String.fetchAll(
-                db, sql: "SELECT jws FROM audit_checkpoints WHERE tree_size >= ? ORDER BY tree_size LIMIT ?",
-                arguments: [from, limit]
-            ).map { text throws(WardenError) in try Checkpoint(parsing: text) }
+        try storage.auditRead { tx in
+            try tx.checkpoints(from: from, limit: limit).map { text throws(WardenError) in try Checkpoint(parsing: text)
+            }
         }
     }
 
@@ -564,67 +545,24 @@ public final class AuditLog: AuditAppender {
 
     /// Entries matching `q`, by sequence number, as `(seq, entry JSON)`.
     public func query(_ q: Query) throws(WardenError) -> [(Int64, String)] {
-        var clauses = ["seq > ?"]
-        var args: [any DatabaseValueConvertible] = [q.after]
-        if let agent = q.agent {
-            clauses.append("json_extract(entry, '$.agent') = ?")
-            args.append(agent)
-        }
-        if let d = q.decision {
-            clauses.append("json_extract(entry, '$.decision') = ?")
-            args.append(d.rawValue)
-        }
-        if let k = q.kind {
-            clauses.append("json_extract(entry, '$.kind') = ?")
-            args.append(k.rawValue)
-        }
-        if let a = q.action {
-            clauses.append("json_extract(entry, '$.action') = ?")
-            args.append(a)
-        }
-        if let s = q.since {
-            clauses.append("json_extract(entry, '$.time') >= ?")
-            args.append(AuditEvent.rfc3339(micros: s))
-        }
-        if let u = q.until {
-            clauses.append("json_extract(entry, '$.time') < ?")
-            args.append(AuditEvent.rfc3339(micros: u))
-        }
-        let sql =
-            "SELECT seq, entry FROM audit_log WHERE \(clauses.joined(separator: " AND ")) ORDER BY seq LIMIT ?"
-        args.append(max(1, min(q.limit, 10_000)))
-        return try store.read { db in
-            try Row.fetchAll(db, sql: sql, arguments: StatementArguments(args)).map { ($0[0], $0[1]) }
-        }
+        try storage.auditRead { tx in try tx.entries(matching: q) }
     }
 
     /// Entries after `seq`, in order, at most `limit`.
     public func entries(after seq: Int64, limit: Int = 1000) throws(WardenError) -> [(Int64, String)] {
-        try store.read { db in
-            try Row.fetchAll(
-                db, sql: "SELECT seq, entry FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
-                arguments: [seq, limit]
-            ).map { ($0[0], $0[1]) }
-        }
+        try storage.auditRead { tx in try tx.entries(after: seq, limit: limit) }
     }
 
     /// The time of the newest entry, microseconds since the epoch (nil for an empty log). Every decision is an entry,
     /// so this is a high-water mark of the clock of whoever wrote the log last (the restart guard uses it).
     public func latestTime() throws(WardenError) -> Int64? {
-        let text = try store.read { db in
-            try String.fetchOne(
-                db, sql: "SELECT json_extract(entry, '$.time') FROM audit_log ORDER BY seq DESC LIMIT 1")
-        }
+        let text = try storage.auditRead { tx in try tx.latestEntryTime() }
         return text.flatMap(AuditEvent.parseRFC3339)
     }
 
     /// The last sequence number whose entry is older than `micros` (0 when none).
     public func lastSeq(before micros: Int64) throws(WardenError) -> Int64 {
-        try store.read { db in
-            try Int64.fetchOne(
-                db, sql: "SELECT max(seq) FROM audit_log WHERE json_extract(entry, '$.time') < ?",
-                arguments: [AuditEvent.rfc3339(micros: micros)]) ?? 0
-        }
+        try storage.auditRead { tx in try tx.lastSeq(before: AuditEvent.rfc3339(micros: micros)) }
     }
 
     /// A stream of the tree size after each commit (latest only when the reader is slow). Ends when the caller stops
@@ -665,11 +603,11 @@ public final class AuditLog: AuditAppender {
 
     /// Runs `body` on a snapshot of the tree: its size (entries, pruned ones included) and its subtree hashes.
     func withTree<T>(_ body: (Int64, Merkle.SubtreeHash) throws(WardenError) -> T) throws(WardenError) -> T {
-        try store.read { db in
-            let anchor = try Int64.fetchOne(db, sql: "SELECT tree_size FROM audit_anchor WHERE id = 1") ?? 0
-            let size = max(anchor, try Int64.fetchOne(db, sql: "SELECT max(seq) FROM audit_log") ?? 0)
+        try storage.auditRead { tx in
+            let anchor = try tx.anchor()?.size ?? 0
+            let size = max(anchor, try tx.lastSeq() ?? 0)
             return try body(size) { level, index throws(WardenError) in
-                do { return try Self.subtreeHash(db, level: level, index: index) } catch let e as WardenError {
+                do { return try Self.subtreeHash(tx, level: level, index: index) } catch let e as WardenError {
                     throw e
                 } catch { throw WardenError(.storage, "the audit tree could not be read") }
             }
@@ -712,28 +650,23 @@ public final class AuditLog: AuditAppender {
     /// Returns the new anchor (the number of entries pruned so far).
     @discardableResult
     public func prune(through cutoff: Int64, actor: String = "system") throws(WardenError) -> Int64 {
-        try store.write { db in
-            try mutate(db) { tip in
+        try storage.auditWrite { tx in
+            try mutate(tx) { tip in
                 let behind = min(cutoff, tip.checkpointSize)
                 let point = behind - behind % (Int64(1) << Self.storedLevel)
                 guard point > tip.anchor else { return tip.anchor }
-                guard
-                    let data = try Data.fetchOne(
-                        db, sql: "SELECT chain FROM audit_log WHERE seq = ?", arguments: [point])
-                else { throw WardenError(.storage, "audit entry \(point) is missing; run `warden audit verify`") }
-                try db.execute(
-                    sql: """
-                        INSERT INTO audit_anchor (id, tree_size, chain) VALUES (1, ?, ?)
-                        ON CONFLICT(id) DO UPDATE SET tree_size = excluded.tree_size, chain = excluded.chain
-                        """, arguments: [point, data])
-                try db.execute(sql: "DELETE FROM audit_log WHERE seq <= ?", arguments: [point])
+                guard let data = try tx.chain(at: point) else {
+                    throw WardenError(.storage, "audit entry \(point) is missing; run `warden audit verify`")
+                }
+                try tx.setAnchor(size: point, chain: data)
+                try tx.deleteEntries(through: point)
                 let previous = tip.anchor
                 tip.anchor = point
                 _ = try appendEntry(
                     AuditEvent(
                         kind: .system, action: "audit.prune", actor: actor, resource: "audit-log",
                         message: "entries \(previous + 1)...\(point) pruned behind a signed checkpoint",
-                        details: [("anchor", String(point))]), db, &tip)
+                        details: [("anchor", String(point))]), tx, &tip)
                 return point
             }
         }

@@ -2,8 +2,6 @@ import Cedar
 import Crypto
 import Dispatch
 import Foundation
-import GRDB
-import GRDBSQLite
 import Synchronization
 import WardenCore
 
@@ -56,26 +54,6 @@ public struct AuditVerification: Sendable {
 /// inserted or moved one (an entry that names another position), entries altered with their chain recomputed (a
 /// signed root that no longer matches) and a truncated log (a signed checkpoint larger than the log).
 public enum AuditVerifier {
-    /// Opens `databasePath` read-only and verifies it.
-    public static func verify(
-        databasePath: String, keys: [String: P256.Signing.PublicKey], external: [Checkpoint] = [],
-        origin: String? = nil
-    ) throws(WardenError) -> AuditVerification {
-        guard FileManager.default.fileExists(atPath: databasePath) else {
-            throw WardenError(.notFound, "no database at \(databasePath)")
-        }
-        var config = Configuration()
-        config.readonly = true
-        do {
-            let queue = try DatabaseQueue(path: databasePath, configuration: config)
-            return try queue.read { db in try verify(db, keys: keys, external: external, origin: origin) }
-        } catch let e as WardenError {
-            throw e
-        } catch {
-            throw WardenError(.storage, "cannot read the audit log in \(databasePath): \(error)")
-        }
-    }
-
     struct Target {
         var size: Int64
         var root: Hash32
@@ -83,10 +61,10 @@ public enum AuditVerifier {
         var label: String
     }
 
-    /// Verifies the log in `db` (a read transaction). `origin` (`<trust domain>/audit`), when given, is the log every
+    /// Verifies the log in `tx` (a read transaction). `origin` (`<trust domain>/audit`), when given, is the log every
     /// checkpoint must be for.
     package static func verify(
-        _ db: Database, keys: [String: P256.Signing.PublicKey], external: [Checkpoint] = [],
+        _ tx: any AuditTransaction, keys: [String: P256.Signing.PublicKey], external: [Checkpoint] = [],
         origin expected: String? = nil
     ) throws -> AuditVerification {
         var result = AuditVerification()
@@ -96,9 +74,9 @@ public enum AuditVerifier {
         }
         // The pruning anchor.
         var chain = Hash32.zero
-        if let row = try Row.fetchOne(db, sql: "SELECT tree_size, chain FROM audit_anchor WHERE id = 1") {
-            result.anchor = row["tree_size"]
-            guard let c = Hash32(bytes: (row["chain"] as Data?) ?? Data()) else {
+        if let stored = try tx.anchor() {
+            result.anchor = stored.size
+            guard let c = Hash32(bytes: stored.chain) else {
                 return fail(nil, "the pruning anchor's chain value is not 32 bytes")
             }
             chain = c
@@ -109,10 +87,10 @@ public enum AuditVerifier {
         var targets: [Int64: Target] = [:]
         var previous: Checkpoint?
         var origin = expected
-        for row in try Row.fetchAll(db, sql: "SELECT tree_size, jws FROM audit_checkpoints ORDER BY tree_size") {
-            let size: Int64 = row["tree_size"]
+        for row in try tx.allCheckpoints() {
+            let size = row.treeSize
             let cp: Checkpoint
-            do { cp = try Checkpoint(parsing: row["jws"]) } catch {
+            do { cp = try Checkpoint(parsing: row.jws) } catch {
                 return fail(nil, "the checkpoint stored at tree size \(size) cannot be parsed: \(error.message)")
             }
             guard cp.treeSize == size else {
@@ -178,9 +156,7 @@ public enum AuditVerifier {
         // The tree at the pruning point, from the stored nodes.
         var nodes: [Hash32] = []
         for (level, index) in MerkleFrontier.subtrees(of: anchor) {
-            guard level >= AuditLog.storedLevel,
-                let data = try Data.fetchOne(
-                    db, sql: "SELECT hash FROM audit_nodes WHERE level = ? AND idx = ?", arguments: [level, index]),
+            guard level >= AuditLog.storedLevel, let data = try tx.node(level: level, index: index),
                 let h = Hash32(bytes: data)
             else {
                 return fail(anchor + 1, "the tree nodes at the pruning point (\(anchor) entries) are missing")
@@ -197,31 +173,12 @@ public enum AuditVerifier {
         // second thread runs the sequential checks (chain, positions, times, tree, checkpoints) on the previous one.
         let checker = DispatchQueue(label: "warden.audit.verify")
         let slots = DispatchSemaphore(value: 2)
-        let statement = try db.makeStatement(
-            sql: "SELECT seq, entry, chain FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT ?")
-        let raw = statement.sqliteStatement
         var from = anchor + 1
         while scan.failure == nil && !scan.stopped.load(ordering: .relaxed) {
-            let chunk = Chunk()
-            sqlite3_reset(raw)
-            sqlite3_bind_int64(raw, 1, from)
-            sqlite3_bind_int64(raw, 2, Int64(Chunk.size))
-            while true {
-                let rc = sqlite3_step(raw)
-                if rc == SQLITE_DONE { break }
-                guard rc == SQLITE_ROW else {
-                    checker.sync {}
-                    throw WardenError(.storage, "the audit log could not be read (SQLite error \(rc))")
-                }
-                chunk.seqs.append(sqlite3_column_int64(raw, 0))
-                if let p = sqlite3_column_blob(raw, 1) {
-                    chunk.bytes.append(
-                        contentsOf: UnsafeRawBufferPointer(start: p, count: Int(sqlite3_column_bytes(raw, 1))))
-                }
-                chunk.offsets.append(chunk.bytes.count)
-                let c = sqlite3_column_blob(raw, 2)
-                chunk.chains.append(
-                    c != nil && sqlite3_column_bytes(raw, 2) == 32 ? Hash32(pointer: UnsafeRawPointer(c!)) : nil)
+            let chunk = Chunk(capacity: chunkSize)
+            do { try tx.readRows(from: from, limit: chunkSize, into: chunk) } catch {
+                checker.sync {}
+                throw error
             }
             let n = chunk.seqs.count
             if n == 0 { break }
@@ -237,7 +194,7 @@ public enum AuditVerifier {
                 scan.consume(chunk)
                 slots.signal()
             }
-            if n < Chunk.size { break }
+            if n < chunkSize { break }
             from = chunk.seqs[n - 1] + 1
         }
         checker.sync {}
@@ -261,22 +218,9 @@ public enum AuditVerifier {
         return result
     }
 
-    /// A chunk of entries read from the database, with their leaf hashes.
-    final class Chunk: @unchecked Sendable {
-        static let size = 8_192
-        var seqs: [Int64] = []
-        var chains: [Hash32?] = []
-        var offsets: [Int] = [0]
-        var bytes: [UInt8] = []
-        var leaves: [Hash32] = []
-
-        init() {
-            seqs.reserveCapacity(Self.size)
-            chains.reserveCapacity(Self.size)
-            offsets.reserveCapacity(Self.size + 1)
-            bytes.reserveCapacity(Self.size * 512)
-        }
-    }
+    /// Entries read at a time; a chunk is the rows read, with their leaf hashes.
+    static let chunkSize = 8_192
+    typealias Chunk = AuditRows
 
     /// The sequential checks, run on the checker thread only (`stopped` is read by the reader).
     final class Scan: @unchecked Sendable {
@@ -399,6 +343,6 @@ extension AuditLog {
     public func verify(keys: [String: P256.Signing.PublicKey], external: [Checkpoint] = [], origin: String)
         throws(WardenError) -> AuditVerification
     {
-        try store.read { db in try AuditVerifier.verify(db, keys: keys, external: external, origin: origin) }
+        try storage.auditRead { tx in try AuditVerifier.verify(tx, keys: keys, external: external, origin: origin) }
     }
 }

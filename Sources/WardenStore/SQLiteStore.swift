@@ -5,14 +5,8 @@ import Cedar
 import Foundation
 import GRDB
 import Synchronization
+import WardenAudit
 import WardenCore
-
-/// Something that appends audit events inside a store write transaction, so that a change and its audit record
-/// commit or roll back together (`WardenAudit`'s log). An append that throws rolls the change back: no unaudited
-/// change is ever stored.
-package protocol AuditAppender: Sendable {
-    func append(_ event: AuditEvent, in db: Database) throws
-}
 
 extension AgentEvent {
     /// The audit entry recording this lifecycle event.
@@ -115,13 +109,13 @@ public struct SigningKeyRow: Sendable, Hashable {
 public final class SQLiteStore: Sendable {
     let db: DatabasePool
     public let path: String
-    private let attachedAudit = Mutex<(any AuditAppender)?>(nil)
+    private let attachedAudit = Mutex<(any AuditJournal)?>(nil)
 
     /// The audit log every recorded event is appended to, in the same transaction as the change it records.
-    package var auditLog: (any AuditAppender)? { attachedAudit.withLock { $0 } }
+    package var auditLog: (any AuditJournal)? { attachedAudit.withLock { $0 } }
 
-    /// Attaches the audit log (once, at start-up).
-    package func attach(audit: any AuditAppender) { attachedAudit.withLock { $0 = audit } }
+    /// Attaches the audit log (once, at start-up; ``AuditStorage``).
+    package func attach(journal: any AuditJournal) { attachedAudit.withLock { $0 = journal } }
 
     /// Opens (creating if needed) the database at `path` and applies migrations.
     public init(path: String) throws(WardenError) {
@@ -539,13 +533,13 @@ public final class SQLiteStore: Sendable {
         if let audit = auditLog {
             let spiffe = try String.fetchOne(
                 db, sql: "SELECT spiffe_id FROM agents WHERE id = ?", arguments: [e.agentID])
-            try audit.append(e.auditEvent(spiffeID: spiffe), in: db)
+            try audit.append(e.auditEvent(spiffeID: spiffe), in: SQLiteAuditTransaction(db: db))
         }
     }
 
     /// Appends `event` to the attached audit log inside the current write transaction (nothing without a log).
     package func audit(_ event: AuditEvent, in db: Database) throws {
-        try auditLog?.append(event, in: db)
+        try auditLog?.append(event, in: SQLiteAuditTransaction(db: db))
     }
 
     /// Records an event (an attestation failure, say).
