@@ -122,7 +122,8 @@ public final class Gateway: Sendable {
         let rest = Substring(afterPrefix[slash...])
         let route = routes[routeName]
         let query = Self.queryKeys(request.uri.query)
-        var entry = record(route: route, routeName: routeName, request: request, path: nil, query: query)
+        // The record is built once, at the exit the call takes: admission or refusal.
+        var canonicalPath: String?
         do throws(Refusal) {
             let caller = try await pipeline.authenticate.run(
                 &call, request: request, context: context, base: base, mutualTLS: mutualTLS)
@@ -130,7 +131,7 @@ public final class Gateway: Sendable {
                 throw Refusal(.notFound, .notFound, .unknownRoute, "no route '\(routeName)'")
             }
             let canonical = try Self.target(rest, query: request.uri.query)
-            entry = record(route: route, routeName: routeName, request: request, path: canonical, query: query)
+            canonicalPath = canonical
             try Self.checkMethodOverride(request, query: query)
             guard caller.agent.claims.hasScope(route.scope) else {
                 throw Refusal(
@@ -164,6 +165,7 @@ public final class Gateway: Sendable {
                 credential = (name, c.prefix + value)
             }
             // Admission to the audit log; a failing log refuses the call.
+            let entry = record(route: route, routeName: routeName, request: request, path: canonical, query: query)
             try pipeline.recorder.admit(call, entry, policies: verdict.policies)
             metrics.decisionLatency.observe(micros: call.elapsedMicros)
             metrics.allowed(route: route.config.name)
@@ -173,12 +175,13 @@ public final class Gateway: Sendable {
             let response = await forward(
                 request, route: route, path: canonical, who: caller.agent, credential: credential, source: call.source,
                 length: length, proto: base.hasPrefix("https") ? "https" : "http", host: Self.authority(of: base)
-            ) { [pipeline, call] bytesIn, bytesOut in
-                if let feed { pipeline.recorder.exchanged(call, feed, bytesIn: bytesIn, bytesOut: bytesOut) }
+            ) { [recorder = pipeline.recorder, call] bytesIn, bytesOut in
+                if let feed { recorder.exchanged(call, feed, bytesIn: bytesIn, bytesOut: bytesOut) }
             }
             metrics.requestLatency.observe(micros: call.elapsedMicros)
             return response
         } catch {
+            let entry = record(route: route, routeName: routeName, request: request, path: canonicalPath, query: query)
             return refuse(call, entry, error, route: route)
         }
     }
