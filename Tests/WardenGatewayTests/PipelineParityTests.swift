@@ -222,6 +222,41 @@ struct PipelineParityTests {
     }
 }
 
+@Suite("Front-end paths as the router matches them (live listener)")
+struct FrontEndPathTests {
+    @Test("a path the router matches with empty segments (//r/…, /r//…, //mcp/…) is refused, never forwarded")
+    func emptySegments() async throws {
+        try await withParity { env in
+            let a = try env.f.agent("path-bot", tools: PipelineParityTests.tools)
+            let token = try env.f.token(a)
+            for (method, path) in [
+                (HTTPRequest.Method.get, "//r/tickets/v1/x"), (.get, "/r//tickets/v1/x"), (.post, "//mcp/files"),
+                (.post, "/mcp//files"),
+            ] {
+                var h = HTTPFields()
+                h[.authorization] = "DPoP \(token)"
+                h[HTTPField.Name("DPoP")!] = try a.signer.proof(
+                    method: method.rawValue, url: env.f.cp.url(path: path), accessToken: token, now: env.f.clock.now)
+                h[.contentType] = "application/json"
+                let r = try await env.client.execute(
+                    uri: path, method: method, headers: h,
+                    body: ByteBuffer(string: #"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#))
+                #expect(r.status == .notFound, "\(path): \(r.status)")
+                // Refused on the path's shape, before the credentials are even read.
+                if path.contains("/r/") || path.hasPrefix("/r/") {
+                    #expect(r.json?["reason"]?.stringValue == "unknown_route", "\(path)")
+                } else {
+                    #expect(r.json?["error"]?["message"]?.stringValue == "no such path", "\(path)")
+                }
+            }
+            #expect(env.upstream.seen.withLock { $0.isEmpty }, "nothing reached the upstream")
+            // Not recorded as the agent's: the credentials were never looked at.
+            #expect(try await env.denials(a, "call").isEmpty)
+            #expect(try await env.denials(a, "mcp:connect").isEmpty)
+        }
+    }
+}
+
 @Suite("Admin API: every endpoint behind the group's middleware (live listener)")
 struct AdminSurfaceTests {
     @Test("every /v1/admin route the router has refuses no token, a near miss and the scrape token, and records it")

@@ -115,6 +115,14 @@ public final class Gateway: Sendable {
     ) async -> Response {
         var call = Call(.route, source: context.source)
         let path = request.uri.path
+        // The router may match a path with empty segments (`//r/x`): this front end parses the raw path, so only
+        // one that starts with `/r/` and names a route is taken.
+        guard path.utf8.starts(with: "/r/".utf8), path.utf8.dropFirst(3).first.map({ $0 != UInt8(ascii: "/") }) == true
+        else {
+            return refuse(
+                call, record(route: nil, routeName: "", request: request, path: nil, query: []),
+                Refusal(.notFound, .notFound, .unknownRoute, "no route at this path"), route: nil)
+        }
         // /r/<route>[/rest]
         let afterPrefix = path.utf8.dropFirst(3)
         let slash = afterPrefix.firstIndex(of: UInt8(ascii: "/")) ?? afterPrefix.endIndex

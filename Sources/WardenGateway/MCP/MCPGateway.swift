@@ -156,6 +156,10 @@ public final class MCPGateway: Sendable {
     {
         var pipelineCall = Call(.mcp, source: context.source)
         let path = request.uri.path
+        // `/mcp` or `/mcp/<server>` exactly, as the raw path (the router may match `//mcp/x` too).
+        guard path == "/mcp" || (path.hasPrefix("/mcp/") && !path.dropFirst(5).hasPrefix("/")) else {
+            return Self.httpError(.notFound, JSONRPC.RPCError(JSONRPC.invalidRequest, "no such path"))
+        }
         var serverName: String?
         if path.count > 5 {
             var name = String(path.dropFirst(5))
