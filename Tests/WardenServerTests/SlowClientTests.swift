@@ -56,10 +56,13 @@ struct SlowClientTests {
             // Meanwhile legitimate clients from another address are served, on fresh connections.
             var servedWhileHeld = 0
             for _ in 0..<5 {
+                // Held when the request goes out (on a loaded machine the answer may come after the deadline).
+                let held = sources.open("127.0.0.2") == cap
                 let legit = try RawSocket(from: "127.0.0.1", to: port)
                 legit.send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                #expect(await legit.answer(within: 5).hasPrefix("HTTP/1.1 200"))
-                if sources.open("127.0.0.2") == cap { servedWhileHeld += 1 }
+                let served = await legit.answer(within: 5).hasPrefix("HTTP/1.1 200")
+                #expect(served)
+                if held && served { servedWhileHeld += 1 }
             }
             #expect(servedWhileHeld > 0)
             // The held ones are closed by the head deadline (3 s), well before the test gives up.

@@ -113,7 +113,7 @@ public final class Gateway: Sendable {
     package func handle(
         _ request: Request, context: WardenRequestContext, base: String, mutualTLS: Bool
     ) async -> Response {
-        var call = Call(.route, source: context.source)
+        var call = Call(source: context.source)
         let path = request.uri.path
         // The router may match a path with empty segments (`//r/x`): this front end parses the raw path, so only
         // one that starts with `/r/` and names a route is taken.

@@ -154,7 +154,7 @@ public final class MCPGateway: Sendable {
     package func handle(_ request: Request, context: WardenRequestContext, base: String, mutualTLS: Bool) async
         -> Response
     {
-        var pipelineCall = Call(.mcp, source: context.source)
+        var pipelineCall = Call(source: context.source)
         let path = request.uri.path
         // `/mcp` or `/mcp/<server>` exactly, as the raw path (the router may match `//mcp/x` too).
         guard path == "/mcp" || (path.hasPrefix("/mcp/") && !path.dropFirst(5).hasPrefix("/")) else {

@@ -16,20 +16,12 @@ package struct Caller: Sendable {
 /// authentication). Each front end carries its own facts beside it (the route and canonical path of `/r/`; the MCP
 /// era, server and tool).
 package struct Call: Sendable {
-    /// The front ends of the one pipeline. `docs/architecture.md` lists the stages each runs.
-    package enum FrontEnd: String, Sendable {
-        case route
-        case mcp
-    }
-
-    package let frontEnd: FrontEnd
     package let start: ContinuousClock.Instant
     /// The client's address (nil in in-process tests).
     package let source: String?
     package var caller: Caller?
 
-    package init(_ frontEnd: FrontEnd, source: String?, start: ContinuousClock.Instant = .now) {
-        self.frontEnd = frontEnd
+    package init(source: String?, start: ContinuousClock.Instant = .now) {
         self.source = source
         self.start = start
     }

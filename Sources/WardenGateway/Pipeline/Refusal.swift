@@ -23,7 +23,6 @@ package struct Reason: Hashable, Sendable, CustomStringConvertible {
     package static let methodOverride = Reason("method_override")
     package static let bodyTooLarge = Reason("body_too_large")
     package static let targetUnavailable = Reason("target_unavailable")
-    package static let unknownTool = Reason("unknown_tool")
 }
 
 /// A refused call, as the stage that refused it says: the reason code with the wire error and message, the HTTP
