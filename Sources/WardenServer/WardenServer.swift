@@ -20,7 +20,7 @@ struct KeyRotationService: Service {
     let logger: Logger
 
     func run() async throws {
-        try await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do { try await Task.sleep(for: .seconds(30)) } catch { return }  // cancelled: shutting down
                 do throws(WardenError) {

@@ -296,6 +296,14 @@ struct GatewayHeaderTests {
         #expect(!Gateway.isPlainAuthority("evil\";for=1.2.3.4"))
         #expect(!Gateway.isPlainAuthority("a b"))
         #expect(!Gateway.isPlainAuthority(String(repeating: "a", count: 300)))
+        // The authority of Warden's own base URL, as forwarded in `X-Forwarded-Host` and `Forwarded`.
+        #expect(Gateway.authority(of: "https://warden.example.com:8443") == "warden.example.com:8443")
+        #expect(Gateway.authority(of: "http://127.0.0.1:18443/") == "127.0.0.1:18443")
+        #expect(Gateway.authority(of: "https://[::1]:8443/base/path") == "[::1]:8443")
+        #expect(Gateway.authority(of: "https://") == "")
+        #expect(Gateway.authority(of: "no scheme here") == "")
+        #expect(Gateway.authority(of: "https:/one-slash") == "")
+        #expect(Gateway.authority(of: "https://evil\";for=1.2.3.4/") == "")
     }
 }
 

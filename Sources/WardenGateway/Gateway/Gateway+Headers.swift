@@ -63,10 +63,25 @@ extension Gateway {
     }
 
     /// The authority of a base URL (`https://warden.example:8443/x` → `warden.example:8443`), when it is plain.
-    static func authority(of base: String) -> String {
-        guard let schemeEnd = base.range(of: "://") else { return "" }
-        let rest = base[schemeEnd.upperBound...]
-        let authority = String(rest[..<(rest.firstIndex(of: "/") ?? rest.endIndex)])
+    package static func authority(of base: String) -> String {
+        // A byte scan (Foundation's `range(of:)` cost a few microseconds on every forwarded request).
+        let u = base.utf8
+        var i = u.startIndex
+        var start: String.Index?
+        while i < u.endIndex {
+            if u[i] == UInt8(ascii: ":") {
+                let a = u.index(after: i)
+                if a < u.endIndex, u[a] == UInt8(ascii: "/") {
+                    let b = u.index(after: a)
+                    if b < u.endIndex, u[b] == UInt8(ascii: "/") { start = u.index(after: b) }
+                }
+                break
+            }
+            i = u.index(after: i)
+        }
+        guard let start else { return "" }
+        let end = u[start...].firstIndex(of: UInt8(ascii: "/")) ?? u.endIndex
+        let authority = String(Substring(u[start..<end]))
         return isPlainAuthority(authority) ? authority : ""
     }
 

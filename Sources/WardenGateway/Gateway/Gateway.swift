@@ -92,6 +92,9 @@ public final class Gateway: Sendable {
                 idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: cp.config.limits.maxConnections),
             decompression: .disabled)
         config.httpVersion = .http1Only
+        // No tracing span per forwarded request (the bootstrapped default is a no-op tracer, whose span and request
+        // attributes were still built on every call).
+        config.tracing.tracer = nil
         self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
         var logger = Logger(label: "warden.gateway")
         logger.logLevel = .info

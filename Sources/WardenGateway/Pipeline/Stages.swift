@@ -109,16 +109,17 @@ package struct Decide: Sendable {
         context extra: [String: Value]
     ) -> (Cedar.Request, Entities)? {
         let claims = caller.agent.claims
-        var context: [String: Value] = [
-            "time": .ext(.datetime(CedarDatetime(milliseconds: cp.now() * 1000))),
-            "trust": .long(Int64(caller.trust)),
-            "delegation": .set(Set(claims.delegation.map { .string($0) })),
-            "delegated": .bool(!claims.actors.isEmpty),
-            "subject": .string(claims.subject),
-        ]
+        var context = extra
+        context.reserveCapacity(extra.count + 6)
+        context["time"] = .ext(.datetime(CedarDatetime(milliseconds: cp.now() * 1000)))
+        context["trust"] = .long(Int64(caller.trust))
+        context["delegation"] = .set(Set(claims.delegation.map { .string($0) }))
+        context["delegated"] = .bool(!claims.actors.isEmpty)
+        context["subject"] = .string(claims.subject)
         if let source, let ip = IPAddr.parse(source) { context["source"] = .ext(.ipaddr(ip)) }
-        for (k, v) in extra { context[k] = v }
-        guard let built = try? Entities([caller.principal] + entities) else { return nil }
+        var all = [caller.principal]
+        all.append(contentsOf: entities)
+        guard let built = try? Entities(all) else { return nil }
         return (
             Cedar.Request(
                 principal: caller.principal.uid, action: EntityUID("Action", action), resource: resource,

@@ -168,10 +168,9 @@ public enum WardenRouter {
         // API uses, and `/mcp[/<server>]` (the MCP handler answers 405 for the methods MCP does not use).
         if let gateway {
             for method in gatewayMethods {
-                router.on("/r/:route", method: method) { request, context in
-                    await gateway.handle(request, context: context, base: base, mutualTLS: mutualTLS)
-                }
-                router.on("/r/:route/**", method: method) { request, context in
+                // One recursive wildcard: the handler parses the raw path itself (a `:route` capture would be a
+                // second parameter the router builds on every call, for nothing).
+                router.on("/r/**", method: method) { request, context in
                     await gateway.handle(request, context: context, base: base, mutualTLS: mutualTLS)
                 }
                 if let mcp {
