@@ -59,7 +59,6 @@ func setup(agents: Int) throws {
         data: \(data)
         policies: [\(dir)/policies]
         rate_limits: null
-        dpop: {replay_cache_size: 4000000}
         routes:
           bench: {upstream: "http://127.0.0.1:\(upstreamPort)", segment: bench}
 

@@ -150,3 +150,57 @@ for proof in cpProofs {
 print(
     "control plane authenticate (token cache + proof + revocation + agent state): median \(LatencyStats(cpSamples).medianMicros) µs"
 )
+
+// The DPoP replay cache under sustained load, with the server's default sizing: `--replay-rate` distinct proofs a
+// second (default 20,000) from 64 keys, over `--replay-seconds` simulated seconds (default 200, three times the
+// window), one clock second per `rate` checks. Every proof must be fresh (none refused as `full`), a replayed one
+// from the last window must be caught, and memory must stop growing once the window is full.
+let replayRate = args.firstIndex(of: "--replay-rate").flatMap { Int(args[$0 + 1]) } ?? 20_000
+let replaySeconds = args.firstIndex(of: "--replay-seconds").flatMap { Int64(args[$0 + 1]) } ?? 200
+let defaults = WardenConfig()
+let proofWindow = defaults.dpopMaxAge + min(defaults.clockSkew, 5) + 1
+let replay = ReplayCache(
+    capacity: defaults.dpopReplayCacheSize, ttlSeconds: proofWindow,
+    perPartitionCapacity: defaults.dpopReplayCacheSize / 10)
+let keys = (0..<64).map { _ in ECPublicJWK(P256.Signing.PrivateKey().publicKey).thumbprint }
+func residentBytes() -> Int {
+    guard let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
+        let pages = statm.split(separator: " ").dropFirst().first.flatMap({ Int($0) })
+    else { return 0 }
+    return pages * 4096
+}
+var outcomes: [ReplayCache.Outcome: Int] = [:]
+var checkSamples: [Duration] = []
+var rssAtWindow = 0
+let rssBefore = residentBytes()
+let replayStart = clock.now
+for second in 0..<replaySeconds {
+    let t = now + second
+    for i in 0..<replayRate {
+        let key = keys[i & 63]
+        let id = key + ":" + String(second, radix: 36) + "-" + String(i, radix: 36)
+        if i & 255 == 0 {
+            let start = clock.now
+            outcomes[replay.check(id, now: t, partition: key), default: 0] += 1
+            checkSamples.append(clock.now - start)
+        } else {
+            outcomes[replay.check(id, now: t, partition: key), default: 0] += 1
+        }
+    }
+    if second == 2 * proofWindow { rssAtWindow = residentBytes() }
+}
+let replayElapsed = clock.now - replayStart
+let lastSecond = replaySeconds - 1
+let caught =
+    (0..<100).filter { i in
+        let key = keys[i & 63]
+        let id = key + ":" + String(lastSecond, radix: 36) + "-" + String(i, radix: 36)
+        return replay.check(id, now: now + lastSecond, partition: key) == .replayed
+    }.count
+let total = Int64(replayRate) * replaySeconds
+let checksPerSecond =
+    Double(total)
+    / (Double(replayElapsed.components.seconds) + Double(replayElapsed.components.attoseconds) / 1e18)
+print(
+    "DPoP replay cache, default size \(defaults.dpopReplayCacheSize) and window \(proofWindow) s: \(replayRate) distinct proofs/s sustained for \(replaySeconds) s: fresh \(outcomes[.fresh] ?? 0) of \(total), full \(outcomes[.full] ?? 0), replays caught \(caught) of 100; \(replay.count) live entries; check median \(LatencyStats(checkSamples).medianMicros) µs (\(Int(checksPerSecond)) checks/s on one thread); resident memory +\((rssAtWindow - rssBefore) >> 20) MiB after two windows, +\((residentBytes() - rssBefore) >> 20) MiB at the end"
+)

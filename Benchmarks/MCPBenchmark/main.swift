@@ -85,7 +85,6 @@ var config = try WardenConfig(
         data: \(dir)
         routes:
           bench: {upstream: "http://127.0.0.1:18090", segment: bench}
-        dpop: {replay_cache_size: 4000000}
         rate_limits: null
         mcp_servers:
           bench: {url: "http://127.0.0.1:18090/mcp", credential: bench-key, refresh: 60s}

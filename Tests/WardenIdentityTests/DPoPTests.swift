@@ -157,6 +157,37 @@ struct DPoPTests {
         #expect(cache.check("k1:e", now: 110, partition: "k1") == .full)
     }
 
+    @Test("an entry that expired behind a later one (the clock stepped back) is forgotten and its share freed once")
+    func replayCacheClockStep() {
+        let cache = ReplayCache(capacity: 10, ttlSeconds: 10, perPartitionCapacity: 2)
+        #expect(cache.check("k:a", now: 100, partition: "k") == .fresh)  // expires at 110
+        #expect(cache.check("k:b", now: 50, partition: "k") == .fresh)  // the clock stepped back: expires at 60
+        #expect(cache.check("k:b", now: 55, partition: "k") == .replayed)
+        // At 70 b has expired, though it is queued behind a: offered again it is fresh, and still one of k's two.
+        #expect(cache.check("k:b", now: 70, partition: "k") == .fresh)
+        #expect(cache.check("k:c", now: 70, partition: "k") == .full)
+        // Once everything expired, k's whole share is free again (nothing counted twice, nothing leaked).
+        #expect(cache.check("k:c", now: 111, partition: "k") == .fresh)
+        #expect(cache.check("k:d", now: 111, partition: "k") == .fresh)
+        #expect(cache.check("k:e", now: 111, partition: "k") == .full)
+        #expect(cache.count == 2)
+    }
+
+    @Test("every one of many distinct identifiers is fresh once and a replay after")
+    func replayCacheMany() {
+        let cache = ReplayCache(capacity: 60_000, ttlSeconds: 66, perPartitionCapacity: 6_000)
+        let ids = (0..<50_000).map { "key\($0 % 16):jti-\($0)" }
+        #expect(
+            ids.allSatisfy { cache.check($0, now: 1_000, partition: String($0.prefix(while: { $0 != ":" }))) == .fresh }
+        )
+        #expect(
+            ids.allSatisfy {
+                cache.check($0, now: 1_065, partition: String($0.prefix(while: { $0 != ":" }))) == .replayed
+            })
+        #expect(cache.count == 50_000)
+        #expect(cache.check(ids[0], now: 1_066) == .fresh)
+    }
+
     @Test(
         "htu normalisation",
         arguments: [

@@ -59,10 +59,11 @@ public struct WardenConfig: Sendable, Hashable {
     public var dpopMaxAge: Int64 = 60
     /// Clock skew allowed on token and proof times, seconds.
     public var clockSkew: Int64 = 30
-    /// DPoP proof identifiers remembered against replay (`dpop.replay_cache_size`). Each lives max_age + skew + 1 s, and
-    /// a full cache refuses proofs (fail closed), so sustained DPoP requests per second are bounded by
-    /// size / (max_age + clock_skew + 1); one key may hold a tenth.
-    public var dpopReplayCacheSize = 200_000
+    /// DPoP proof identifiers remembered against replay (`dpop.replay_cache_size`). Each lives max_age + proof skew
+    /// (the smaller of clock_skew and 5 s) + 1 s, and a full cache refuses proofs (fail closed), so sustained DPoP
+    /// requests per second are bounded by size / (max_age + proof skew + 1): about 21,000 with the defaults; one key
+    /// may hold a tenth. About 70 bytes per live entry.
+    public var dpopReplayCacheSize = 1_400_000
     /// A second listener with TLS (server certificate issued by Warden's own CA at start) that accepts client
     /// X.509-SVIDs for RFC 8705 certificate-bound tokens; nil for none.
     public var tlsListen: String?
