@@ -6,7 +6,8 @@
 #   dpop    - warden serve, DPoP-bound tokens, a fresh proof per request (127.0.0.1:18443)
 #   mtls    - warden serve's mutual-TLS listener, certificate-bound tokens (127.0.0.1:18444)
 # Needs: nginx (apt-get install nginx-light, or nginx). Not part of CI (a release build and a minute of load).
-# Usage: bash Benchmarks/gateway/run.sh [--seconds 5] [--connections 1,16,64]
+# Usage: bash Benchmarks/gateway/run.sh [--seconds 5] [--connections 1,16,64] [--targets direct,nginx,dpop,mtls]
+#        bash Benchmarks/gateway/run.sh --rates 1000,3000   (open loop: fixed request rates, latency from when each was due)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; }
