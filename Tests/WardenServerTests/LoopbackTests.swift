@@ -79,6 +79,26 @@ struct LoopbackTests {
         await #expect(throws: WardenClientError.self) { _ = try await admin.call("GET", "@evil.example/") }
     }
 
+    @Test("warden serve refuses an event-loop count out of range before it starts")
+    func eventLoopsBounded() throws {
+        let binary = PythonInterop.binary
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            print("skipped: no warden binary at \(binary) (swift build first)")
+            return
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("warden-loops-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for count in ["0", "257"] {
+            let (status, _, err) = try WardenCLI.run(
+                binary, ["serve", "--data", dir.appendingPathComponent("data").path, "--event-loops", count], in: dir)
+            #expect(status != 0, "--event-loops \(count)")
+            #expect(err.contains("--event-loops must be between 1 and 256"), "\(err)")
+            // Refused before the data directory was made.
+            #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("data").path))
+        }
+    }
+
     @Test("warden admin verbs refuse a look-alike loopback URL before any network use")
     func cliRefuses() throws {
         let binary = PythonInterop.binary
