@@ -81,13 +81,8 @@ struct LoopbackTests {
 
     @Test("warden serve refuses an event-loop count out of range before it starts")
     func eventLoopsBounded() throws {
-        let binary = PythonInterop.binary
-        guard FileManager.default.isExecutableFile(atPath: binary) else {
-            print("skipped: no warden binary at \(binary) (swift build first)")
-            return
-        }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("warden-loops-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        guard let binary = WardenCLI.builtBinary() else { return }
+        let dir = try WardenCLI.scratchDirectory("warden-loops")
         defer { try? FileManager.default.removeItem(at: dir) }
         for count in ["0", "257"] {
             let (status, _, err) = try WardenCLI.run(
@@ -101,13 +96,8 @@ struct LoopbackTests {
 
     @Test("warden admin verbs refuse a look-alike loopback URL before any network use")
     func cliRefuses() throws {
-        let binary = PythonInterop.binary
-        guard FileManager.default.isExecutableFile(atPath: binary) else {
-            print("skipped: no warden binary at \(binary) (swift build first)")
-            return
-        }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("warden-loopback-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        guard let binary = WardenCLI.builtBinary() else { return }
+        let dir = try WardenCLI.scratchDirectory("warden-loopback")
         defer { try? FileManager.default.removeItem(at: dir) }
         let tokenFile = dir.appendingPathComponent("admin.token").path
         try "not-a-real-token\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)

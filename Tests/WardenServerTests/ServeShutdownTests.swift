@@ -19,13 +19,8 @@ struct ServeShutdownTests {
     /// The final checkpoint is signed after the listener drains: it must cover the whole log.
     @Test("SIGTERM ends the server within 2 s with the risk alert stream and an audit tail open")
     func sigtermWithOpenStreams() async throws {
-        let binary = PythonInterop.binary
-        guard FileManager.default.isExecutableFile(atPath: binary) else {
-            print("skipped: no warden binary at \(binary) (swift build first)")
-            return
-        }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("warden-shutdown-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        guard let binary = WardenCLI.builtBinary() else { return }
+        let dir = try WardenCLI.scratchDirectory("warden-shutdown")
         defer { try? FileManager.default.removeItem(at: dir) }
         let data = dir.appendingPathComponent("data").path
         let port = try Simulation.freePort()

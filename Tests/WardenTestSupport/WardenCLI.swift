@@ -4,6 +4,24 @@ import WardenClient
 
 /// Runs the built `warden` binary.
 package enum WardenCLI {
+    /// The built `warden` binary (``PythonInterop/binary``), or nil with the reason printed when there is none (the
+    /// test then skips).
+    package static func builtBinary() -> String? {
+        let binary = PythonInterop.binary
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            print("skipped: no warden binary at \(binary) (swift build first)")
+            return nil
+        }
+        return binary
+    }
+
+    /// A new, empty directory under the temporary directory, named `prefix-<uuid>`; the caller removes it.
+    package static func scratchDirectory(_ prefix: String) throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
     /// Runs `binary` with `arguments` (standard input empty, `WARDEN_ADMIN_TOKEN` unset); its exit status, standard
     /// output and standard error (both through temporary files, so that neither can fill a pipe and block the child).
     package static func run(_ binary: String, _ arguments: [String], in directory: URL? = nil) throws -> (
