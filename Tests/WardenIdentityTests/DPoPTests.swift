@@ -209,6 +209,21 @@ struct DPoPTests {
         #expect(Base64URL.decode("abc=") == nil)
         #expect(Base64URL.decode("a") == nil)
         #expect(Base64URL.decode("AB") == nil)  // non-zero leftover bits
+        #expect(Base64URL.decode("") == [])
+        #expect(Base64URL.encode([UInt8]()) == "")
+        // RFC 4648 §10's vectors, in the URL-safe alphabet without padding; and the two characters that differ.
+        for (plain, encoded) in [("f", "Zg"), ("fo", "Zm8"), ("foo", "Zm9v"), ("foob", "Zm9vYg"), ("fooba", "Zm9vYmE")]
+        {
+            #expect(Base64URL.encode(Array(plain.utf8)) == encoded)
+            #expect(Base64URL.decode(encoded) == Array(plain.utf8))
+        }
+        #expect(Base64URL.encode([0xFB, 0xFF]) == "-_8")
+        #expect(Base64URL.decode("-_8") == [0xFB, 0xFF])
+        // Substrings (as a compact JWS's parts are) and non-contiguous sequences take the same path.
+        let text = "xx.Zm9vYmE.yy"
+        #expect(Base64URL.decode(text.split(separator: ".")[1]) == Array("fooba".utf8))
+        #expect(Base64URL.encode(Array("fooba".utf8).lazy.map { $0 }) == "Zm9vYmE")
+        #expect(Base64URL.decode("Zm9v\u{00e9}") == nil)  // non-ASCII
     }
 
     @Test("RFC 7638 thumbprint of the RFC 9449 example key")
