@@ -18,6 +18,23 @@ struct JSONTests {
         #expect(try JSONValue.parse(v.serialized) == v)
     }
 
+    @Test("JSON parser: duplicate keys refused in small objects and in large ones, canonically equal keys included")
+    func duplicateKeys() throws {
+        func object(_ keys: [String]) -> String { "{" + keys.map { "\"\($0)\": 1" }.joined(separator: ",") + "}" }
+        let many = (0..<40).map { "k\($0)" }
+        #expect(try JSONValue.parse(object(many))["k39"] == .number("1"))
+        for keys in [
+            ["a", "b", "a"],  // small: found by the scan
+            many + ["k3"],  // large: a key from before the set was built
+            many + ["k39"],  // large: a key added to the set
+            Array(many[0..<15]) + ["k2"],  // the sixteenth key, the last one scanned
+            Array(many[0..<16]) + ["k2"],  // the seventeenth, the first one through the set
+            ["\\u00e9", "e\\u0301"],  // é precomposed and decomposed: one key to Swift (and to Cedar's maps)
+        ] {
+            #expect(throws: CedarError(.json, "")) { try JSONValue.parse(object(keys)) }
+        }
+    }
+
     @Test("entities: escapes, tags, duplicates and bad shapes")
     func entities() throws {
         let e = try CedarJSON.entities(

@@ -203,7 +203,9 @@ private struct JSONReader {
         defer { depth -= 1 }
         i += 1
         var pairs: [(String, JSONValue)] = []
-        var keys = Set<String>()
+        // Duplicate keys are found by a scan while the object is small (most are: a JWS header, a claim set), by a
+        // set once it is not (no set to allocate and hash for a handful of keys).
+        var keys: Set<String>?
         skipSpace()
         if i < bytes.count, bytes[i] == UInt8(ascii: "}") {
             i += 1
@@ -213,7 +215,14 @@ private struct JSONReader {
             skipSpace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw error("expected a string key") }
             let k = try string()
-            guard keys.insert(k).inserted else { throw error("duplicate key \"\(k.prefix(80))\"") }
+            let duplicate: Bool
+            if pairs.count < 16 {
+                duplicate = pairs.contains { $0.0 == k }
+            } else {
+                if keys == nil { keys = Set(pairs.map(\.0)) }
+                duplicate = !keys!.insert(k).inserted
+            }
+            guard !duplicate else { throw error("duplicate key \"\(k.prefix(80))\"") }
             skipSpace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw error("expected ':'") }
             i += 1
