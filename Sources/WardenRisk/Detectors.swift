@@ -19,6 +19,10 @@ public struct DetectionContext: Sendable {
         return roles.contains { f($0) }
     }
 
+    /// Whether `segment` is new to the agent and its roles: never reached by an allowed call of theirs (or their
+    /// history is full and cannot say).
+    func isNovel(segment: String) -> Bool { agent.segments.isFull || !known { $0.segments.contains(segment) } }
+
     /// A warm reference exists: the agent's own, or a role's.
     var hasReference: Bool {
         warm
@@ -134,7 +138,9 @@ public struct DenialBurst: Detector {
     }
 }
 
-/// A segment outside the agent's history, or a chain crossing several segments within seconds.
+/// A segment outside the agent's history, or a chain crossing several segments new to it within seconds. Segments
+/// the agent or its roles use normally never count toward the chain: a role whose work spans several segments is
+/// not lateral movement, however quickly it moves between them.
 public struct LateralMovement: Detector {
     public let name = "lateral_movement"
     public init() {}
@@ -146,8 +152,9 @@ public struct LateralMovement: Detector {
                 detector: name, severity: .high,
                 summary: "reached segment \(segment), outside its history (\(e.allowed ? "allowed" : "refused"))")
         }
+        guard c.isNovel(segment: segment) else { return nil }
         let since = e.time - c.settings.chainWindow
-        var recent = Set(c.agent.recentSegments.filter { $0.time > since }.map(\.segment))
+        var recent = Set(c.agent.recentSegments.filter { $0.time > since && $0.novel != false }.map(\.segment))
         let before = recent.count
         recent.insert(segment)
         if recent.count >= c.settings.chainSegments, before < c.settings.chainSegments {

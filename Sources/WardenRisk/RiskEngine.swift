@@ -197,13 +197,14 @@ public final class RiskEngine: Sendable {
             risk.lastFinding = e.time
             risk.findings += Int64(findings.count)
         }
-        risk.baseline.learn(e)
+        let novel = e.segment.map { context.isNovel(segment: $0) }
+        risk.baseline.learn(e, novelSegment: novel)
         let updated = risk
         state.withLock { $0[e.agentID] = updated }
         roles.withLock { r in
             for role in e.roles.prefix(8) {
                 var b = r[role] ?? Baseline(now: e.time)
-                b.learn(e)
+                b.learn(e, novelSegment: novel)
                 r[role] = b
             }
         }

@@ -156,6 +156,9 @@ public struct Baseline: Sendable, Codable, Equatable {
     public struct RecentSegment: Sendable, Codable, Equatable {
         public var time: Double
         public var segment: String
+        /// Whether the segment was new to the agent and its roles when reached (the lateral-movement chain counts
+        /// only those). Nil in baselines stored before it was recorded: counted, as it was then.
+        public var novel: Bool?
     }
 
     public init(now: Double) {
@@ -179,8 +182,9 @@ public struct Baseline: Sendable, Codable, Equatable {
 
     static let ewma = 0.05
 
-    /// Learns from `e` (after the detectors have looked at it).
-    public mutating func learn(_ e: RiskEvent) {
+    /// Learns from `e` (after the detectors have looked at it). `novelSegment`: whether `e`'s segment was new to the
+    /// agent and its roles (``DetectionContext/isNovel(segment:)``), kept with the recent segments.
+    public mutating func learn(_ e: RiskEvent, novelSegment: Bool? = nil) {
         let now = e.time
         // Someone else's use of the agent's token teaches nothing about the agent.
         if e.kind == .tokenMisuse {
@@ -237,7 +241,7 @@ public struct Baseline: Sendable, Codable, Equatable {
             if recentDenials.count > 64 { recentDenials.removeFirst(recentDenials.count - 64) }
         }
         if let s = e.segment {
-            recentSegments.append(RecentSegment(time: now, segment: s))
+            recentSegments.append(RecentSegment(time: now, segment: s, novel: novelSegment))
             if recentSegments.count > 16 { recentSegments.removeFirst(recentSegments.count - 16) }
         }
     }

@@ -183,6 +183,71 @@ struct DetectorTests {
         #expect(found.map(\.detector) == ["lateral_movement"])
     }
 
+    @Test("a role whose normal work spans three segments is never flagged for moving between them quickly")
+    func threeSegmentRole() {
+        let e = engine()
+        let segments = ["tickets", "billing", "reports"]
+        // Two working days of the role's first agent, a call every 20 s across the three segments.
+        var t = monday9 - 7 * 86_400
+        for i in 0..<2_880 {
+            let s = segments[i % 3]
+            _ = e.process(
+                RiskEvent(
+                    time: t, agentID: "ops-1", roles: ["ops"], kind: .call, resource: "Service::\"\(s)\"", segment: s,
+                    allowed: true))
+            t += 20
+        }
+        t = monday9
+        // Its normal traffic, then a new agent of the role, both hopping across the three segments within seconds.
+        var found: [Finding] = []
+        for agent in ["ops-1", "ops-2"] {
+            for i in 0..<30 {
+                let s = segments[i % 3]
+                found += e.process(
+                    RiskEvent(
+                        time: t, agentID: agent, roles: ["ops"], kind: .call, resource: "Service::\"\(s)\"",
+                        segment: s, allowed: true))
+                t += 1
+            }
+        }
+        #expect(found.isEmpty, "\(found)")
+        // A segment new to the role is still lateral movement, at once.
+        let outside = e.process(
+            RiskEvent(
+                time: t, agentID: "ops-2", roles: ["ops"], kind: .call, resource: #"Service::"payroll""#,
+                segment: "payroll", allowed: true))
+        #expect(outside.map(\.detector).contains("lateral_movement"))
+    }
+
+    @Test("a chain counts only segments new to the agent: known ones in between do not complete it")
+    func chainCountsOnlyNewSegments() {
+        let e = engine()
+        var found: [Finding] = []
+        // A new agent (no role history) learns two segments, then, minutes later, hops between them and one new
+        // segment within seconds: one new segment is no chain.
+        for (i, s) in ["documents", "finance"].enumerated() {
+            found += e.process(
+                RiskEvent(
+                    time: monday9 + Double(i) * 30, agentID: "d2", kind: .call, resource: "Agent::\"y\(i)\"",
+                    segment: s, allowed: true))
+        }
+        for (i, s) in ["documents", "finance", "payments", "documents"].enumerated() {
+            found += e.process(
+                RiskEvent(
+                    time: monday9 + 300 + Double(i), agentID: "d2", kind: .call, resource: "Agent::\"z\(i)\"",
+                    segment: s, allowed: true))
+        }
+        #expect(found.isEmpty, "\(found)")
+        // Two more new segments within the window complete a chain of three new ones.
+        for (i, s) in ["hr", "legal"].enumerated() {
+            found += e.process(
+                RiskEvent(
+                    time: monday9 + 305 + Double(i), agentID: "d2", kind: .call, resource: "Agent::\"w\(i)\"",
+                    segment: s, allowed: true))
+        }
+        #expect(found.map(\.detector) == ["lateral_movement"])
+    }
+
     @Test("slow exfiltration: a day's bytes 3x the usual, spread evenly under any rate limit")
     func slowExfiltration() {
         let e = engine()
