@@ -57,6 +57,18 @@ func history(
     return t
 }
 
+/// An allowed call by `agent` (in `roles`) to `resource` (the `Service` named after the segment by default) in
+/// `segment` at `time`; what the engine found.
+func call(
+    _ engine: RiskEngine, _ agent: String, roles: [String] = [], segment: String, resource: String? = nil,
+    at time: Double
+) -> [Finding] {
+    engine.process(
+        RiskEvent(
+            time: time, agentID: agent, roles: roles, kind: .call, resource: resource ?? "Service::\"\(segment)\"",
+            segment: segment, allowed: true))
+}
+
 @Suite("Risk detectors (test clock, no sleeps)")
 struct DetectorTests {
     func engine(_ actions: RecordingActions = RecordingActions(), playbooks: Playbooks = Playbooks()) -> RiskEngine {
@@ -150,10 +162,8 @@ struct DetectorTests {
                 time: t, agentID: "a2", roles: ["support"], kind: .call, resource: #"Service::"tickets""#,
                 segment: "support", allowed: true))
         #expect(known.isEmpty)
-        let unknown = e.process(
-            RiskEvent(
-                time: t + 1, agentID: "a2", roles: ["support"], kind: .call, resource: #"Service::"payments""#,
-                segment: "finance", allowed: true))
+        let unknown = call(
+            e, "a2", roles: ["support"], segment: "finance", resource: #"Service::"payments""#, at: t + 1)
         #expect(unknown.map(\.detector).contains("lateral_movement"))
     }
 
@@ -191,10 +201,7 @@ struct DetectorTests {
         var t = monday9 - 7 * 86_400
         for i in 0..<2_880 {
             let s = segments[i % 3]
-            _ = e.process(
-                RiskEvent(
-                    time: t, agentID: "ops-1", roles: ["ops"], kind: .call, resource: "Service::\"\(s)\"", segment: s,
-                    allowed: true))
+            _ = call(e, "ops-1", roles: ["ops"], segment: s, at: t)
             t += 20
         }
         t = monday9
@@ -203,19 +210,13 @@ struct DetectorTests {
         for agent in ["ops-1", "ops-2"] {
             for i in 0..<30 {
                 let s = segments[i % 3]
-                found += e.process(
-                    RiskEvent(
-                        time: t, agentID: agent, roles: ["ops"], kind: .call, resource: "Service::\"\(s)\"",
-                        segment: s, allowed: true))
+                found += call(e, agent, roles: ["ops"], segment: s, at: t)
                 t += 1
             }
         }
         #expect(found.isEmpty, "\(found)")
         // A segment new to the role is still lateral movement, at once.
-        let outside = e.process(
-            RiskEvent(
-                time: t, agentID: "ops-2", roles: ["ops"], kind: .call, resource: #"Service::"payroll""#,
-                segment: "payroll", allowed: true))
+        let outside = call(e, "ops-2", roles: ["ops"], segment: "payroll", at: t)
         #expect(outside.map(\.detector).contains("lateral_movement"))
     }
 
@@ -226,24 +227,15 @@ struct DetectorTests {
         // A new agent (no role history) learns two segments, then, minutes later, hops between them and one new
         // segment within seconds: one new segment is no chain.
         for (i, s) in ["documents", "finance"].enumerated() {
-            found += e.process(
-                RiskEvent(
-                    time: monday9 + Double(i) * 30, agentID: "d2", kind: .call, resource: "Agent::\"y\(i)\"",
-                    segment: s, allowed: true))
+            found += call(e, "d2", segment: s, at: monday9 + Double(i) * 30)
         }
         for (i, s) in ["documents", "finance", "payments", "documents"].enumerated() {
-            found += e.process(
-                RiskEvent(
-                    time: monday9 + 300 + Double(i), agentID: "d2", kind: .call, resource: "Agent::\"z\(i)\"",
-                    segment: s, allowed: true))
+            found += call(e, "d2", segment: s, at: monday9 + 300 + Double(i))
         }
         #expect(found.isEmpty, "\(found)")
         // Two more new segments within the window complete a chain of three new ones.
         for (i, s) in ["hr", "legal"].enumerated() {
-            found += e.process(
-                RiskEvent(
-                    time: monday9 + 305 + Double(i), agentID: "d2", kind: .call, resource: "Agent::\"w\(i)\"",
-                    segment: s, allowed: true))
+            found += call(e, "d2", segment: s, at: monday9 + 305 + Double(i))
         }
         #expect(found.map(\.detector) == ["lateral_movement"])
     }
