@@ -52,6 +52,15 @@ public final class RiskHub: Sendable {
         engine.submit(e)
     }
 
+    /// The engine's signals for a call about to be decided (`context.risk`); with no engine attached, none (not
+    /// ready, nothing new).
+    package func signals(agentID: String, roles: [String], resource: String, segment: String?, now: Double)
+        -> RiskEngine.Signals
+    {
+        guard let engine = engine.withLock({ $0 }) else { return RiskEngine.Signals() }
+        return engine.signals(agentID: agentID, roles: roles, resource: resource, segment: segment, time: now)
+    }
+
     package func isThrottled(_ agent: String, now: Double) -> Bool { Self.inForce(throttled, agent, now) }
 
     package func needsApproval(_ agent: String, now: Double) -> Bool { Self.inForce(approvalRequired, agent, now) }

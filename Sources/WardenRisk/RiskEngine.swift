@@ -260,6 +260,44 @@ public final class RiskEngine: Sendable {
         Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
     }
 
+    /// What the engine knows about a call before it is made, for the policy (`context.risk`): whether there is a
+    /// warm reference to judge by (the agent's own history, or a role's), and against it whether the resource and
+    /// the segment are new to the agent and its roles, and how many findings the agent has drawn. Without a
+    /// reference nothing is called new (`ready` is false: a policy that wants to hold unknown agents says so).
+    public struct Signals: Sendable, Equatable {
+        public var ready: Bool
+        public var newResource: Bool
+        public var newSegment: Bool
+        public var findings: Int64
+
+        public init(ready: Bool = false, newResource: Bool = false, newSegment: Bool = false, findings: Int64 = 0) {
+            self.ready = ready
+            self.newResource = newResource
+            self.newSegment = newSegment
+            self.findings = findings
+        }
+    }
+
+    /// The signals for a call by `agentID` (in `roles`) to `resource` in `segment` at `time` (two lock holds, no
+    /// allocation beyond the context's copies of the baselines).
+    public func signals(agentID: String, roles: [String], resource: String, segment: String?, time: Double) -> Signals {
+        let roleBaselines = self.roles.withLock { r in roles.prefix(8).compactMap { r[$0] } }
+        let (agent, findings) = state.withLock { s in
+            (s[agentID]?.baseline ?? Baseline(now: time), s[agentID]?.findings ?? 0)
+        }
+        let context = DetectionContext(
+            event: RiskEvent(
+                time: time, agentID: agentID, roles: roles, kind: .call, resource: resource,
+                segment: segment, allowed: true),
+            agent: agent, roles: roleBaselines, settings: settings)
+        guard context.hasReference else { return Signals(findings: findings) }
+        var newSegment = false
+        if let segment { newSegment = !agent.segments.isFull && !context.known { $0.segments.contains(segment) } }
+        return Signals(
+            ready: true, newResource: !agent.resources.isFull && !context.known { $0.resources.contains(resource) },
+            newSegment: newSegment, findings: findings)
+    }
+
     /// The current penalty-adjusted view of an agent (admin API).
     public func snapshot(agentID: String) -> (baseline: Baseline, penalty: Double, findings: Int64)? {
         state.withLock { $0[agentID].map { ($0.baseline, $0.penalty, $0.findings) } }

@@ -30,9 +30,13 @@ final class Route: Sendable {
     /// The header the brokered credential goes in.
     let credentialHeader: HTTPField.Name?
     let inFlight = Atomic<Int>(0)
+    /// The segment the risk engine knows this route's calls by: the route's segment, or `agent:<name>` for an agent
+    /// route.
+    let riskSegment: String?
 
     init(_ c: RouteConfig, trustDomain: String) throws(WardenError) {
         config = c
+        riskSegment = c.segment ?? c.agent.map { "agent:" + $0 }
         if let credential = c.credential {
             try RouteConfig.checkCredentialHeader(credential.header, route: c.name)
             credentialHeader = HTTPField.Name(credential.header)
@@ -227,7 +231,7 @@ public final class Gateway: Sendable {
             action: "call", resource: resource, details: details,
             requestDigest: "sha256:" + Attestation.hex(h.finalize()),
             risk: Recorder.RiskFeed(
-                .call, resource: resource, segment: route?.config.segment ?? route?.config.agent.map { "agent:" + $0 }))
+                .call, resource: resource, segment: route?.riskSegment))
     }
 
     /// The canonical path under the route and the checked query (`RequestTarget`), refused with 400 when malformed.

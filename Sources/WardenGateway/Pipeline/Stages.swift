@@ -99,18 +99,28 @@ package struct Limit: Sendable {
 
 /// Stage: may it. One Cedar request builder for every front end: the caller as principal, the action, the resource
 /// with the entities it needs, and a context whose common part (`time`, `trust`, `source`, `delegation`,
-/// `delegated`, `subject`) is built here and only here; a front end adds its own keys (`docs/configuration.md`).
+/// `delegated`, `subject`, and the risk engine's `risk` record) is built here and only here; a front end adds its
+/// own keys (`docs/configuration.md`).
 package struct Decide: Sendable {
     let cp: ControlPlane
 
     /// The Cedar request and its entities; nil when the entities are invalid (two with one id).
     package func request(
         _ caller: Caller, source: String?, action: String, resource: EntityUID, entities: [Entity],
-        context extra: [String: Value]
+        context extra: [String: Value], segment: String? = nil
     ) -> (Cedar.Request, Entities)? {
         let claims = caller.agent.claims
         var context = extra
-        context.reserveCapacity(extra.count + 6)
+        context.reserveCapacity(extra.count + 7)
+        // What the risk engine knows before the call (always present, so that a policy reading it never errs).
+        let agent = caller.agent.agent
+        let signals = cp.risk.signals(
+            agentID: agent.spiffeID.description, roles: agent.manifest.roles, resource: resource.description,
+            segment: segment, now: Double(cp.now()))
+        context["risk"] = .record([
+            "ready": .bool(signals.ready), "newResource": .bool(signals.newResource),
+            "newSegment": .bool(signals.newSegment), "findings": .long(signals.findings),
+        ])
         context["time"] = .ext(.datetime(CedarDatetime(milliseconds: cp.now() * 1000)))
         context["trust"] = .long(Int64(caller.trust))
         context["delegation"] = .set(Set(claims.delegation.map { .string($0) }))
@@ -131,11 +141,12 @@ package struct Decide: Sendable {
     /// The decision; invalid entities deny with `policy_error`.
     package func run(
         _ caller: Caller, source: String?, action: String, resource: EntityUID, entities: [Entity],
-        context: [String: Value]
+        context: [String: Value], segment: String? = nil
     ) -> PolicyEngine.Verdict {
         guard
             let (request, built) = request(
-                caller, source: source, action: action, resource: resource, entities: entities, context: context)
+                caller, source: source, action: action, resource: resource, entities: entities, context: context,
+                segment: segment)
         else {
             return PolicyEngine.Verdict(
                 allowed: false, policies: [], errors: [], reason: Reason.policyError.rawValue,

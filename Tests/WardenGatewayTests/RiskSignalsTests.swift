@@ -1,0 +1,105 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+import WardenCore
+import WardenTestSupport
+
+@testable import WardenControlPlane
+@testable import WardenGateway
+@testable import WardenRisk
+@testable import WardenServer
+
+@Suite("Risk signals inline in policy (context.risk)")
+struct RiskSignalsTests {
+    static let permitDocs = #"""
+        @id("docs-open") permit (principal, action == Action::"call", resource == Service::"docs");
+        """#
+    static let hold =
+        permitDocs + "\n"
+            + #"""
+            @id("hold-new-segments")
+            forbid (principal, action == Action::"call", resource) when { context.risk.ready && context.risk.newSegment };
+            """#
+
+    /// Writes `text` as a policy file and reloads the set through the admin API.
+    static func load(_ env: GatewayEnv, _ text: String) async throws {
+        try text.write(toFile: env.f.dir + "/policies/zz-risk.cedar", atomically: true, encoding: .utf8)
+        let admin: HTTPFields = [.authorization: "Bearer \(try adminToken(env.f))"]
+        let r = try await env.client.execute(uri: "/v1/admin/policies/reload", method: .post, headers: admin, body: nil)
+        #expect(r.status == .ok)
+    }
+
+    @Test(
+        "a policy on context.risk.newSegment refuses the first call to a segment new to a warm agent, before it is served"
+    )
+    func holdsNewSegment() async throws {
+        // A route in a segment the agent has never used, which the rest of the policy set allows.
+        try await withGateway({ c in
+            c.routes["docs"] = RouteConfig(name: "docs", upstream: c.routes["tickets"]!.upstream, segment: "documents")
+        }) { env in
+            let a = try env.f.agent("support-bot", routes: ["tickets", "docs"])
+            try await Self.load(env, Self.hold)
+            // No engine yet: `context.risk` is there (the policy does not err), and not ready, so nothing is held.
+            #expect(try await env.call(a, .get, "/r/tickets/1").status == .ok)
+            let first = try await env.call(a, .get, "/r/docs/1")
+            #expect(first.status == .ok, "\(first.status) \(String(describing: first.json))")
+            // An engine that knows the agent: a day of calls to tickets, in segment support.
+            let engine = RiskEngine(actions: ControlPlaneRiskActions(cp: env.f.cp), clock: env.f.clock)
+            env.f.cp.risk.attach(engine)
+            let now = Double(env.f.cp.now())
+            for i in 0..<300 {
+                engine.process(
+                    RiskEvent(
+                        time: now - 86_400 + Double(i) * 120, agentID: a.id, roles: ["support"], kind: .call,
+                        resource: #"Service::"tickets""#, segment: "support", allowed: true))
+            }
+            let before = env.upstream.requests.count
+            let refused = try await env.call(a, .get, "/r/docs/2")
+            #expect(refused.status == .forbidden)
+            #expect(refused.json?["policies"] == .array([.string("hold-new-segments")]))
+            #expect(env.upstream.requests.count == before)  // not served
+            // Its own segment is not new: served.
+            #expect(try await env.call(a, .get, "/r/tickets/2").status == .ok)
+            // Without the policy the same call is served, as before.
+            try await Self.load(env, Self.permitDocs)
+            #expect(try await env.call(a, .get, "/r/docs/3").status == .ok)
+        }
+    }
+
+    @Test("the engine's signals: not ready without a reference, then new resource and segment against the history")
+    func signals() {
+        let engine = RiskEngine(actions: NoActions())
+        var s = engine.signals(
+            agentID: "a", roles: ["r"], resource: #"Service::"x""#, segment: "s1", time: 1_000_000)
+        #expect(s == RiskEngine.Signals())
+        for i in 0..<300 {
+            engine.process(
+                RiskEvent(
+                    time: 1_000_000 + Double(i) * 60, agentID: "a", roles: ["r"], kind: .call,
+                    resource: #"Service::"x""#, segment: "s1", allowed: true))
+        }
+        let t = 1_000_000 + 300 * 60.0
+        s = engine.signals(agentID: "a", roles: ["r"], resource: #"Service::"x""#, segment: "s1", time: t)
+        #expect(s == RiskEngine.Signals(ready: true))
+        s = engine.signals(agentID: "a", roles: ["r"], resource: #"Service::"y""#, segment: "s2", time: t)
+        #expect(s == RiskEngine.Signals(ready: true, newResource: true, newSegment: true))
+        // A new agent of the role is judged by the role's history.
+        s = engine.signals(agentID: "b", roles: ["r"], resource: #"Service::"x""#, segment: "s1", time: t)
+        #expect(s == RiskEngine.Signals(ready: true))
+        s = engine.signals(agentID: "b", roles: ["r"], resource: #"Service::"x""#, segment: "s9", time: t)
+        #expect(s.newSegment && !s.newResource)
+    }
+}
+
+/// Risk actions that do nothing (the signals need no responses).
+final class NoActions: RiskActions {
+    func setTrust(agentID: String, score: Int?) {}
+    func baselineTrust(agentID: String) -> Int { 90 }
+    func alert(_ alert: RiskAlert) {}
+    func throttle(agentID: String, until: Double) {}
+    func requireApproval(agentID: String, until: Double) {}
+    func quarantine(agentID: String, reason: String) throws {}
+    func revokeTokens(agentID: String, reason: String) throws {}
+}
