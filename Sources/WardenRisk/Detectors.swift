@@ -39,10 +39,28 @@ public protocol Detector: Sendable {
     /// token). False by default: those events are not the agent's behaviour.
     var judgesTokenMisuse: Bool { get }
     func evaluate(_ c: DetectionContext) -> Finding?
+    /// Why the detector cannot judge the agent yet (its gate, in the documented settings' terms), or nil when it can.
+    func notReady(_ c: DetectionContext) -> String?
 }
 
 extension Detector {
     public var judgesTokenMisuse: Bool { false }
+    public func notReady(_ c: DetectionContext) -> String? { nil }
+}
+
+extension DetectionContext {
+    /// The agent's warm-up, as a reason (nil once warm).
+    var warmingUp: String? {
+        guard !warm else { return nil }
+        return
+            "warming up: \(agent.events) of \(settings.warmupEvents) events (risk.warmup_events) over \(Int(max(0, event.time - agent.firstSeen))) of \(Int(settings.warmupSeconds)) s (risk.warmup)"
+    }
+
+    /// No warm reference (the agent's own or a role's), as a reason (nil when there is one).
+    var noReference: String? {
+        guard !hasReference, let w = warmingUp else { return nil }
+        return w + (roles.isEmpty ? "" : ", and none of its roles is warm")
+    }
 }
 
 /// Thresholds, all configurable (`risk:` in `warden.yaml`).
@@ -50,8 +68,10 @@ public struct RiskSettings: Sendable, Hashable {
     /// Warm-up: events and seconds of history before "new" and "unusual" findings are raised for an agent.
     public var warmupEvents: Int64 = 200
     public var warmupSeconds: Double = 3600
-    /// Volume spike: this many times the mean per minute, and at least the floors.
+    /// Volume spike: this many times the mean per minute, and at least the floors, once the agent is warm and
+    /// `spikeMinMinutes` minutes with traffic have been observed (`risk.spike_min_minutes`).
     public var spikeFactor: Double = 20
+    public var spikeMinMinutes: Int64 = 10
     public var spikeMinRequests: Double = 120
     public var spikeMinBytes: Double = 10_485_760
     /// Denials and authentication failures in `probeWindow` seconds: medium at `probeMedium`, high at `probeHigh`.
@@ -78,7 +98,7 @@ public struct VolumeSpike: Detector {
     public let name = "volume_spike"
     public init() {}
     public func evaluate(_ c: DetectionContext) -> Finding? {
-        guard c.warm, c.agent.minutesObserved >= 10 else { return nil }
+        guard notReady(c) == nil else { return nil }
         let a = c.agent
         let minute = Int64(c.event.time / 60)
         let requests = (a.minute == minute ? a.minuteRequests : 0) + 1
@@ -246,3 +266,54 @@ public let defaultDetectors: [any Detector] = [
     ImpossibleDelegation(),
     NewResource(), OffHours(),
 ]
+
+// MARK: Readiness (`GET /v1/admin/risk/agents/{name}`: which detectors can judge the agent yet, and why not)
+
+extension VolumeSpike {
+    public func notReady(_ c: DetectionContext) -> String? {
+        if let w = c.warmingUp { return w }
+        guard c.agent.minutesObserved >= c.settings.spikeMinMinutes else {
+            return
+                "\(c.agent.minutesObserved) of \(c.settings.spikeMinMinutes) minutes observed (risk.spike_min_minutes)"
+        }
+        return nil
+    }
+}
+
+extension NewResource {
+    public func notReady(_ c: DetectionContext) -> String? { c.noReference }
+}
+
+extension ImpossibleDelegation {
+    public func notReady(_ c: DetectionContext) -> String? { c.noReference }
+}
+
+extension LateralMovement {
+    public func notReady(_ c: DetectionContext) -> String? {
+        c.noReference.map {
+            "segments outside its history wait for a warm reference (\($0)); the chain rule judges now"
+        }
+    }
+}
+
+extension SlowExfiltration {
+    public func notReady(_ c: DetectionContext) -> String? {
+        guard c.agent.dailyBytes.count >= c.settings.exfilMinDays else {
+            return "\(c.agent.dailyBytes.count) of \(c.settings.exfilMinDays) whole days known"
+        }
+        return nil
+    }
+}
+
+extension OffHours {
+    public func notReady(_ c: DetectionContext) -> String? {
+        let days = Int(max(0, c.event.time - c.agent.firstSeen) / 86_400)
+        guard c.agent.events >= c.settings.offHoursMinEvents,
+            c.event.time - c.agent.firstSeen >= c.settings.offHoursMinDays * 86_400
+        else {
+            return
+                "\(c.agent.events) of \(c.settings.offHoursMinEvents) events over \(days) of \(Int(c.settings.offHoursMinDays)) days"
+        }
+        return nil
+    }
+}

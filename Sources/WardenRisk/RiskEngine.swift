@@ -298,6 +298,16 @@ public final class RiskEngine: Sendable {
             newSegment: newSegment, findings: findings)
     }
 
+    /// Which detectors can judge the agent at `time`, and for those that cannot yet, why (their documented gate).
+    public func readiness(agentID: String, roles: [String], time: Double) -> [(detector: String, notReady: String?)] {
+        let roleBaselines = self.roles.withLock { r in roles.prefix(8).compactMap { r[$0] } }
+        let agent = state.withLock { $0[agentID]?.baseline } ?? Baseline(now: time)
+        let context = DetectionContext(
+            event: RiskEvent(time: time, agentID: agentID, roles: roles, kind: .call, resource: "", allowed: true),
+            agent: agent, roles: roleBaselines, settings: settings)
+        return detectors.map { ($0.name, $0.notReady(context)) }
+    }
+
     /// The current penalty-adjusted view of an agent (admin API).
     public func snapshot(agentID: String) -> (baseline: Baseline, penalty: Double, findings: Int64)? {
         state.withLock { $0[agentID].map { ($0.baseline, $0.penalty, $0.findings) } }

@@ -107,6 +107,7 @@ struct ConfigTests {
                   playbooks: {medium: [alert], stolen_token: [alert, revoke, quarantine], new_resource: [throttle]}
                   warmup_events: 50
                   warmup: 2m
+                  spike_min_minutes: 3
                   recovery_per_hour: 10
                   penalties: {high: 50, stolen_token: 0}
                 """, file: "w.yaml")
@@ -115,6 +116,10 @@ struct ConfigTests {
         #expect(c.risk.playbooks.byDetector["stolen_token"] == [.alert, .revoke, .quarantine])
         #expect(c.risk.playbooks.byDetector["new_resource"] == [.throttle])
         #expect(c.risk.settings.warmupEvents == 50 && c.risk.settings.warmupSeconds == 120)
+        #expect(c.risk.settings.spikeMinMinutes == 3 && WardenConfig().risk.settings.spikeMinMinutes == 10)
+        #expect(throws: WardenError.self) {
+            try WardenConfig(parsing: "risk: {spike_min_minutes: 10081}", file: "w.yaml")
+        }
         #expect(c.risk.trust.recoveryPerHour == 10)
         #expect(c.risk.trust.penalty[.high] == 50 && c.risk.trust.byDetector["stolen_token"] == 0)
         #expect(WardenConfig().risk.playbooks.byDetector["stolen_token"] == [.alert, .revoke])

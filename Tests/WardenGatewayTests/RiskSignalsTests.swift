@@ -62,6 +62,18 @@ struct RiskSignalsTests {
             #expect(env.upstream.requests.count == before)  // not served
             // Its own segment is not new: served.
             #expect(try await env.call(a, .get, "/r/tickets/2").status == .ok)
+            // The operator sees which detectors can judge the agent yet, and why the others cannot.
+            let admin: HTTPFields = [.authorization: "Bearer \(try adminToken(env.f))"]
+            let view = try await env.client.execute(
+                uri: "/v1/admin/risk/agents/support-bot", method: .get, headers: admin, body: nil)
+            #expect(view.status == .ok)
+            let detectors = view.json?["detectors"]?.arrayValue ?? []
+            let byName = Dictionary(
+                uniqueKeysWithValues: detectors.compactMap { d in d["name"]?.stringValue.map { ($0, d) } })
+            #expect(byName["new_resource"]?["ready"] == .bool(true))
+            #expect(byName["volume_spike"]?["ready"] == .bool(true))
+            #expect(byName["slow_exfiltration"]?["ready"] == .bool(false))
+            #expect(byName["slow_exfiltration"]?["why"]?.stringValue?.contains("whole days known") == true)
             // Without the policy the same call is served, as before.
             try await Self.load(env, Self.permitDocs)
             #expect(try await env.call(a, .get, "/r/docs/3").status == .ok)

@@ -240,6 +240,32 @@ struct DetectorTests {
         #expect(found.map(\.detector) == ["lateral_movement"])
     }
 
+    @Test("readiness: each detector says whether it can judge the agent yet, and by which documented setting not")
+    func readiness() {
+        let e = engine()
+        func why(_ agent: String, roles: [String] = ["support"], at t: Double) -> [String: String?] {
+            Dictionary(uniqueKeysWithValues: e.readiness(agentID: agent, roles: roles, time: t).map { ($0.0, $0.1) })
+        }
+        // Unknown: the history detectors wait, with the warm-up in the settings' names; the others judge now.
+        let fresh = why("a1", at: monday9)
+        #expect(fresh["volume_spike"]??.contains("risk.warmup_events") == true)
+        #expect(fresh["new_resource"]??.contains("0 of 200 events") == true)
+        #expect(fresh["lateral_movement"]??.contains("the chain rule judges now") == true)
+        #expect(fresh["slow_exfiltration"]??.contains("0 of 3 whole days") == true)
+        #expect(fresh["off_hours"] != nil && fresh["off_hours"]! != nil)
+        for d in ["denial_burst", "stolen_token", "attestation_mismatch"] { #expect(fresh[d] == .some(nil), "\(d)") }
+        // Two working days of history (every minute, 8 h a day): warm, volume ready; not yet three days of bytes.
+        let t = history(e, days: 2)
+        let warm = why("a1", at: t)
+        #expect(warm["volume_spike"] == .some(nil))
+        #expect(warm["new_resource"] == .some(nil) && warm["lateral_movement"] == .some(nil))
+        #expect(warm["slow_exfiltration"]??.contains("of 3 whole days") == true)
+        // A new agent of the warm role is judged by the role at once, except where only its own history counts.
+        let newcomer = why("a2", at: t)
+        #expect(newcomer["new_resource"] == .some(nil))
+        #expect(newcomer["volume_spike"]??.contains("warming up") == true)
+    }
+
     @Test("slow exfiltration: a day's bytes 3x the usual, spread evenly under any rate limit")
     func slowExfiltration() {
         let e = engine()

@@ -253,6 +253,9 @@ extension WardenConfig {
             case "warmup":
                 guard let n = durationValue(fv), n >= 0 else { throw fail(p, "must be a duration") }
                 r.settings.warmupSeconds = Double(n)
+            case "spike_min_minutes":
+                guard let n = whole(fv, in: 0...10_080) else { throw fail(p, "must be 0 to 10080 minutes") }
+                r.settings.spikeMinMinutes = Int64(n)
             case "penalties":
                 guard case .object(let items) = fv else {
                     throw fail(p, "must be {low: N, medium: N, high: N, <detector>: N}")
@@ -304,7 +307,7 @@ extension WardenConfig {
             default:
                 throw fail(
                     p,
-                    "unknown key (known: enabled, webhook, queue_size, warmup_events, warmup, recovery_per_hour, penalties, playbooks)"
+                    "unknown key (known: enabled, webhook, queue_size, warmup_events, warmup, spike_min_minutes, recovery_per_hour, penalties, playbooks)"
                 )
             }
         }

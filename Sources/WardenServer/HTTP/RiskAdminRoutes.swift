@@ -51,6 +51,19 @@ enum RiskAdminRoutes {
                     ("bytes_out_24h", .number(String(b.bytesLast24h(now: Double(cp.now()))))),
                 ]
             }
+            if let engine = cp.risk.attached {
+                let ready = engine.readiness(agentID: spiffe, roles: record.manifest.roles, time: Double(cp.now()))
+                pairs.append(
+                    (
+                        "detectors",
+                        .array(
+                            ready.map { d in
+                                .object(
+                                    [("name", .string(d.detector)), ("ready", .bool(d.notReady == nil))]
+                                        + (d.notReady.map { [("why", .string($0))] } ?? []))
+                            })
+                    ))
+            }
             return HTTPSupport.json(.ok, .object(pairs))
         }
         risk.get("/alerts") { request, context in
