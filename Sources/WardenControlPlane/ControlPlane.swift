@@ -471,7 +471,7 @@ public final class ControlPlane: Sendable {
                     reason: "\(error.message); join token burnt"))
             risk.submit(
                 RiskEvent(
-                    time: Double(t), agentID: record.spiffeID.description, roles: record.manifest.roles,
+                    time: clock.wallSeconds, agentID: record.spiffeID.description, roles: record.manifest.roles,
                     kind: .attestationFailure, resource: "enroll", allowed: false, reason: "attestation_failed"))
             throw error
         }
@@ -499,7 +499,7 @@ public final class ControlPlane: Sendable {
         if agent == nil || error.auditReason != "token_revoked" {
             risk.submit(
                 RiskEvent(
-                    time: Double(now()),
+                    time: clock.wallSeconds,
                     agentID: agent?.spiffeID.description ?? "source:" + (source ?? "unknown"),
                     roles: agent?.manifest.roles ?? [], kind: agent == nil ? .authFailure : .call,
                     resource: String((resource ?? action).prefix(256)), allowed: false, reason: error.auditReason))

@@ -80,6 +80,31 @@ struct RiskSignalsTests {
         }
     }
 
+    @Test("risk events carry the call's time to the microsecond, not the whole second")
+    func subSecondEventTimes() async throws {
+        try await withGateway { env in
+            let a = try env.f.agent("support-bot")
+            let engine = RiskEngine(actions: ControlPlaneRiskActions(cp: env.f.cp), clock: env.f.clock)
+            env.f.cp.risk.attach(engine)
+            let consumer = Task { await engine.run() }
+            defer {
+                engine.stop()
+                consumer.cancel()
+            }
+            env.f.clock.advance(micros: 250_000)
+            let t = Double(env.f.clock.wallMicros) / 1_000_000
+            #expect(t != t.rounded(.down))
+            #expect(try await env.call(a, .get, "/r/tickets/1").status == .ok)
+            var seen: Double?
+            for _ in 0..<500 {
+                seen = engine.snapshot(agentID: a.id)?.baseline.lastSeen
+                if seen != nil { break }
+                try await Task.sleep(for: .milliseconds(2))
+            }
+            #expect(seen == t)
+        }
+    }
+
     @Test("the engine's signals: not ready without a reference, then new resource and segment against the history")
     func signals() {
         let engine = RiskEngine(actions: NoActions())

@@ -11,14 +11,16 @@ import WardenGateway
 import WardenIdentity
 import WardenServer
 
-/// A clock tests move by hand, in whole seconds (both readings of the ``WardenClock`` together).
+/// A clock tests move by hand, in seconds or microseconds (both readings of the ``WardenClock`` together).
 package final class TestClock: WardenClock {
-    private let t: Mutex<Int64>
-    package init(_ start: Int64 = 1_800_000_000) { t = Mutex(start) }
-    package var now: Int64 { t.withLock { $0 } }
-    package func advance(_ seconds: Int64) { t.withLock { $0 += seconds } }
-    package var wallMicros: Int64 { now * 1_000_000 }
-    package var monotonicMicros: Int64 { now * 1_000_000 }
+    private let micros: Mutex<Int64>
+    package init(_ start: Int64 = 1_800_000_000) { micros = Mutex(start * 1_000_000) }
+    /// Whole seconds.
+    package var now: Int64 { seconds }
+    package func advance(_ seconds: Int64) { micros.withLock { $0 += seconds * 1_000_000 } }
+    package func advance(micros: Int64) { self.micros.withLock { $0 += micros } }
+    package var wallMicros: Int64 { micros.withLock { $0 } }
+    package var monotonicMicros: Int64 { micros.withLock { $0 } }
 }
 
 /// An enrolled agent as a test drives it.

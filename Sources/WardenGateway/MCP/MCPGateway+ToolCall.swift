@@ -125,7 +125,7 @@ extension MCPGateway {
             }
         } else if t.config.needsApproval {
             approvalReason = t.config.risk == "high" ? "risk:high" : "tool:approval"
-        } else if cp.risk.needsApproval(c.agent.agent.spiffeID.description, now: Double(cp.now())) {
+        } else if cp.risk.needsApproval(c.agent.agent.spiffeID.description, now: cp.clock.wallSeconds) {
             // The risk engine asked for step-up approval of this agent's calls.
             approvalReason = "risk:step-up"
         }

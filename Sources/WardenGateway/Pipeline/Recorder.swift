@@ -121,7 +121,7 @@ package struct Recorder: Sendable {
         let agentID = who?.agent.spiffeID.description ?? call.source.map { "source:" + $0 } ?? ""
         cp.risk.submit(
             RiskEvent(
-                time: Double(cp.now()), agentID: agentID, roles: who?.agent.manifest.roles ?? [],
+                time: cp.clock.wallSeconds, agentID: agentID, roles: who?.agent.manifest.roles ?? [],
                 kind: who == nil && !allowed ? .authFailure : feed.kind, resource: feed.resource,
                 segment: feed.segment, allowed: allowed, reason: reason, bytesIn: bytesIn, bytesOut: bytesOut,
                 subject: who.flatMap { $0.claims.actors.isEmpty ? nil : $0.claims.subject }))

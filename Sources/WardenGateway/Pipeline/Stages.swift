@@ -52,7 +52,7 @@ package struct Authenticate: Sendable {
             if let victim = cp.stolenTokenHolder(error, authorization: authorization, certificate: certificate) {
                 cp.risk.submit(
                     RiskEvent(
-                        time: Double(cp.now()), agentID: victim.record.spiffeID.description,
+                        time: cp.clock.wallSeconds, agentID: victim.record.spiffeID.description,
                         roles: victim.record.manifest.roles, kind: .tokenMisuse,
                         resource: String(request.uri.path.prefix(256)), allowed: false, reason: error.auditReason))
             }
@@ -74,7 +74,7 @@ package struct Limit: Sendable {
     /// `own`: the front end's limit for this call, with the key of its bucket and what to call it in the message.
     package func run(_ caller: Caller, own: (key: String, limit: RateLimit, what: String)? = nil) throws(Refusal) {
         let agent = caller.agent.agent
-        if cp.risk.isThrottled(agent.spiffeID.description, now: Double(cp.now())),
+        if cp.risk.isThrottled(agent.spiffeID.description, now: cp.clock.wallSeconds),
             let wait = limiter.take("risk-throttle|" + agent.id, Self.riskThrottle)
         {
             throw Self.rateLimited(wait, "(throttled by the risk engine)")
@@ -116,7 +116,7 @@ package struct Decide: Sendable {
         let agent = caller.agent.agent
         let signals = cp.risk.signals(
             agentID: agent.spiffeID.description, roles: agent.manifest.roles, resource: resource.description,
-            segment: segment, now: Double(cp.now()))
+            segment: segment, now: cp.clock.wallSeconds)
         context["risk"] = .record([
             "ready": .bool(signals.ready), "newResource": .bool(signals.newResource),
             "newSegment": .bool(signals.newSegment), "findings": .long(signals.findings),

@@ -37,8 +37,8 @@ enum RiskAdminRoutes {
             var pairs: [(String, JSONValue)] = [
                 ("spiffe_id", .string(spiffe)), ("trust", .number(String(cp.trust.score(record)))),
                 ("trust_baseline", .number(String(TrustScores.baseline(record)))),
-                ("throttled", .bool(cp.risk.isThrottled(spiffe, now: Double(cp.now())))),
-                ("approval_required", .bool(cp.risk.needsApproval(spiffe, now: Double(cp.now())))),
+                ("throttled", .bool(cp.risk.isThrottled(spiffe, now: cp.clock.wallSeconds))),
+                ("approval_required", .bool(cp.risk.needsApproval(spiffe, now: cp.clock.wallSeconds))),
             ]
             if let (b, penalty, findings) = cp.risk.attached?.snapshot(agentID: spiffe) {
                 pairs += [
@@ -48,11 +48,11 @@ enum RiskAdminRoutes {
                     ("resources", .array(b.resources.members.sorted().prefix(100).map { .string($0) })),
                     ("segments", .array(b.segments.members.sorted().map { .string($0) })),
                     ("mean_requests_per_minute", .number(String(format: "%.2f", b.meanRequestsPerMinute))),
-                    ("bytes_out_24h", .number(String(b.bytesLast24h(now: Double(cp.now()))))),
+                    ("bytes_out_24h", .number(String(b.bytesLast24h(now: cp.clock.wallSeconds)))),
                 ]
             }
             if let engine = cp.risk.attached {
-                let ready = engine.readiness(agentID: spiffe, roles: record.manifest.roles, time: Double(cp.now()))
+                let ready = engine.readiness(agentID: spiffe, roles: record.manifest.roles, time: cp.clock.wallSeconds)
                 pairs.append(
                     (
                         "detectors",
