@@ -237,26 +237,37 @@ struct RunResult {
     let errors: Int
 }
 
+/// `count` keep-alive connections to `port` on `group` (TLS with `tls`), each with a load handler from `handler`.
+func connect(
+    group: any EventLoopGroup, port: Int, tls: NIOSSLContext?, count: Int,
+    handler: @escaping @Sendable (_ host: String) -> LoadHandler
+) throws -> [any Channel] {
+    let host = "127.0.0.1:\(port)"
+    let bootstrap = ClientBootstrap(group: group).channelOption(.tcpOption(.tcp_nodelay), value: 1)
+        .channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                if let tls {
+                    try channel.pipeline.syncOperations.addHandler(
+                        try NIOSSLClientHandler(context: tls, serverHostname: nil))
+                }
+                try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                try channel.pipeline.syncOperations.addHandler(handler(host))
+            }
+        }
+    return try (0..<count).map { _ in try bootstrap.connect(host: "127.0.0.1", port: port).wait() }
+}
+
+/// The `p` quantile of sorted samples (NaN when there are none).
+func quantile(_ sorted: [UInt32], _ p: Double) -> Double {
+    sorted.isEmpty ? .nan : Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))])
+}
+
 func measure(
     group: any EventLoopGroup, port: Int, tls: NIOSSLContext?, connections: Int, seconds: Double, source: ShotSource
 ) throws -> RunResult {
     let recorder = Recorder()
-    let host = "127.0.0.1:\(port)"
-    var channels: [any Channel] = []
-    for _ in 0..<connections {
-        let bootstrap = ClientBootstrap(group: group).channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let tls {
-                        try channel.pipeline.syncOperations.addHandler(
-                            try NIOSSLClientHandler(context: tls, serverHostname: nil))
-                    }
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(
-                        LoadHandler(source: source, recorder: recorder, host: host))
-                }
-            }
-        channels.append(try bootstrap.connect(host: "127.0.0.1", port: port).wait())
+    let channels = try connect(group: group, port: port, tls: tls, count: connections) { host in
+        LoadHandler(source: source, recorder: recorder, host: host)
     }
     Thread.sleep(forTimeInterval: 1)  // warm-up
     let start = DispatchTime.now().uptimeNanoseconds
@@ -269,10 +280,9 @@ func measure(
     let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     for c in channels { try? c.close().wait() }
     let sorted = samples.sorted()
-    func pct(_ p: Double) -> Double {
-        sorted.isEmpty ? .nan : Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))])
-    }
-    return RunResult(rps: Double(samples.count) / elapsed, median: pct(0.5), p99: pct(0.99), errors: errors)
+    return RunResult(
+        rps: Double(samples.count) / elapsed, median: quantile(sorted, 0.5), p99: quantile(sorted, 0.99),
+        errors: errors)
 }
 
 /// The open-loop scheduler of one run: every request is due at `start + k / rate`; a due request goes out on an idle
@@ -291,7 +301,15 @@ final class OpenLoop: @unchecked Sendable {
     var measureUntil: UInt64 = .max
     var stopped = false
 
-    init(rate: Double) { self.rate = rate }
+    let connections: Int
+
+    init(rate: Double, connections: Int) {
+        self.rate = rate
+        self.connections = connections
+    }
+
+    /// Requests due but not answered yet: queued, or in flight on a busy connection.
+    var unanswered: Int { queue.count - queueHead + connections - idleHandlers.count }
 
     func idle(_ h: LoadHandler) {
         if queueHead < queue.count {
@@ -342,25 +360,12 @@ func measureOpen(
     source: ShotSource
 ) throws -> (result: RunResult, p999: Double) {
     let loop = group.next()
-    let open = OpenLoop(rate: rate)
+    let open = OpenLoop(rate: rate, connections: connections)
     let recorder = Recorder()
-    let host = "127.0.0.1:\(port)"
-    var channels: [any Channel] = []
-    for _ in 0..<connections {
-        let bootstrap = ClientBootstrap(group: loop).channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let tls {
-                        try channel.pipeline.syncOperations.addHandler(
-                            try NIOSSLClientHandler(context: tls, serverHostname: nil))
-                    }
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    let handler = LoadHandler(source: source, recorder: recorder, host: host)
-                    handler.openLoop = open
-                    try channel.pipeline.syncOperations.addHandler(handler)
-                }
-            }
-        channels.append(try bootstrap.connect(host: "127.0.0.1", port: port).wait())
+    let channels = try connect(group: loop, port: port, tls: tls, count: connections) { host in
+        let handler = LoadHandler(source: source, recorder: recorder, host: host)
+        handler.openLoop = open
+        return handler
     }
     let begin = DispatchTime.now().uptimeNanoseconds
     try loop.submit {
@@ -395,23 +400,17 @@ func measureOpen(
     }.wait()
     // Stragglers: wait until every request due in the window was answered (at most 2 s).
     for _ in 0..<200 {
-        let pending = try loop.submit { open.queue.count - open.queueHead + connections - open.idleHandlers.count }
-            .wait()
-        if pending == 0 { break }
+        if try loop.submit({ open.unanswered }).wait() == 0 { break }
         Thread.sleep(forTimeInterval: 0.01)
     }
-    let (samples, errors, scheduled) = try loop.submit { () -> ([UInt32], Int, Int) in
-        let unanswered = open.queue.count - open.queueHead + connections - open.idleHandlers.count
-        return (open.samples, open.errors + unanswered, open.scheduled)
-    }.wait()
-    _ = scheduled
+    let (samples, errors) = try loop.submit { (open.samples, open.errors + open.unanswered) }.wait()
     for c in channels { try? c.close().wait() }
     let sorted = samples.sorted()
-    func pct(_ p: Double) -> Double {
-        sorted.isEmpty ? .nan : Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))])
-    }
     return (
-        RunResult(rps: Double(samples.count) / seconds, median: pct(0.5), p99: pct(0.99), errors: errors), pct(0.999)
+        RunResult(
+            rps: Double(samples.count) / seconds, median: quantile(sorted, 0.5), p99: quantile(sorted, 0.99),
+            errors: errors),
+        quantile(sorted, 0.999)
     )
 }
 

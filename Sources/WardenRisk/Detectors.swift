@@ -20,8 +20,19 @@ public struct DetectionContext: Sendable {
     }
 
     /// Whether `segment` is new to the agent and its roles: never reached by an allowed call of theirs (or their
-    /// history is full and cannot say).
+    /// history is full and cannot say), whether or not there is a warm reference (the chain rule's test).
     func isNovel(segment: String) -> Bool { agent.segments.isFull || !known { $0.segments.contains(segment) } }
+
+    /// Outside the agent's history, judged against a warm reference: the resource was never reached by an allowed
+    /// call of the agent or its roles. False without a reference, or when the history is full and cannot say.
+    func isNewResource(_ resource: String) -> Bool {
+        hasReference && !agent.resources.isFull && !known { $0.resources.contains(resource) }
+    }
+
+    /// The same for a segment.
+    func isNewSegment(_ segment: String) -> Bool {
+        hasReference && !agent.segments.isFull && !known { $0.segments.contains(segment) }
+    }
 
     /// A warm reference exists: the agent's own, or a role's.
     var hasReference: Bool {
@@ -98,7 +109,7 @@ public struct VolumeSpike: Detector {
     public let name = "volume_spike"
     public init() {}
     public func evaluate(_ c: DetectionContext) -> Finding? {
-        guard notReady(c) == nil else { return nil }
+        guard Self.ready(c) else { return nil }
         let a = c.agent
         let minute = Int64(c.event.time / 60)
         let requests = (a.minute == minute ? a.minuteRequests : 0) + 1
@@ -130,9 +141,7 @@ public struct NewResource: Detector {
     public func evaluate(_ c: DetectionContext) -> Finding? {
         let e = c.event
         // Allowed calls only: refused ones are the denial-burst detector's.
-        guard e.kind == .call || e.kind == .tool, e.allowed, c.hasReference, !c.agent.resources.isFull,
-            !c.known({ $0.resources.contains(e.resource) })
-        else { return nil }
+        guard e.kind == .call || e.kind == .tool, e.allowed, c.isNewResource(e.resource) else { return nil }
         return Finding(detector: name, severity: .low, summary: "first use of \(e.resource)")
     }
 }
@@ -167,7 +176,7 @@ public struct LateralMovement: Detector {
     public func evaluate(_ c: DetectionContext) -> Finding? {
         let e = c.event
         guard let segment = e.segment else { return nil }
-        if c.hasReference, !c.agent.segments.isFull, !c.known({ $0.segments.contains(segment) }) {
+        if c.isNewSegment(segment) {
             return Finding(
                 detector: name, severity: .high,
                 summary: "reached segment \(segment), outside its history (\(e.allowed ? "allowed" : "refused"))")
@@ -211,9 +220,7 @@ public struct OffHours: Detector {
     public init() {}
     public func evaluate(_ c: DetectionContext) -> Finding? {
         let a = c.agent
-        guard a.events >= c.settings.offHoursMinEvents,
-            c.event.time - a.firstSeen >= c.settings.offHoursMinDays * 86_400
-        else { return nil }
+        guard Self.ready(c) else { return nil }
         let h = Baseline.hourOfWeek(c.event.time)
         // Once per hour: only the first event of an empty bucket in this hour.
         guard a.hourOfWeek[h] == 0, Int64(a.lastSeen / 3600) != Int64(c.event.time / 3600) else { return nil }
@@ -270,13 +277,13 @@ public let defaultDetectors: [any Detector] = [
 // MARK: Readiness (`GET /v1/admin/risk/agents/{name}`: which detectors can judge the agent yet, and why not)
 
 extension VolumeSpike {
+    /// The gate `evaluate` checks on every event (no text made).
+    static func ready(_ c: DetectionContext) -> Bool { c.warm && c.agent.minutesObserved >= c.settings.spikeMinMinutes }
+
     public func notReady(_ c: DetectionContext) -> String? {
-        if let w = c.warmingUp { return w }
-        guard c.agent.minutesObserved >= c.settings.spikeMinMinutes else {
-            return
-                "\(c.agent.minutesObserved) of \(c.settings.spikeMinMinutes) minutes observed (risk.spike_min_minutes)"
-        }
-        return nil
+        if Self.ready(c) { return nil }
+        return c.warmingUp
+            ?? "\(c.agent.minutesObserved) of \(c.settings.spikeMinMinutes) minutes observed (risk.spike_min_minutes)"
     }
 }
 
@@ -306,14 +313,16 @@ extension SlowExfiltration {
 }
 
 extension OffHours {
+    /// The gate `evaluate` checks on every event.
+    static func ready(_ c: DetectionContext) -> Bool {
+        c.agent.events >= c.settings.offHoursMinEvents
+            && c.event.time - c.agent.firstSeen >= c.settings.offHoursMinDays * 86_400
+    }
+
     public func notReady(_ c: DetectionContext) -> String? {
+        guard !Self.ready(c) else { return nil }
         let days = Int(max(0, c.event.time - c.agent.firstSeen) / 86_400)
-        guard c.agent.events >= c.settings.offHoursMinEvents,
-            c.event.time - c.agent.firstSeen >= c.settings.offHoursMinDays * 86_400
-        else {
-            return
-                "\(c.agent.events) of \(c.settings.offHoursMinEvents) events over \(days) of \(Int(c.settings.offHoursMinDays)) days"
-        }
-        return nil
+        return
+            "\(c.agent.events) of \(c.settings.offHoursMinEvents) events over \(days) of \(Int(c.settings.offHoursMinDays)) days"
     }
 }

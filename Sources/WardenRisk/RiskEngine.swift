@@ -278,34 +278,34 @@ public final class RiskEngine: Sendable {
         }
     }
 
-    /// The signals for a call by `agentID` (in `roles`) to `resource` in `segment` at `time` (two lock holds, no
-    /// allocation beyond the context's copies of the baselines).
-    public func signals(agentID: String, roles: [String], resource: String, segment: String?, time: Double) -> Signals {
+    /// The detectors' view of a call by `agentID` (in `roles`) to `resource` in `segment` at `time`, made now (the
+    /// agent's and its roles' baselines as they stand; two lock holds), and the agent's findings so far.
+    func view(agentID: String, roles: [String], resource: String, segment: String?, time: Double)
+        -> (context: DetectionContext, findings: Int64)
+    {
         let roleBaselines = self.roles.withLock { r in roles.prefix(8).compactMap { r[$0] } }
         let (agent, findings) = state.withLock { s in
             (s[agentID]?.baseline ?? Baseline(now: time), s[agentID]?.findings ?? 0)
         }
-        let context = DetectionContext(
-            event: RiskEvent(
-                time: time, agentID: agentID, roles: roles, kind: .call, resource: resource,
-                segment: segment, allowed: true),
-            agent: agent, roles: roleBaselines, settings: settings)
-        guard context.hasReference else { return Signals(findings: findings) }
-        var newSegment = false
-        if let segment { newSegment = !agent.segments.isFull && !context.known { $0.segments.contains(segment) } }
+        let event = RiskEvent(
+            time: time, agentID: agentID, roles: roles, kind: .call, resource: resource, segment: segment,
+            allowed: true)
+        return (DetectionContext(event: event, agent: agent, roles: roleBaselines, settings: settings), findings)
+    }
+
+    /// The signals for a call by `agentID` (in `roles`) to `resource` in `segment` at `time`: the tests the
+    /// detectors make after the call, made before it.
+    public func signals(agentID: String, roles: [String], resource: String, segment: String?, time: Double) -> Signals {
+        let (c, findings) = view(agentID: agentID, roles: roles, resource: resource, segment: segment, time: time)
         return Signals(
-            ready: true, newResource: !agent.resources.isFull && !context.known { $0.resources.contains(resource) },
-            newSegment: newSegment, findings: findings)
+            ready: c.hasReference, newResource: c.isNewResource(resource),
+            newSegment: segment.map { c.isNewSegment($0) } ?? false, findings: findings)
     }
 
     /// Which detectors can judge the agent at `time`, and for those that cannot yet, why (their documented gate).
     public func readiness(agentID: String, roles: [String], time: Double) -> [(detector: String, notReady: String?)] {
-        let roleBaselines = self.roles.withLock { r in roles.prefix(8).compactMap { r[$0] } }
-        let agent = state.withLock { $0[agentID]?.baseline } ?? Baseline(now: time)
-        let context = DetectionContext(
-            event: RiskEvent(time: time, agentID: agentID, roles: roles, kind: .call, resource: "", allowed: true),
-            agent: agent, roles: roleBaselines, settings: settings)
-        return detectors.map { ($0.name, $0.notReady(context)) }
+        let c = view(agentID: agentID, roles: roles, resource: "", segment: nil, time: time).context
+        return detectors.map { ($0.name, $0.notReady(c)) }
     }
 
     /// The current penalty-adjusted view of an agent (admin API).

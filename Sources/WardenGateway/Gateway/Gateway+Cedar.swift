@@ -49,7 +49,7 @@ extension Gateway {
                 "route": .string(route.config.name),
                 "query": .set(query),
                 "contentLength": .long(Int64(length ?? -1)),
-            ], segment: route.riskSegment)
+            ], feed: route.riskFeed)
     }
 
     /// The most query parameters a request may have (more are refused: every one must reach Cedar).

@@ -30,13 +30,12 @@ final class Route: Sendable {
     /// The header the brokered credential goes in.
     let credentialHeader: HTTPField.Name?
     let inFlight = Atomic<Int>(0)
-    /// The segment the risk engine knows this route's calls by: the route's segment, or `agent:<name>` for an agent
-    /// route.
-    let riskSegment: String?
+    /// What the risk engine is told of this route's calls, and what `context.risk` is judged on: the resource as
+    /// text and the segment (the route's, or `agent:<name>` for an agent route). Made once, not per call.
+    let riskFeed: Recorder.RiskFeed
 
     init(_ c: RouteConfig, trustDomain: String) throws(WardenError) {
         config = c
-        riskSegment = c.segment ?? c.agent.map { "agent:" + $0 }
         if let credential = c.credential {
             try RouteConfig.checkCredentialHeader(credential.header, route: c.name)
             credentialHeader = HTTPField.Name(credential.header)
@@ -59,6 +58,8 @@ final class Route: Sendable {
                 parents: c.segment.map { [EntityUID("Segment", $0)] } ?? [])
             scope = "route:\(c.name)"
         }
+        riskFeed = Recorder.RiskFeed(
+            .call, resource: resource.description, segment: c.segment ?? c.agent.map { "agent:" + $0 })
     }
 }
 
@@ -219,7 +220,7 @@ public final class Gateway: Sendable {
     {
         var h = SHA256()
         h.update(data: Array("\(request.method.rawValue) \(request.uri.description)\n".utf8))
-        let resource = route?.resource.description ?? "route:\(routeName)"
+        let feed = route?.riskFeed ?? Recorder.RiskFeed(.call, resource: "route:\(routeName)")
         let shown = path.map { "/r/\(routeName)" + $0 } ?? String(request.uri.path.prefix(2048))
         var details: [(String, String)] = [("method", request.method.rawValue), ("path", shown)]
         if let r = route { details.append(("route", r.config.name)) }
@@ -228,10 +229,8 @@ public final class Gateway: Sendable {
             details.append(("query_keys", names.joined(separator: ",")))
         }
         return Recorder.Entry(
-            action: "call", resource: resource, details: details,
-            requestDigest: "sha256:" + Attestation.hex(h.finalize()),
-            risk: Recorder.RiskFeed(
-                .call, resource: resource, segment: route?.riskSegment))
+            action: "call", resource: feed.resource, details: details,
+            requestDigest: "sha256:" + Attestation.hex(h.finalize()), risk: feed)
     }
 
     /// The canonical path under the route and the checked query (`RequestTarget`), refused with 400 when malformed.
@@ -400,7 +399,7 @@ public final class Gateway: Sendable {
         try? cp.audit.submit(
             AuditEvent(
                 kind: .system, action: "upstream.error", actor: "system", agent: who.agent.spiffeID.description,
-                agentID: who.agent.id, resource: route.resource.description, reason: kind,
+                agentID: who.agent.id, resource: route.riskFeed.resource, reason: kind,
                 details: [("route", route.config.name), ("method", request.method.rawValue)]))
         logger.warning(
             "upstream request failed",

@@ -45,7 +45,7 @@ extension MCPGateway {
         func refuse(
             _ code: Int, _ reason: String, _ message: String, resource: String? = nil, policies: [String] = []
         ) -> JSONRPC.RPCError {
-            let r = resource ?? "Tool::\"\(resourceName)\""
+            let r = resource ?? EntityUID("Tool", resourceName).description
             return refused(
                 c, Self.judged("mcp:tools/call", r, details),
                 Refusal(.forbidden, .accessDenied, Reason(reason), message, policies: policies), code: code)
@@ -54,7 +54,7 @@ extension MCPGateway {
             throw refuse(JSONRPC.invalidParams, "unknown_tool", "unknown tool: \(name.prefix(128))")
         }
         let server = s.config.name
-        let resource = "Tool::\"\(server)/\(tool)\""
+        let resource = EntityUID("Tool", "\(server)/\(tool)").description
         details[0] = ("tool", "\(server)/\(tool)")
         details.append(("server", server))
         guard hasToolScope(c.agent, server, tool) else {

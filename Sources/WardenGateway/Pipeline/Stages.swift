@@ -104,10 +104,12 @@ package struct Limit: Sendable {
 package struct Decide: Sendable {
     let cp: ControlPlane
 
-    /// The Cedar request and its entities; nil when the entities are invalid (two with one id).
+    /// The Cedar request and its entities; nil when the entities are invalid (two with one id). `feed`: what the
+    /// risk engine is told of this call (the resource as text and the segment), so that `context.risk` is judged on
+    /// the same keys the engine learns from; by default the resource's Cedar spelling and no segment.
     package func request(
         _ caller: Caller, source: String?, action: String, resource: EntityUID, entities: [Entity],
-        context extra: [String: Value], segment: String? = nil
+        context extra: [String: Value], feed: Recorder.RiskFeed? = nil
     ) -> (Cedar.Request, Entities)? {
         let claims = caller.agent.claims
         var context = extra
@@ -115,8 +117,8 @@ package struct Decide: Sendable {
         // What the risk engine knows before the call (always present, so that a policy reading it never errs).
         let agent = caller.agent.agent
         let signals = cp.risk.signals(
-            agentID: agent.spiffeID.description, roles: agent.manifest.roles, resource: resource.description,
-            segment: segment, now: cp.clock.wallSeconds)
+            agentID: caller.spiffeID, roles: agent.manifest.roles, resource: feed?.resource ?? resource.description,
+            segment: feed?.segment, now: cp.clock.wallSeconds)
         context["risk"] = .record([
             "ready": .bool(signals.ready), "newResource": .bool(signals.newResource),
             "newSegment": .bool(signals.newSegment), "findings": .long(signals.findings),
@@ -141,12 +143,12 @@ package struct Decide: Sendable {
     /// The decision; invalid entities deny with `policy_error`.
     package func run(
         _ caller: Caller, source: String?, action: String, resource: EntityUID, entities: [Entity],
-        context: [String: Value], segment: String? = nil
+        context: [String: Value], feed: Recorder.RiskFeed? = nil
     ) -> PolicyEngine.Verdict {
         guard
             let (request, built) = request(
                 caller, source: source, action: action, resource: resource, entities: entities, context: context,
-                segment: segment)
+                feed: feed)
         else {
             return PolicyEngine.Verdict(
                 allowed: false, policies: [], errors: [], reason: Reason.policyError.rawValue,
