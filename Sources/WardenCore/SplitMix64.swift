@@ -1,3 +1,5 @@
+import Foundation
+
 /// The seeded generator fuzz tests and simulations use (SplitMix64): the same seed gives the same inputs. Not for
 /// anything secret.
 package struct SplitMix64: RandomNumberGenerator {
@@ -12,4 +14,17 @@ package struct SplitMix64: RandomNumberGenerator {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
+}
+
+extension RandomNumberGenerator {
+    /// A standard normal draw (Box–Muller).
+    package mutating func normal() -> Double {
+        let u = Double.random(in: Double.ulpOfOne..<1, using: &self)
+        let v = Double.random(in: 0..<1, using: &self)
+        return (-2 * Foundation.log(u)).squareRoot() * cos(2 * .pi * v)
+    }
+
+    /// A log-normal draw with the given median and shape (`sigma`, the standard deviation of its logarithm): think
+    /// times and body sizes of real traffic, mostly near the median with a long tail.
+    package mutating func logNormal(median: Double, sigma: Double) -> Double { median * exp(sigma * normal()) }
 }

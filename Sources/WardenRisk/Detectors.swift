@@ -79,12 +79,21 @@ public struct RiskSettings: Sendable, Hashable {
     /// Warm-up: events and seconds of history before "new" and "unusual" findings are raised for an agent.
     public var warmupEvents: Int64 = 200
     public var warmupSeconds: Double = 3600
-    /// Volume spike: this many times the mean per minute, and at least the floors, once the agent is warm and
-    /// `spikeMinMinutes` minutes with traffic have been observed (`risk.spike_min_minutes`).
+    /// Volume spike: requests or bytes out over the last `spikeWindow` seconds (sliding) at least `spikeFactor` times
+    /// the agent's mean for that length of time, `spikePeakFactor` times its largest window of the last 35 days, and
+    /// the floors (per minute, scaled to the window); once the agent is warm and `spikeMinMinutes` minutes with
+    /// traffic have been observed (`risk.spike_min_minutes`; unset: the warm-up's length in minutes, at least 1 and
+    /// at most 10).
+    public var spikeWindow: Double = 60
     public var spikeFactor: Double = 20
-    public var spikeMinMinutes: Int64 = 10
+    public var spikePeakFactor: Double = 2
+    public var spikeMinMinutes: Int64?
     public var spikeMinRequests: Double = 120
-    public var spikeMinBytes: Double = 10_485_760
+    public var spikeMinBytes: Double = 8_388_608
+
+    /// The minutes with traffic a volume spike waits for: `spikeMinMinutes`, or by default the warm-up's minutes
+    /// (1 to 10).
+    public var spikeGateMinutes: Int64 { spikeMinMinutes ?? min(10, max(1, Int64(warmupSeconds / 60))) }
     /// Denials and authentication failures in `probeWindow` seconds: medium at `probeMedium`, high at `probeHigh`.
     public var probeWindow: Double = 60
     public var probeMedium = 5
@@ -104,33 +113,74 @@ public struct RiskSettings: Sendable, Hashable {
     public init() {}
 }
 
-/// Far more requests or bytes in the current minute than the agent's mean minute.
+/// Far more requests or bytes out in the last window (sliding: whenever the burst comes) than the agent's mean for
+/// that length of time and its usual peaks.
 public struct VolumeSpike: Detector {
     public let name = "volume_spike"
     public init() {}
+
+    /// The limits a window is judged against (requests, bytes out): the floors, the mean and the past peaks.
+    static func limits(_ c: DetectionContext) -> (requests: Double, bytes: Double) {
+        let a = c.agent
+        let s = c.settings
+        let scale = s.spikeWindow / 60
+        let peak = a.peaks?.before(day: Int64(c.event.time / 86_400)) ?? (requests: 0, bytes: 0)
+        return (
+            max(
+                s.spikeMinRequests * scale, s.spikeFactor * a.meanRequestsPerMinute * scale,
+                s.spikePeakFactor * Double(peak.requests)),
+            max(
+                s.spikeMinBytes * scale, s.spikeFactor * a.meanBytesPerMinute * scale,
+                s.spikePeakFactor * Double(peak.bytes))
+        )
+    }
+
     public func evaluate(_ c: DetectionContext) -> Finding? {
         guard Self.ready(c) else { return nil }
         let a = c.agent
-        let minute = Int64(c.event.time / 60)
-        let requests = (a.minute == minute ? a.minuteRequests : 0) + 1
-        let bytes = (a.minute == minute ? a.minuteBytes : 0) + Double(c.event.bytesOut)
         let s = c.settings
-        // Fire once, when the threshold is crossed (not on every later event of that minute).
-        let rLimit = max(s.spikeMinRequests, s.spikeFactor * a.meanRequestsPerMinute)
-        if requests >= rLimit, requests - 1 < rLimit {
+        let t = c.event.time
+        // One report per window.
+        if let last = a.lastSpike, t - last < s.spikeWindow { return nil }
+        let (r0, b0) = a.windowTotals(at: t, seconds: s.spikeWindow)
+        let requests = Double(r0 + 1)
+        let bytes = Double(b0 + c.event.bytesOut)
+        let (rLimit, bLimit) = Self.limits(c)
+        let scale = s.spikeWindow / 60
+        let evidence = [
+            Evidence("window_seconds", s.spikeWindow), Evidence("requests", requests), Evidence("bytes_out", bytes),
+            Evidence("mean_requests", a.meanRequestsPerMinute * scale),
+            Evidence("mean_bytes_out", a.meanBytesPerMinute * scale),
+            Evidence("limit_requests", rLimit), Evidence("limit_bytes_out", bLimit),
+        ]
+        // Fire when a threshold is crossed (not on every later event of the burst).
+        if requests >= rLimit, Double(r0) < rLimit {
             return Finding(
                 detector: name, severity: .high,
                 summary:
-                    "\(Int(requests)) requests this minute against a mean of \(String(format: "%.1f", a.meanRequestsPerMinute))"
-            )
+                    "\(Int(requests)) requests in \(Int(s.spikeWindow)) s against a mean of \(String(format: "%.1f", a.meanRequestsPerMinute * scale))",
+                evidence: evidence)
         }
-        let bLimit = max(s.spikeMinBytes, s.spikeFactor * a.meanBytesPerMinute)
-        if bytes >= bLimit, bytes - Double(c.event.bytesOut) < bLimit {
+        if bytes >= bLimit, Double(b0) < bLimit {
             return Finding(
                 detector: name, severity: .high,
-                summary: "\(Int64(bytes)) bytes out this minute against a mean of \(Int64(a.meanBytesPerMinute))")
+                summary:
+                    "\(Int64(bytes)) bytes out in \(Int(s.spikeWindow)) s against a mean of \(Int64(a.meanBytesPerMinute * scale))",
+                evidence: evidence)
         }
         return nil
+    }
+
+    /// How far the window ending at the call's time is above the agent's mean for a window (the larger of the
+    /// requests' and the bytes' ratios; 0 while the detector cannot judge the agent): `context.risk.volumeRatio`.
+    static func ratio(_ c: DetectionContext) -> Double {
+        guard ready(c) else { return 0 }
+        let a = c.agent
+        let scale = c.settings.spikeWindow / 60
+        let (r, b) = a.windowTotals(at: c.event.time, seconds: c.settings.spikeWindow)
+        let byRequests = Double(r) / max(a.meanRequestsPerMinute * scale, 0.01)
+        let byBytes = Double(b) / max(a.meanBytesPerMinute * scale, 1)
+        return min(max(byRequests, byBytes), 1_000_000)
     }
 }
 
@@ -157,11 +207,16 @@ public struct DenialBurst: Detector {
         let count = c.agent.recentDenials.filter { $0 > since }.count + 1
         let s = c.settings
         // Once per threshold crossed.
+        let evidence = [Evidence("refusals", Double(count)), Evidence("window_seconds", s.probeWindow)]
         if count == s.probeHigh {
-            return Finding(detector: name, severity: .high, summary: "\(count) refusals in \(Int(s.probeWindow)) s")
+            return Finding(
+                detector: name, severity: .high, summary: "\(count) refusals in \(Int(s.probeWindow)) s",
+                evidence: evidence)
         }
         if count == s.probeMedium {
-            return Finding(detector: name, severity: .medium, summary: "\(count) refusals in \(Int(s.probeWindow)) s")
+            return Finding(
+                detector: name, severity: .medium, summary: "\(count) refusals in \(Int(s.probeWindow)) s",
+                evidence: evidence)
         }
         return nil
     }
@@ -190,8 +245,10 @@ public struct LateralMovement: Detector {
             return Finding(
                 detector: name, severity: .high,
                 summary:
-                    "\(recent.count) segments within \(Int(c.settings.chainWindow)) s: \(recent.sorted().joined(separator: ", "))"
-            )
+                    "\(recent.count) segments within \(Int(c.settings.chainWindow)) s: \(recent.sorted().joined(separator: ", "))",
+                evidence: [
+                    Evidence("new_segments", Double(recent.count)), Evidence("window_seconds", c.settings.chainWindow),
+                ])
         }
         return nil
     }
@@ -210,7 +267,12 @@ public struct SlowExfiltration: Detector {
         guard after >= limit, before < limit else { return nil }
         return Finding(
             detector: name, severity: .high,
-            summary: "\(Int64(after)) bytes out in 24 h against a mean day of \(Int64(mean))")
+            summary: "\(Int64(after)) bytes out in 24 h against a mean day of \(Int64(mean))",
+            evidence: [
+                Evidence("bytes_out_24h", after), Evidence("mean_day_bytes_out", mean),
+                Evidence("limit_bytes_out", limit),
+                Evidence("days_known", Double(c.agent.dailyBytes.count)),
+            ])
     }
 }
 
@@ -278,12 +340,14 @@ public let defaultDetectors: [any Detector] = [
 
 extension VolumeSpike {
     /// The gate `evaluate` checks on every event (no text made).
-    static func ready(_ c: DetectionContext) -> Bool { c.warm && c.agent.minutesObserved >= c.settings.spikeMinMinutes }
+    static func ready(_ c: DetectionContext) -> Bool {
+        c.warm && c.agent.minutesObserved >= c.settings.spikeGateMinutes
+    }
 
     public func notReady(_ c: DetectionContext) -> String? {
         if Self.ready(c) { return nil }
         return c.warmingUp
-            ?? "\(c.agent.minutesObserved) of \(c.settings.spikeMinMinutes) minutes observed (risk.spike_min_minutes)"
+            ?? "\(c.agent.minutesObserved) of \(c.settings.spikeGateMinutes) minutes observed (risk.spike_min_minutes\(c.settings.spikeMinMinutes == nil ? ", by default the warm-up's minutes up to 10" : ""))"
     }
 }
 

@@ -198,13 +198,14 @@ public final class RiskEngine: Sendable {
             risk.findings += Int64(findings.count)
         }
         let novel = e.segment.map { context.isNovel(segment: $0) }
-        risk.baseline.learn(e, novelSegment: novel)
+        risk.baseline.learn(e, novelSegment: novel, window: settings.spikeWindow)
+        if findings.contains(where: { $0.detector == "volume_spike" }) { risk.baseline.lastSpike = e.time }
         let updated = risk
         state.withLock { $0[e.agentID] = updated }
         roles.withLock { r in
             for role in e.roles.prefix(8) {
                 var b = r[role] ?? Baseline(now: e.time)
-                b.learn(e, novelSegment: novel)
+                b.learn(e, novelSegment: novel, window: settings.spikeWindow)
                 r[role] = b
             }
         }
@@ -269,12 +270,19 @@ public final class RiskEngine: Sendable {
         public var newResource: Bool
         public var newSegment: Bool
         public var findings: Int64
+        /// How far the agent's last window (`risk.spike_window`, sliding) is above its mean for a window: the larger
+        /// of the requests' and the bytes' ratios, 0 while volume cannot be judged (``VolumeSpike``'s gate).
+        public var volumeRatio: Double
 
-        public init(ready: Bool = false, newResource: Bool = false, newSegment: Bool = false, findings: Int64 = 0) {
+        public init(
+            ready: Bool = false, newResource: Bool = false, newSegment: Bool = false, findings: Int64 = 0,
+            volumeRatio: Double = 0
+        ) {
             self.ready = ready
             self.newResource = newResource
             self.newSegment = newSegment
             self.findings = findings
+            self.volumeRatio = volumeRatio
         }
     }
 
@@ -299,7 +307,8 @@ public final class RiskEngine: Sendable {
         let (c, findings) = view(agentID: agentID, roles: roles, resource: resource, segment: segment, time: time)
         return Signals(
             ready: c.hasReference, newResource: c.isNewResource(resource),
-            newSegment: segment.map { c.isNewSegment($0) } ?? false, findings: findings)
+            newSegment: segment.map { c.isNewSegment($0) } ?? false, findings: findings,
+            volumeRatio: VolumeSpike.ratio(c))
     }
 
     /// Which detectors can judge the agent at `time`, and for those that cannot yet, why (their documented gate).

@@ -87,11 +87,25 @@ public struct Finding: Sendable, Equatable {
     public let severity: Severity
     /// One line a human reads in the alert.
     public let summary: String
+    /// The figures the detector judged on (counts, windows, baseline figures, the limit crossed), for the alert.
+    public let evidence: [Evidence]
 
-    public init(detector: String, severity: Severity, summary: String) {
+    public init(detector: String, severity: Severity, summary: String, evidence: [Evidence] = []) {
         self.detector = detector
         self.severity = severity
         self.summary = summary
+        self.evidence = evidence
+    }
+}
+
+/// One figure a finding was judged on.
+public struct Evidence: Sendable, Equatable {
+    public let name: String
+    public let value: Double
+
+    public init(_ name: String, _ value: Double) {
+        self.name = name
+        self.value = value
     }
 }
 
@@ -143,6 +157,14 @@ public struct Baseline: Sendable, Codable, Equatable {
     public var dayBytes: Int64 = 0
     public var dailyBytes: [Int64] = []
 
+    /// Requests and bytes out over the last `risk.spike_window` seconds, sliding (no clock-minute boundaries), and
+    /// the largest such window of each of the last completed days. Optional: baselines stored before they existed
+    /// decode without them and start them at their next event.
+    public var window: SlidingWindow?
+    public var peaks: WindowPeaks?
+    /// When a volume spike was last reported (at most one per window).
+    public var lastSpike: Double?
+
     /// When someone else's presentation of the agent's token (``RiskEvent/Kind/tokenMisuse``) was last reported;
     /// nil before.
     public var lastTokenMisuse: Double?
@@ -182,9 +204,17 @@ public struct Baseline: Sendable, Codable, Equatable {
 
     static let ewma = 0.05
 
+    /// Requests and bytes out in the sliding window ending at `now` (zero before any, or when the window's length
+    /// changed since they were counted).
+    public func windowTotals(at now: Double, seconds: Double) -> (requests: Int64, bytes: Int64) {
+        guard let w = window, w.seconds == seconds else { return (0, 0) }
+        return w.totals(at: now)
+    }
+
     /// Learns from `e` (after the detectors have looked at it). `novelSegment`: whether `e`'s segment was new to the
-    /// agent and its roles (``DetectionContext/isNovel(segment:)``), kept with the recent segments.
-    public mutating func learn(_ e: RiskEvent, novelSegment: Bool? = nil) {
+    /// agent and its roles (``DetectionContext/isNovel(segment:)``), kept with the recent segments. `window`: the
+    /// length of the sliding window in seconds (`risk.spike_window`).
+    public mutating func learn(_ e: RiskEvent, novelSegment: Bool? = nil, window seconds: Double = 60) {
         let now = e.time
         // Someone else's use of the agent's token teaches nothing about the agent.
         if e.kind == .tokenMisuse {
@@ -216,6 +246,13 @@ public struct Baseline: Sendable, Codable, Equatable {
         }
         minuteRequests += 1
         minuteBytes += Double(e.bytesOut)
+        // The sliding window, and the day's largest window.
+        if window?.seconds != seconds { window = SlidingWindow(seconds: seconds) }
+        window!.add(at: now, bytes: e.bytesOut)
+        let totals = window!.totals(at: now)
+        var p = peaks ?? WindowPeaks()
+        p.note(day: Int64(now / 86_400), requests: totals.requests, bytes: totals.bytes)
+        peaks = p
         // Bytes per hour and per day.
         let h = Int64(now / 3600)
         let slot = Int(h % 24)
@@ -264,5 +301,83 @@ public struct Baseline: Sendable, Codable, Equatable {
         let days = Int64(floor(t / 86_400))
         let weekday = Int(((days + 3) % 7 + 7) % 7)  // 0 = Monday
         return weekday * 24 + Int(((hours % 24) + 24) % 24)
+    }
+}
+
+/// Requests and bytes out over the last `seconds`, in ``slots`` slots of `seconds / slots` each: the window slides
+/// one slot at a time, whenever the traffic comes (a burst straddling a clock minute is judged whole). Fixed size.
+public struct SlidingWindow: Sendable, Codable, Equatable {
+    public static let slots = 60
+    public let seconds: Double
+    var stamps = [Int64](repeating: -1, count: SlidingWindow.slots)
+    var requests = [Int64](repeating: 0, count: SlidingWindow.slots)
+    var bytes = [Int64](repeating: 0, count: SlidingWindow.slots)
+
+    public init(seconds: Double) { self.seconds = max(seconds, 1) }
+
+    func slot(_ t: Double) -> Int64 { Int64((t / (seconds / Double(Self.slots))).rounded(.down)) }
+
+    public mutating func add(at t: Double, bytes b: Int64) {
+        let s = slot(t)
+        let i = Int(((s % Int64(Self.slots)) + Int64(Self.slots)) % Int64(Self.slots))
+        if stamps[i] != s {
+            // An event older than the slot's current one (a late event): counted in the slot it would have reused
+            // only if that slot is still its own; otherwise it falls outside the window.
+            guard s > stamps[i] else { return }
+            stamps[i] = s
+            requests[i] = 0
+            bytes[i] = 0
+        }
+        requests[i] += 1
+        bytes[i] += b
+    }
+
+    /// The totals of the slots within the window that ends at `t`.
+    public func totals(at t: Double) -> (requests: Int64, bytes: Int64) {
+        let s = slot(t)
+        var r: Int64 = 0
+        var b: Int64 = 0
+        for i in 0..<Self.slots where stamps[i] > s - Int64(Self.slots) && stamps[i] <= s {
+            r += requests[i]
+            b += bytes[i]
+        }
+        return (r, b)
+    }
+}
+
+/// The largest sliding window (requests, bytes out) of each of the last ``days`` days with traffic: what a burst
+/// is compared with besides the mean, so that an agent's regular peaks (nightly batches, month-end runs) are not
+/// spikes. Only completed days count (``before(day:)``): today's peak would include the burst being judged.
+public struct WindowPeaks: Sendable, Codable, Equatable {
+    public static let days = 35
+    var entries: [Peak] = []
+
+    struct Peak: Sendable, Codable, Equatable {
+        var day: Int64
+        var requests: Int64
+        var bytes: Int64
+    }
+
+    public init() {}
+
+    mutating func note(day: Int64, requests: Int64, bytes: Int64) {
+        if let last = entries.last, last.day == day {
+            entries[entries.count - 1].requests = max(last.requests, requests)
+            entries[entries.count - 1].bytes = max(last.bytes, bytes)
+        } else if entries.last.map({ day > $0.day }) ?? true {
+            entries.append(Peak(day: day, requests: requests, bytes: bytes))
+            if entries.count > Self.days { entries.removeFirst(entries.count - Self.days) }
+        }
+    }
+
+    /// The largest window of the days before `day` (within the last ``days`` days).
+    public func before(day: Int64) -> (requests: Int64, bytes: Int64) {
+        var r: Int64 = 0
+        var b: Int64 = 0
+        for p in entries where p.day < day && p.day >= day - Int64(Self.days) {
+            r = max(r, p.requests)
+            b = max(b, p.bytes)
+        }
+        return (r, b)
     }
 }

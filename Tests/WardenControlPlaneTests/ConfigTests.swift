@@ -116,9 +116,12 @@ struct ConfigTests {
         #expect(c.risk.playbooks.byDetector["stolen_token"] == [.alert, .revoke, .quarantine])
         #expect(c.risk.playbooks.byDetector["new_resource"] == [.throttle])
         #expect(c.risk.settings.warmupEvents == 50 && c.risk.settings.warmupSeconds == 120)
-        #expect(c.risk.settings.spikeMinMinutes == 3 && WardenConfig().risk.settings.spikeMinMinutes == 10)
-        #expect(throws: WardenError.self) {
-            try WardenConfig(parsing: "risk: {spike_min_minutes: 10081}", file: "w.yaml")
+        #expect(c.risk.settings.spikeGateMinutes == 3 && WardenConfig().risk.settings.spikeGateMinutes == 10)
+        // Unset, the volume spike's gate follows the warm-up (its minutes, 1 to 10).
+        let short = try WardenConfig(parsing: "risk: {warmup: 60s, spike_window: 30s}", file: "w.yaml")
+        #expect(short.risk.settings.spikeGateMinutes == 1 && short.risk.settings.spikeWindow == 30)
+        for bad in ["risk: {spike_min_minutes: 10081}", "risk: {spike_window: 5s}", "risk: {spike_window: 2h}"] {
+            #expect(throws: WardenError.self) { try WardenConfig(parsing: bad, file: "w.yaml") }
         }
         #expect(c.risk.trust.recoveryPerHour == 10)
         #expect(c.risk.trust.penalty[.high] == 50 && c.risk.trust.byDetector["stolen_token"] == 0)

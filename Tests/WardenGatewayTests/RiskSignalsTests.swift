@@ -74,6 +74,23 @@ struct RiskSignalsTests {
             #expect(byName["volume_spike"]?["ready"] == .bool(true))
             #expect(byName["slow_exfiltration"]?["ready"] == .bool(false))
             #expect(byName["slow_exfiltration"]?["why"]?.stringValue?.contains("whole days known") == true)
+            // A policy on the volume ratio: a burst far above the agent's usual minute holds its next call.
+            try await Self.load(
+                env,
+                Self.permitDocs + "\n"
+                    + #"@id("hold-bursts") forbid (principal, action, resource) when { context.risk.volumeRatio.greaterThan(decimal("20.0")) };"#
+            )
+            #expect(try await env.call(a, .get, "/r/tickets/3").status == .ok)
+            let t = env.f.clock.wallSeconds
+            for i in 0..<100 {
+                engine.process(
+                    RiskEvent(
+                        time: t - 10 + Double(i) * 0.1, agentID: a.id, roles: ["support"], kind: .call,
+                        resource: #"Service::"tickets""#, segment: "support", allowed: true))
+            }
+            let burst = try await env.call(a, .get, "/r/tickets/4")
+            #expect(burst.status == .forbidden)
+            #expect(burst.json?["policies"] == .array([.string("hold-bursts")]))
             // Without the policy the same call is served, as before.
             try await Self.load(env, Self.permitDocs)
             #expect(try await env.call(a, .get, "/r/docs/3").status == .ok)

@@ -256,6 +256,9 @@ extension WardenConfig {
             case "spike_min_minutes":
                 guard let n = whole(fv, in: 0...10_080) else { throw fail(p, "must be 0 to 10080 minutes") }
                 r.settings.spikeMinMinutes = Int64(n)
+            case "spike_window":
+                guard let n = durationValue(fv), n >= 10, n <= 3600 else { throw fail(p, "must be 10s to 1h") }
+                r.settings.spikeWindow = Double(n)
             case "penalties":
                 guard case .object(let items) = fv else {
                     throw fail(p, "must be {low: N, medium: N, high: N, <detector>: N}")
@@ -307,7 +310,7 @@ extension WardenConfig {
             default:
                 throw fail(
                     p,
-                    "unknown key (known: enabled, webhook, queue_size, warmup_events, warmup, spike_min_minutes, recovery_per_hour, penalties, playbooks)"
+                    "unknown key (known: enabled, webhook, queue_size, warmup_events, warmup, spike_min_minutes, spike_window, recovery_per_hour, penalties, playbooks)"
                 )
             }
         }

@@ -122,6 +122,7 @@ package struct Decide: Sendable {
         context["risk"] = .record([
             "ready": .bool(signals.ready), "newResource": .bool(signals.newResource),
             "newSegment": .bool(signals.newSegment), "findings": .long(signals.findings),
+            "volumeRatio": .ext(.decimal(CedarDecimal(raw: Int64((signals.volumeRatio * 10_000).rounded())))),
         ])
         context["time"] = .ext(.datetime(CedarDatetime(milliseconds: cp.now() * 1000)))
         context["trust"] = .long(Int64(caller.trust))
