@@ -52,6 +52,56 @@ public struct Playbooks: Sendable, Hashable {
     }
 }
 
+/// The thresholds and playbooks the engine judges and responds with.
+public struct RiskTuning: Sendable, Hashable {
+    public var settings: RiskSettings
+    public var playbooks: Playbooks
+
+    public init(settings: RiskSettings = RiskSettings(), playbooks: Playbooks = Playbooks()) {
+        self.settings = settings
+        self.playbooks = playbooks
+    }
+}
+
+/// The global tuning and the tunings of particular agents (by name) and roles (`risk.agents`, `risk.roles`): an
+/// agent's own, else the first of its roles (in its manifest's order) that has one, else the global one.
+public struct RiskTunings: Sendable, Hashable {
+    public var global: RiskTuning
+    public var roles: [String: RiskTuning]
+    public var agents: [String: RiskTuning]
+
+    public init(
+        global: RiskTuning = RiskTuning(), roles: [String: RiskTuning] = [:], agents: [String: RiskTuning] = [:]
+    ) {
+        self.global = global
+        self.roles = roles
+        self.agents = agents
+    }
+
+    /// The tuning for `agentID` (a SPIFFE ID `spiffe://<domain>/agent/<name>`, or a source) in `roles`.
+    public func tuning(agentID: String, roles agentRoles: [String]) -> RiskTuning {
+        if roles.isEmpty && agents.isEmpty { return global }
+        if !agents.isEmpty, let slash = agentID.range(of: "/agent/", options: .backwards),
+            agentID.hasPrefix("spiffe://"),
+            let own = agents[String(agentID[slash.upperBound...])]
+        {
+            return own
+        }
+        for role in agentRoles { if let t = roles[role] { return t } }
+        return global
+    }
+
+    /// Where the tuning of `agentID` in `roles` comes from: `agent <name>`, `role <name>` or `global`.
+    public func origin(agentID: String, roles agentRoles: [String]) -> String {
+        if let slash = agentID.range(of: "/agent/", options: .backwards), agentID.hasPrefix("spiffe://") {
+            let name = String(agentID[slash.upperBound...])
+            if agents[name] != nil { return "agent \(name)" }
+        }
+        for role in agentRoles where roles[role] != nil { return "role \(role)" }
+        return "global"
+    }
+}
+
 /// An alert: the agent, what was found, what was done, and how long from the event to enforcement.
 public struct RiskAlert: Sendable {
     public let agentID: String
@@ -95,8 +145,10 @@ struct AgentRisk: Sendable, Codable {
 /// are dropped, counted and flagged); one consumer learns the baselines, runs the detectors, moves the trust scores
 /// and runs the playbooks.
 public final class RiskEngine: Sendable {
-    public let settings: RiskSettings
-    public let playbooks: Playbooks
+    /// The global thresholds and playbooks (`tunings.global`).
+    public var settings: RiskSettings { tunings.global.settings }
+    public var playbooks: Playbooks { tunings.global.playbooks }
+    public let tunings: RiskTunings
     public let trust: TrustModel
     let detectors: [any Detector]
     let actions: any RiskActions
@@ -123,14 +175,23 @@ public final class RiskEngine: Sendable {
     /// Set when events were dropped since the last alert about it.
     let overflowFlag = Atomic<Bool>(false)
 
-    public init(
+    public convenience init(
         actions: any RiskActions, settings: RiskSettings = RiskSettings(), playbooks: Playbooks = Playbooks(),
         trust: TrustModel = TrustModel(), detectors: [any Detector] = defaultDetectors, queueCapacity: Int = 65_536,
         maxAgents: Int = 100_000, clock: any WardenClock = SystemClock()
     ) {
+        self.init(
+            actions: actions, tunings: RiskTunings(global: RiskTuning(settings: settings, playbooks: playbooks)),
+            trust: trust, detectors: detectors, queueCapacity: queueCapacity, maxAgents: maxAgents, clock: clock)
+    }
+
+    public init(
+        actions: any RiskActions, tunings: RiskTunings, trust: TrustModel = TrustModel(),
+        detectors: [any Detector] = defaultDetectors, queueCapacity: Int = 65_536, maxAgents: Int = 100_000,
+        clock: any WardenClock = SystemClock()
+    ) {
         self.actions = actions
-        self.settings = settings
-        self.playbooks = playbooks
+        self.tunings = tunings
         self.trust = trust
         self.detectors = detectors
         self.wardenClock = clock
@@ -181,7 +242,8 @@ public final class RiskEngine: Sendable {
             }
             return AgentRisk(baseline: Baseline(now: e.time))
         }
-        let context = DetectionContext(event: e, agent: risk.baseline, roles: roleBaselines, settings: settings)
+        let tuning = tunings.tuning(agentID: e.agentID, roles: e.roles)
+        let context = DetectionContext(event: e, agent: risk.baseline, roles: roleBaselines, settings: tuning.settings)
         let findings =
             e.kind == .tokenMisuse
             ? detectors.filter(\.judgesTokenMisuse).compactMap { $0.evaluate(context) }
@@ -198,14 +260,14 @@ public final class RiskEngine: Sendable {
             risk.findings += Int64(findings.count)
         }
         let novel = e.segment.map { context.isNovel(segment: $0) }
-        risk.baseline.learn(e, novelSegment: novel, window: settings.spikeWindow)
+        risk.baseline.learn(e, novelSegment: novel, window: tuning.settings.spikeWindow)
         if findings.contains(where: { $0.detector == "volume_spike" }) { risk.baseline.lastSpike = e.time }
         let updated = risk
         state.withLock { $0[e.agentID] = updated }
         roles.withLock { r in
             for role in e.roles.prefix(8) {
                 var b = r[role] ?? Baseline(now: e.time)
-                b.learn(e, novelSegment: novel, window: settings.spikeWindow)
+                b.learn(e, novelSegment: novel, window: tuning.settings.spikeWindow)
                 r[role] = b
             }
         }
@@ -218,11 +280,11 @@ public final class RiskEngine: Sendable {
         if risk.penalty != before {
             actions.setTrust(agentID: e.agentID, score: risk.penalty > 0 ? score : nil)
         }
-        if !findings.isEmpty { respond(e, findings, score: score) }
+        if !findings.isEmpty { respond(e, findings, score: score, playbooks: tuning.playbooks) }
         return findings
     }
 
-    func respond(_ e: RiskEvent, _ findings: [Finding], score: Int) {
+    func respond(_ e: RiskEvent, _ findings: [Finding], score: Int, playbooks: Playbooks) {
         let severity = findings.map(\.severity).max() ?? .low
         let planned = playbooks.actions(for: findings)
         var done: [ResponseAction] = []
@@ -298,6 +360,7 @@ public final class RiskEngine: Sendable {
         let event = RiskEvent(
             time: time, agentID: agentID, roles: roles, kind: .call, resource: resource, segment: segment,
             allowed: true)
+        let settings = tunings.tuning(agentID: agentID, roles: roles).settings
         return (DetectionContext(event: event, agent: agent, roles: roleBaselines, settings: settings), findings)
     }
 

@@ -197,8 +197,8 @@ public enum WardenServer {
             if let webhook { notify = { webhook.send($0) } }
             let engine = RiskEngine(
                 actions: ControlPlaneRiskActions(cp: cp, notify: notify),
-                settings: config.risk.settings,
-                playbooks: config.risk.playbooks, trust: config.risk.trust, queueCapacity: config.risk.queueSize)
+                tunings: config.risk.tunings, trust: config.risk.trust, queueCapacity: config.risk.queueSize,
+                clock: cp.clock)
             cp.risk.attach(engine)
             RiskService.restore(engine, cp: cp, logger: logger)
             services.append(RiskService(engine: engine, cp: cp, logger: logger))

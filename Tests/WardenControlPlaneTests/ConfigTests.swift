@@ -128,6 +128,41 @@ struct ConfigTests {
         #expect(WardenConfig().risk.playbooks.byDetector["stolen_token"] == [.alert, .revoke])
     }
 
+    @Test("risk: thresholds and playbooks per role and per agent, over the global ones whatever the key order")
+    func riskOverrides() throws {
+        let c = try WardenConfig(
+            parsing: """
+                risk:
+                  roles:
+                    batch: {spike_factor: 80, playbooks: {high: [alert, throttle]}}
+                  agents:
+                    report-bot: {spike_window: 5m, probe_high: 40}
+                  spike_factor: 30
+                  chain_window: 20s
+                  playbooks: {medium: [alert]}
+                """, file: "w.yaml")
+        let batch = try #require(c.risk.roles["batch"])
+        #expect(batch.settings.spikeFactor == 80 && batch.settings.chainWindow == 20)
+        #expect(batch.playbooks.high == [.alert, .throttle] && batch.playbooks.medium == [.alert])
+        let bot = try #require(c.risk.agents["report-bot"])
+        #expect(bot.settings.spikeWindow == 300 && bot.settings.probeHigh == 40 && bot.settings.spikeFactor == 30)
+        #expect(c.risk.settings.spikeFactor == 30 && c.risk.playbooks.high == [.alert, .quarantine, .revoke])
+        let t = c.risk.tunings
+        let id = "spiffe://example.org/agent/report-bot"
+        #expect(t.tuning(agentID: id, roles: ["batch"]).settings.spikeWindow == 300)  // the agent's own first
+        #expect(
+            t.tuning(agentID: "spiffe://example.org/agent/other", roles: ["x", "batch"]).settings.spikeFactor == 80)
+        #expect(t.tuning(agentID: "source:10.0.0.1", roles: []).settings.spikeFactor == 30)
+        #expect(t.origin(agentID: "spiffe://example.org/agent/other", roles: ["batch"]) == "role batch")
+        for bad in [
+            "risk: {roles: {batch: {volume: 3}}}", "risk: {agents: {'bad name': {spike_factor: 2}}}",
+            "risk: {roles: {batch: {spike_factor: 0.5}}}", "risk: {roles: [batch]}",
+            "risk: {agents: {a: {probe_medium: 30}}}", "risk: {roles: {r: {playbooks: {high: [explode]}}}}",
+        ] {
+            #expect(throws: WardenError.self, "\(bad)") { try WardenConfig(parsing: bad, file: "w.yaml") }
+        }
+    }
+
     @Test("bad values name the file, line and key")
     func errors() {
         let cases: [(String, String)] = [

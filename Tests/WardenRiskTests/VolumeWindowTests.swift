@@ -145,3 +145,39 @@ struct VolumeWindowTests {
         #expect(burst > 10, "\(burst)")
     }
 }
+
+@Suite("Risk: thresholds and playbooks per role and per agent")
+struct RiskTuningTests {
+    @Test("a role's own factor keeps its bursts quiet; an agent's own playbook alerts without quarantine")
+    func perRoleAndAgent() {
+        var batch = RiskTuning()
+        batch.settings.spikeFactor = 1000
+        batch.settings.spikeMinBytes = 1_073_741_824
+        var watched = RiskTuning()
+        watched.playbooks.high = [.alert]
+        let tunings = RiskTunings(roles: ["batch": batch], agents: ["watched": watched])
+        let actions = RecordingActions()
+        let e = RiskEngine(actions: actions, tunings: tunings, clock: ManualClock(wallSeconds: monday9))
+        let agents = [
+            ("spiffe://example.org/agent/cruncher", ["batch"]), ("spiffe://example.org/agent/watched", ["batch"]),
+            ("spiffe://example.org/agent/plain", ["support"]),
+        ]
+        // Two working days of a call a minute each, then 12 MiB in ten seconds each.
+        for (agent, roles) in agents {
+            let t = history(e, agent: agent, roles: roles, days: 2, start: monday9)
+            for i in 0..<12 {
+                _ = e.process(
+                    RiskEvent(
+                        time: t + Double(i), agentID: agent, roles: roles, kind: .call,
+                        resource: #"Service::"tickets""#,
+                        segment: "support", allowed: true, bytesOut: 1 << 20))
+            }
+        }
+        let alerted = Set(actions.snapshot.alerts.map(\.agentID))
+        // The batch role's factor: no spike. The agent's own tuning is its whole tuning (not the role's): judged,
+        // alerted, not contained. The plain agent: the global playbook.
+        #expect(!alerted.contains("spiffe://example.org/agent/cruncher"))
+        #expect(alerted.contains("spiffe://example.org/agent/watched"))
+        #expect(actions.snapshot.quarantined == ["spiffe://example.org/agent/plain"])
+    }
+}

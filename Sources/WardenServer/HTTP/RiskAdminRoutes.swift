@@ -53,6 +53,7 @@ enum RiskAdminRoutes {
             }
             if let engine = cp.risk.attached {
                 let ready = engine.readiness(agentID: spiffe, roles: record.manifest.roles, time: cp.clock.wallSeconds)
+                pairs.append(("tuning", .string(engine.tunings.origin(agentID: spiffe, roles: record.manifest.roles))))
                 pairs.append(
                     (
                         "detectors",
