@@ -281,6 +281,7 @@ public final class AuditLog: AuditJournal {
         }
         tip.chain = chain
         tip.lastTime = time
+        event.ticket?.set(seq)
         return seq
     }
 

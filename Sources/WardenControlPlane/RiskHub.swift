@@ -40,8 +40,26 @@ public final class RiskHub: Sendable {
     static let maxSubscribers = 64
     /// The alerts published (the last 10,000) and how many in all.
     let recent = Mutex<(lines: [String], total: Int)>(([], 0))
+    /// Alerts waiting to be written to the audit log (``recordAlerts(_:)``), in the engine's order.
+    let alertQueue: AsyncStream<PendingAlert>
+    let alertContinuation: AsyncStream<PendingAlert>.Continuation
+    let alertsQueued = Atomic<Int64>(0)
+    let alertsDone = Atomic<Int64>(0)
+    /// Alerts that could not be queued (more than ``alertQueueCapacity`` waiting) or written; counted and logged.
+    package let alertsLost = Atomic<Int64>(0)
+    static let alertQueueCapacity = 100_000
 
-    public init() {}
+    /// An alert's audit entry before it is written, and where it goes once it has its sequence number.
+    struct PendingAlert: Sendable {
+        var event: AuditEvent
+        var cause: AuditTicket?
+        var notify: (@Sendable (String) -> Void)?
+    }
+
+    public init() {
+        (alertQueue, alertContinuation) = AsyncStream.makeStream(
+            of: PendingAlert.self, bufferingPolicy: .bufferingOldest(Self.alertQueueCapacity))
+    }
 
     public func attach(_ e: RiskEngine) { engine.withLock { $0 = e } }
     public var attached: RiskEngine? { engine.withLock { $0 } }
@@ -119,6 +137,122 @@ public final class RiskHub: Sendable {
         guard let c = tokenCutoffs.withLock({ $0[agent] }) else { return false }
         if issuedAt < c.second { return true }
         return issuedAt == c.second && (c.wholeSecond || c.sameSecond.contains(jti))
+    }
+
+    // MARK: Alerts as records
+
+    /// Queues an alert's audit entry (the engine never waits for the log).
+    func queue(_ alert: PendingAlert) {
+        if case .enqueued = alertContinuation.yield(alert) {
+            alertsQueued.add(1, ordering: .relaxed)
+        } else {
+            alertsLost.add(1, ordering: .relaxed)
+        }
+    }
+
+    /// Alerts queued and not yet written and published.
+    package var alertsPending: Int64 { alertsQueued.load(ordering: .relaxed) - alertsDone.load(ordering: .relaxed) }
+
+    /// Writes the queued alerts to `audit`, one at a time in the engine's order, and publishes each with its id (its
+    /// entry's sequence number) to the live stream and the webhook; until ``finishAlerts()`` (or cancellation). An
+    /// alert names the triggering call's entry (`cause_seq`): written before the alert was raised, it is in the log
+    /// once the entries queued before have been (one flush when its number is not known yet).
+    package func recordAlerts(_ audit: AuditLog, logger: Logger) async {
+        for await pending in alertQueue {
+            defer { alertsDone.add(1, ordering: .relaxed) }
+            var event = pending.event
+            if let cause = pending.cause {
+                if cause.seq == nil { await audit.flush() }
+                if let seq = cause.seq { event.details.append(("cause_seq", String(seq))) }
+            }
+            do {
+                let seq = try await audit.record(event)
+                guard
+                    let line = try audit.entries(after: seq - 1, limit: 1).first.flatMap({ Self.alert(fromEntry: $0.1) }
+                    )
+                else { continue }
+                let text = line.serialized
+                publish(text)
+                pending.notify?(text)
+            } catch {
+                alertsLost.add(1, ordering: .relaxed)
+                logger.error("a risk alert could not be written to the audit log", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Ends ``recordAlerts(_:logger:)`` once the alerts queued so far are written.
+    package func finishAlerts() { alertContinuation.finish() }
+
+    /// Runs `engine`'s consumer and the alert recorder until the engine stops (or the task is cancelled); then the
+    /// alerts already queued are written. For embedded servers and tests; `warden serve` runs the two in its risk
+    /// service.
+    package func run(_ engine: RiskEngine, audit: AuditLog, logger: Logger = Logger(label: "warden.risk")) async {
+        async let alerts: Void = recordAlerts(audit, logger: logger)
+        await engine.run()
+        finishAlerts()
+        await alerts
+    }
+
+    /// Waits (bounded, about two seconds) until `engine` has processed every event handed over and every alert it
+    /// raised is written and published; whether it got there.
+    @discardableResult
+    package func settle(_ engine: RiskEngine) async -> Bool {
+        for _ in 0..<2000 {
+            if engine.pending == 0 && alertsPending == 0 { return true }
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+        return false
+    }
+
+    /// The alert record of a `risk.alert` audit entry (the live stream, the webhook and the paged API all give this
+    /// shape): `id` (the entry's sequence number), `time`, `agent` (or `source:<ip>`), `severity`, `trust`,
+    /// `resource`, `findings` [{detector, severity, summary, evidence}], `actions`, `event_time`, `containment_ms`,
+    /// `cause_seq`. Nil for any other entry.
+    package static func alert(fromEntry text: String) -> JSONValue? {
+        guard let entry = try? JSONValue.parse(text), entry["action"]?.stringValue == "risk.alert",
+            case .object(let detailPairs)? = entry["details"]
+        else { return nil }
+        let details = Dictionary(detailPairs, uniquingKeysWith: { a, _ in a })
+        func number(_ key: String) -> JSONValue? {
+            guard let s = details[key]?.stringValue, Double(s) != nil else { return nil }
+            return .number(s)
+        }
+        let agent = entry["agent"]?.stringValue ?? entry["source"]?.stringValue.map { "source:" + $0 } ?? ""
+        var pairs: [(String, JSONValue)] = [
+            ("id", entry["seq"] ?? .null), ("time", entry["time"] ?? .null), ("agent", .string(agent)),
+            ("severity", details["severity"] ?? .null),
+        ]
+        if let trust = entry["trust"] { pairs.append(("trust", trust)) }
+        pairs.append(("resource", entry["resource"] ?? .string("")))
+        let findings: [JSONValue] = detailPairs.compactMap { k, v in
+            guard k.hasPrefix("finding."), let text = v.stringValue, case .object(var f)? = try? JSONValue.parse(text)
+            else { return nil }
+            f.insert(("detector", .string(String(k.dropFirst(8)))), at: 0)
+            return .object(f)
+        }
+        pairs.append(("findings", .array(findings)))
+        let actions = details["actions"]?.stringValue.map {
+            $0.split(separator: ",").map { JSONValue.string(String($0)) }
+        }
+        pairs.append(("actions", .array(actions ?? [])))
+        for key in ["event_time", "containment_ms", "cause_seq"] {
+            if let n = number(key) { pairs.append((key, n)) }
+        }
+        return .object(pairs)
+    }
+
+    /// A page of alert records from the audit log: those with an id above `after`, at most `limit`, and the id to
+    /// ask after next (the last one read, or `after` when there were none).
+    package static func alerts(in audit: AuditLog, after: Int64, limit: Int) throws(WardenError) -> (
+        alerts: [JSONValue], next: Int64
+    ) {
+        var q = AuditLog.Query()
+        q.action = "risk.alert"
+        q.after = max(0, after)
+        q.limit = max(1, min(limit, 1000))
+        let rows = try audit.query(q)
+        return (rows.compactMap { alert(fromEntry: $0.1) }, rows.last?.0 ?? after)
     }
 
     /// A new subscriber to the alert stream (JSON lines); nil when there are too many.
@@ -228,6 +362,9 @@ package final class ControlPlaneRiskActions: RiskActions {
                 agentID: cp.agents.entry(agentID)?.record.id, reason: "risk", message: String(reason.prefix(500))))
     }
 
+    /// The alert becomes a `risk.alert` audit entry, written in order by ``RiskHub/recordAlerts(_:logger:)``; once
+    /// written it is published with its sequence number as its id (live stream, webhook). Each finding is a detail
+    /// `finding.<detector>` holding {severity, summary, evidence}.
     package func alert(_ a: RiskAlert) {
         let entry = cp.agents.entry(a.agentID)
         let summary = a.findings.map { "\($0.detector): \($0.summary)" }.joined(separator: "; ")
@@ -236,37 +373,38 @@ package final class ControlPlaneRiskActions: RiskActions {
             ("actions", a.actions.map(\.rawValue).joined(separator: ",")),
         ]
         if let ms = a.containmentMillis { details.append(("containment_ms", String(format: "%.1f", ms))) }
+        details.append(("event_time", String(format: "%.6f", a.eventTime)))
+        for f in a.findings {
+            let evidence = JSONValue.object(f.evidence.map { ($0.name, .number(Self.figure($0.value))) })
+            details.append(
+                (
+                    "finding.\(f.detector)",
+                    JSONValue.object([
+                        ("severity", .string(f.severity.name)), ("summary", .string(String(f.summary.prefix(600)))),
+                        ("evidence", evidence),
+                    ]).serialized
+                ))
+        }
         // An alert about a source address (refusals that named no agent) names the address, not an agent: the audit
         // entry's `agent` is always a SPIFFE ID.
         let source = a.agentID.hasPrefix("source:") ? String(a.agentID.dropFirst(7)) : nil
-        try? cp.audit.submit(
-            AuditEvent(
-                kind: .system, action: "risk.alert", actor: "risk-engine", agent: source == nil ? a.agentID : nil,
-                agentID: entry?.record.id, resource: a.resource, reason: a.findings.first?.detector,
-                trust: source == nil ? a.trust : nil, source: source, message: String(summary.prefix(1000)),
-                details: details))
-        var pairs: [(String, JSONValue)] = [
-            ("agent", .string(a.agentID)), ("severity", .string(a.severity.name)), ("trust", .number(String(a.trust))),
-            ("resource", .string(a.resource)),
-            (
-                "findings",
-                .array(
-                    a.findings.map {
-                        .object([
-                            ("detector", .string($0.detector)), ("severity", .string($0.severity.name)),
-                            ("summary", .string($0.summary)),
-                        ])
-                    })
-            ),
-            ("actions", .array(a.actions.map { .string($0.rawValue) })),
-            ("event_time", .number(String(format: "%.3f", a.eventTime))),
-        ]
-        if let ms = a.containmentMillis { pairs.append(("containment_ms", .number(String(format: "%.1f", ms)))) }
-        let line = JSONValue.object(pairs).serialized
-        cp.risk.publish(line)
+        cp.risk.queue(
+            RiskHub.PendingAlert(
+                event: AuditEvent(
+                    kind: .system, action: "risk.alert", actor: "risk-engine", agent: source == nil ? a.agentID : nil,
+                    agentID: entry?.record.id, resource: a.resource, reason: a.findings.first?.detector,
+                    trust: source == nil ? a.trust : nil, source: source, message: String(summary.prefix(1000)),
+                    details: details),
+                cause: a.cause, notify: notify))
         if a.severity >= .medium {
             logger.warning("risk alert", metadata: ["agent": "\(a.agentID)", "alert": "\(summary)"])
         }
-        notify?(line)
+    }
+
+    /// A figure as JSON number text: whole numbers without a fraction, others to three places.
+    static func figure(_ x: Double) -> String {
+        guard x.isFinite else { return "0" }
+        if x == x.rounded(), abs(x) < 1e15 { return String(Int64(x)) }
+        return String(format: "%.3f", x)
     }
 }

@@ -113,6 +113,8 @@ public struct RiskAlert: Sendable {
     /// From the triggering event to the containment action in force (quarantine or revocation), milliseconds.
     public let containmentMillis: Double?
     public let resource: String
+    /// The triggering call's audit entry, when it has one.
+    public var cause: AuditTicket?
 }
 
 /// The trust score: the attestation's baseline minus the penalties of findings (by severity), recovering slowly over
@@ -316,7 +318,7 @@ public final class RiskEngine: Sendable {
         actions.alert(
             RiskAlert(
                 agentID: e.agentID, findings: findings, severity: severity, actions: done, trust: score,
-                eventTime: e.time, containmentMillis: contained, resource: e.resource))
+                eventTime: e.time, containmentMillis: contained, resource: e.resource, cause: e.cause))
     }
 
     static func millis(_ d: Duration) -> Double {

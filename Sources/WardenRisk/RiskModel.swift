@@ -1,4 +1,5 @@
 import Foundation
+import WardenCore
 
 /// What the risk engine sees of one call or identity event, handed over by the gateway without waiting.
 public struct RiskEvent: Sendable {
@@ -37,6 +38,9 @@ public struct RiskEvent: Sendable {
     public var subject: String?
     /// When the gateway handed it over (monotonic), for the time from event to containment.
     public var observedAt: ContinuousClock.Instant = .now
+    /// The call's audit entry (its admission or refusal), which an alert about it names; nil when it has none (a
+    /// refusal counted in its source's summary).
+    public var cause: AuditTicket?
 
     public init(
         time: Double, agentID: String, roles: [String] = [], kind: Kind, resource: String, segment: String? = nil,

@@ -132,6 +132,9 @@ struct RiskService: Service {
     }
 
     func run() async throws {
+        // The alert recorder outlives the engine's loop: the alerts queued before the shutdown are still written
+        // (the audit service stops after this one).
+        async let alerts: Void = cp.risk.recordAlerts(cp.audit, logger: logger)
         await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await engine.run() }
@@ -147,6 +150,8 @@ struct RiskService: Service {
         }
         engine.stop()
         save()
+        cp.risk.finishAlerts()
+        await alerts
     }
 
     func save() {

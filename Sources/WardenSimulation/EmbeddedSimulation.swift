@@ -125,7 +125,7 @@ public enum Simulation {
         do {
             let engine = RiskEngine(actions: ControlPlaneRiskActions(cp: cp), clock: clock)
             cp.risk.attach(engine)
-            let consumer = Task { await engine.run() }
+            let consumer = Task { await cp.risk.run(engine, audit: cp.audit) }
             defer {
                 engine.stop()
                 consumer.cancel()
@@ -234,7 +234,7 @@ public enum Simulation {
                 }
                 progress("day \(day + 1): \(normal) normal requests so far")
             }
-            try await drain(engine)
+            try await drain(engine, cp)
             let falsePositives = cp.risk.recentAlertCount
             progress("normal traffic: \(normal) requests, \(unexpected) not answered 200, \(falsePositives) alerts")
 
@@ -260,7 +260,7 @@ public enum Simulation {
             for _ in 0..<20 where try await call(support, "/r/tickets/v1/tickets", proofKey: thief) == 200 {
                 refused = false
             }
-            try await drain(engine)
+            try await drain(engine, cp)
             // The theft is the victim's (its tokens are revoked); the probing is its source's.
             let victimAlerts = alerts(since: mark, agent: support.spiffeID)
             let stolenAlerts = victimAlerts + alerts(since: mark, agent: "source:127.0.0.1")
@@ -273,7 +273,7 @@ public enum Simulation {
             clock.set(wallSeconds: attackStart + 600)
             mark = cp.risk.recentAlertCount
             var blocked = try await call(support, "/r/billing/v1/invoices") != 200
-            try await drain(engine)
+            try await drain(engine, cp)
             let nextTickets = try await call(support, "/r/tickets/v1/tickets")
             let pivot = alerts(since: mark, agent: support.spiffeID)
             results.append(
@@ -288,7 +288,7 @@ public enum Simulation {
             for path in ["/r/ledger/v1/entries", "/r/payments/v1/transfers"] where try await call(docs, path) == 200 {
                 blocked = false
             }
-            try await drain(engine)
+            try await drain(engine, cp)
             let lateral = alerts(since: mark, agent: docs.spiffeID)
             results.append(
                 AttackResult(
@@ -303,12 +303,12 @@ public enum Simulation {
                 clock.set(wallSeconds: attackStart + 1800 + Double(minute) * 60)
                 if try await call(fraud, "/r/transactions/v1/batch", size: 4 * 65_536) == 200 { served += 1 }
                 if minute % 60 == 0 {
-                    try await drain(engine)
+                    try await drain(engine, cp)
                     exfilDetected = alerts(since: mark, agent: fraud.spiffeID)
                     if !exfilDetected.isEmpty { break }
                 }
             }
-            try await drain(engine)
+            try await drain(engine, cp)
             exfilDetected = alerts(since: mark, agent: fraud.spiffeID)
             let lastStatus = try await call(fraud, "/r/transactions/v1/batch", size: 4 * 65_536)
             let stillServed = lastStatus == 200
@@ -342,7 +342,7 @@ public enum Simulation {
             } catch {
                 enrollBlocked = true
             }
-            try await drain(engine)
+            try await drain(engine, cp)
             let supply = alerts(since: mark, agent: reg.agent.spiffeID.description)
             results.append(
                 AttackResult(
@@ -437,11 +437,8 @@ public enum Simulation {
     }
 
     /// Waits (bounded) until the engine has taken every event handed over so far.
-    static func drain(_ engine: RiskEngine) async throws {
-        for _ in 0..<2000 {
-            if engine.pending == 0 { return }
-            try await Task.sleep(for: .milliseconds(1))
-        }
+    static func drain(_ engine: RiskEngine, _ cp: ControlPlane) async throws {
+        await cp.risk.settle(engine)
     }
 
     public static func freePort() throws -> Int {

@@ -70,43 +70,42 @@ struct TokenEndpointStuffingTests {
         "forty forged client assertions raise a denial-burst alert for the source, and the named agent keeps its trust")
     func stuffing() async throws {
         try await withGateway { env in
-            let (engine, consumer) = RiskContainmentTests.engine(env)
-            defer {
-                engine.stop()
-                consumer.cancel()
-            }
-            let victim = try env.f.agent("support-bot")
-            let attacker = P256.Signing.PrivateKey()
-            for _ in 0..<40 {
-                // Signed with the attacker's key in the victim's name, with a proof of the attacker's key.
-                let assertion = try ClientAssertion.sign(
-                    clientID: victim.id, audience: env.f.cp.tokenEndpoint, key: attacker, now: env.f.clock.now)
-                let form = formBody([
-                    "grant_type": "client_credentials", "client_assertion_type": ClientAssertion.type,
-                    "client_assertion": assertion,
-                ])
-                var h = HTTPFields()
-                h[.contentType] = "application/x-www-form-urlencoded"
-                h[HTTPField.Name("DPoP")!] = try DPoPProofSigner(key: attacker).proof(
-                    method: "POST", url: env.f.cp.tokenEndpoint, now: env.f.clock.now)
-                let r = try await env.client.execute(
-                    uri: "/v1/token", method: .post, headers: h, body: ByteBuffer(string: form))
-                #expect(r.status == .unauthorized || r.status == .badRequest)
-            }
-            try await RiskContainmentTests.drain(engine)
-            await env.f.cp.audit.flush()
-            let alerts = try env.f.cp.audit.entries(after: 0, limit: 10_000).compactMap { try? JSONValue.parse($0.1) }
+            try await RiskContainmentTests.withEngine(env) { engine in
+                let victim = try env.f.agent("support-bot")
+                let attacker = P256.Signing.PrivateKey()
+                for _ in 0..<40 {
+                    // Signed with the attacker's key in the victim's name, with a proof of the attacker's key.
+                    let assertion = try ClientAssertion.sign(
+                        clientID: victim.id, audience: env.f.cp.tokenEndpoint, key: attacker, now: env.f.clock.now)
+                    let form = formBody([
+                        "grant_type": "client_credentials", "client_assertion_type": ClientAssertion.type,
+                        "client_assertion": assertion,
+                    ])
+                    var h = HTTPFields()
+                    h[.contentType] = "application/x-www-form-urlencoded"
+                    h[HTTPField.Name("DPoP")!] = try DPoPProofSigner(key: attacker).proof(
+                        method: "POST", url: env.f.cp.tokenEndpoint, now: env.f.clock.now)
+                    let r = try await env.client.execute(
+                        uri: "/v1/token", method: .post, headers: h, body: ByteBuffer(string: form))
+                    #expect(r.status == .unauthorized || r.status == .badRequest)
+                }
+                try await RiskContainmentTests.drain(engine, env)
+                await env.f.cp.audit.flush()
+                let alerts = try env.f.cp.audit.entries(after: 0, limit: 10_000).compactMap {
+                    try? JSONValue.parse($0.1)
+                }
                 .filter { $0["action"]?.stringValue == "risk.alert" }
-            #expect(
-                alerts.contains {
-                    $0["reason"]?.stringValue == "denial_burst" && $0["source"]?.stringValue == "127.0.0.1"
-                        && $0["agent"] == nil
-                })
-            #expect(engine.snapshot(agentID: "source:127.0.0.1") != nil)
-            // The agent the forgeries named is not charged with them.
-            #expect(engine.snapshot(agentID: victim.id) == nil)
-            #expect(env.f.cp.trust.score(try env.f.cp.agent(victim.id)) == 70)
-            #expect(env.f.cp.agents.entry(victim.id)?.record.state == .active)
+                #expect(
+                    alerts.contains {
+                        $0["reason"]?.stringValue == "denial_burst" && $0["source"]?.stringValue == "127.0.0.1"
+                            && $0["agent"] == nil
+                    })
+                #expect(engine.snapshot(agentID: "source:127.0.0.1") != nil)
+                // The agent the forgeries named is not charged with them.
+                #expect(engine.snapshot(agentID: victim.id) == nil)
+                #expect(env.f.cp.trust.score(try env.f.cp.agent(victim.id)) == 70)
+                #expect(env.f.cp.agents.entry(victim.id)?.record.state == .active)
+            }
         }
     }
 }
@@ -118,28 +117,25 @@ struct StreamedBytesTests {
     @Test("a chunked 300 kB response is counted in full, as is a small one read whole")
     func streamedBytes() async throws {
         try await withGateway { env in
-            let (engine, consumer) = RiskContainmentTests.engine(env)
-            defer {
-                engine.stop()
-                consumer.cancel()
+            try await RiskContainmentTests.withEngine(env) { engine in
+                let a = try env.f.agent("support-bot")
+                // The upstream answers /stream with six 50,000-byte chunks and no Content-Length.
+                let big = try await env.call(a, .get, "/r/tickets/stream")
+                #expect(big.status == .ok && big.body.readableBytes == 300_000)
+                #expect(big.headers[.contentLength] == nil)
+                // Small, known-length answers are counted too (read whole).
+                let small = try await env.call(a, .get, "/r/tickets/small")
+                #expect(small.status == .ok)
+                // The stream's end is reported when the response body has gone out; wait for the engine (bounded).
+                var counted: Int64 = 0
+                for _ in 0..<500 {
+                    try await RiskContainmentTests.drain(engine, env)
+                    counted = engine.snapshot(agentID: a.id)?.baseline.bytesLast24h(now: Double(env.f.clock.now)) ?? 0
+                    if counted >= 300_000 + Int64(small.body.readableBytes) { break }
+                    try await Task.sleep(for: .milliseconds(2))
+                }
+                #expect(counted == 300_000 + Int64(small.body.readableBytes))
             }
-            let a = try env.f.agent("support-bot")
-            // The upstream answers /stream with six 50,000-byte chunks and no Content-Length.
-            let big = try await env.call(a, .get, "/r/tickets/stream")
-            #expect(big.status == .ok && big.body.readableBytes == 300_000)
-            #expect(big.headers[.contentLength] == nil)
-            // Small, known-length answers are counted too (read whole).
-            let small = try await env.call(a, .get, "/r/tickets/small")
-            #expect(small.status == .ok)
-            // The stream's end is reported when the response body has gone out; wait for the engine (bounded).
-            var counted: Int64 = 0
-            for _ in 0..<500 {
-                try await RiskContainmentTests.drain(engine)
-                counted = engine.snapshot(agentID: a.id)?.baseline.bytesLast24h(now: Double(env.f.clock.now)) ?? 0
-                if counted >= 300_000 + Int64(small.body.readableBytes) { break }
-                try await Task.sleep(for: .milliseconds(2))
-            }
-            #expect(counted == 300_000 + Int64(small.body.readableBytes))
         }
     }
 }

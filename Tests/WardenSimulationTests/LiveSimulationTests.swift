@@ -43,7 +43,7 @@ struct LiveSimulationTests {
         let engine = RiskEngine(
             actions: ControlPlaneRiskActions(cp: cp), settings: config.risk.settings, playbooks: config.risk.playbooks)
         cp.risk.attach(engine)
-        let consumer = Task { await engine.run() }
+        let consumer = Task { await cp.risk.run(engine, audit: cp.audit) }
         let app = Application(
             router: WardenRouter.build(cp, gateway: gateway),
             configuration: .init(address: .hostname("127.0.0.1", port: port)))

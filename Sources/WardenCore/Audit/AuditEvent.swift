@@ -1,5 +1,21 @@
 import Cedar
 import Foundation
+import Synchronization
+
+/// Where an audit entry landed: the log sets its sequence number when it appends the entry, so that what follows
+/// from it (a risk alert about the call) can name it. Nil before.
+public final class AuditTicket: Sendable {
+    let cell = Atomic<Int64>(0)
+
+    public init() {}
+
+    public var seq: Int64? {
+        let n = cell.load(ordering: .acquiring)
+        return n > 0 ? n : nil
+    }
+
+    package func set(_ seq: Int64) { cell.store(seq, ordering: .releasing) }
+}
 
 /// One audit record before it enters the log: an authorization decision, an operator's action, an agent's lifecycle
 /// step or a system action. The log assigns `seq` and `time` and stores the entry as one line of JSON whose bytes are
@@ -36,6 +52,8 @@ public struct AuditEvent: Sendable, Hashable {
     public var source: String?
     public var message: String?
     public var details: [(String, String)]
+    /// Told the entry's sequence number when it is appended (not part of the entry).
+    public var ticket: AuditTicket?
 
     public init(
         kind: Kind, action: String, actor: String, agent: String? = nil, agentID: String? = nil,

@@ -182,7 +182,7 @@ public final class Gateway: Sendable {
             }
             // Admission to the audit log; a failing log refuses the call.
             let entry = record(route: route, routeName: routeName, request: request, path: canonical, query: query)
-            try pipeline.recorder.admit(call, entry, policies: verdict.policies)
+            let admission = try pipeline.recorder.admit(call, entry, policies: verdict.policies)
             metrics.decisionLatency.observe(micros: call.elapsedMicros)
             metrics.allowed(route: route.config.name)
             // The risk engine sees the call when the exchange ends, with the bytes that actually moved each way
@@ -192,7 +192,9 @@ public final class Gateway: Sendable {
                 request, route: route, path: canonical, who: caller.agent, credential: credential, source: call.source,
                 length: length, proto: base.hasPrefix("https") ? "https" : "http", host: Self.authority(of: base)
             ) { [recorder = pipeline.recorder, call] bytesIn, bytesOut in
-                if let feed { recorder.exchanged(call, feed, bytesIn: bytesIn, bytesOut: bytesOut) }
+                if let feed {
+                    recorder.exchanged(call, feed, bytesIn: bytesIn, bytesOut: bytesOut, cause: admission)
+                }
             }
             metrics.requestLatency.observe(micros: call.elapsedMicros)
             return response

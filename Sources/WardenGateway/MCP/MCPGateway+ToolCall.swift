@@ -171,8 +171,9 @@ extension MCPGateway {
                 JSONRPC.upstreamUnavailable, "credential_unavailable", "the server's credential is not available",
                 resource: resource)
         }
+        let admission: AuditTicket
         do throws(Refusal) {
-            try pipeline.recorder.admit(
+            admission = try pipeline.recorder.admit(
                 c.call, Self.judged("mcp:tools/call", resource, details), policies: verdict.policies)
         } catch {
             throw refused(c, Self.judged("mcp:tools/call", resource, details), error, code: JSONRPC.internalError)
@@ -207,7 +208,7 @@ extension MCPGateway {
             let screened = try screen(c, s, result, resource: resource, details: details)
             pipeline.recorder.exchanged(
                 c.call, Recorder.RiskFeed(.tool, resource: resource), bytesIn: 0,
-                bytesOut: Int64(screened.serialized.utf8.count))
+                bytesOut: Int64(screened.serialized.utf8.count), cause: admission)
             return screened
         case .failure(let e):
             throw screened(s, e)

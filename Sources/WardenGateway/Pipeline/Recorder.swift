@@ -67,9 +67,15 @@ package struct Recorder: Sendable {
     }
 
     /// The admission record of an allowed call: written before anything is forwarded, or the call is refused.
-    package func admit(_ call: Call, _ entry: Entry, policies: [String]) throws(Refusal) {
+    /// Returns the entry's ticket, for the risk engine's event about the exchange.
+    @discardableResult
+    package func admit(_ call: Call, _ entry: Entry, policies: [String]) throws(Refusal) -> AuditTicket {
         do throws(WardenError) {
-            try cp.audit.submit(event(call, entry, decision: .allow, reason: nil, policies: policies))
+            var e = event(call, entry, decision: .allow, reason: nil, policies: policies)
+            let ticket = AuditTicket()
+            e.ticket = ticket
+            try cp.audit.submit(e)
+            return ticket
         } catch {
             throw Refusal(.serviceUnavailable, .storage, .auditUnavailable, "the audit log is unavailable")
         }
@@ -82,26 +88,30 @@ package struct Recorder: Sendable {
         guard !refusal.isChallenge else { return }
         let who = refusal.who ?? call.caller?.agent
         let reason = refusal.reason.rawValue
+        var ticket: AuditTicket?
         if who == nil {
             cp.sources.refused(call.source, reason: reason, now: cp.now())
         } else {
-            try? cp.audit.submit(
-                event(
-                    call, entry, who: who, decision: .deny, reason: reason, policies: refusal.policies,
-                    message: refusal.error.message))
+            var e = event(
+                call, entry, who: who, decision: .deny, reason: reason, policies: refusal.policies,
+                message: refusal.error.message)
+            ticket = AuditTicket()
+            e.ticket = ticket
+            try? cp.audit.submit(e)
         }
         guard let feed = entry.risk else { return }
         // A genuine but revoked token is the consequence of a containment (or an operator's revocation), not new
         // behaviour: counted as the agent's refusals, a revocation the engine made after a theft would throttle and
         // then quarantine the victim while its client catches up.
         if who != nil, reason == "token_revoked" { return }
-        submit(call, who: who, feed: feed, allowed: false, reason: reason, bytesIn: 0, bytesOut: 0)
+        submit(call, who: who, feed: feed, allowed: false, reason: reason, bytesIn: 0, bytesOut: 0, cause: ticket)
     }
 
     /// An allowed call's exchange ended: the risk engine sees it with the bytes that moved each way.
-    package func exchanged(_ call: Call, _ feed: RiskFeed, bytesIn: Int64, bytesOut: Int64) {
+    package func exchanged(_ call: Call, _ feed: RiskFeed, bytesIn: Int64, bytesOut: Int64, cause: AuditTicket?) {
         submit(
-            call, who: call.caller?.agent, feed: feed, allowed: true, reason: nil, bytesIn: bytesIn, bytesOut: bytesOut)
+            call, who: call.caller?.agent, feed: feed, allowed: true, reason: nil, bytesIn: bytesIn, bytesOut: bytesOut,
+            cause: cause)
     }
 
     /// Records something about the call that is neither its admission nor its refusal (best effort: a listing, a
@@ -116,15 +126,16 @@ package struct Recorder: Sendable {
 
     private func submit(
         _ call: Call, who: AuthenticatedAgent?, feed: RiskFeed, allowed: Bool, reason: String?, bytesIn: Int64,
-        bytesOut: Int64
+        bytesOut: Int64, cause: AuditTicket?
     ) {
         let agentID = who?.agent.spiffeID.description ?? call.source.map { "source:" + $0 } ?? ""
-        cp.risk.submit(
-            RiskEvent(
-                time: cp.clock.wallSeconds, agentID: agentID, roles: who?.agent.manifest.roles ?? [],
-                kind: who == nil && !allowed ? .authFailure : feed.kind, resource: feed.resource,
-                segment: feed.segment, allowed: allowed, reason: reason, bytesIn: bytesIn, bytesOut: bytesOut,
-                subject: who.flatMap { $0.claims.actors.isEmpty ? nil : $0.claims.subject }))
+        var e = RiskEvent(
+            time: cp.clock.wallSeconds, agentID: agentID, roles: who?.agent.manifest.roles ?? [],
+            kind: who == nil && !allowed ? .authFailure : feed.kind, resource: feed.resource,
+            segment: feed.segment, allowed: allowed, reason: reason, bytesIn: bytesIn, bytesOut: bytesOut,
+            subject: who.flatMap { $0.claims.actors.isEmpty ? nil : $0.claims.subject })
+        e.cause = cause
+        cp.risk.submit(e)
     }
 }
 

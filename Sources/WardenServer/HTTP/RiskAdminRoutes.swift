@@ -68,6 +68,16 @@ enum RiskAdminRoutes {
             return HTTPSupport.json(.ok, .object(pairs))
         }
         risk.get("/alerts") { request, context in
+            // Where to start: `after` (an alert id, exclusive), `since` (inclusive) or the stream's `Last-Event-ID`.
+            let after = try alertsAfter(request)
+            let wantsStream = request.headers[.accept]?.contains("text/event-stream") ?? false
+            if let after, !wantsStream {
+                // A page of the record, from the audit log.
+                let limit = try AuditRoutes.integer(request, "limit", default: 100, range: 1...1000)
+                let page = try RiskHub.alerts(in: cp.audit, after: after, limit: Int(limit))
+                return HTTPSupport.json(
+                    .ok, .object([("alerts", .array(page.alerts)), ("next", .number(String(page.next)))]))
+            }
             guard let (id, stream) = cp.risk.subscribe() else {
                 throw WardenError(.storage, "too many alert subscribers")
             }
@@ -81,11 +91,28 @@ enum RiskAdminRoutes {
                     // listener's graceful drain waits for every response to end.
                     try await withGracefulShutdownHandler {
                         try await writer.write(ByteBuffer(string: ": warden risk alerts\n\n"))
+                        // Resuming: what the log holds after the client's last id (subscribed first, so nothing
+                        // published meanwhile is missed; what both give is sent once).
+                        var sent = after ?? 0
+                        if let after {
+                            var next = after
+                            while true {
+                                let page = try RiskHub.alerts(in: cp.audit, after: next, limit: 500)
+                                for alert in page.alerts { try await writer.write(ByteBuffer(string: event(alert))) }
+                                if page.alerts.isEmpty { break }
+                                next = page.next
+                            }
+                            sent = next
+                        }
                         for await line in stream {
-                            try await writer.write(
-                                ByteBuffer(
-                                    string: line.isEmpty
-                                        ? ": keep-alive\n\n" : "event: alert\ndata: \(line)\n\n"))
+                            if line.isEmpty {
+                                try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                                continue
+                            }
+                            guard let alert = try? JSONValue.parse(line), let n = alert["id"]?.integerValue, n > sent
+                            else { continue }
+                            sent = n
+                            try await writer.write(ByteBuffer(string: event(alert)))
                         }
                     } onGracefulShutdown: {
                         cp.risk.unsubscribe(id)
@@ -93,5 +120,28 @@ enum RiskAdminRoutes {
                     try await writer.finish(nil)
                 })
         }
+    }
+
+    /// One alert as a server-sent event: its id (the audit entry's sequence number), so that a client resumes with
+    /// `Last-Event-ID`.
+    static func event(_ alert: JSONValue) -> String {
+        "id: \(alert["id"]?.integerValue ?? 0)\nevent: alert\ndata: \(alert.serialized)\n\n"
+    }
+
+    /// The alert id to start after: `after` (exclusive), `since` (inclusive) or the `Last-Event-ID` header; nil for
+    /// a stream of what comes next.
+    static func alertsAfter(_ request: Request) throws(WardenError) -> Int64? {
+        let range: ClosedRange<Int64> = 0...Int64.max
+        if request.uri.queryParameters["after"] != nil {
+            return try AuditRoutes.integer(request, "after", default: nil, range: range)
+        }
+        if request.uri.queryParameters["since"] != nil {
+            return max(0, try AuditRoutes.integer(request, "since", default: nil, range: range) - 1)
+        }
+        guard let text = request.headers[HTTPField.Name("Last-Event-ID")!] else { return nil }
+        guard let n = Int64(text.trimmingCharacters(in: .whitespaces)), n >= 0 else {
+            throw WardenError(.invalidRequest, "Last-Event-ID must be an alert id")
+        }
+        return n
     }
 }
