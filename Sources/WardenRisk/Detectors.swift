@@ -29,6 +29,11 @@ public struct DetectionContext: Sendable {
         hasReference && !agent.resources.isFull && !known { $0.resources.contains(resource) }
     }
 
+    /// Whether the agent acts for a user neither it nor its roles served recently (``SubjectMemory``).
+    func isNewSubject(_ subject: String) -> Bool {
+        !(agent.served?.contains(subject) ?? false) && !roles.contains { $0.served?.contains(subject) ?? false }
+    }
+
     /// The same for a segment.
     func isNewSegment(_ segment: String) -> Bool {
         hasReference && !agent.segments.isFull && !known { $0.segments.contains(segment) }
@@ -104,8 +109,15 @@ public struct RiskSettings: Sendable, Hashable {
     /// Slow exfiltration: bytes out over 24 h above `exfilFactor` × the mean day and above `exfilMinBytes`, once
     /// `exfilMinDays` days are known.
     public var exfilFactor: Double = 3
+    /// ... and above `exfilPeakFactor` × the largest day of the last 35 (a month-end close is not exfiltration once
+    /// one is known).
+    public var exfilPeakFactor: Double = 1.5
     public var exfilMinBytes: Int64 = 50 << 20
     public var exfilMinDays = 3
+    /// Delegation spree: acting for `delegationSpree` users new to the agent and its roles within `delegationWindow`
+    /// seconds (or 5 times its usual number of new users in such a window, when that is more).
+    public var delegationSpree = 10
+    public var delegationWindow: Double = 600
     /// Off-hours: an hour of the week never seen, once `offHoursMinDays` days and `offHoursMinEvents` events are known.
     public var offHoursMinDays: Double = 7
     public var offHoursMinEvents: Int64 = 500
@@ -261,7 +273,9 @@ public struct SlowExfiltration: Detector {
     public func evaluate(_ c: DetectionContext) -> Finding? {
         let e = c.event
         guard e.bytesOut > 0, let mean = c.agent.meanDailyBytes(minDays: c.settings.exfilMinDays) else { return nil }
-        let limit = max(Double(c.settings.exfilMinBytes), c.settings.exfilFactor * mean)
+        let peak = Double(c.agent.dailyBytes.max() ?? 0)
+        let limit = max(
+            Double(c.settings.exfilMinBytes), c.settings.exfilFactor * mean, c.settings.exfilPeakFactor * peak)
         let before = Double(c.agent.bytesLast24h(now: e.time))
         let after = before + Double(e.bytesOut)
         guard after >= limit, before < limit else { return nil }
@@ -270,7 +284,7 @@ public struct SlowExfiltration: Detector {
             summary: "\(Int64(after)) bytes out in 24 h against a mean day of \(Int64(mean))",
             evidence: [
                 Evidence("bytes_out_24h", after), Evidence("mean_day_bytes_out", mean),
-                Evidence("limit_bytes_out", limit),
+                Evidence("largest_day_bytes_out", peak), Evidence("limit_bytes_out", limit),
                 Evidence("days_known", Double(c.agent.dailyBytes.count)),
             ])
     }
@@ -284,22 +298,40 @@ public struct OffHours: Detector {
         let a = c.agent
         guard Self.ready(c) else { return nil }
         let h = Baseline.hourOfWeek(c.event.time)
-        // Once per hour: only the first event of an empty bucket in this hour.
+        // Once per hour: only the first event of an empty bucket in this hour. An hour next to one the agent works
+        // in, or one its roles work in (a shift another member covers), is not off-hours.
         guard a.hourOfWeek[h] == 0, Int64(a.lastSeen / 3600) != Int64(c.event.time / 3600) else { return nil }
+        guard a.hourOfWeek[(h + 167) % 168] == 0, a.hourOfWeek[(h + 1) % 168] == 0,
+            !c.roles.contains(where: { $0.hourOfWeek[h] > 0 })
+        else { return nil }
         return Finding(
             detector: name, severity: .low, summary: "active in hour \(h % 24) of weekday \(h / 24), never before")
     }
 }
 
-/// Acting for a user the agent (and its roles) never served.
+/// Acting for many users the agent and its roles never served, in a short time: an impersonation spree. One new user
+/// is not a finding (customers come and go); a burst of them, far above the agent's usual rate of new users, is.
 public struct ImpossibleDelegation: Detector {
     public let name = "impossible_delegation"
     public init() {}
     public func evaluate(_ c: DetectionContext) -> Finding? {
-        guard let subject = c.event.subject, c.hasReference, !c.agent.subjects.isFull,
-            !c.known({ $0.subjects.contains(subject) })
-        else { return nil }
-        return Finding(detector: name, severity: .medium, summary: "acting for \(subject), never served before")
+        let e = c.event
+        guard e.allowed, let subject = e.subject, c.hasReference, c.isNewSubject(subject) else { return nil }
+        let s = c.settings
+        let since = e.time - s.delegationWindow
+        let recent = Double((c.agent.newSubjectTimes ?? []).filter { $0 > since }.count + 1)
+        let windows = max(1, (e.time - c.agent.firstSeen) / s.delegationWindow)
+        let usual = Double(c.agent.newSubjects ?? 0) / windows
+        let limit = max(Double(s.delegationSpree), 5 * usual)
+        guard recent >= limit, recent - 1 < limit else { return nil }
+        return Finding(
+            detector: name, severity: .medium,
+            summary:
+                "acting for \(Int(recent)) users never served within \(Int(s.delegationWindow)) s (latest \(subject))",
+            evidence: [
+                Evidence("new_users", recent), Evidence("window_seconds", s.delegationWindow),
+                Evidence("usual_new_users", usual), Evidence("limit", limit),
+            ])
     }
 }
 

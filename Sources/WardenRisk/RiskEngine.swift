@@ -262,7 +262,8 @@ public final class RiskEngine: Sendable {
             risk.findings += Int64(findings.count)
         }
         let novel = e.segment.map { context.isNovel(segment: $0) }
-        risk.baseline.learn(e, novelSegment: novel, window: tuning.settings.spikeWindow)
+        let newSubject = e.allowed && e.subject.map { context.isNewSubject($0) } == true
+        risk.baseline.learn(e, novelSegment: novel, novelSubject: newSubject, window: tuning.settings.spikeWindow)
         if findings.contains(where: { $0.detector == "volume_spike" }) { risk.baseline.lastSpike = e.time }
         let updated = risk
         state.withLock { $0[e.agentID] = updated }

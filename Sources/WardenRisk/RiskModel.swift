@@ -154,7 +154,7 @@ public struct Baseline: Sendable, Codable, Equatable {
     public var minutesObserved: Int64 = 0
 
     /// Bytes out per hour over the last 24 hours (a ring indexed by hour since the epoch), and per day over the
-    /// last 30 days (completed days).
+    /// last 35 days (completed days: a month-end close is still remembered at the next one).
     public var hourlyBytes = [Int64](repeating: 0, count: 24)
     public var hourlyIndex: [Int64] = [Int64](repeating: -1, count: 24)
     public var day: Int64 = -1
@@ -168,6 +168,11 @@ public struct Baseline: Sendable, Codable, Equatable {
     public var peaks: WindowPeaks?
     /// When a volume spike was last reported (at most one per window).
     public var lastSpike: Double?
+    /// The users most recently acted for (the newest ``SubjectMemory/capacity``), when users first served appeared
+    /// (the last 64) and how many in all: what a delegation spree is judged on. Optional, as ``window``.
+    public var served: SubjectMemory?
+    public var newSubjectTimes: [Double]?
+    public var newSubjects: Int64?
 
     /// When someone else's presentation of the agent's token (``RiskEvent/Kind/tokenMisuse``) was last reported;
     /// nil before.
@@ -218,7 +223,9 @@ public struct Baseline: Sendable, Codable, Equatable {
     /// Learns from `e` (after the detectors have looked at it). `novelSegment`: whether `e`'s segment was new to the
     /// agent and its roles (``DetectionContext/isNovel(segment:)``), kept with the recent segments. `window`: the
     /// length of the sliding window in seconds (`risk.spike_window`).
-    public mutating func learn(_ e: RiskEvent, novelSegment: Bool? = nil, window seconds: Double = 60) {
+    public mutating func learn(
+        _ e: RiskEvent, novelSegment: Bool? = nil, novelSubject: Bool = false, window seconds: Double = 60
+    ) {
         let now = e.time
         // Someone else's use of the agent's token teaches nothing about the agent.
         if e.kind == .tokenMisuse {
@@ -232,7 +239,19 @@ public struct Baseline: Sendable, Codable, Equatable {
         if e.allowed {
             resources.insert(e.resource)
             if let s = e.segment { segments.insert(s) }
-            if let s = e.subject { subjects.insert(s) }
+            if let s = e.subject {
+                subjects.insert(s)
+                var m = served ?? SubjectMemory()
+                m.insert(s)
+                served = m
+                if novelSubject {
+                    var times = newSubjectTimes ?? []
+                    times.append(now)
+                    if times.count > 64 { times.removeFirst(times.count - 64) }
+                    newSubjectTimes = times
+                    newSubjects = (newSubjects ?? 0) + 1
+                }
+            }
             hourOfWeek[Self.hourOfWeek(now)] += 1
         }
         // Requests and bytes per minute.
@@ -269,9 +288,9 @@ public struct Baseline: Sendable, Codable, Equatable {
         if d != day {
             if day >= 0 {
                 dailyBytes.append(dayBytes)
-                let silent = min(max(d - day - 1, 0), 30)
+                let silent = min(max(d - day - 1, 0), 35)
                 for _ in 0..<silent { dailyBytes.append(0) }
-                if dailyBytes.count > 30 { dailyBytes.removeFirst(dailyBytes.count - 30) }
+                if dailyBytes.count > 35 { dailyBytes.removeFirst(dailyBytes.count - 35) }
             }
             day = d
             dayBytes = 0
@@ -383,5 +402,30 @@ public struct WindowPeaks: Sendable, Codable, Equatable {
             b = max(b, p.bytes)
         }
         return (r, b)
+    }
+}
+
+/// The users an agent (or a role) acted for most recently: at most ``capacity``, the oldest forgotten first, so a
+/// growing population (new customers every day) keeps the recent ones known whatever its size.
+public struct SubjectMemory: Sendable, Codable, Equatable {
+    public static let capacity = 1024
+    var order: [String] = []
+    var next = 0
+    var members: Set<String> = []
+
+    public init() {}
+
+    public func contains(_ s: String) -> Bool { members.contains(s) }
+
+    public mutating func insert(_ s: String) {
+        guard !members.contains(s) else { return }
+        if order.count < Self.capacity {
+            order.append(s)
+        } else {
+            members.remove(order[next])
+            order[next] = s
+            next = (next + 1) % Self.capacity
+        }
+        members.insert(s)
     }
 }

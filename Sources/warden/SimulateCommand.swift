@@ -28,10 +28,22 @@ struct SimulateCommand: AsyncParsableCommand {
             'warden simulate --setup DIR' writes such a configuration (DIR/warden.yaml) to start it with. This \
             command serves the routes' upstream on --upstream-listen. Detectors that need days of history (slow \
             exfiltration) cannot fire in minutes; the report says so.
+
+            With --workload irregular: the risk engine judged on irregular traffic with known attacks in it, on a \
+            simulated clock (no HTTP): weeks of work by six agent families (log-normal think times, shift changes, \
+            month-end closes, nightly batches, a role spanning three segments, tools adopted over time, a growing \
+            customer pool, an agent joining halfway) and eleven attacks, six from an independent evaluation and five \
+            shapes the detectors were not tuned to. Prints precision and recall per detector, false findings per \
+            10,000 requests and the requests each attack had served before containment. --config FILE judges with \
+            that file's risk: settings (per role and agent too); --seed picks another run.
             """)
 
     @Flag(name: .long, help: "Print one JSON object.") var json = false
-    @Option(name: .long, help: "Days of normal traffic before the attacks, embedded mode (at least 8).") var days = 9
+    @Option(
+        name: .long,
+        help:
+            "Days of normal traffic before the attacks, embedded mode (at least 8; default 9), or of --workload (default 35)."
+    ) var days: Int?
     @Option(name: .long, help: "A running server's URL: drive it in real time.") var server: String?
     @Option(name: .long, help: "File holding the admin token, with --server (or set WARDEN_ADMIN_TOKEN).")
     var adminTokenFile: String?
@@ -43,14 +55,26 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(name: .long, help: "host:port the --setup server listens on.") var listen = "127.0.0.1:8443"
     @Option(name: .long, help: "The --setup server's risk warm-up, seconds.") var warmup = 120
     @Option(name: .long, help: "The --setup server's risk warm-up, events per agent.") var warmupEvents = 60
+    @Option(name: .long, help: "irregular: score the risk engine on irregular traffic with labelled attacks.")
+    var workload: String?
+    @Option(name: .long, help: "With --workload: the run's seed.") var seed: UInt64 = 1
+    @Option(name: .long, help: "With --workload: judge with this warden.yaml's risk settings.") var config: String?
+    @Flag(name: .long, help: "With --workload: without the hold-new-segments policy.") var noHold = false
 
     func validate() throws {
         guard minutes > 0, minutes <= 24 * 60 else { throw ValidationError("--minutes must be between 0 and 1440") }
-        guard (1...3650).contains(days) else { throw ValidationError("--days must be between 1 and 3650") }
+        guard (1...3650).contains(days ?? 9) else { throw ValidationError("--days must be between 1 and 3650") }
         guard (0...86_400).contains(warmup), (0...1_000_000).contains(warmupEvents) else {
             throw ValidationError("--warmup must be 0 to 86400 seconds and --warmup-events 0 to 1000000")
         }
         if setup != nil, server != nil { throw ValidationError("--setup writes a configuration; run --server after") }
+        if let workload {
+            guard workload == "irregular" else { throw ValidationError("--workload must be irregular") }
+            guard server == nil, setup == nil else { throw ValidationError("--workload runs on its own") }
+            guard (10...400).contains(days ?? 35) else {
+                throw ValidationError("--workload needs --days from 10 to 400")
+            }
+        }
     }
 
     func run() async throws {
@@ -68,6 +92,20 @@ struct SimulateCommand: AsyncParsableCommand {
                     """)
                 return
             }
+            if workload != nil {
+                var options = Evaluation.Options()
+                options.days = days ?? 35
+                options.seed = seed
+                options.holdNewSegments = !noHold
+                if let config {
+                    options.tunings = try WardenConfig(
+                        parsing: try SecureFile.read(config, maxBytes: 1 << 20), file: config
+                    ).risk.tunings
+                }
+                let report = Evaluation.run(options)
+                print(json ? report.json.serialized : report.table)
+                return
+            }
             let report: Simulation.Report
             let quiet = json
             let progress: @Sendable (String) -> Void = { line in
@@ -76,7 +114,7 @@ struct SimulateCommand: AsyncParsableCommand {
             if let server {
                 report = try await live(server: server, progress: progress)
             } else {
-                report = try await Simulation.run(days: days, progress: progress)
+                report = try await Simulation.run(days: days ?? 9, progress: progress)
             }
             print(json ? report.json.serialized : Self.table(report))
         }

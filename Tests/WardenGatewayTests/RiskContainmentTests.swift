@@ -163,6 +163,29 @@ struct RiskContainmentTests {
         }
     }
 
+    @Test("refusals by the engine's own throttle are not handed back as the agent's: a throttle does not escalate")
+    func throttleDoesNotEscalate() async throws {
+        try await withGateway { env in
+            try await Self.withEngine(env) { engine in
+                let a = try env.f.agent("support-bot")
+                let token = try env.token(a)
+                env.f.cp.risk.throttled.withLock { $0[a.id] = env.f.clock.wallSeconds + 600 }
+                var limited = 0
+                for _ in 0..<30
+                where try await env.call(a, .get, "/r/tickets/v1/ok", token: token).status == .tooManyRequests {
+                    limited += 1
+                }
+                #expect(limited >= 20)
+                try await Self.drain(engine, env)
+                // The served calls were seen; the 429s of the engine's throttle were not counted as refusals, so no
+                // denial burst (which would quarantine the agent on its own retries).
+                let b = try #require(engine.snapshot(agentID: a.id)).baseline
+                #expect(b.recentDenials.isEmpty && b.events == Int64(30 - limited))
+                #expect(env.f.cp.agents.entry(a.id)?.record.state == .active)
+            }
+        }
+    }
+
     @Test("the alert stream: keep-alive comments while quiet, then the alert, over HTTP")
     func alertStream() async throws {
         try await withGateway { env in

@@ -27,7 +27,7 @@ final class RecordingActions: RiskActions {
     var snapshot: Log { log.withLock { $0 } }
 }
 
-/// Monday 2026-11-23 09:00 UTC.
+/// 2025-11-23 09:00 UTC, a Sunday (the tests' reference time; the engine's weeks start on Monday).
 let monday9 = 1_763_888_400.0
 
 /// Drives an engine with a normal history: `days` days of an agent calling `resources` every `every` seconds during
@@ -61,12 +61,12 @@ func history(
 /// `segment` at `time`; what the engine found.
 func call(
     _ engine: RiskEngine, _ agent: String, roles: [String] = [], segment: String, resource: String? = nil,
-    at time: Double
+    subject: String? = nil, at time: Double
 ) -> [Finding] {
     engine.process(
         RiskEvent(
             time: time, agentID: agent, roles: roles, kind: .call, resource: resource ?? "Service::\"\(segment)\"",
-            segment: segment, allowed: true))
+            segment: segment, allowed: true, subject: subject))
 }
 
 @Suite("Risk detectors (test clock, no sleeps)")
@@ -96,7 +96,7 @@ struct DetectorTests {
         #expect(b.resources.members.count == Baseline.maxResources)
         #expect(b.segments.members.count == Baseline.maxSegments)
         #expect(b.subjects.members.count == Baseline.maxSubjects)
-        #expect(b.recentDenials.count <= 64 && b.recentSegments.count <= 16 && b.dailyBytes.count <= 30)
+        #expect(b.recentDenials.count <= 64 && b.recentSegments.count <= 16 && b.dailyBytes.count <= 35)
     }
 
     @Test("at most maxAgents are tracked: a scan from many sources evicts the least recently seen in batches")
@@ -297,15 +297,58 @@ struct DetectorTests {
         #expect(found.map(\.detector) == ["off_hours"])
     }
 
-    @Test("impossible delegation: acting for a user never served")
+    @Test("off hours: a shift another member of the role works, or the hour next to one's own, is not off-hours")
+    func offHoursShiftChange() {
+        let e = engine()
+        // Two weeks: a1 works 09-17, a2 (same role) 17-01 (its history is a1's shifted by eight hours).
+        _ = history(e, agent: "a2", days: 14, start: monday9 - 7 * 86_400 + 8 * 3600)
+        let t = history(e, days: 14)
+        // The first Monday (by the engine's week) after the history, at midnight.
+        var monday = (floor(t / 86_400) + 1) * 86_400
+        while Baseline.hourOfWeek(monday) / 24 != 0 { monday += 86_400 }
+        // a1 takes the late shift on Monday: 18:00 (a2's hours), then 17:00 (next to its own): nothing.
+        for hour in [18.0, 17.0] {
+            #expect(
+                call(e, "a1", roles: ["support"], segment: "support", resource: Self.tickets, at: monday + hour * 3600)
+                    .isEmpty, "\(hour)")
+        }
+        // 04:00 on Tuesday: nobody in the role ever works then.
+        let found = call(
+            e, "a1", roles: ["support"], segment: "support", resource: Self.tickets, at: monday + 28 * 3600)
+        #expect(found.map(\.detector) == ["off_hours"])
+    }
+
+    static let tickets = #"Service::"tickets""#
+
+    @Test("impossible delegation: one new user is growth, a spree of them in ten minutes is impersonation")
     func delegation() {
         let e = engine()
-        let t = history(e, days: 2, subject: "alice@example.com")
-        let found = e.process(
-            RiskEvent(
-                time: t, agentID: "a1", roles: ["support"], kind: .call, resource: #"Service::"tickets""#,
-                segment: "support", allowed: true, subject: "ceo@example.com"))
+        var t = history(e, days: 2, subject: "alice@example.com")
+        // A new customer now and then: not a finding.
+        for i in 0..<5 {
+            #expect(
+                call(
+                    e, "a1", roles: ["support"], segment: "support", resource: Self.tickets,
+                    subject: "new-\(i)@example.com", at: t
+                ).isEmpty)
+            t += 3600
+        }
+        // Ten never-served users within ten minutes: medium, once.
+        var found: [Finding] = []
+        for i in 0..<15 {
+            found += call(
+                e, "a1", roles: ["support"], segment: "support", resource: Self.tickets,
+                subject: "vip-\(i)@example.com", at: t)
+            t += 30
+        }
         #expect(found.map(\.detector) == ["impossible_delegation"])
+        #expect(found.first?.evidence.contains(Evidence("new_users", 10)) == true)
+        // A user its role served (another agent of the role) is not new to it.
+        #expect(
+            call(
+                e, "a2", roles: ["support"], segment: "support", resource: Self.tickets, subject: "vip-3@example.com",
+                at: t
+            ).isEmpty)
     }
 
     @Test("attestation mismatch at enrollment: high at once")

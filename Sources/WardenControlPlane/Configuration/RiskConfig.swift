@@ -30,8 +30,8 @@ extension WardenConfig {
     static let riskTuningKeys = [
         "warmup_events", "warmup", "spike_min_minutes", "spike_window", "spike_factor", "spike_peak_factor",
         "spike_min_requests", "spike_min_bytes", "probe_window", "probe_medium", "probe_high", "chain_segments",
-        "chain_window", "exfil_factor", "exfil_min_bytes", "exfil_min_days", "off_hours_min_days",
-        "off_hours_min_events", "playbooks",
+        "chain_window", "exfil_factor", "exfil_peak_factor", "exfil_min_bytes", "exfil_min_days", "off_hours_min_days",
+        "off_hours_min_events", "delegation_spree", "delegation_window", "playbooks",
     ]
 
     static func parseRisk(_ v: JSONValue, fail: (String, String) -> WardenError) throws(WardenError) -> RiskConfig {
@@ -159,10 +159,13 @@ extension WardenConfig {
         case "chain_segments": t.settings.chainSegments = try count(2...64)
         case "chain_window": t.settings.chainWindow = try seconds(1...86_400, "1s to 1d")
         case "exfil_factor": t.settings.exfilFactor = try factor()
+        case "exfil_peak_factor": t.settings.exfilPeakFactor = try factor()
         case "exfil_min_bytes": t.settings.exfilMinBytes = Int64(try count(1...(1 << 50)))
         case "exfil_min_days": t.settings.exfilMinDays = try count(1...30)
         case "off_hours_min_days": t.settings.offHoursMinDays = Double(try count(1...365))
         case "off_hours_min_events": t.settings.offHoursMinEvents = Int64(try count(0...10_000_000))
+        case "delegation_spree": t.settings.delegationSpree = try count(2...64)
+        case "delegation_window": t.settings.delegationWindow = try seconds(10...86_400, "10s to 1d")
         case "playbooks": try parsePlaybooks(fv, p, into: &t.playbooks, fail: fail)
         default: return false
         }

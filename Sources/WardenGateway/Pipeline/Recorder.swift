@@ -66,6 +66,9 @@ package struct Recorder: Sendable {
             message: message, details: details)
     }
 
+    /// Refusal reasons that follow from a containment already in force, not handed back to the risk engine.
+    static let consequences: Set<String> = ["token_revoked", "quarantined"]
+
     /// The admission record of an allowed call: written before anything is forwarded, or the call is refused.
     /// Returns the entry's ticket, for the risk engine's event about the exchange.
     @discardableResult
@@ -100,10 +103,11 @@ package struct Recorder: Sendable {
             try? cp.audit.submit(e)
         }
         guard let feed = entry.risk else { return }
-        // A genuine but revoked token is the consequence of a containment (or an operator's revocation), not new
-        // behaviour: counted as the agent's refusals, a revocation the engine made after a theft would throttle and
-        // then quarantine the victim while its client catches up.
-        if who != nil, reason == "token_revoked" { return }
+        // A genuine but revoked token, a quarantined agent or the engine's throttle is the consequence of a
+        // containment (or an operator's action), not new behaviour: counted as the agent's refusals, a revocation the
+        // engine made after a theft would throttle and then quarantine the victim while its client catches up, and a
+        // throttle would escalate into a quarantine on the agent's own retries.
+        if who != nil, refusal.byRiskEngine || Self.consequences.contains(reason) { return }
         submit(call, who: who, feed: feed, allowed: false, reason: reason, bytesIn: 0, bytesOut: 0, cause: ticket)
     }
 

@@ -35,6 +35,9 @@ package struct Refusal: Error, Sendable {
     package var policies: [String] = []
     package var retryAfter: Int?
     package var who: AuthenticatedAgent?
+    /// The consequence of the risk engine's own response (its throttle): not the agent's behaviour, so not handed
+    /// back to the engine as the agent's refusal (it would escalate a throttle into a quarantine).
+    package var byRiskEngine = false
 
     package init(
         status: HTTPResponse.Status, error: WardenError, policies: [String] = [], retryAfter: Int? = nil,

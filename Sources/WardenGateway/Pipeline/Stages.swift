@@ -77,7 +77,9 @@ package struct Limit: Sendable {
         if cp.risk.isThrottled(agent.spiffeID.description, now: cp.clock.wallSeconds),
             let wait = limiter.take("risk-throttle|" + agent.id, Self.riskThrottle)
         {
-            throw Self.rateLimited(wait, "(throttled by the risk engine)")
+            var refusal = Self.rateLimited(wait, "(throttled by the risk engine)")
+            refusal.byRiskEngine = true
+            throw refusal
         }
         var taken: String?
         if let own {
