@@ -228,5 +228,15 @@ public final class PolicyEngine: Sendable {
         when { resource.risk == "high" }
         unless { context.approved };
 
+        // A known agent's first call to a tool that neither it nor its roles ever used also waits for a human (the
+        // risk engine's signals, context.risk: ready once there is a warm history to judge by): a poisoned prompt's
+        // pivot to a new tool is held before it runs, not contained after. Once approved and served, the tool is
+        // part of the agent's history and is not held again.
+        @id("new-tools-need-approval")
+        @approval
+        forbid (principal, action == Action::"mcp:tools/call", resource is Tool)
+        when { context.risk.ready && context.risk.newResource }
+        unless { context.approved };
+
         """
 }

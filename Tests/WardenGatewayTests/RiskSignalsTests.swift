@@ -97,6 +97,49 @@ struct RiskSignalsTests {
         }
     }
 
+    @Test("the demo set: a known agent's first call to a tool its role never used waits for a human, then is learnt")
+    func newToolNeedsApproval() async throws {
+        try await withMCP { env in
+            let a = try env.f.agent("file-bot", tools: ["files/read", "files/search"])
+            let engine = RiskEngine(actions: ControlPlaneRiskActions(cp: env.f.cp), clock: env.f.clock)
+            env.f.cp.risk.attach(engine)
+            let consumer = Task { await env.f.cp.risk.run(engine, audit: env.f.cp.audit) }
+            defer {
+                engine.stop()
+                consumer.cancel()
+            }
+            // A day of its role reading files: warm, and files/read is known; files/search never used.
+            let now = env.f.clock.wallSeconds
+            for i in 0..<300 {
+                engine.process(
+                    RiskEvent(
+                        time: now - 86_400 + Double(i) * 120, agentID: a.id, roles: ["support"], kind: .tool,
+                        resource: #"Tool::"files/read""#, allowed: true))
+            }
+            let s = try await env.session(a)
+            let known = try await env.rpc(a, session: s, "tools/call", #"{"name":"read","arguments":{"path":"/a"}}"#)
+            #expect(known["result"] != nil)  // not held
+            let call = Task {
+                try await env.rpc(a, session: s, "tools/call", #"{"name":"search","arguments":{"query":"q"}}"#)
+            }
+            var item: ApprovalQueue.Item?
+            for _ in 0..<500 {
+                item = env.mcp.approvals.list().first
+                if item != nil { break }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            let held = try #require(item)
+            #expect(held.tool == "search" && env.upstream.calls.withLock { !$0.contains("search") })
+            #expect(env.mcp.approvals.decide(held.id, approve: true, actor: "admin:alice") != nil)
+            #expect(try await call.value["result"] != nil)
+            // Served once approved, and learnt: the next call is not held.
+            #expect(await env.f.cp.risk.settle(engine))
+            let again = try await env.rpc(a, session: s, "tools/call", #"{"name":"search","arguments":{"query":"r"}}"#)
+            #expect(again["result"] != nil)
+            #expect(env.mcp.approvals.list().isEmpty)
+        }
+    }
+
     @Test("risk events carry the call's time to the microsecond, not the whole second")
     func subSecondEventTimes() async throws {
         try await withGateway { env in
