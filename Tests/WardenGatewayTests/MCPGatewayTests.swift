@@ -194,13 +194,7 @@ struct MCPGatewayTests {
                 let call = Task {
                     try await env.rpc(a, session: s, "tools/call", #"{"name":"delete","arguments":{"path":"/tmp/x"}}"#)
                 }
-                var item: ApprovalQueue.Item?
-                for _ in 0..<500 {
-                    item = env.mcp.approvals.list().first
-                    if item != nil { break }
-                    try await Task.sleep(for: .milliseconds(10))
-                }
-                let held = try #require(item)
+                let held = try #require(try await env.heldApproval())
                 #expect(held.tool == "delete" && held.agent == a.id)
                 #expect(held.arguments["path"]?.stringValue == "/tmp/x")
                 #expect(env.mcp.approvals.decide(held.id, approve: approve, actor: "admin:alice") != nil)

@@ -122,13 +122,7 @@ struct RiskSignalsTests {
             let call = Task {
                 try await env.rpc(a, session: s, "tools/call", #"{"name":"search","arguments":{"query":"q"}}"#)
             }
-            var item: ApprovalQueue.Item?
-            for _ in 0..<500 {
-                item = env.mcp.approvals.list().first
-                if item != nil { break }
-                try await Task.sleep(for: .milliseconds(10))
-            }
-            let held = try #require(item)
+            let held = try #require(try await env.heldApproval())
             #expect(held.tool == "search" && env.upstream.calls.withLock { !$0.contains("search") })
             #expect(env.mcp.approvals.decide(held.id, approve: true, actor: "admin:alice") != nil)
             #expect(try await call.value["result"] != nil)

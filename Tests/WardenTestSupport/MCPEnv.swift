@@ -190,6 +190,15 @@ package struct MCPEnv {
         (response["result"]?["tools"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue }.sorted()
     }
 
+    /// The first call held for approval, once there is one (bounded wait, about five seconds); nil when none came.
+    package func heldApproval() async throws -> ApprovalQueue.Item? {
+        for _ in 0..<500 {
+            if let item = mcp.approvals.list().first { return item }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return nil
+    }
+
     package func entries(_ action: String) async throws -> [JSONValue] {
         await f.cp.audit.flush()
         return try f.cp.audit.entries(after: 0, limit: 10_000).compactMap { try? JSONValue.parse($0.1) }.filter {
