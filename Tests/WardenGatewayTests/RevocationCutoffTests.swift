@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Cedar
 import Crypto
 import Foundation
@@ -135,6 +136,38 @@ struct StreamedBytesTests {
                     try await Task.sleep(for: .milliseconds(2))
                 }
                 #expect(counted == 300_000 + Int64(small.body.readableBytes))
+            }
+        }
+    }
+
+    @Test("a 50 MiB chunked download is counted as 50 MiB")
+    func fiftyMiB() async throws {
+        try await withGateway { env in
+            try await RiskContainmentTests.withEngine(env) { engine in
+                let a = try env.f.agent("support-bot")
+                // Read as a stream (the test client would gather it whole).
+                let token = try env.token(a)
+                var request = HTTPClientRequest(
+                    url: "http://127.0.0.1:\(try #require(env.client.port))/r/tickets/stream?mib=50")
+                request.headers.add(name: "Authorization", value: "DPoP \(token)")
+                request.headers.add(
+                    name: "DPoP",
+                    value: try DPoPProofSigner(key: a.key).proof(
+                        method: "GET", url: env.f.cp.url(path: "/r/tickets/stream"), accessToken: token,
+                        now: env.f.clock.now))
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+                #expect(response.status == .ok && response.headers["Content-Length"].isEmpty)
+                var received = 0
+                for try await chunk in response.body { received += chunk.readableBytes }
+                #expect(received == 50 << 20)
+                var counted: Int64 = 0
+                for _ in 0..<500 {
+                    try await RiskContainmentTests.drain(engine, env)
+                    counted = engine.snapshot(agentID: a.id)?.baseline.bytesLast24h(now: Double(env.f.clock.now)) ?? 0
+                    if counted >= 50 << 20 { break }
+                    try await Task.sleep(for: .milliseconds(2))
+                }
+                #expect(counted == 50 << 20)
             }
         }
     }

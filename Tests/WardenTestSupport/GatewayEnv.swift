@@ -48,12 +48,14 @@ package final class Upstream: Sendable {
                         headers: request.headers.map { ($0.name.rawName, $0.value) }, bodyBytes: body.readableBytes))
             }
             if request.uri.path.hasSuffix("/stream") {
-                // Six 50,000-byte chunks with no Content-Length: a chunked response.
-                let chunk = ByteBuffer(repeating: UInt8(ascii: "s"), count: 50_000)
+                // A chunked response (no Content-Length): six 50,000-byte chunks, or `?mib=N` MiB in 64 KiB chunks.
+                let mib = request.uri.queryParameters["mib"].flatMap { Int($0) }.map { min(max($0, 1), 1024) }
+                let chunk = ByteBuffer(repeating: UInt8(ascii: "s"), count: mib == nil ? 50_000 : 65_536)
+                let count = mib.map { $0 * 16 } ?? 6
                 return Response(
                     status: .ok, headers: [.contentType: "text/plain"],
                     body: ResponseBody { writer in
-                        for _ in 0..<6 { try await writer.write(chunk) }
+                        for _ in 0..<count { try await writer.write(chunk) }
                         try await writer.finish(nil)
                     })
             }
