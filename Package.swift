@@ -9,6 +9,7 @@ let swiftSettings: [SwiftSetting] = [
 let testDependencies: [Target.Dependency] = [
     "WardenTestSupport", "WardenControlPlane", "WardenGateway", "WardenServer", "WardenClient", "WardenIdentity",
     "WardenStore", "WardenCore", "Cedar", "WardenInspect", "WardenRisk", "WardenAudit", "WardenSimulation",
+    "WardenSidecar",
     .product(name: "Crypto", package: "swift-crypto"),
     .product(name: "AsyncHTTPClient", package: "async-http-client"),
     .product(name: "X509", package: "swift-certificates"),
@@ -33,6 +34,7 @@ let package = Package(
         .library(name: "WardenServer", targets: ["WardenServer"]),
         .library(name: "WardenRisk", targets: ["WardenRisk"]),
         .library(name: "WardenClient", targets: ["WardenClient"]),
+        .library(name: "WardenSidecar", targets: ["WardenSidecar"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -150,6 +152,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // `warden agent proxy`: a loopback sidecar that holds an agent's key and adds its token and proofs.
+        .target(
+            name: "WardenSidecar",
+            dependencies: [
+                "WardenClient", "WardenCore", "WardenIdentity", "Cedar",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "WardenSimulation",
             dependencies: [
@@ -169,9 +182,12 @@ let package = Package(
             dependencies: [
                 "Cedar", "WardenCore", "WardenIdentity", "WardenStore", "WardenAudit", "WardenControlPlane",
                 "WardenGateway",
-                "WardenServer", "WardenClient", "WardenSimulation",
+                "WardenServer", "WardenClient", "WardenSimulation", "WardenSidecar",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),

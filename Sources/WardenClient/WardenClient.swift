@@ -92,11 +92,21 @@ public struct AgentClient: Sendable {
     public let http: WardenHTTP
     public let key: P256.Signing.PrivateKey
     public let signer: DPoPProofSigner
+    /// Seconds since the epoch for proofs and assertions (the system clock; tests inject theirs).
+    public let clock: @Sendable () -> Int64
+    /// The URL Warden calls itself (its `issuer`): what proofs (`htu`) and client assertions (`aud`) name. The
+    /// server URL by default; different when the client connects to Warden by another address than its public one.
+    public let issuer: String
 
-    public init(server: String, key: P256.Signing.PrivateKey) {
+    public init(
+        server: String, key: P256.Signing.PrivateKey, issuer: String? = nil,
+        clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+    ) {
         http = WardenHTTP(server: server)
         self.key = key
         signer = DPoPProofSigner(key: key)
+        self.clock = clock
+        self.issuer = issuer.map { WardenHTTP(server: $0).base } ?? http.base
     }
 
     static func formEncode(_ pairs: [(String, String)]) -> [UInt8] {
@@ -116,7 +126,8 @@ public struct AgentClient: Sendable {
             h.append(
                 (
                     "DPoP",
-                    try signer.proof(method: method, url: http.base + path, accessToken: accessToken, nonce: nonce)
+                    try signer.proof(
+                        method: method, url: issuer + path, accessToken: accessToken, nonce: nonce, now: clock())
                 ))
             if let accessToken { h.append(("Authorization", "DPoP \(accessToken)")) }
             let r = try await http.send(method, path, headers: h, body: try body())
@@ -168,13 +179,14 @@ public struct AgentClient: Sendable {
     }
 
     func tokenRequest(spiffeID: String, form: [(String, String)]) async throws -> JSONValue {
-        let endpoint = http.base + "/v1/token"
+        let endpoint = issuer + "/v1/token"
         let key = self.key
+        let clock = self.clock
         let r = try await withProof(
             "POST", "/v1/token", headers: [("Content-Type", "application/x-www-form-urlencoded")],
             body: {
                 let assertion = try ClientAssertion.sign(
-                    clientID: spiffeID, audience: endpoint, key: key, now: Int64(Date().timeIntervalSince1970))
+                    clientID: spiffeID, audience: endpoint, key: key, now: clock())
                 return Self.formEncode(
                     form + [("client_assertion_type", ClientAssertion.type), ("client_assertion", assertion)])
             })

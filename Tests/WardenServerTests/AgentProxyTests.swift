@@ -1,0 +1,67 @@
+import AsyncHTTPClient
+import Cedar
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import Testing
+import WardenClient
+import WardenCore
+import WardenIdentity
+import WardenSidecar
+import WardenTestSupport
+
+@testable import WardenControlPlane
+
+/// `warden agent proxy`: plain HTTP in on loopback, the agent's token and a fresh proof per request out.
+@Suite("Agent proxy (sidecar) in front of a live gateway")
+struct AgentProxyTests {
+    @Test(
+        "relays with the agent's credentials: a revoked token renewed, bodies streamed both ways, other paths refused")
+    func relays() async throws {
+        try await withGateway { env in
+            let a = try env.f.agent("support-bot")
+            let base = "http://127.0.0.1:\(try #require(env.client.port))"
+            let clock = env.f.clock
+            let proxy = AgentProxy(
+                server: base,
+                client: AgentClient(server: base, key: a.key, issuer: env.f.cp.issuer, clock: { clock.now }),
+                spiffeID: a.id,
+                http: .shared, logger: Logger(label: "test"))
+            try await Application(router: proxy.router()).test(.live) { client in
+                // No credentials from the caller (a junk Authorization is dropped, not forwarded).
+                let r = try await client.execute(
+                    uri: "/r/tickets/v1/tickets?status=open", method: .get, headers: [.authorization: "Bearer junk"])
+                #expect(r.status == .ok, "\(String(buffer: r.body))")
+                let seen = try #require(env.upstream.requests.last)
+                #expect(seen.path == "/api/v1/tickets" && seen.query == "status=open")
+                #expect(seen.headers.first { $0.0.lowercased() == "authorization" }?.1 != "Bearer junk")
+                #expect(!seen.headers.contains { $0.0.lowercased() == "dpop" })
+                // A body, sent once.
+                let posted = try await client.execute(
+                    uri: "/r/tickets/v1/tickets", method: .post, headers: [.contentType: "application/json"],
+                    body: ByteBuffer(string: #"{"title":"printer on fire"}"#))
+                #expect(posted.status == .ok && env.upstream.requests.last?.bodyBytes == 27)
+                // A revoked token: refused once, renewed, served.
+                let first = try await proxy.tokens.token()
+                let jti = try #require(
+                    JSONValue.parse(Array(Base64URL.decode(String(first.value.split(separator: ".")[1])) ?? []))["jti"]?
+                        .stringValue)
+                try env.f.cp.revokeToken(jti: jti, reason: "test", agent: nil)
+                #expect(try await client.execute(uri: "/r/tickets/v1/again", method: .get).status == .ok)
+                #expect(try await proxy.tokens.token() != first)
+                // A 5 MiB chunked download streams through.
+                let big = try await client.execute(uri: "/r/tickets/stream?mib=5", method: .get)
+                #expect(big.status == .ok && big.body.readableBytes == 5 << 20)
+                // Not a gateway path: 404 here, nothing sent.
+                let count = env.upstream.requests.count
+                #expect(try await client.execute(uri: "/v1/admin/agents", method: .get).status == .notFound)
+                #expect(env.upstream.requests.count == count)
+                // Warden's refusals come back as they are (a route the agent may not use).
+                #expect(try await client.execute(uri: "/r/billing/v1/x", method: .get).status == .forbidden)
+            }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+"""Stock clients through `warden agent proxy`: no auth code in the client; the sidecar holds the key."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import requests
+
+
+def test_plain_http_through_the_proxy(proxy) -> None:
+    base, auth = proxy
+    r = requests.get(base + "/r/echo/v1/tickets/7?full=1", timeout=10)
+    assert r.status_code == 200, r.text
+    seen = r.json()
+    assert seen["agent"] == auth.spiffe_id and seen["path"].endswith("/v1/tickets/7?full=1")
+    assert seen["authorization"] is None and seen["dpop"] is None
+    big = requests.post(base + "/r/echo/upload", data=b"x" * (3 << 20), timeout=30)  # streamed, not replayable
+    assert big.status_code == 200 and big.json()["body_bytes"] == 3 << 20
+    assert requests.get(base + "/v1/admin/agents", timeout=10).status_code == 404
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+def test_stock_mcp_client_through_the_proxy(proxy, mode: str) -> None:
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    base, _ = proxy
+
+    async def main() -> tuple[list[str], str, str]:
+        async with Client(streamable_http_client(base + "/mcp/lab"), mode=mode) as client:
+            tools = [t.name for t in (await client.list_tools()).tools]
+            result = await client.call_tool("add", {"a": 20, "b": 22})
+            text = "".join(getattr(c, "text", "") for c in result.content)
+            try:
+                await client.call_tool("shutdown", {})
+                outcome = "served"
+            except Exception as e:  # noqa: BLE001 - the SDK's MCPError
+                outcome = f"refused {getattr(e, 'code', '')}"
+            return tools, text, outcome
+
+    tools, text, outcome = asyncio.run(asyncio.wait_for(main(), 60))
+    assert tools == ["add"] and text == "42"
+    assert outcome.startswith("refused"), outcome
