@@ -90,35 +90,22 @@ public struct AgentProxy: Sendable {
             Self.hopByHop.contains(field.name.canonicalName) ? nil : (field.name.rawName, field.value)
         }
         headers.append(("X-Forwarded-By", "warden-agent-proxy"))
-        var refused: AgentTokens.Token?
-        for attempt in 0..<2 {
-            let token = try await tokens.token(refusing: refused)
+        let response = try await tokens.send(
+            http, method: method, path: path, replayable: body != nil, timeout: .hours(24)
+        ) { token, proof in
             var outgoing = HTTPClientRequest(url: server + pathAndQuery)
             outgoing.method = .init(rawValue: method)
             for (name, value) in headers { outgoing.headers.add(name: name, value: value) }
             outgoing.headers.add(name: "Authorization", value: "DPoP \(token.value)")
-            outgoing.headers.add(
-                name: "DPoP",
-                value: try tokens.proof(method: method, url: tokens.client.issuer + path, accessToken: token.value))
+            outgoing.headers.add(name: "DPoP", value: proof)
             if let body {
                 outgoing.body = .bytes(body)
             } else if let stream {
-                outgoing.body = .stream(
-                    stream.map { $0 }, length: declared.map { .known(Int64($0)) } ?? .unknown)
+                outgoing.body = .stream(stream.map { $0 }, length: declared.map { .known(Int64($0)) } ?? .unknown)
             }
-            let response = try await http.execute(outgoing, timeout: .hours(24))
-            tokens.noteNonce(response.headers.first(name: "DPoP-Nonce"))
-            let challenge = response.headers.first(name: "WWW-Authenticate") ?? ""
-            let retriable = attempt == 0 && body != nil && response.status == .unauthorized
-            if retriable, challenge.contains("use_dpop_nonce") || challenge.contains("invalid_token") {
-                if challenge.contains("invalid_token") { refused = token }
-                // Drain the refusal (small) before sending again.
-                _ = try? await response.body.collect(upTo: 64 * 1024)
-                continue
-            }
-            return Self.relay(response)
+            return outgoing
         }
-        return Self.problem(.badGateway, "Warden refused the request twice")
+        return Self.relay(response)
     }
 
     /// Warden's answer, streamed back (hop-by-hop headers dropped).
@@ -182,7 +169,7 @@ public final class AgentTokens: Sendable {
     /// Tokens obtained so far.
     public let issued = Atomic<Int>(0)
 
-    init(client: AgentClient, spiffeID: String) {
+    public init(client: AgentClient, spiffeID: String) {
         self.client = client
         self.spiffeID = spiffeID
     }
@@ -213,6 +200,31 @@ public final class AgentTokens: Sendable {
     func noteNonce(_ value: String?) {
         guard let value, !value.isEmpty, value.utf8.count <= 512 else { return }
         nonce.withLock { $0 = value }
+    }
+
+    /// Sends the request `build` makes with a token and a proof (for `method` on `path`, named at the issuer), and
+    /// when Warden asks for a nonce or refuses the token, and the request can be sent twice (`replayable`), once
+    /// more with the nonce or a new token. Warden's last answer, whatever it is.
+    public func send(
+        _ http: HTTPClient, method: String, path: String, replayable: Bool, timeout: TimeAmount,
+        _ build: (Token, String) throws -> HTTPClientRequest
+    ) async throws -> HTTPClientResponse {
+        var refused: Token?
+        var attempt = 0
+        while true {
+            let token = try await self.token(refusing: refused)
+            let proof = try self.proof(method: method, url: client.issuer + path, accessToken: token.value)
+            let response = try await http.execute(try build(token, proof), timeout: timeout)
+            noteNonce(response.headers.first(name: "DPoP-Nonce"))
+            let challenge = response.headers.first(name: "WWW-Authenticate") ?? ""
+            guard attempt == 0, replayable, response.status == .unauthorized,
+                challenge.contains("use_dpop_nonce") || challenge.contains("invalid_token")
+            else { return response }
+            if challenge.contains("invalid_token") { refused = token }
+            // Drain the refusal (small) before sending again.
+            _ = try? await response.body.collect(upTo: 64 * 1024)
+            attempt += 1
+        }
     }
 
     func proof(method: String, url: String, accessToken: String) throws -> String {

@@ -70,7 +70,7 @@ struct AgentCommand: AsyncParsableCommand {
             AgentRegister.self, AgentList.self, AgentShow.self, AgentEvents.self, AgentQuarantine.self,
             AgentActivate.self, AgentRevoke.self, AgentDecommission.self,
             AgentJoinToken.self, AgentEnroll.self, AgentToken.self, AgentSVID.self, AgentWhoami.self, AgentCall.self,
-            AgentProxyCommand.self,
+            AgentProxyCommand.self, AgentMCPCommand.self,
         ]
     )
 }

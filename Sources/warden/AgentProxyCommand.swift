@@ -5,6 +5,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 import WardenClient
 import WardenControlPlane
 import WardenSidecar
@@ -30,18 +31,8 @@ struct AgentProxyCommand: AsyncParsableCommand {
             guard Loopback.isLoopbackHost(host.contains(":") ? "[\(host)]" : host) else {
                 throw ValidationError("--listen must be a loopback address (127.0.0.1, ::1 or localhost)")
             }
-            try WardenHTTP(server: agentKey.server).checkCredentialsAllowed()
-            let (key, id) = try agentKey.load()
-            let issuer = try await Self.issuer(of: agentKey.server)
-            var logger = Logger(label: "warden.agent-proxy")
-            logger.logLevel = .warning
-            var configuration = HTTPClient.Configuration()
-            configuration.timeout = .init(connect: .seconds(10), read: .seconds(300))
-            let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-            let proxy = AgentProxy(
-                server: agentKey.server, client: AgentClient(server: agentKey.server, key: key, issuer: issuer),
-                spiffeID: id,
-                http: http, logger: logger)
+            let (client, id, http, logger) = try await Self.sidecar(agentKey, label: "warden.agent-proxy")
+            let proxy = AgentProxy(server: agentKey.server, client: client, spiffeID: id, http: http, logger: logger)
             // The first token now: a wrong key or an unknown agent is an error at start, not on the first request.
             _ = try await proxy.tokens.token()
             let app = Application(
@@ -65,6 +56,22 @@ struct AgentProxyCommand: AsyncParsableCommand {
         }
     }
 
+    /// What the proxy and the bridge start with: the agent's client (its key, and the issuer its proofs name), its
+    /// SPIFFE ID, an HTTP client with connect and read timeouts, and a quiet logger.
+    static func sidecar(_ options: AgentKeyOptions, label: String) async throws -> (
+        AgentClient, String, HTTPClient, Logger
+    ) {
+        try WardenHTTP(server: options.server).checkCredentialsAllowed()
+        let (key, id) = try options.load()
+        let issuer = try await issuer(of: options.server)
+        var logger = Logger(label: label)
+        logger.logLevel = .warning
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: .seconds(10), read: .seconds(300))
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        return (AgentClient(server: options.server, key: key, issuer: issuer), id, http, logger)
+    }
+
     /// The URL the server calls itself (RFC 8414 metadata, `issuer`): proofs and assertions name it. The server URL
     /// when the metadata says nothing usable.
     static func issuer(of server: String) async throws -> String {
@@ -74,5 +81,39 @@ struct AgentProxyCommand: AsyncParsableCommand {
         }
         try Loopback.checkCredentialsAllowed(to: issuer)
         return issuer
+    }
+}
+
+struct AgentMCPCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mcp",
+        abstract: "MCP over stdin/stdout, relayed to Warden's /mcp/<server> with the agent's credentials.",
+        discussion: """
+            What desktop MCP clients launch: one JSON-RPC message per line on stdin, the answers on stdout. Both \
+            protocol eras. The bridge holds the key (--key, with the <key>.json written at enrollment), gets and \
+            renews tokens and adds a fresh DPoP proof to every message. Example (a client's configuration):
+              {"command": "warden", "args": ["agent", "mcp", "--server", "http://127.0.0.1:8443", \
+            "--key", "/home/me/bot.key", "--mcp", "files"]}
+            """)
+    @OptionGroup var agentKey: AgentKeyOptions
+    @Option(name: .long, help: "The MCP server behind Warden (/mcp/<server>); all of them (/mcp) without it.")
+    var mcp: String?
+
+    func run() async throws {
+        try await reporting {
+            if let mcp, mcp.isEmpty || mcp.contains("/") || mcp.count > 128 {
+                throw ValidationError("--mcp must be a server name")
+            }
+            let (client, id, http, logger) = try await AgentProxyCommand.sidecar(agentKey, label: "warden.agent-mcp")
+            let tokens = AgentTokens(client: client, spiffeID: id)
+            _ = try await tokens.token()
+            let bridge = MCPStdioBridge(tokens: tokens, http: http, server: mcp, logger: logger)
+            let stdin = StdinLines()
+            let out = Mutex<Void>(())
+            await bridge.run(input: stdin.lines, taken: { stdin.taken() }) { line in
+                out.withLock { _ in FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+            }
+            try await http.shutdown()
+        }
     }
 }

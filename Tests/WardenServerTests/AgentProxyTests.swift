@@ -10,10 +10,10 @@ import Testing
 import WardenClient
 import WardenCore
 import WardenIdentity
-import WardenSidecar
 import WardenTestSupport
 
 @testable import WardenControlPlane
+@testable import WardenSidecar
 
 /// `warden agent proxy`: plain HTTP in on loopback, the agent's token and a fresh proof per request out.
 @Suite("Agent proxy (sidecar) in front of a live gateway")
@@ -63,5 +63,22 @@ struct AgentProxyTests {
                 #expect(try await client.execute(uri: "/r/billing/v1/x", method: .get).status == .forbidden)
             }
         }
+    }
+
+    @Test("the stdio bridge's message framing: server-sent events, Mcp-Name encoding, errors with the request's id")
+    func bridgeFraming() throws {
+        let sse = ByteBuffer(
+            string: "event: message\r\ndata: {\"jsonrpc\":\"2.0\",\r\ndata: \"id\":1}\r\n\r\n: keep\n\n")
+        #expect(
+            MCPStdioBridge.events(sse).map { String(decoding: $0, as: UTF8.self) } == [
+                "{\"jsonrpc\":\"2.0\",\n\"id\":1}"
+            ])
+        let call = try JSONValue.parse(#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read"}}"#)
+        #expect(MCPStdioBridge.name(of: call, method: "tools/call") == "read")
+        let odd = try JSONValue.parse(#"{"method":"resources/read","params":{"uri":"file:///a b/é"}}"#)
+        #expect(MCPStdioBridge.name(of: odd, method: "resources/read") == "=?base64?ZmlsZTovLy9hIGIvw6k=?=")
+        #expect(MCPStdioBridge.name(of: call, method: "tools/list") == nil)
+        let error = try JSONValue.parse(MCPStdioBridge.error(id: .number("7"), code: -32603, "refused"))
+        #expect(error["id"] == .number("7") && error["error"]?["code"] == .number("-32603"))
     }
 }

@@ -177,6 +177,6 @@ def proxy(live: Live, tmp_path_factory: pytest.TempPathFactory):
             assert time.monotonic() < deadline, "the proxy did not listen within 30 s"
             time.sleep(0.1)
     try:
-        yield base, auth
+        yield base, auth, str(key_file)
     finally:
         stop(proc, log)

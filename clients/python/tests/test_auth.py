@@ -132,13 +132,13 @@ def test_mcp_sdk_through_warden(live: Live, agent: warden_agent.WardenAuth) -> N
                 refused = await client.call_tool("shutdown", {})
                 outcome = "served: " + "".join(getattr(c, "text", "") for c in refused.content)
             except Exception as e:  # noqa: BLE001 - the SDK raises its MCPError
-                outcome = f"refused: {getattr(e, 'code', '')}"
+                outcome = f"refused {getattr(e, 'code', '')}"
             return tools, text, outcome
 
     tools, text, outcome = asyncio.run(asyncio.wait_for(main(), 60))
     assert tools == ["add"]  # only what the manifest names
     assert text == "5"
-    assert outcome.startswith("refused"), outcome
+    assert outcome == "refused -32003", outcome  # insufficient_scope: not in the manifest
 
 
 def test_enrollment_refusals_and_key_files(live: Live, tmp_path) -> None:
