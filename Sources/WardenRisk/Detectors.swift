@@ -57,10 +57,14 @@ public protocol Detector: Sendable {
     func evaluate(_ c: DetectionContext) -> Finding?
     /// Why the detector cannot judge the agent yet (its gate, in the documented settings' terms), or nil when it can.
     func notReady(_ c: DetectionContext) -> String?
+    /// Whether the detector looks at the bytes a call reports while it still streams
+    /// (``RiskEvent/continuation``): the volume detectors only.
+    var judgesVolume: Bool { get }
 }
 
 extension Detector {
     public var judgesTokenMisuse: Bool { false }
+    public var judgesVolume: Bool { false }
     public func notReady(_ c: DetectionContext) -> String? { nil }
 }
 
@@ -129,6 +133,7 @@ public struct RiskSettings: Sendable, Hashable {
 /// that length of time and its usual peaks.
 public struct VolumeSpike: Detector {
     public let name = "volume_spike"
+    public var judgesVolume: Bool { true }
     public init() {}
 
     /// The limits a window is judged against (requests, bytes out): the floors, the mean and the past peaks.
@@ -155,7 +160,7 @@ public struct VolumeSpike: Detector {
         // One report per window.
         if let last = a.lastSpike, t - last < s.spikeWindow { return nil }
         let (r0, b0) = a.windowTotals(at: t, seconds: s.spikeWindow)
-        let requests = Double(r0 + 1)
+        let requests = Double(r0 + (c.event.continuation ? 0 : 1))
         let bytes = Double(b0 + c.event.bytesOut)
         let (rLimit, bLimit) = Self.limits(c)
         let scale = s.spikeWindow / 60
@@ -269,6 +274,7 @@ public struct LateralMovement: Detector {
 /// Cumulative bytes out over a day far above the agent's usual day, however evenly spread.
 public struct SlowExfiltration: Detector {
     public let name = "slow_exfiltration"
+    public var judgesVolume: Bool { true }
     public init() {}
     public func evaluate(_ c: DetectionContext) -> Finding? {
         let e = c.event

@@ -249,7 +249,9 @@ public final class RiskEngine: Sendable {
         let findings =
             e.kind == .tokenMisuse
             ? detectors.filter(\.judgesTokenMisuse).compactMap { $0.evaluate(context) }
-            : detectors.compactMap { $0.evaluate(context) }
+            : e.continuation
+                ? detectors.filter(\.judgesVolume).compactMap { $0.evaluate(context) }
+                : detectors.compactMap { $0.evaluate(context) }
         // Recovery over clean time, then the new penalties.
         let elapsedHours =
             max(0, e.time - max(risk.lastFinding, risk.baseline.lastSeen, risk.recoveredAt ?? 0)) / 3600

@@ -41,6 +41,10 @@ public struct RiskEvent: Sendable {
     /// The call's audit entry (its admission or refusal), which an alert about it names; nil when it has none (a
     /// refusal counted in its source's summary).
     public var cause: AuditTicket?
+    /// More bytes of a call still streaming (reported every few MiB): counted toward the volumes, not as a request;
+    /// only the detectors that judge volume see it (``Detector/judgesVolume``). The call itself is the event sent
+    /// when its exchange ends, with the rest of its bytes.
+    public var continuation = false
 
     public init(
         time: Double, agentID: String, roles: [String] = [], kind: Kind, resource: String, segment: String? = nil,
@@ -235,6 +239,10 @@ public struct Baseline: Sendable, Codable, Equatable {
             return
         }
         lastSeen = max(lastSeen, now)
+        if e.continuation {
+            learnBytes(e.bytesOut, at: now, window: seconds, request: false)
+            return
+        }
         events += 1
         if e.allowed {
             resources.insert(e.resource)
@@ -254,36 +262,56 @@ public struct Baseline: Sendable, Codable, Equatable {
             }
             hourOfWeek[Self.hourOfWeek(now)] += 1
         }
-        // Requests and bytes per minute.
-        let m = Int64(now / 60)
-        if m != minute {
-            if minute >= 0 {
-                // Close the minute that ended, and count the silent minutes in between as zeros (at most a day's).
-                fold(minuteRequests, minuteBytes)
-                let silent = min(max(m - minute - 1, 0), 1440)
-                for _ in 0..<silent { fold(0, 0) }
-            }
-            minute = m
-            minuteRequests = 0
-            minuteBytes = 0
+        learnRequest(at: now)
+        learnBytes(e.bytesOut, at: now, window: seconds, request: true)
+        if !e.allowed || e.kind == .authFailure {
+            recentDenials.append(now)
+            if recentDenials.count > 64 { recentDenials.removeFirst(recentDenials.count - 64) }
         }
+        if let s = e.segment {
+            recentSegments.append(RecentSegment(time: now, segment: s, novel: novelSegment))
+            if recentSegments.count > 16 { recentSegments.removeFirst(recentSegments.count - 16) }
+        }
+    }
+
+    /// Closes the minutes that ended before `now` (silent ones count as zeros, at most a day's).
+    mutating func roll(to now: Double) {
+        let m = Int64(now / 60)
+        guard m != minute else { return }
+        if minute >= 0 {
+            fold(minuteRequests, minuteBytes)
+            let silent = min(max(m - minute - 1, 0), 1440)
+            for _ in 0..<silent { fold(0, 0) }
+        }
+        minute = m
+        minuteRequests = 0
+        minuteBytes = 0
+    }
+
+    /// One request in the current minute.
+    mutating func learnRequest(at now: Double) {
+        roll(to: now)
         minuteRequests += 1
-        minuteBytes += Double(e.bytesOut)
-        // The sliding window, and the day's largest window.
+    }
+
+    /// `bytes` out at `now`: in the minute, the sliding window (with the day's largest window), the hour and the day.
+    /// `request`: whether they came with a request (the sliding window counts requests too).
+    mutating func learnBytes(_ bytes: Int64, at now: Double, window seconds: Double, request: Bool) {
+        roll(to: now)
+        minuteBytes += Double(bytes)
         if window?.seconds != seconds { window = SlidingWindow(seconds: seconds) }
-        window!.add(at: now, bytes: e.bytesOut)
+        window!.add(at: now, bytes: bytes, requests: request ? 1 : 0)
         let totals = window!.totals(at: now)
         var p = peaks ?? WindowPeaks()
         p.note(day: Int64(now / 86_400), requests: totals.requests, bytes: totals.bytes)
         peaks = p
-        // Bytes per hour and per day.
         let h = Int64(now / 3600)
         let slot = Int(h % 24)
         if hourlyIndex[slot] != h {
             hourlyIndex[slot] = h
             hourlyBytes[slot] = 0
         }
-        hourlyBytes[slot] += e.bytesOut
+        hourlyBytes[slot] += bytes
         let d = Int64(now / 86_400)
         if d != day {
             if day >= 0 {
@@ -295,15 +323,7 @@ public struct Baseline: Sendable, Codable, Equatable {
             day = d
             dayBytes = 0
         }
-        dayBytes += e.bytesOut
-        if !e.allowed || e.kind == .authFailure {
-            recentDenials.append(now)
-            if recentDenials.count > 64 { recentDenials.removeFirst(recentDenials.count - 64) }
-        }
-        if let s = e.segment {
-            recentSegments.append(RecentSegment(time: now, segment: s, novel: novelSegment))
-            if recentSegments.count > 16 { recentSegments.removeFirst(recentSegments.count - 16) }
-        }
+        dayBytes += bytes
     }
 
     mutating func fold(_ requests: Double, _ bytes: Double) {
@@ -340,7 +360,7 @@ public struct SlidingWindow: Sendable, Codable, Equatable {
 
     func slot(_ t: Double) -> Int64 { Int64((t / (seconds / Double(Self.slots))).rounded(.down)) }
 
-    public mutating func add(at t: Double, bytes b: Int64) {
+    public mutating func add(at t: Double, bytes b: Int64, requests n: Int64 = 1) {
         let s = slot(t)
         let i = Int(((s % Int64(Self.slots)) + Int64(Self.slots)) % Int64(Self.slots))
         if stamps[i] != s {
@@ -351,7 +371,7 @@ public struct SlidingWindow: Sendable, Codable, Equatable {
             requests[i] = 0
             bytes[i] = 0
         }
-        requests[i] += 1
+        requests[i] += n
         bytes[i] += b
     }
 

@@ -115,6 +115,19 @@ struct TokenEndpointStuffingTests {
 /// real traffic): a chunked response or upload is no longer 0 bytes to the volume detectors.
 @Suite("Risk engine: bytes counted as they stream (live gateway)")
 struct StreamedBytesTests {
+    /// `GET /r/tickets/stream?mib=N` as `a`, its body left to read as a stream.
+    static func download(_ env: GatewayEnv, _ a: TestAgent, mib: Int) async throws -> HTTPClientResponse {
+        let token = try env.token(a)
+        var request = HTTPClientRequest(
+            url: "http://127.0.0.1:\(try #require(env.client.port))/r/tickets/stream?mib=\(mib)")
+        request.headers.add(name: "Authorization", value: "DPoP \(token)")
+        request.headers.add(
+            name: "DPoP",
+            value: try DPoPProofSigner(key: a.key).proof(
+                method: "GET", url: env.f.cp.url(path: "/r/tickets/stream"), accessToken: token, now: env.f.clock.now))
+        return try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+    }
+
     @Test("a chunked 300 kB response is counted in full, as is a small one read whole")
     func streamedBytes() async throws {
         try await withGateway { env in
@@ -146,16 +159,7 @@ struct StreamedBytesTests {
             try await RiskContainmentTests.withEngine(env) { engine in
                 let a = try env.f.agent("support-bot")
                 // Read as a stream (the test client would gather it whole).
-                let token = try env.token(a)
-                var request = HTTPClientRequest(
-                    url: "http://127.0.0.1:\(try #require(env.client.port))/r/tickets/stream?mib=50")
-                request.headers.add(name: "Authorization", value: "DPoP \(token)")
-                request.headers.add(
-                    name: "DPoP",
-                    value: try DPoPProofSigner(key: a.key).proof(
-                        method: "GET", url: env.f.cp.url(path: "/r/tickets/stream"), accessToken: token,
-                        now: env.f.clock.now))
-                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+                let response = try await Self.download(env, a, mib: 50)
                 #expect(response.status == .ok && response.headers["Content-Length"].isEmpty)
                 var received = 0
                 for try await chunk in response.body { received += chunk.readableBytes }
@@ -168,6 +172,41 @@ struct StreamedBytesTests {
                     try await Task.sleep(for: .milliseconds(2))
                 }
                 #expect(counted == 50 << 20)
+            }
+        }
+    }
+
+    @Test("a long download is counted while it streams (every 8 MiB), and is still one request")
+    func countedWhileStreaming() async throws {
+        try await withGateway { env in
+            try await RiskContainmentTests.withEngine(env) { engine in
+                let a = try env.f.agent("support-bot")
+                let response = try await Self.download(env, a, mib: 40)
+                func counted() -> Int64 {
+                    engine.snapshot(agentID: a.id)?.baseline.bytesLast24h(now: Double(env.f.clock.now)) ?? 0
+                }
+                var received = 0
+                var seenMidway: Int64 = 0
+                for try await chunk in response.body {
+                    received += chunk.readableBytes
+                    // Halfway through, the engine already has most of what passed (bounded wait).
+                    if received >= 20 << 20, seenMidway == 0 {
+                        for _ in 0..<500 {
+                            seenMidway = counted()
+                            if seenMidway >= 8 << 20 { break }
+                            try await Task.sleep(for: .milliseconds(2))
+                        }
+                    }
+                }
+                #expect(seenMidway >= 8 << 20, "\(seenMidway) bytes seen while streaming")
+                #expect(received == 40 << 20)
+                for _ in 0..<500 where counted() < 40 << 20 {
+                    try await RiskContainmentTests.drain(engine, env)
+                    try await Task.sleep(for: .milliseconds(2))
+                }
+                #expect(counted() == 40 << 20)
+                // The interim reports are bytes, not requests: the call is one event.
+                #expect(engine.snapshot(agentID: a.id)?.baseline.events == 1)
             }
         }
     }

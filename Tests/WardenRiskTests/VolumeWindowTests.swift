@@ -15,6 +15,14 @@ struct VolumeWindowTests {
         return s
     }
 
+    /// An engine on the test clock with the short warm-up, adjusted by `adjust`, and what it asked for.
+    static func engine(_ adjust: (inout RiskSettings) -> Void = { _ in }) -> (RiskEngine, RecordingActions) {
+        var s = shortWarmup
+        adjust(&s)
+        let actions = RecordingActions()
+        return (RiskEngine(actions: actions, settings: s, clock: ManualClock(wallSeconds: monday9)), actions)
+    }
+
     /// Irregular normal traffic by `agent` from `start` for `seconds`: log-normal think times (median 2 s), bodies
     /// of log-normal size (median 4 KiB) and now and then a larger one (64–128 KiB, one call in 30). Returns the
     /// end time and the findings it raised.
@@ -85,10 +93,7 @@ struct VolumeWindowTests {
 
     @Test("a regular nightly batch is not a spike once a day with it is known; one report per window")
     func usualPeaksAreNotSpikes() {
-        var s = Self.shortWarmup
-        s.spikeMinMinutes = 10
-        let actions = RecordingActions()
-        let e = RiskEngine(actions: actions, settings: s, clock: ManualClock(wallSeconds: monday9))
+        let (e, _) = Self.engine { $0.spikeMinMinutes = 10 }
         var reports: [Int: Int] = [:]
         for day in 0..<6 {
             let dayStart = monday9 + Double(day) * 86_400
@@ -179,5 +184,36 @@ struct RiskTuningTests {
         #expect(!alerted.contains("spiffe://example.org/agent/cruncher"))
         #expect(alerted.contains("spiffe://example.org/agent/watched"))
         #expect(actions.snapshot.quarantined == ["spiffe://example.org/agent/plain"])
+    }
+}
+
+@Suite("Risk: bytes reported while a call streams")
+struct ContinuationTests {
+    @Test("interim bytes count toward volume at once, not as requests; only the volume detectors see them")
+    func interimBytes() {
+        let (e, _) = VolumeWindowTests.engine { $0.spikeMinBytes = 4_194_304 }
+        var rng = SplitMix64(state: 11)
+        let (t, _) = VolumeWindowTests.irregular(e, "dl", from: monday9, seconds: 600, rng: &rng)
+        let before = e.snapshot(agentID: "dl")!.baseline
+        // A download to a segment the agent never used, reported every 8 MiB while it streams.
+        var found: [Finding] = []
+        for i in 0..<3 {
+            var part = RiskEvent(
+                time: t + Double(i), agentID: "dl", roles: ["reports"], kind: .call, resource: #"Service::"vault""#,
+                segment: "vault", allowed: true, bytesOut: 8 << 20)
+            part.continuation = true
+            found += e.process(part)
+        }
+        let after = e.snapshot(agentID: "dl")!.baseline
+        #expect(after.events == before.events)  // no request counted
+        #expect(after.bytesLast24h(now: t + 3) - before.bytesLast24h(now: t + 3) == 24 << 20)
+        // The volume spike fires on the interim bytes; lateral movement and new resource wait for the call itself.
+        #expect(found.map(\.detector) == ["volume_spike"])
+        let end = e.process(
+            RiskEvent(
+                time: t + 4, agentID: "dl", roles: ["reports"], kind: .call, resource: #"Service::"vault""#,
+                segment: "vault", allowed: true, bytesOut: 1 << 20))
+        #expect(Set(end.map(\.detector)).isSuperset(of: ["lateral_movement", "new_resource"]))
+        #expect(e.snapshot(agentID: "dl")!.baseline.events == before.events + 1)
     }
 }

@@ -186,11 +186,20 @@ public final class Gateway: Sendable {
             metrics.decisionLatency.observe(micros: call.elapsedMicros)
             metrics.allowed(route: route.config.name)
             // The risk engine sees the call when the exchange ends, with the bytes that actually moved each way
-            // (chunked and streamed bodies included), not what `Content-Length` announced.
+            // (chunked and streamed bodies included), not what `Content-Length` announced; a long response's bytes
+            // also while it streams, every few MiB.
             let feed = entry.risk
+            let recorder = pipeline.recorder
+            var streaming: (@Sendable (Int64) -> Void)?
+            if let feed {
+                streaming = { [call] bytesOut in
+                    recorder.streaming(call, feed, bytesOut: bytesOut, cause: admission)
+                }
+            }
             let response = await forward(
                 request, route: route, path: canonical, who: caller.agent, credential: credential, source: call.source,
-                length: length, proto: base.hasPrefix("https") ? "https" : "http", host: Self.authority(of: base)
+                length: length, proto: base.hasPrefix("https") ? "https" : "http", host: Self.authority(of: base),
+                streaming: streaming
             ) { [recorder = pipeline.recorder, call] bytesIn, bytesOut in
                 if let feed {
                     recorder.exchanged(call, feed, bytesIn: bytesIn, bytesOut: bytesOut, cause: admission)
@@ -281,6 +290,7 @@ public final class Gateway: Sendable {
     func forward(
         _ request: Request, route: Route, path: String, who: AuthenticatedAgent,
         credential: (HTTPField.Name, String)?, source: String?, length: Int?, proto: String, host: String,
+        streaming: (@Sendable (_ bytesOut: Int64) -> Void)? = nil,
         exchanged: @escaping @Sendable (_ bytesIn: Int64, _ bytesOut: Int64) -> Void
     ) async -> Response {
         let limit = route.config.maxConcurrent
@@ -380,7 +390,7 @@ public final class Gateway: Sendable {
         }
         let body = ReleasingBody(
             base: response.body,
-            release: ReleasingBody.Release { [upload] bytesOut in
+            release: ReleasingBody.Release(onProgress: streaming) { [upload] bytesOut in
                 route.inFlight.subtract(1, ordering: .relaxed)
                 exchanged(upload.bytes.load(ordering: .relaxed), bytesOut)
             })

@@ -115,6 +115,9 @@ struct LimitedBody<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable wher
     }
 }
 
+/// How often a streaming response's bytes are reported to the risk engine while it lasts.
+let interimReportBytes: Int64 = 8 << 20
+
 /// The upstream's response body, counting the bytes that pass and releasing the route's in-flight slot when it ends,
 /// fails or is dropped unread.
 struct ReleasingBody<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable where Base.Element == ByteBuffer {
@@ -122,13 +125,38 @@ struct ReleasingBody<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable wh
     let base: Base
     let release: Release
 
-    /// Called once when the body ends, fails or is dropped, with the bytes that passed.
+    /// Called once when the body ends, fails or is dropped, with the bytes that passed and not yet reported; and
+    /// while it streams, every ``interimReportBytes``, with the bytes since the last report (`onProgress`), so that a long
+    /// transfer is seen while it lasts, not only at its end.
     final class Release: Sendable {
         let done = Atomic<Bool>(false)
         let bytes = Atomic<Int64>(0)
+        let reported = Atomic<Int64>(0)
         let onEnd: @Sendable (Int64) -> Void
-        init(_ onEnd: @escaping @Sendable (Int64) -> Void) { self.onEnd = onEnd }
-        func fire() { if !done.exchange(true, ordering: .relaxed) { onEnd(bytes.load(ordering: .relaxed)) } }
+        let onProgress: (@Sendable (Int64) -> Void)?
+
+        init(onProgress: (@Sendable (Int64) -> Void)? = nil, _ onEnd: @escaping @Sendable (Int64) -> Void) {
+            self.onEnd = onEnd
+            self.onProgress = onProgress
+        }
+
+        func fire() {
+            if !done.exchange(true, ordering: .relaxed) {
+                onEnd(bytes.load(ordering: .relaxed) - reported.load(ordering: .relaxed))
+            }
+        }
+
+        /// `n` more bytes passed: an interim report when enough have since the last one (one iterator reads a body).
+        func passed(_ n: Int) {
+            let total = bytes.add(Int64(n), ordering: .relaxed).newValue
+            guard let onProgress else { return }
+            let last = reported.load(ordering: .relaxed)
+            if total - last >= interimReportBytes {
+                reported.store(total, ordering: .relaxed)
+                onProgress(total - last)
+            }
+        }
+
         deinit { fire() }
     }
 
@@ -141,7 +169,7 @@ struct ReleasingBody<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable wh
                     release.fire()
                     return nil
                 }
-                release.bytes.add(Int64(b.readableBytes), ordering: .relaxed)
+                release.passed(b.readableBytes)
                 return b
             } catch {
                 release.fire()

@@ -118,6 +118,18 @@ package struct Recorder: Sendable {
             cause: cause)
     }
 
+    /// Bytes of an allowed call's response while it still streams (every few MiB): the risk engine counts them
+    /// toward the agent's volume at once; the call itself is judged, and the rest counted, when the exchange ends.
+    package func streaming(_ call: Call, _ feed: RiskFeed, bytesOut: Int64, cause: AuditTicket?) {
+        guard let who = call.caller?.agent else { return }
+        var e = RiskEvent(
+            time: cp.clock.wallSeconds, agentID: who.agent.spiffeID.description, roles: who.agent.manifest.roles,
+            kind: feed.kind, resource: feed.resource, segment: feed.segment, allowed: true, bytesOut: bytesOut)
+        e.continuation = true
+        e.cause = cause
+        cp.risk.submit(e)
+    }
+
     /// Records something about the call that is neither its admission nor its refusal (best effort: a listing, a
     /// call held for approval, a DLP finding).
     package func note(
