@@ -128,3 +128,42 @@ struct PolicyReload: AsyncParsableCommand {
         }
     }
 }
+
+struct PolicyWhoCan: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "who-can",
+        abstract: "Which agents can reach a route: always, never, or conditional, with the reason and the policies.",
+        discussion: """
+            Asks a running server (--server): for every registered agent, its state and its manifest's scopes \
+            first, then the policy set evaluated on the entities the gateway builds, with the call's context (method, \
+            path, query, time, trust, delegation, risk signals) unknown. "conditional" lists the policies whose \
+            conditions on the call decide, with their text. Example:
+              warden policy who-can --route tickets --server http://127.0.0.1:8443 --admin-token-file warden-data/admin.token
+            """)
+
+    @OptionGroup var admin: AdminOptions
+    @Option(name: .long, help: "The route's name.") var route: String
+    @Flag(name: .long, help: "Print the server's JSON.") var json = false
+
+    func run() async throws {
+        try await reporting {
+            guard let client = try admin.client() else {
+                throw ValidationError("who-can asks a running server: pass --server (and the admin token)")
+            }
+            let answer = try await client.call(
+                "GET", "/v1/admin/policies/who-can?route=" + WardenHTTP.percentEncode(route))
+            if json {
+                print(answer.serialized)
+                return
+            }
+            for a in answer["agents"]?.arrayValue ?? [] {
+                let name = a["name"]?.stringValue ?? "?"
+                let access = a["access"]?.stringValue ?? "?"
+                print("\(name)\t\(access)\t\(a["reason"]?.stringValue ?? "")")
+                for c in a["conditions"]?.arrayValue ?? [] {
+                    for line in (c.stringValue ?? "").split(separator: "\n") { print("    \(line)") }
+                }
+            }
+        }
+    }
+}

@@ -28,7 +28,34 @@ extension PolicyEngine.Snapshot {
 /// `/v1/admin/policies` (current set, reload) and `/v1/admin/secrets` (brokered credentials: names and ages, set,
 /// delete; values are write-only).
 enum GatewayAdminRoutes {
-    static func add(to admin: RouterGroup<WardenRequestContext>, _ cp: ControlPlane) {
+    static func add(to admin: RouterGroup<WardenRequestContext>, _ cp: ControlPlane, gateway: Gateway? = nil) {
+        // Who can reach a route: every agent, always / never / conditional with the reason and the deciding policies.
+        if let gateway {
+            admin.get("/policies/who-can") { request, context in
+                guard let route = request.uri.queryParameters["route"].map(String.init), !route.isEmpty else {
+                    throw WardenError(.invalidRequest, "who-can needs ?route=<name>")
+                }
+                let answers = try gateway.whoCan(route: route, agents: try cp.store.agents())
+                return HTTPSupport.json(
+                    .ok,
+                    .object([
+                        ("route", .string(route)), ("action", .string(#"Action::"call""#)),
+                        (
+                            "agents",
+                            .array(
+                                answers.map { a in
+                                    .object([
+                                        ("name", .string(a.agent.manifest.name)),
+                                        ("spiffe_id", .string(a.agent.spiffeID.description)),
+                                        ("access", .string(a.kind.rawValue)), ("reason", .string(a.reason)),
+                                        ("policies", .array(a.policies.map { .string($0) })),
+                                        ("conditions", .array(a.conditions.map { .string($0) })),
+                                    ])
+                                })
+                        ),
+                    ]))
+            }
+        }
         admin.get("/policies") { request, context in
             HTTPSupport.json(.ok, cp.policies.snapshot.json)
         }

@@ -1,0 +1,108 @@
+import Cedar
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+import WardenCore
+import WardenTestSupport
+
+@testable import WardenControlPlane
+@testable import WardenGateway
+
+/// `warden policy who-can --route R`, checked against brute force: every agent of a generated deployment calls the
+/// route for real, with several methods and paths, and what was served must agree with always / never / conditional.
+@Suite("Policy analysis: who can reach a route (against brute force)")
+struct WhoCanTests {
+    /// The deployment's whole policy set (the demo set removed): an unconditional permit for support and ops, a
+    /// method-conditioned one for finance, and a forbid on admin paths that ops is exempt from.
+    static let generated = #"""
+        @id("support-any") permit (principal in Role::"support", action == Action::"call", resource == Service::"tickets");
+        @id("ops-all") permit (principal in Role::"ops", action == Action::"call", resource == Service::"tickets");
+        @id("finance-posts") permit (principal in Role::"finance", action == Action::"call", resource == Service::"tickets")
+        when { context.method == "POST" };
+        @id("no-admin-paths") forbid (principal, action, resource == Service::"tickets")
+        when { context.path like "*admin*" } unless { principal in Role::"ops" };
+        """#
+
+    @Test("every agent × the route: always served, never served, conditional consistent; reasons name the layer")
+    func bruteForce() async throws {
+        try await withGateway { env in
+            var rng = SplitMix64(state: 42)
+            try FileManager.default.removeItem(atPath: env.f.dir + "/policies/demo.cedar")
+            try Self.generated.write(toFile: env.f.dir + "/policies/generated.cedar", atomically: true, encoding: .utf8)
+            let admin: HTTPFields = [.authorization: "Bearer \(try adminToken(env.f))"]
+            #expect(
+                try await env.client.execute(uri: "/v1/admin/policies/reload", method: .post, headers: admin, body: nil)
+                    .status == .ok)
+            // Twelve agents: random roles, the route in the manifest or not, two quarantined (with a token in hand).
+            var agents: [(TestAgent, String)] = []
+            let roleChoices = [["support"], ["finance"], ["ops"], ["support", "ops"], ["marketing"]]
+            for i in 0..<12 {
+                let roles = roleChoices[Int.random(in: 0..<roleChoices.count, using: &rng)]
+                let routes = Int.random(in: 0..<10, using: &rng) < 8 ? ["tickets"] : ["kb"]
+                let a = try env.f.agent("gen-\(i)", routes: routes, roles: roles)
+                agents.append((a, try env.token(a)))
+            }
+            // And one of each shape the random draw may miss: a role no policy names, a manifest without the route.
+            for (name, roles, routes) in [
+                ("fixed-marketing", ["marketing"], ["tickets"]), ("fixed-kb", ["support"], ["kb"]),
+            ] {
+                let a = try env.f.agent(name, routes: routes, roles: roles)
+                agents.insert((a, try env.token(a)), at: 0)
+            }
+            for (a, _) in agents.suffix(2) {
+                _ = try env.f.cp.transition(agent: a.record.id, to: .quarantined, reason: "test", actor: "test")
+            }
+            let r = try await env.client.execute(
+                uri: "/v1/admin/policies/who-can?route=tickets", method: .get, headers: admin, body: nil)
+            #expect(r.status == .ok)
+            let answers = Dictionary(
+                uniqueKeysWithValues: (r.json?["agents"]?.arrayValue ?? []).compactMap { a in
+                    a["spiffe_id"]?.stringValue.map { ($0, a) }
+                })
+            #expect(answers.count >= 14)
+            var kinds: [String: Int] = [:]
+            for (a, token) in agents {
+                let answer = try #require(answers[a.id])
+                let access = try #require(answer["access"]?.stringValue)
+                kinds[access, default: 0] += 1
+                // Decided one by one: the route called for real, with methods and paths the policies look at.
+                var served = 0
+                var refused = 0
+                for (method, path) in [
+                    (HTTPRequest.Method.get, "/r/tickets/v1/open"), (.post, "/r/tickets/v1/new"),
+                    (.get, "/r/tickets/admin/users"), (.delete, "/r/tickets/v1/7"),
+                ] {
+                    let status = try await env.call(a, method, path, token: token).status
+                    if status == .ok { served += 1 } else { refused += 1 }
+                    #expect(status == .ok || status == .forbidden || status == .unauthorized, "\(status)")
+                }
+                switch access {
+                case "always": #expect(refused == 0, "\(a.record.manifest.name): always, but \(refused) refused")
+                case "never": #expect(served == 0, "\(a.record.manifest.name): never, but \(served) served")
+                default:
+                    #expect(access == "conditional")
+                    let conditions = answer["conditions"]?.arrayValue ?? []
+                    #expect(conditions.count > 0)
+                }
+            }
+            // The generated deployment has all three answers, and the layers say why.
+            #expect(
+                kinds["always", default: 0] >= 1 && kinds["never", default: 0] >= 3
+                    && kinds["conditional", default: 0] >= 3, "\(kinds)")
+            let reasons = answers.values.compactMap { $0["reason"]?.stringValue }
+            #expect(reasons.contains { $0.contains("quarantined") })
+            #expect(reasons.contains { $0.contains("does not name route:tickets") })
+            #expect(reasons.contains { $0.contains("no permit applies") })
+            // Unknown route, no route: clear errors.
+            #expect(
+                try await env.client.execute(
+                    uri: "/v1/admin/policies/who-can?route=nope", method: .get, headers: admin, body: nil
+                ).status == .notFound)
+            #expect(
+                try await env.client.execute(uri: "/v1/admin/policies/who-can", method: .get, headers: admin, body: nil)
+                    .status == .badRequest)
+        }
+    }
+}
