@@ -132,17 +132,19 @@ struct PolicyReload: AsyncParsableCommand {
 struct PolicyWhoCan: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "who-can",
-        abstract: "Which agents can reach a route: always, never, or conditional, with the reason and the policies.",
+        abstract: "Which agents can reach a route or call a tool: always, never or conditional, and why.",
         discussion: """
             Asks a running server (--server): for every registered agent, its state and its manifest's scopes \
             first, then the policy set evaluated on the entities the gateway builds, with the call's context (method, \
             path, query, time, trust, delegation, risk signals) unknown. "conditional" lists the policies whose \
             conditions on the call decide, with their text. Example:
               warden policy who-can --route tickets --server http://127.0.0.1:8443 --admin-token-file warden-data/admin.token
+              warden policy who-can --tool files/delete --server ... (held for approval shows as conditional)
             """)
 
     @OptionGroup var admin: AdminOptions
-    @Option(name: .long, help: "The route's name.") var route: String
+    @Option(name: .long, help: "The route's name.") var route: String?
+    @Option(name: .long, help: "An MCP tool, <server>/<tool>.") var tool: String?
     @Flag(name: .long, help: "Print the server's JSON.") var json = false
 
     func run() async throws {
@@ -150,8 +152,13 @@ struct PolicyWhoCan: AsyncParsableCommand {
             guard let client = try admin.client() else {
                 throw ValidationError("who-can asks a running server: pass --server (and the admin token)")
             }
-            let answer = try await client.call(
-                "GET", "/v1/admin/policies/who-can?route=" + WardenHTTP.percentEncode(route))
+            let query: String
+            switch (route, tool) {
+            case (let r?, nil): query = "route=" + WardenHTTP.percentEncode(r)
+            case (nil, let t?): query = "tool=" + WardenHTTP.percentEncode(t)
+            default: throw ValidationError("pass exactly one of --route R and --tool SERVER/TOOL")
+            }
+            let answer = try await client.call("GET", "/v1/admin/policies/who-can?" + query)
             if json {
                 print(answer.serialized)
                 return

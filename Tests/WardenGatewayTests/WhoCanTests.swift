@@ -105,4 +105,51 @@ struct WhoCanTests {
                     .status == .badRequest)
         }
     }
+
+    @Test("who can call a tool: the manifest's tool scopes, then the policies; an @approval forbid means held")
+    func tools() async throws {
+        try await withMCP { env in
+            let reader = try env.f.agent("reader-bot", tools: ["files/read"])
+            let admin = try env.f.agent("admin-bot", tools: ["files/*"])
+            let headers: HTTPFields = [.authorization: "Bearer \(try adminToken(env.f))"]
+            func ask(_ tool: String) async throws -> [String: JSONValue] {
+                let r = try await env.client.execute(
+                    uri: "/v1/admin/policies/who-can?tool=\(tool)", method: .get, headers: headers, body: nil)
+                #expect(r.status == .ok)
+                return Dictionary(
+                    uniqueKeysWithValues: (r.json?["agents"]?.arrayValue ?? []).compactMap { a in
+                        a["name"]?.stringValue.map { ($0, a) }
+                    })
+            }
+            let delete = try await ask("files/delete")
+            #expect(delete["reader-bot"]?["access"]?.stringValue == "never")
+            #expect(delete["reader-bot"]?["reason"]?.stringValue?.contains("tool:files/delete") == true)
+            // The demo's high-risk-needs-approval (delete is risk: high) holds the call for a human.
+            #expect(delete["admin-bot"]?["access"]?.stringValue == "conditional")
+            #expect(delete["admin-bot"]?["reason"]?.stringValue?.contains("held for a human's approval") == true)
+            #expect(
+                delete["admin-bot"]?["policies"]?.arrayValue?.contains(.string("high-risk-needs-approval")) == true)
+            // Decided for real: the reader's delete is refused; the admin bot's is held (then denied by a human).
+            let s = try await env.session(reader)
+            let refused = try await env.rpc(
+                reader, session: s, "tools/call", #"{"name":"delete","arguments":{"path":"/x"}}"#)
+            #expect(refused["error"]?["code"] == .number("-32003"))
+            let sa = try await env.session(admin)
+            let held = Task {
+                try await env.rpc(admin, session: sa, "tools/call", #"{"name":"delete","arguments":{"path":"/x"}}"#)
+            }
+            let item = try #require(try await env.heldApproval())
+            #expect(env.mcp.approvals.decide(item.id, approve: false, actor: "admin:test") != nil)
+            #expect(try await held.value["error"]?["code"] == .number("-32010"))
+            // Unknown server, malformed tool: clear errors.
+            for (uri, status) in [
+                ("/v1/admin/policies/who-can?tool=nope/x", HTTPResponse.Status.notFound),
+                ("/v1/admin/policies/who-can?tool=files", .badRequest),
+                ("/v1/admin/policies/who-can?route=tickets&tool=files/read", .badRequest),
+            ] {
+                #expect(
+                    try await env.client.execute(uri: uri, method: .get, headers: headers, body: nil).status == status)
+            }
+        }
+    }
 }

@@ -20,44 +20,58 @@ extension Gateway {
         package let conditions: [String]
     }
 
-    /// The context keys a `/r/` call's decision has (the front end's and the pipeline's): unknown to who-can, except
-    /// `route`, which it knows.
-    static let callContextKeys: Set<String> = [
-        "method", "path", "query", "contentLength", "risk", "time", "trust", "delegation", "delegated", "subject",
-        "source",
+    /// The context keys every decision has (the pipeline's ``Decide``): unknown to who-can.
+    static let commonContextKeys: Set<String> = [
+        "risk", "time", "trust", "delegation", "delegated", "subject", "source",
     ]
+
+    /// The context keys of a `/r/` call (the front end's), unknown to who-can; `route` it knows.
+    static let callContextKeys: Set<String> = commonContextKeys.union([
+        "method", "path", "query", "contentLength",
+    ])
 
     /// Every agent's access to route `name`; `notFound` for an unknown route.
     package func whoCan(route name: String, agents: [AgentRecord]) throws(WardenError) -> [Access] {
         guard let route = routes[name] else { throw WardenError(.notFound, "no route named \(name)") }
         let snapshot = cp.policies.snapshot
-        return agents.sorted { $0.manifest.name < $1.manifest.name }.map { access(to: route, by: $0, snapshot) }
+        return agents.sorted { $0.manifest.name < $1.manifest.name }.map { agent in
+            var entities: [Entity] = []
+            if let service = route.service {
+                entities.append(service)
+            } else {
+                guard let target = cp.agents.entry(route.resource.id), target.record.state == .active else {
+                    return Access(
+                        agent: agent, kind: .never, reason: "the route's agent is not active", policies: [],
+                        conditions: [])
+                }
+                if target.record.spiffeID != agent.spiffeID { entities.append(target.entity) }
+            }
+            return access(
+                by: agent, scopes: [route.scope], action: "call", resource: route.resource, entities: entities,
+                known: ["route": .string(route.config.name)], unknown: Self.callContextKeys, snapshot)
+        }
     }
 
-    func access(to route: Route, by agent: AgentRecord, _ snapshot: PolicyEngine.Snapshot) -> Access {
+    /// One agent's access to `resource` by `action`: its state, then its scopes (any of `scopes`), then the policy
+    /// set on the principal and `entities` with the context keys `unknown` not known.
+    package func access(
+        by agent: AgentRecord, scopes: [String], action: String, resource: EntityUID, entities: [Entity],
+        known: [String: Value], unknown: Set<String>, _ snapshot: PolicyEngine.Snapshot
+    ) -> Access {
         func never(_ reason: String, _ policies: [String] = []) -> Access {
             Access(agent: agent, kind: .never, reason: reason, policies: policies, conditions: [])
         }
         guard agent.state == .active else { return never("the agent is \(agent.state.rawValue)") }
-        guard cp.scopes(of: agent).contains(route.scope) else {
-            return never("its manifest does not name \(route.scope) (not in its token's scopes)")
+        let held = cp.scopes(of: agent)
+        guard scopes.contains(where: held.contains) else {
+            return never("its manifest does not name \(scopes[0]) (not in its token's scopes)")
         }
         let principal = AgentDirectory.entity(agent)
-        var entities = [principal]
-        if let service = route.service {
-            entities.append(service)
-        } else {
-            guard let target = cp.agents.entry(route.resource.id), target.record.state == .active else {
-                return never("the route's agent is not active")
-            }
-            if target.entity.uid != principal.uid { entities.append(target.entity) }
-        }
-        guard let built = try? Entities(entities) else { return never("the entities are invalid") }
+        guard let built = try? Entities([principal] + entities) else { return never("the entities are invalid") }
         let request = Cedar.Request(
-            principal: principal.uid, action: EntityUID("Action", "call"), resource: route.resource,
-            context: ["route": .string(route.config.name)])
+            principal: principal.uid, action: EntityUID("Action", action), resource: resource, context: known)
         let answer = Authorizer().isAuthorized(
-            request, unknownContextKeys: Self.callContextKeys, policies: snapshot.policies, entities: built)
+            request, unknownContextKeys: unknown, policies: snapshot.policies, entities: built)
         // Warden denies when a forbid errs (fail closed), whatever else applies.
         let erring = answer.errors.filter { snapshot.forbids.contains($0.policyID) }
         if let e = erring.first {
@@ -79,8 +93,11 @@ extension Gateway {
         if !answer.residualPermits.isEmpty {
             why.append("permitted when the conditions of \(answer.residualPermits.joined(separator: ", ")) hold")
         }
-        if !answer.residualForbids.isEmpty {
-            why.append("unless the conditions of \(answer.residualForbids.joined(separator: ", ")) hold")
+        let approvals = answer.residualForbids.filter { snapshot.approvalPolicies.contains($0) }
+        let others = answer.residualForbids.filter { !snapshot.approvalPolicies.contains($0) }
+        if !others.isEmpty { why.append("unless the conditions of \(others.joined(separator: ", ")) hold") }
+        if !approvals.isEmpty {
+            why.append("held for a human's approval when the conditions of \(approvals.joined(separator: ", ")) hold")
         }
         return Access(
             agent: agent, kind: .conditional, reason: why.joined(separator: "; "),

@@ -28,18 +28,37 @@ extension PolicyEngine.Snapshot {
 /// `/v1/admin/policies` (current set, reload) and `/v1/admin/secrets` (brokered credentials: names and ages, set,
 /// delete; values are write-only).
 enum GatewayAdminRoutes {
-    static func add(to admin: RouterGroup<WardenRequestContext>, _ cp: ControlPlane, gateway: Gateway? = nil) {
-        // Who can reach a route: every agent, always / never / conditional with the reason and the deciding policies.
+    static func add(
+        to admin: RouterGroup<WardenRequestContext>, _ cp: ControlPlane, gateway: Gateway? = nil,
+        mcp: MCPGateway? = nil
+    ) {
+        // Who can reach a route or call a tool: every agent, always / never / conditional with the reason and the
+        // deciding policies.
         if let gateway {
             admin.get("/policies/who-can") { request, context in
-                guard let route = request.uri.queryParameters["route"].map(String.init), !route.isEmpty else {
-                    throw WardenError(.invalidRequest, "who-can needs ?route=<name>")
+                let route = request.uri.queryParameters["route"].map(String.init) ?? ""
+                let tool = request.uri.queryParameters["tool"].map(String.init) ?? ""
+                let answers: [Gateway.Access]
+                let target: (String, JSONValue)
+                let action: String
+                if !route.isEmpty, tool.isEmpty {
+                    answers = try gateway.whoCan(route: route, agents: try cp.store.agents())
+                    target = ("route", .string(route))
+                    action = #"Action::"call""#
+                } else if route.isEmpty, let slash = tool.firstIndex(of: "/") {
+                    guard let mcp else { throw WardenError(.notFound, "no MCP servers are configured") }
+                    answers = try mcp.whoCan(
+                        server: String(tool[..<slash]), tool: String(tool[tool.index(after: slash)...]),
+                        agents: try cp.store.agents())
+                    target = ("tool", .string(tool))
+                    action = #"Action::"mcp:tools/call""#
+                } else {
+                    throw WardenError(.invalidRequest, "who-can needs ?route=<name> or ?tool=<server>/<tool>")
                 }
-                let answers = try gateway.whoCan(route: route, agents: try cp.store.agents())
                 return HTTPSupport.json(
                     .ok,
                     .object([
-                        ("route", .string(route)), ("action", .string(#"Action::"call""#)),
+                        target, ("action", .string(action)),
                         (
                             "agents",
                             .array(

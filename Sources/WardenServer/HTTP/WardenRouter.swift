@@ -161,7 +161,7 @@ public enum WardenRouter {
         let admin = router.group("/v1/admin").add(middleware: AdminAuthentication(cp: cp))
         AdminRoutes.add(to: admin, cp)
         AuditRoutes.add(to: admin, cp)
-        GatewayAdminRoutes.add(to: admin, cp, gateway: gateway)
+        GatewayAdminRoutes.add(to: admin, cp, gateway: gateway, mcp: mcp)
         RiskAdminRoutes.add(to: admin, cp)
         if let mcp { MCPAdminRoutes.add(to: router, admin: admin, cp, mcp: mcp, base: base) }
         // The enforcement point's two front ends, registered as routes: `/r/<route>[/...]` for every method an HTTP
