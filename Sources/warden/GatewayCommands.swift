@@ -174,3 +174,50 @@ struct PolicyWhoCan: AsyncParsableCommand {
         }
     }
 }
+
+struct PolicyExplain: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "explain",
+        abstract: "Why an agent's call to a route would be allowed or refused now, policy by policy.",
+        discussion: """
+            Asks a running server (--server): the layers before the policy (the agent's state, its manifest's \
+            scopes), then the decision on the Cedar request the gateway would build now (the agent's trust and the \
+            risk engine's signals as they stand), the determining policies and, for a deny, the permits that came \
+            closest and why they did not apply (the scope part that did not match, or the clause that was false). \
+            Example:
+              warden policy explain --agent support-bot --route billing --method POST --path /v1/invoices --server ...
+            """)
+
+    @OptionGroup var admin: AdminOptions
+    @Option(name: .long, help: "The agent (name, id or SPIFFE ID).") var agent: String
+    @Option(name: .long, help: "The route's name.") var route: String
+    @Option(name: .long, help: "The HTTP method (default GET).") var method = "GET"
+    @Option(name: .long, help: "The path after /r/<route> (default /).") var path = "/"
+    @Flag(name: .long, help: "Print the server's JSON.") var json = false
+
+    func run() async throws {
+        try await reporting {
+            guard let client = try admin.client() else {
+                throw ValidationError("explain asks a running server: pass --server (and the admin token)")
+            }
+            let e = WardenHTTP.percentEncode
+            let answer = try await client.call(
+                "GET",
+                "/v1/admin/policies/explain?agent=\(e(agent))&route=\(e(route))&method=\(e(method))&path=\(e(path))")
+            if json {
+                print(answer.serialized)
+                return
+            }
+            print("decision: \(answer["decision"]?.stringValue ?? "?")")
+            if let r = answer["refused_before_policy"]?.stringValue { print("refused before the policy: \(r)") }
+            let determining = (answer["determining"]?.arrayValue ?? []).compactMap(\.stringValue)
+            print(
+                "policy decision: \(answer["policy_decision"]?.stringValue ?? "?")"
+                    + (determining.isEmpty ? " (no policy applies)" : " by \(determining.joined(separator: ", "))"))
+            for error in (answer["errors"]?.arrayValue ?? []).compactMap(\.stringValue) { print("error: \(error)") }
+            for p in answer["closest_permits"]?.arrayValue ?? [] {
+                print("closest permit \(p["id"]?.stringValue ?? "?"): \(p["detail"]?.stringValue ?? "")")
+            }
+        }
+    }
+}

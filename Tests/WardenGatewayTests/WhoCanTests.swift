@@ -25,16 +25,21 @@ struct WhoCanTests {
         when { context.path like "*admin*" } unless { principal in Role::"ops" };
         """#
 
+    /// Replaces the demo set with ``generated`` and reloads it; the admin headers.
+    static func useGenerated(_ env: GatewayEnv) async throws -> HTTPFields {
+        try FileManager.default.removeItem(atPath: env.f.dir + "/policies/demo.cedar")
+        try generated.write(toFile: env.f.dir + "/policies/generated.cedar", atomically: true, encoding: .utf8)
+        let admin: HTTPFields = [.authorization: "Bearer \(try adminToken(env.f))"]
+        let r = try await env.client.execute(uri: "/v1/admin/policies/reload", method: .post, headers: admin, body: nil)
+        #expect(r.status == .ok)
+        return admin
+    }
+
     @Test("every agent × the route: always served, never served, conditional consistent; reasons name the layer")
     func bruteForce() async throws {
         try await withGateway { env in
             var rng = SplitMix64(state: 42)
-            try FileManager.default.removeItem(atPath: env.f.dir + "/policies/demo.cedar")
-            try Self.generated.write(toFile: env.f.dir + "/policies/generated.cedar", atomically: true, encoding: .utf8)
-            let admin: HTTPFields = [.authorization: "Bearer \(try adminToken(env.f))"]
-            #expect(
-                try await env.client.execute(uri: "/v1/admin/policies/reload", method: .post, headers: admin, body: nil)
-                    .status == .ok)
+            let admin = try await Self.useGenerated(env)
             // Twelve agents: random roles, the route in the manifest or not, two quarantined (with a token in hand).
             var agents: [(TestAgent, String)] = []
             let roleChoices = [["support"], ["finance"], ["ops"], ["support", "ops"], ["marketing"]]
@@ -150,6 +155,58 @@ struct WhoCanTests {
                 #expect(
                     try await env.client.execute(uri: uri, method: .get, headers: headers, body: nil).status == status)
             }
+        }
+    }
+
+    @Test("explain: the decision the gateway makes, the determining policies, the closest permits and why not")
+    func explain() async throws {
+        try await withGateway { env in
+            let admin = try await Self.useGenerated(env)
+            let support = try env.f.agent("ex-support", roles: ["support"])
+            let finance = try env.f.agent("ex-finance", roles: ["finance"])
+            let marketing = try env.f.agent("ex-marketing", roles: ["marketing"])
+            func explain(_ a: TestAgent, _ method: String, _ path: String) async throws -> JSONValue {
+                let name = a.record.manifest.name
+                let r = try await env.client.execute(
+                    uri: "/v1/admin/policies/explain?agent=\(name)&route=tickets&method=\(method)&path=\(path)",
+                    method: .get, headers: admin, body: nil)
+                #expect(r.status == .ok)
+                return try #require(r.json)
+            }
+            // Each answer agrees with what the gateway does with the same call.
+            let cases: [(TestAgent, HTTPRequest.Method, String)] = [
+                (support, .get, "/admin/x"), (finance, .get, "/v1/x"), (finance, .post, "/v1/x"),
+                (marketing, .get, "/v1/x"),
+                (support, .get, "/v1/x"),
+            ]
+            for (a, method, path) in cases {
+                let e = try await explain(a, method.rawValue, path)
+                let real = try await env.call(a, method, "/r/tickets" + path).status
+                #expect(
+                    (e["decision"]?.stringValue == "allow") == (real == .ok),
+                    "\(a.record.manifest.name) \(method) \(path)")
+            }
+            let admins = try await explain(support, "GET", "/admin/x")
+            #expect(admins["determining"] == .array([.string("no-admin-paths")]))
+            let get = try await explain(finance, "GET", "/v1/x")
+            let closest = try #require(get["closest_permits"]?.arrayValue?.first)
+            #expect(
+                closest["id"]?.stringValue == "finance-posts" && closest["outcome"]?.stringValue == "condition_false")
+            #expect(closest["detail"]?.stringValue?.contains("context.method == \"POST\"") == true)
+            let post = try await explain(finance, "POST", "/v1/x")
+            #expect(
+                post["decision"]?.stringValue == "allow" && post["determining"] == .array([.string("finance-posts")]))
+            let none = try await explain(marketing, "GET", "/v1/x")
+            #expect(none["determining"] == .array([]))
+            #expect(
+                none["closest_permits"]?.arrayValue?.first?["detail"]?.stringValue?.contains("principal in Role::")
+                    == true)
+            // A quarantined agent: refused before the policy says anything.
+            _ = try env.f.cp.transition(agent: support.record.id, to: .quarantined, reason: "test", actor: "test")
+            let q = try await explain(support, "GET", "/v1/x")
+            #expect(
+                q["decision"]?.stringValue == "deny"
+                    && q["refused_before_policy"]?.stringValue?.contains("quarantined") == true)
         }
     }
 }

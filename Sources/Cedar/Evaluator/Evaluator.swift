@@ -33,7 +33,7 @@ public struct Evaluator {
             && matches(p.resource, request.resource, resourceAncestors)
     }
 
-    private func matches(_ c: ScopeConstraint, _ uid: EntityUID, _ ancestors: Set<EntityUID>) -> Bool {
+    func matches(_ c: ScopeConstraint, _ uid: EntityUID, _ ancestors: Set<EntityUID>) -> Bool {
         switch c {
         case .any: return true
         case .equals(.entity(let e)): return uid == e
@@ -44,7 +44,7 @@ public struct Evaluator {
         }
     }
 
-    private func matches(_ c: ActionConstraint) -> Bool {
+    func matches(_ c: ActionConstraint) -> Bool {
         let a = request.action
         switch c {
         case .any: return true

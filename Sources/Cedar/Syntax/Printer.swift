@@ -32,7 +32,7 @@ public enum CedarPrinter {
         }
     }
 
-    private static func scope(_ v: String, _ c: ScopeConstraint) -> String {
+    static func scope(_ v: String, _ c: ScopeConstraint) -> String {
         switch c {
         case .any: v
         case .equals(let r): "\(v) == \(ref(r))"
@@ -42,7 +42,7 @@ public enum CedarPrinter {
         }
     }
 
-    private static func action(_ c: ActionConstraint) -> String {
+    static func action(_ c: ActionConstraint) -> String {
         switch c {
         case .any: "action"
         case .equals(let e): "action == \(e)"

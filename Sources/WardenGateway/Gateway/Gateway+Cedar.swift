@@ -43,13 +43,20 @@ extension Gateway {
         }
         return pipeline.decide.run(
             caller, source: call.source, action: "call", resource: resource, entities: entities,
-            context: [
-                "method": .string(request.method.rawValue),
-                "path": .string(path),
-                "route": .string(route.config.name),
-                "query": .set(query),
-                "contentLength": .long(Int64(length ?? -1)),
-            ], feed: route.riskFeed)
+            context: Self.callContext(
+                method: request.method.rawValue, path: path, route: route.config.name, query: query, length: length),
+            feed: route.riskFeed)
+    }
+
+    /// This front end's context keys (`docs/configuration.md`): `method`, `path` (canonical), `route`, `query`
+    /// (parameter names), `contentLength` (-1 when unknown).
+    static func callContext(method: String, path: String, route: String, query: Set<Value>, length: Int?)
+        -> [String: Value]
+    {
+        [
+            "method": .string(method), "path": .string(path), "route": .string(route), "query": .set(query),
+            "contentLength": .long(Int64(length ?? -1)),
+        ]
     }
 
     /// The most query parameters a request may have (more are refused: every one must reach Cedar).

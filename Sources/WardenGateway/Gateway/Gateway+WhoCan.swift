@@ -103,4 +103,40 @@ extension Gateway {
             agent: agent, kind: .conditional, reason: why.joined(separator: "; "),
             policies: answer.permits + deciding, conditions: texts)
     }
+
+    /// Why `agent` would be allowed or refused a `method` call to `path` of route `name` now (`warden policy
+    /// explain`): the layers before the policy (state, scopes), then the decision on the Cedar request the gateway
+    /// would build (the agent's trust and the risk engine's signals as they stand, no delegation, no body), with
+    /// every policy's trace.
+    package func explain(agent: AgentRecord, route name: String, method: String, path: String) throws(WardenError)
+        -> (refusedBefore: String?, explanation: Explanation)
+    {
+        guard let route = routes[name] else { throw WardenError(.notFound, "no route named \(name)") }
+        guard path.hasPrefix("/"), path.utf8.count <= 4096 else {
+            throw WardenError(.invalidRequest, "the path must start with / (the part after /r/<route>)")
+        }
+        var refused: String?
+        if agent.state != .active {
+            refused = "the agent is \(agent.state.rawValue)"
+        } else if !cp.scopes(of: agent).contains(route.scope) {
+            refused = "insufficient_scope: its manifest does not name \(route.scope)"
+        }
+        var entities: [Entity] = []
+        if let service = route.service {
+            entities.append(service)
+        } else if let target = cp.agents.entry(route.resource.id), target.record.spiffeID != agent.spiffeID {
+            entities.append(target.entity)
+        }
+        let who = Decide.Principal(
+            entity: AgentDirectory.entity(agent), spiffeID: agent.spiffeID.description, roles: agent.manifest.roles,
+            trust: cp.trust.score(agent), delegation: [], delegated: false, subject: agent.spiffeID.description)
+        guard
+            let (request, built) = pipeline.decide.request(
+                who, source: nil, action: "call", resource: route.resource, entities: entities,
+                context: Self.callContext(
+                    method: method.uppercased(), path: path, route: name, query: [], length: nil),
+                feed: route.riskFeed)
+        else { throw WardenError(.invalidRequest, "the entities are invalid") }
+        return (refused, Authorizer().explain(request, policies: cp.policies.snapshot.policies, entities: built))
+    }
 }

@@ -114,12 +114,35 @@ package struct Decide: Sendable {
         context extra: [String: Value], feed: Recorder.RiskFeed? = nil
     ) -> (Cedar.Request, Entities)? {
         let claims = caller.agent.claims
+        return request(
+            Principal(
+                entity: caller.principal, spiffeID: caller.spiffeID, roles: caller.agent.agent.manifest.roles,
+                trust: caller.trust, delegation: claims.delegation, delegated: !claims.actors.isEmpty,
+                subject: claims.subject),
+            source: source, action: action, resource: resource, entities: entities, context: extra, feed: feed)
+    }
+
+    /// Who a decision is about: the principal entity and what the common context says of the caller.
+    package struct Principal: Sendable {
+        package let entity: Entity
+        package let spiffeID: String
+        package let roles: [String]
+        package let trust: Int
+        package let delegation: [String]
+        package let delegated: Bool
+        package let subject: String
+    }
+
+    /// The Cedar request for `who` (a caller, or an agent a policy analysis asks about).
+    package func request(
+        _ who: Principal, source: String?, action: String, resource: EntityUID, entities: [Entity],
+        context extra: [String: Value], feed: Recorder.RiskFeed? = nil
+    ) -> (Cedar.Request, Entities)? {
         var context = extra
         context.reserveCapacity(extra.count + 7)
         // What the risk engine knows before the call (always present, so that a policy reading it never errs).
-        let agent = caller.agent.agent
         let signals = cp.risk.signals(
-            agentID: caller.spiffeID, roles: agent.manifest.roles, resource: feed?.resource ?? resource.description,
+            agentID: who.spiffeID, roles: who.roles, resource: feed?.resource ?? resource.description,
             segment: feed?.segment, now: cp.clock.wallSeconds)
         context["risk"] = .record([
             "ready": .bool(signals.ready), "newResource": .bool(signals.newResource),
@@ -127,18 +150,17 @@ package struct Decide: Sendable {
             "volumeRatio": .ext(.decimal(CedarDecimal(raw: Int64((signals.volumeRatio * 10_000).rounded())))),
         ])
         context["time"] = .ext(.datetime(CedarDatetime(milliseconds: cp.now() * 1000)))
-        context["trust"] = .long(Int64(caller.trust))
-        context["delegation"] = .set(Set(claims.delegation.map { .string($0) }))
-        context["delegated"] = .bool(!claims.actors.isEmpty)
-        context["subject"] = .string(claims.subject)
+        context["trust"] = .long(Int64(who.trust))
+        context["delegation"] = .set(Set(who.delegation.map { .string($0) }))
+        context["delegated"] = .bool(who.delegated)
+        context["subject"] = .string(who.subject)
         if let source, let ip = IPAddr.parse(source) { context["source"] = .ext(.ipaddr(ip)) }
-        var all = [caller.principal]
+        var all = [who.entity]
         all.append(contentsOf: entities)
         guard let built = try? Entities(all) else { return nil }
         return (
             Cedar.Request(
-                principal: caller.principal.uid, action: EntityUID("Action", action), resource: resource,
-                context: context),
+                principal: who.entity.uid, action: EntityUID("Action", action), resource: resource, context: context),
             built
         )
     }

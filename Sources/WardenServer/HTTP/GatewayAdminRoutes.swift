@@ -35,6 +35,18 @@ enum GatewayAdminRoutes {
         // Who can reach a route or call a tool: every agent, always / never / conditional with the reason and the
         // deciding policies.
         if let gateway {
+            // Why an agent would be allowed or refused a call now: the layers, the decision, every policy's trace.
+            admin.get("/policies/explain") { request, context in
+                let q = request.uri.queryParameters
+                guard let agentRef = q["agent"].map(String.init), let route = q["route"].map(String.init) else {
+                    throw WardenError(.invalidRequest, "explain needs ?agent=<name>&route=<name>[&method=&path=]")
+                }
+                let agent = try cp.agent(agentRef)
+                let (refused, e) = try gateway.explain(
+                    agent: agent, route: route, method: q["method"].map(String.init) ?? "GET",
+                    path: q["path"].map(String.init) ?? "/")
+                return HTTPSupport.json(.ok, Self.explanation(refused, e))
+            }
             admin.get("/policies/who-can") { request, context in
                 let route = request.uri.queryParameters["route"].map(String.init) ?? ""
                 let tool = request.uri.queryParameters["tool"].map(String.init) ?? ""
@@ -101,5 +113,39 @@ enum GatewayAdminRoutes {
             try cp.secrets.delete(name)
             return HTTPSupport.json(.ok, .object([("deleted", .string(name))]))
         }
+    }
+
+    /// `explain`'s answer: the decision (refused before the policy when a layer refuses), the determining policies
+    /// and errors, for a deny the permits that came closest and why they did not apply, and every policy's trace.
+    static func explanation(_ refused: String?, _ e: Explanation) -> JSONValue {
+        func why(_ o: Explanation.Outcome) -> (String, String) {
+            switch o {
+            case .applies: ("applies", "")
+            case .scopeMismatch(let parts): ("scope_mismatch", "does not match: " + parts.joined(separator: ", "))
+            case .conditionFailed(let clause): ("condition_false", clause)
+            case .error(let message): ("error", message)
+            }
+        }
+        func trace(_ t: Explanation.Trace) -> JSONValue {
+            let (outcome, detail) = why(t.outcome)
+            var pairs: [(String, JSONValue)] = [
+                ("id", .string(t.id)), ("effect", .string(t.effect.rawValue)), ("outcome", .string(outcome)),
+            ]
+            if !detail.isEmpty { pairs.append(("detail", .string(detail))) }
+            return .object(pairs)
+        }
+        let allowed = refused == nil && e.response.decision == .allow
+        var pairs: [(String, JSONValue)] = [("decision", .string(allowed ? "allow" : "deny"))]
+        if let refused { pairs.append(("refused_before_policy", .string(refused))) }
+        pairs.append(("policy_decision", .string(e.response.decision == .allow ? "allow" : "deny")))
+        pairs.append(("determining", .array(e.response.reasons.map { .string($0) })))
+        pairs.append(
+            ("errors", .array(e.response.errors.map { .string("\($0.policyID): \($0.message)") })))
+        if e.response.decision == .deny {
+            let closest = e.traces.filter { $0.effect == .permit }.sorted { $0.closeness > $1.closeness }.prefix(3)
+            pairs.append(("closest_permits", .array(closest.map(trace))))
+        }
+        pairs.append(("policies", .array(e.traces.map(trace))))
+        return .object(pairs)
     }
 }
