@@ -42,6 +42,39 @@ struct AuthorizerTests {
         return try Evaluator(request: request, entities: Self.entities).evaluate(try Parser.parseExpression(expr))
     }
 
+    @Test("explain: every policy's trace (scope parts that do not match, the false clause, an error) and the decision")
+    func explain() throws {
+        let set = try PolicySet(
+            text: """
+                @id("ops") permit (principal in Role::"ops", action, resource);
+                @id("posts") permit (principal, action == Action::"call", resource) when { context.method == "POST" };
+                @id("erring") permit (principal, action, resource) when { context.missing == 1 };
+                @id("other") permit (principal, action == Action::"read", resource == Service::"billing");
+                @id("open") permit (principal, action, resource) unless { context.method == "GET" };
+                """)
+        let request = Request(
+            principal: Self.bot, action: EntityUID("Action", "call"), resource: EntityUID("Service", "tickets"),
+            context: ["method": .string("GET")])
+        let e = Authorizer().explain(request, policies: set, entities: Self.entities)
+        #expect(e.response == Authorizer().isAuthorized(request, policies: set, entities: Self.entities))
+        #expect(e.response.decision == .deny)
+        // In policy set order (ids are the parser's: the @id annotations are Warden's naming, not Cedar's).
+        #expect(e.traces.count == 5)
+        let byID = Dictionary(
+            uniqueKeysWithValues: zip(["ops", "posts", "erring", "other", "open"], e.traces).map { ($0, $1) })
+        #expect(byID["ops"]?.outcome == .scopeMismatch([#"principal in Role::"ops""#]))
+        #expect(byID["posts"]?.outcome == .conditionFailed(#"when { context.method == "POST" }"#))
+        #expect(byID["open"]?.outcome == .conditionFailed(#"unless { context.method == "GET" }"#))
+        if case .error = byID["erring"]?.outcome {
+        } else {
+            Issue.record("erring: \(String(describing: byID["erring"]))")
+        }
+        #expect(
+            byID["other"]?.outcome
+                == .scopeMismatch([#"action == Action::"read""#, #"resource == Service::"billing""#]))
+        #expect(byID["other"]?.closeness == 1 && byID["posts"]?.closeness == 3)
+    }
+
     @Test("deny by default, forbid overrides permit, reasons are the determining policies")
     func algorithm() throws {
         #expect(try decide("").decision == .deny)
