@@ -149,20 +149,14 @@ struct PolicyWhoCan: AsyncParsableCommand {
 
     func run() async throws {
         try await reporting {
-            guard let client = try admin.client() else {
-                throw ValidationError("who-can asks a running server: pass --server (and the admin token)")
-            }
             let query: String
             switch (route, tool) {
             case (let r?, nil): query = "route=" + WardenHTTP.percentEncode(r)
             case (nil, let t?): query = "tool=" + WardenHTTP.percentEncode(t)
             default: throw ValidationError("pass exactly one of --route R and --tool SERVER/TOOL")
             }
-            let answer = try await client.call("GET", "/v1/admin/policies/who-can?" + query)
-            if json {
-                print(answer.serialized)
-                return
-            }
+            guard let answer = try await admin.ask("who-can", "/v1/admin/policies/who-can?" + query, json: json)
+            else { return }
             for a in answer["agents"]?.arrayValue ?? [] {
                 let name = a["name"]?.stringValue ?? "?"
                 let access = a["access"]?.stringValue ?? "?"
@@ -197,17 +191,13 @@ struct PolicyExplain: AsyncParsableCommand {
 
     func run() async throws {
         try await reporting {
-            guard let client = try admin.client() else {
-                throw ValidationError("explain asks a running server: pass --server (and the admin token)")
-            }
             let e = WardenHTTP.percentEncode
-            let answer = try await client.call(
-                "GET",
-                "/v1/admin/policies/explain?agent=\(e(agent))&route=\(e(route))&method=\(e(method))&path=\(e(path))")
-            if json {
-                print(answer.serialized)
-                return
-            }
+            guard
+                let answer = try await admin.ask(
+                    "explain",
+                    "/v1/admin/policies/explain?agent=\(e(agent))&route=\(e(route))&method=\(e(method))&path=\(e(path))",
+                    json: json)
+            else { return }
             print("decision: \(answer["decision"]?.stringValue ?? "?")")
             if let r = answer["refused_before_policy"]?.stringValue { print("refused before the policy: \(r)") }
             let determining = (answer["determining"]?.arrayValue ?? []).compactMap(\.stringValue)
@@ -219,5 +209,51 @@ struct PolicyExplain: AsyncParsableCommand {
                 print("closest permit \(p["id"]?.stringValue ?? "?"): \(p["detail"]?.stringValue ?? "")")
             }
         }
+    }
+}
+
+struct PolicyUnused: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "unused",
+        abstract: "Unused grants over a window: permits that allowed nothing, manifest scopes never used.",
+        discussion: """
+            Asks a running server (--server), which reads its audit log: the allowed decisions since --since (a \
+            duration, default 7d), the permits of the current set that determined none of them, and per active \
+            agent the scopes of its manifest (routes, tools, peers) that none of its allowed calls used.
+            """)
+
+    @OptionGroup var admin: AdminOptions
+    @Option(name: .long, help: "The window: 24h, 7d, 30d ... (default 7d).") var since = "7d"
+    @Flag(name: .long, help: "Print the server's JSON.") var json = false
+
+    func run() async throws {
+        try await reporting {
+            guard
+                let answer = try await admin.ask(
+                    "unused", "/v1/admin/policies/unused?since=" + WardenHTTP.percentEncode(since), json: json)
+            else { return }
+            let permits = (answer["unused_permits"]?.arrayValue ?? []).compactMap(\.stringValue)
+            print("allowed decisions read: \(answer["allowed_decisions"].map { $0.serialized } ?? "0")")
+            print("permits that allowed nothing: " + (permits.isEmpty ? "none" : permits.joined(separator: ", ")))
+            for a in answer["unused_scopes"]?.arrayValue ?? [] {
+                let scopes = (a["scopes"]?.arrayValue ?? []).compactMap(\.stringValue)
+                print("\(a["agent"]?.stringValue ?? "?"): never used \(scopes.joined(separator: ", "))")
+            }
+        }
+    }
+}
+
+extension AdminOptions {
+    /// `GET path` on the running server for a policy analysis verb; with `json`, prints the answer and returns nil.
+    func ask(_ verb: String, _ path: String, json: Bool) async throws -> JSONValue? {
+        guard let client = try client() else {
+            throw ValidationError("\(verb) asks a running server: pass --server (and the admin token)")
+        }
+        let answer = try await client.call("GET", path)
+        if json {
+            print(answer.serialized)
+            return nil
+        }
+        return answer
     }
 }

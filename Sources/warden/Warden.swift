@@ -18,7 +18,7 @@ struct PolicyCommand: ParsableCommand {
         abstract: "Test and evaluate Cedar policies; reload a server's policy set.",
         subcommands: [
             PolicyTestCommand.self, PolicyAuthorizeCommand.self, PolicyExportCommand.self, PolicyImportCommand.self,
-            PolicyReload.self, PolicyWhoCan.self, PolicyExplain.self,
+            PolicyReload.self, PolicyWhoCan.self, PolicyExplain.self, PolicyUnused.self,
         ]
     )
 }

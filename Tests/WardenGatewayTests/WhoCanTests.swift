@@ -209,4 +209,31 @@ struct WhoCanTests {
                     && q["refused_before_policy"]?.stringValue?.contains("quarantined") == true)
         }
     }
+
+    @Test("unused grants from the audit log: permits that allowed nothing, manifest scopes never used")
+    func unused() async throws {
+        try await withGateway { env in
+            let admin: HTTPFields = [.authorization: "Bearer \(try adminToken(env.f))"]
+            let a = try env.f.agent("usage-bot", routes: ["tickets", "small"], roles: ["support"])
+            for i in 0..<3 { #expect(try await env.call(a, .get, "/r/tickets/v1/\(i)").status == .ok) }
+            #expect(try await env.call(a, .get, "/r/billing/v1/x").status == .forbidden)  // refused: not a use
+            await env.f.cp.audit.flush()
+            let r = try await env.client.execute(
+                uri: "/v1/admin/policies/unused?since=1d", method: .get, headers: admin, body: nil)
+            #expect(r.status == .ok)
+            let j = try #require(r.json)
+            let unusedPermits = (j["unused_permits"]?.arrayValue ?? []).compactMap(\.stringValue)
+            #expect(!unusedPermits.contains("support-segment"))  // it allowed the three calls
+            #expect(unusedPermits.contains("finance-segment"))
+            #expect(j["uses"]?["support-segment"] == .number("3"))
+            let mine = (j["unused_scopes"]?.arrayValue ?? []).first { $0["agent"]?.stringValue == "usage-bot" }
+            let scopes = (mine?["scopes"]?.arrayValue ?? []).compactMap(\.stringValue)
+            #expect(scopes.contains("route:small") && !scopes.contains("route:tickets"), "\(scopes)")
+            #expect(scopes.contains("tool:tickets/read"))
+            #expect(
+                try await env.client.execute(
+                    uri: "/v1/admin/policies/unused?since=soon", method: .get, headers: admin, body: nil
+                ).status == .badRequest)
+        }
+    }
 }

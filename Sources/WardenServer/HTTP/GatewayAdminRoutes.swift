@@ -32,6 +32,34 @@ enum GatewayAdminRoutes {
         to admin: RouterGroup<WardenRequestContext>, _ cp: ControlPlane, gateway: Gateway? = nil,
         mcp: MCPGateway? = nil
     ) {
+        // Unused grants over a window (default 7 days): permits that decided no allowed call, manifest scopes no
+        // allowed call used.
+        admin.get("/policies/unused") { request, context in
+            let text = request.uri.queryParameters["since"].map(String.init) ?? "7d"
+            guard let seconds = WardenConfig.parseDuration(text), seconds > 0, seconds <= 366 * 86_400 else {
+                throw WardenError(.invalidRequest, "since must be a duration such as 24h, 7d or 30d (at most 366d)")
+            }
+            let u = try cp.policyUsage(since: cp.clock.wallMicros - seconds * 1_000_000)
+            return HTTPSupport.json(
+                .ok,
+                .object([
+                    ("since", .string(AuditEvent.rfc3339(micros: u.since))),
+                    ("until", .string(AuditEvent.rfc3339(micros: u.until))),
+                    ("allowed_decisions", .number(String(u.decisions))), ("truncated", .bool(u.truncated)),
+                    ("unused_permits", .array(u.unusedPermits.map { .string($0) })),
+                    (
+                        "uses",
+                        .object(u.uses.sorted { $0.key < $1.key }.map { ($0.key, .number(String($0.value))) })
+                    ),
+                    (
+                        "unused_scopes",
+                        .array(
+                            u.unusedScopes.map { a in
+                                .object([("agent", .string(a.agent)), ("scopes", .array(a.scopes.map { .string($0) }))])
+                            })
+                    ),
+                ]))
+        }
         // Who can reach a route or call a tool: every agent, always / never / conditional with the reason and the
         // deciding policies.
         if let gateway {
