@@ -159,6 +159,15 @@ public final class PolicyEngine: Sendable {
             } catch {
                 throw WardenError(.invalidConfig, "\(file): \(error)")
             }
+            // A context key no decision has (a typo such as context.metod) is refused, not left to deny every call.
+            for p in parsed.policies {
+                guard let (key, known) = PolicyContextCheck.unknownKey(in: p) else { continue }
+                let name = p.annotation("id").map { "@id(\"\($0)\")" } ?? "policy \(p.id)"
+                throw WardenError(
+                    .invalidConfig,
+                    "\(file): \(name) reads context.\(key), which no call has (known: \(known.sorted().joined(separator: ", ")))"
+                )
+            }
             guard parsed.templates.isEmpty else {
                 throw WardenError(.invalidConfig, "\(file): templates are not supported in policy files")
             }

@@ -236,4 +236,41 @@ struct WhoCanTests {
                 ).status == .badRequest)
         }
     }
+
+    @Test(
+        "a policy reading a context key no call has (context.metod) is refused by the reload, named; the last set stays"
+    )
+    func contextTypos() async throws {
+        try await withGateway { env in
+            let admin: HTTPFields = [.authorization: "Bearer \(try adminToken(env.f))"]
+            let a = try env.f.agent("typo-bot")
+            let file = env.f.dir + "/policies/zz-typo.cedar"
+            func reload(_ text: String) async throws -> (HTTPResponse.Status, String) {
+                try text.write(toFile: file, atomically: true, encoding: .utf8)
+                let r = try await env.client.execute(
+                    uri: "/v1/admin/policies/reload", method: .post, headers: admin, body: nil)
+                return (r.status, String(buffer: r.body))
+            }
+            let refused = [
+                #"@id("typo") forbid (principal, action == Action::"call", resource) when { context.metod == "DELETE" };"#,
+                #"@id("risky") forbid (principal, action, resource) when { context.risk.newSegmnt };"#,
+                #"@id("wrong-front") permit (principal, action == Action::"mcp:tools/call", resource) when { context.method == "GET" };"#,
+                #"@id("has-typo") permit (principal, action, resource) when { context has aproved };"#,
+            ]
+            for text in refused {
+                let (status, body) = try await reload(text)
+                #expect(status != .ok, "\(text)")
+                let id = try #require(text.split(separator: "\"").dropFirst().first)
+                #expect(body.contains("@id(\\\"\(id)\\\")") || body.contains("@id(\"\(id)\")"), "\(body)")
+                #expect(body.contains("zz-typo.cedar"), "\(body)")
+                // The last good set stays: the bot's calls are served as before.
+                #expect(try await env.call(a, .get, "/r/tickets/v1/ok").status == .ok)
+            }
+            // Known keys load.
+            let (ok, body) = try await reload(
+                #"@id("fine") forbid (principal, action == Action::"call", resource) when { context.method == "DELETE" && context.risk.newSegment && context.trust < 10 };"#
+            )
+            #expect(ok == .ok, "\(body)")
+        }
+    }
 }
