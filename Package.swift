@@ -156,7 +156,7 @@ let package = Package(
         .target(
             name: "WardenSidecar",
             dependencies: [
-                "WardenClient", "WardenCore", "WardenIdentity", "Cedar",
+                "WardenClient", "WardenCore", "WardenIdentity", "WardenInspect", "Cedar",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),

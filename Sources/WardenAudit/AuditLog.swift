@@ -281,7 +281,8 @@ public final class AuditLog: AuditJournal {
         }
         tip.chain = chain
         tip.lastTime = time
-        event.ticket?.set(seq)
+        // Told the number once the entry is durable: a batch that rolls back gives its numbers to other entries.
+        if let ticket = event.ticket { tx.afterCommit({ ticket.set(seq) }, onRollback: {}) }
         return seq
     }
 

@@ -6,17 +6,17 @@ import WardenCore
 /// never matches, a forbid with it errs on every call (and an erring forbid denies). The set is what the pipeline's
 /// one request builder (`Decide`) and the front ends put in the context; a policy whose action scope names only
 /// `call` is held to the `/r/` keys, one that names only `mcp:*` actions to MCP's, any other to all of them.
-enum PolicyContextCheck {
+package enum PolicyContextCheck {
     /// Every decision's keys.
-    static let common: Set<String> = [
+    package static let common: Set<String> = [
         "risk", "time", "trust", "delegation", "delegated", "subject", "source",
     ]
     /// `/r/` calls (`Action::"call"`).
-    static let call: Set<String> = common.union(["method", "path", "route", "query", "contentLength"])
+    package static let call: Set<String> = common.union(["method", "path", "route", "query", "contentLength"])
     /// MCP requests (`Action::"mcp:*"`).
-    static let mcp: Set<String> = common.union(["server", "approved", "protocolVersion", "arguments"])
+    package static let mcp: Set<String> = common.union(["server", "approved", "protocolVersion", "arguments"])
     /// The keys of `context.risk` (`docs/risk.md`).
-    static let risk: Set<String> = ["ready", "newResource", "newSegment", "findings", "volumeRatio"]
+    package static let risk: Set<String> = ["ready", "newResource", "newSegment", "findings", "volumeRatio"]
 
     /// The first unknown context key `p` reads (`context.<key>`, `context has <key>`, `context.risk.<key>`), with
     /// the keys it may use; nil when it reads only known ones.

@@ -10,6 +10,7 @@ import Synchronization
 import WardenClient
 import WardenCore
 import WardenIdentity
+import WardenInspect
 
 /// `warden agent proxy`: a sidecar on loopback that holds an agent's key, so that the agent (or a stock MCP client)
 /// sends plain HTTP to `http://127.0.0.1:PORT/r/<route>/...` or `/mcp[/<server>]` and Warden receives each request
@@ -31,7 +32,7 @@ public struct AgentProxy: Sendable {
     /// Bodies up to this size are read whole so that a challenged request can be sent again.
     public static let replayableBytes = 1 << 20
 
-    public init(server: String, client: AgentClient, spiffeID: String, http: HTTPClient, logger: Logger) {
+    public init(client: AgentClient, spiffeID: String, http: HTTPClient, logger: Logger) {
         self.server = client.http.base
         self.tokens = AgentTokens(client: client, spiffeID: spiffeID)
         self.http = http
@@ -74,6 +75,11 @@ public struct AgentProxy: Sendable {
             return Self.problem(.badRequest, "bad request target")
         }
         let path = request.uri.path
+        // Only /r/ and /mcp paths Warden's own canonicalizer accepts: no dot segments or encoded slashes, so that
+        // `/r/../v1/svid` cannot carry the agent's credentials to another endpoint.
+        guard (try? RequestTarget.canonicalPath(Substring(path))) != nil else {
+            return Self.problem(.badRequest, "the path has dot segments or encoded separators")
+        }
         let method = request.method.rawValue
         // The body: read whole when small (it may have to be sent twice), streamed otherwise.
         let declared = request.headers[.contentLength].flatMap { Int($0) }

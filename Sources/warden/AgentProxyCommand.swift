@@ -32,7 +32,7 @@ struct AgentProxyCommand: AsyncParsableCommand {
                 throw ValidationError("--listen must be a loopback address (127.0.0.1, ::1 or localhost)")
             }
             let (client, id, http, logger) = try await Self.sidecar(agentKey, label: "warden.agent-proxy")
-            let proxy = AgentProxy(server: agentKey.server, client: client, spiffeID: id, http: http, logger: logger)
+            let proxy = AgentProxy(client: client, spiffeID: id, http: http, logger: logger)
             // The first token now: a wrong key or an unknown agent is an error at start, not on the first request.
             _ = try await proxy.tokens.token()
             let app = Application(

@@ -273,4 +273,30 @@ struct WhoCanTests {
             #expect(ok == .ok, "\(body)")
         }
     }
+
+    @Test("the one list of context keys is what the request builder and the front ends really put in the context")
+    func contextKeysMatchTheBuilders() async throws {
+        try await withGateway { env in
+            let a = try env.f.agent("keys-bot")
+            let who = Decide.Principal(
+                entity: AgentDirectory.entity(a.record), spiffeID: a.id, roles: ["support"], trust: 70, delegation: [],
+                delegated: false, subject: a.id)
+            let decide = Decide(cp: env.f.cp)
+            let call = try #require(
+                decide.request(
+                    who, source: "127.0.0.1", action: "call", resource: EntityUID("Service", "tickets"), entities: [],
+                    context: Gateway.callContext(method: "GET", path: "/", route: "tickets", query: [], length: nil)))
+            #expect(Set(call.0.context.keys) == PolicyContextCheck.call)
+            let risk = try #require(call.0.context["risk"])
+            guard case .record(let fields) = risk else { Issue.record("risk is not a record"); return }
+            #expect(Set(fields.keys) == PolicyContextCheck.risk)
+            let mcp = try #require(
+                decide.request(
+                    who, source: "127.0.0.1", action: "mcp:tools/call", resource: EntityUID("Tool", "files/read"),
+                    entities: [],
+                    context: MCPGateway.context(era: "2025-11-25", server: "files").merging(
+                        ["arguments": .record([:])], uniquingKeysWith: { a, _ in a })))
+            #expect(Set(mcp.0.context.keys) == PolicyContextCheck.mcp)
+        }
+    }
 }

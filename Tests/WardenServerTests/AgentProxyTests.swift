@@ -26,7 +26,6 @@ struct AgentProxyTests {
             let base = "http://127.0.0.1:\(try #require(env.client.port))"
             let clock = env.f.clock
             let proxy = AgentProxy(
-                server: base,
                 client: AgentClient(server: base, key: a.key, issuer: env.f.cp.issuer, clock: { clock.now }),
                 spiffeID: a.id,
                 http: .shared, logger: Logger(label: "test"))
@@ -55,6 +54,14 @@ struct AgentProxyTests {
                 // A 5 MiB chunked download streams through.
                 let big = try await client.execute(uri: "/r/tickets/stream?mib=5", method: .get)
                 #expect(big.status == .ok && big.body.readableBytes == 5 << 20)
+                // A path that would leave /r/ (dot segments, encoded slashes) never carries the credentials.
+                // (The encoded ones reach the proxy's /r/** and /mcp/** routes and are refused there; a literal
+                // `..` may already be refused by the router.)
+                for escape in ["/r/%2e%2e/v1/svid", "/mcp/..%2fv1/whoami", "/r/tickets/a%2f..%2f..%2fx"] {
+                    #expect(try await client.execute(uri: escape, method: .get).status == .badRequest, "\(escape)")
+                }
+                let literal = try await client.execute(uri: "/r/../v1/whoami", method: .get).status
+                #expect(literal == .badRequest || literal == .notFound, "\(literal)")
                 // Not a gateway path: 404 here, nothing sent.
                 let count = env.upstream.requests.count
                 #expect(try await client.execute(uri: "/v1/admin/agents", method: .get).status == .notFound)

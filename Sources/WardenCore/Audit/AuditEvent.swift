@@ -2,8 +2,8 @@ import Cedar
 import Foundation
 import Synchronization
 
-/// Where an audit entry landed: the log sets its sequence number when it appends the entry, so that what follows
-/// from it (a risk alert about the call) can name it. Nil before.
+/// Where an audit entry landed: the log sets its sequence number once the entry is committed, so that what follows
+/// from it (a risk alert about the call) can name it. Nil before (and for an entry whose batch failed).
 public final class AuditTicket: Sendable {
     let cell = Atomic<Int64>(0)
 

@@ -20,15 +20,9 @@ extension Gateway {
         package let conditions: [String]
     }
 
-    /// The context keys every decision has (the pipeline's ``Decide``): unknown to who-can.
-    static let commonContextKeys: Set<String> = [
-        "risk", "time", "trust", "delegation", "delegated", "subject", "source",
-    ]
-
-    /// The context keys of a `/r/` call (the front end's), unknown to who-can; `route` it knows.
-    static let callContextKeys: Set<String> = commonContextKeys.union([
-        "method", "path", "query", "contentLength",
-    ])
+    /// The context keys of a `/r/` call (``PolicyContextCheck/call``, the one list), unknown to who-can but `route`,
+    /// which it knows.
+    static let callContextKeys = PolicyContextCheck.call.subtracting(["route"])
 
     /// Every agent's access to route `name`; `notFound` for an unknown route.
     package func whoCan(route name: String, agents: [AgentRecord]) throws(WardenError) -> [Access] {

@@ -189,20 +189,13 @@ public final class Gateway: Sendable {
             // (chunked and streamed bodies included), not what `Content-Length` announced; a long response's bytes
             // also while it streams, every few MiB.
             let feed = entry.risk
-            let recorder = pipeline.recorder
-            var streaming: (@Sendable (Int64) -> Void)?
-            if let feed {
-                streaming = { [call] bytesOut in
-                    recorder.streaming(call, feed, bytesOut: bytesOut, cause: admission)
-                }
-            }
             let response = await forward(
                 request, route: route, path: canonical, who: caller.agent, credential: credential, source: call.source,
-                length: length, proto: base.hasPrefix("https") ? "https" : "http", host: Self.authority(of: base),
-                streaming: streaming
-            ) { [recorder = pipeline.recorder, call] bytesIn, bytesOut in
+                length: length, proto: base.hasPrefix("https") ? "https" : "http", host: Self.authority(of: base)
+            ) { [recorder = pipeline.recorder, call] bytesIn, bytesOut, ended in
                 if let feed {
-                    recorder.exchanged(call, feed, bytesIn: bytesIn, bytesOut: bytesOut, cause: admission)
+                    recorder.exchanged(
+                        call, feed, bytesIn: bytesIn, bytesOut: bytesOut, ended: ended, cause: admission)
                 }
             }
             metrics.requestLatency.observe(micros: call.elapsedMicros)
@@ -290,14 +283,13 @@ public final class Gateway: Sendable {
     func forward(
         _ request: Request, route: Route, path: String, who: AuthenticatedAgent,
         credential: (HTTPField.Name, String)?, source: String?, length: Int?, proto: String, host: String,
-        streaming: (@Sendable (_ bytesOut: Int64) -> Void)? = nil,
-        exchanged: @escaping @Sendable (_ bytesIn: Int64, _ bytesOut: Int64) -> Void
+        exchanged: @escaping @Sendable (_ bytesIn: Int64, _ bytesOut: Int64, _ ended: Bool) -> Void
     ) async -> Response {
         let limit = route.config.maxConcurrent
         guard route.inFlight.add(1, ordering: .relaxed).newValue <= limit else {
             route.inFlight.subtract(1, ordering: .relaxed)
             metrics.upstreamError(route: route.config.name, kind: "busy")
-            exchanged(0, 0)
+            exchanged(0, 0, true)
             return HTTPSupport.upstreamFailure(
                 .serviceUnavailable, "upstream_busy", "too many requests in flight on this route")
         }
@@ -312,7 +304,7 @@ public final class Gateway: Sendable {
         else {
             route.inFlight.subtract(1, ordering: .relaxed)
             metrics.upstreamError(route: route.config.name, kind: "target")
-            exchanged(0, 0)
+            exchanged(0, 0, true)
             return HTTPSupport.upstreamFailure(
                 .badRequest, "invalid_path", "the request target cannot be forwarded exactly as it was decided on")
         }
@@ -352,7 +344,7 @@ public final class Gateway: Sendable {
         } catch {
             await upload.finished(within: .seconds(route.config.timeout))
             route.inFlight.subtract(1, ordering: .relaxed)
-            exchanged(upload.bytes.load(ordering: .relaxed), 0)
+            exchanged(upload.bytes.load(ordering: .relaxed), 0, true)
             return upstreamError(error, route: route, who: who, request: request)
         }
         // The agent's body must be read to its end (or abandoned) by the upload before this handler returns:
@@ -381,18 +373,18 @@ public final class Gateway: Sendable {
             defer { route.inFlight.subtract(1, ordering: .relaxed) }
             do {
                 let buffer = try await response.body.collect(upTo: contentLength)
-                exchanged(upload.bytes.load(ordering: .relaxed), Int64(buffer.readableBytes))
+                exchanged(upload.bytes.load(ordering: .relaxed), Int64(buffer.readableBytes), true)
                 return Response(status: status, headers: headers, body: .init(byteBuffer: buffer))
             } catch {
-                exchanged(upload.bytes.load(ordering: .relaxed), 0)
+                exchanged(upload.bytes.load(ordering: .relaxed), 0, true)
                 return upstreamError(error, route: route, who: who, request: request)
             }
         }
         let body = ReleasingBody(
             base: response.body,
-            release: ReleasingBody.Release(onProgress: streaming) { [upload] bytesOut in
+            release: ReleasingBody.Release(onProgress: { exchanged(0, $0, false) }) { [upload] bytesOut in
                 route.inFlight.subtract(1, ordering: .relaxed)
-                exchanged(upload.bytes.load(ordering: .relaxed), bytesOut)
+                exchanged(upload.bytes.load(ordering: .relaxed), bytesOut, true)
             })
         return Response(status: status, headers: headers, body: ResponseBody(asyncSequence: body))
     }

@@ -42,11 +42,14 @@ extension MCPGateway {
     }
 
     static func context(_ c: MCPCall, parent: Entity, _ extra: [String: Value]) -> [String: Value] {
-        var context: [String: Value] = [
-            "server": .string(parent.uid.id), "approved": .bool(false), "protocolVersion": .string(c.era),
-        ]
+        var context = context(era: c.era, server: parent.uid.id)
         for (k, v) in extra { context[k] = v }
         return context
+    }
+
+    /// The MCP keys every MCP decision has: `server`, `approved` (false until a human approves), `protocolVersion`.
+    static func context(era: String, server: String) -> [String: Value] {
+        ["server": .string(server), "approved": .bool(false), "protocolVersion": .string(era)]
     }
 
     /// Arguments beyond what is given to Cedar whole: entries per object or array, and nesting.

@@ -7,10 +7,9 @@ import WardenCore
 /// the common context unknown. A forbid marked `@approval` that may apply makes the answer conditional: the call is
 /// held for a human.
 extension MCPGateway {
-    /// The context keys of a `tools/call` decision, unknown to who-can; `server` it knows.
-    static let toolCallContextKeys: Set<String> = Gateway.commonContextKeys.union([
-        "arguments", "approved", "protocolVersion",
-    ])
+    /// The context keys of an MCP decision (``PolicyContextCheck/mcp``, the one list), unknown to who-can but
+    /// `server`, which it knows.
+    static let toolCallContextKeys = PolicyContextCheck.mcp.subtracting(["server"])
 
     /// Every agent's access to `server`/`tool`; `notFound` for an unknown server.
     package func whoCan(server: String, tool: String, agents: [AgentRecord]) throws(WardenError) -> [Gateway.Access] {

@@ -112,22 +112,14 @@ package struct Recorder: Sendable {
     }
 
     /// An allowed call's exchange ended: the risk engine sees it with the bytes that moved each way.
-    package func exchanged(_ call: Call, _ feed: RiskFeed, bytesIn: Int64, bytesOut: Int64, cause: AuditTicket?) {
+    /// While a long response still streams (`ended` false, every few MiB), only its bytes: the engine counts them
+    /// toward the agent's volume at once, not as a request; the call itself is judged when it ends.
+    package func exchanged(
+        _ call: Call, _ feed: RiskFeed, bytesIn: Int64, bytesOut: Int64, ended: Bool = true, cause: AuditTicket?
+    ) {
         submit(
             call, who: call.caller?.agent, feed: feed, allowed: true, reason: nil, bytesIn: bytesIn, bytesOut: bytesOut,
-            cause: cause)
-    }
-
-    /// Bytes of an allowed call's response while it still streams (every few MiB): the risk engine counts them
-    /// toward the agent's volume at once; the call itself is judged, and the rest counted, when the exchange ends.
-    package func streaming(_ call: Call, _ feed: RiskFeed, bytesOut: Int64, cause: AuditTicket?) {
-        guard let who = call.caller?.agent else { return }
-        var e = RiskEvent(
-            time: cp.clock.wallSeconds, agentID: who.agent.spiffeID.description, roles: who.agent.manifest.roles,
-            kind: feed.kind, resource: feed.resource, segment: feed.segment, allowed: true, bytesOut: bytesOut)
-        e.continuation = true
-        e.cause = cause
-        cp.risk.submit(e)
+            cause: cause, continuation: !ended)
     }
 
     /// Records something about the call that is neither its admission nor its refusal (best effort: a listing, a
@@ -142,7 +134,7 @@ package struct Recorder: Sendable {
 
     private func submit(
         _ call: Call, who: AuthenticatedAgent?, feed: RiskFeed, allowed: Bool, reason: String?, bytesIn: Int64,
-        bytesOut: Int64, cause: AuditTicket?
+        bytesOut: Int64, cause: AuditTicket?, continuation: Bool = false
     ) {
         let agentID = who?.agent.spiffeID.description ?? call.source.map { "source:" + $0 } ?? ""
         var e = RiskEvent(
@@ -151,6 +143,7 @@ package struct Recorder: Sendable {
             segment: feed.segment, allowed: allowed, reason: reason, bytesIn: bytesIn, bytesOut: bytesOut,
             subject: who.flatMap { $0.claims.actors.isEmpty ? nil : $0.claims.subject })
         e.cause = cause
+        e.continuation = continuation
         cp.risk.submit(e)
     }
 }

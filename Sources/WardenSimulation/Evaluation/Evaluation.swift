@@ -131,7 +131,7 @@ public enum Evaluation {
         }
         if a.stolenToken {
             // Refused: the proof's key is not the token's. The token's agent hears of it, the source is charged.
-            let revoked = world.revokedBefore(a.agentID, a.time)
+            let revoked = world.isRevoked(a.agentID)
             if !revoked {
                 findings += engine.process(
                     RiskEvent(
@@ -269,7 +269,7 @@ public enum Evaluation {
 final class World: RiskActions {
     struct State {
         var quarantined: Set<String> = []
-        var revoked: [String: Double] = [:]
+        var revoked: Set<String> = []
         var throttled: [String: (until: Double, tokens: Double, at: Double)] = [:]
         var approvals: Set<String> = []
     }
@@ -294,13 +294,13 @@ final class World: RiskActions {
     func revokeTokens(agentID: String, reason: String) throws {
         guard agentID.hasPrefix("spiffe://") else { throw WardenError(.notFound, "nothing to contain") }
         // Revoked as of the engine's latest event; the evaluation's clock is the events' times.
-        state.withLock { $0.revoked[agentID] = .infinity }
+        state.withLock { _ = $0.revoked.insert(agentID) }
     }
 
     func isQuarantined(_ agent: String) -> Bool { state.withLock { $0.quarantined.contains(agent) } }
 
-    /// A token issued before the revocation: a thief's copy (the agent itself renews with its key).
-    func revokedBefore(_ agent: String, _ t: Double) -> Bool { state.withLock { $0.revoked[agent] != nil } }
+    /// Whether the agent's tokens were revoked: a thief's copy stops working (the agent itself renews with its key).
+    func isRevoked(_ agent: String) -> Bool { state.withLock { $0.revoked.contains(agent) } }
 
     /// One request a second, bursts of five, while throttled.
     func throttled(_ agent: String, at t: Double) -> Bool {
@@ -320,14 +320,14 @@ final class World: RiskActions {
     }
 
     func contained(_ agent: String, stolen: Bool) -> Bool {
-        state.withLock { s in s.quarantined.contains(agent) || (stolen && s.revoked[agent] != nil) }
+        state.withLock { s in s.quarantined.contains(agent) || (stolen && s.revoked.contains(agent)) }
     }
 
     func containment(_ agent: String) -> String? {
         state.withLock { s in
             var parts: [String] = []
             if s.quarantined.contains(agent) { parts.append("quarantine") }
-            if s.revoked[agent] != nil { parts.append("revoke") }
+            if s.revoked.contains(agent) { parts.append("revoke") }
             if s.throttled[agent] != nil { parts.append("throttle") }
             return parts.isEmpty ? nil : parts.joined(separator: ", ")
         }
