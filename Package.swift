@@ -9,7 +9,7 @@ let swiftSettings: [SwiftSetting] = [
 let testDependencies: [Target.Dependency] = [
     "WardenTestSupport", "WardenControlPlane", "WardenGateway", "WardenServer", "WardenClient", "WardenIdentity",
     "WardenStore", "WardenCore", "Cedar", "WardenInspect", "WardenRisk", "WardenAudit", "WardenSimulation",
-    "WardenSidecar",
+    "WardenSidecar", "WardenNode",
     .product(name: "Crypto", package: "swift-crypto"),
     .product(name: "AsyncHTTPClient", package: "async-http-client"),
     .product(name: "X509", package: "swift-certificates"),
@@ -35,6 +35,7 @@ let package = Package(
         .library(name: "WardenRisk", targets: ["WardenRisk"]),
         .library(name: "WardenClient", targets: ["WardenClient"]),
         .library(name: "WardenSidecar", targets: ["WardenSidecar"]),
+        .library(name: "WardenNode", targets: ["WardenNode"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -52,6 +53,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
     ],
     targets: [
         .target(name: "Cedar", swiftSettings: swiftSettings),
@@ -163,6 +169,28 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // `warden node`: the SPIFFE Workload API on a unix socket for kernel-attested workloads of one host.
+        .target(
+            name: "WardenNode",
+            dependencies: [
+                "WardenClient", "WardenCore", "WardenIdentity", "WardenSidecar", "Cedar",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["Generated/README.md"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "WardenSimulation",
             dependencies: [
@@ -182,7 +210,7 @@ let package = Package(
             dependencies: [
                 "Cedar", "WardenCore", "WardenIdentity", "WardenStore", "WardenAudit", "WardenControlPlane",
                 "WardenGateway",
-                "WardenServer", "WardenClient", "WardenSimulation", "WardenSidecar",
+                "WardenServer", "WardenClient", "WardenSimulation", "WardenSidecar", "WardenNode",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

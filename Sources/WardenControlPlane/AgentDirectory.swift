@@ -75,6 +75,9 @@ public final class AgentDirectory: Sendable {
 
     public var count: Int { agents.withLock { $0.count } }
 
+    /// Every agent's record.
+    public func all() -> [AgentRecord] { agents.withLock { $0.values.map(\.record) } }
+
     /// How many agents are in each state.
     public func states() -> [AgentState: Int64] {
         agents.withLock { all in all.values.reduce(into: [:]) { $0[$1.record.state, default: 0] += 1 } }

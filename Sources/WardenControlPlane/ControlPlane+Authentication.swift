@@ -84,6 +84,10 @@ extension ControlPlane {
                 .invalidToken, "the agent is \(record.state.rawValue)", reason: "agent_\(record.state.rawValue)")
         }
         switch claims.binding {
+        case .dpop where key == nil && record.manifest.node != nil:
+            // A node-attested agent has no enrolled key: its token is bound to the key that proved possession at
+            // the token endpoint (with its node's JWT-SVID), and the proof of this request was made with that key.
+            break
         case .dpop(let jkt):
             guard let enrolled = key?.thumbprint, DPoPVerifier.constantTimeEqual(enrolled, jkt) else {
                 throw WardenError(.invalidToken, "the access token is not bound to the agent's enrolled key")

@@ -53,12 +53,31 @@ extension ControlPlane {
         verified: inout String?
     ) throws(WardenError) -> (AgentRecord, TokenBinding) {
         let endpoint = base + "/v1/token"
+        if form["client_assertion_type"] == Self.spiffeAssertionType {
+            // A JWT-SVID from the agent's node (draft-ietf-oauth-spiffe-client-auth): the agent holds no enrolled
+            // key; the token is bound to the key that signs the DPoP proof, which the proof must come with.
+            guard let text = form["client_assertion"] else {
+                throw WardenError(.invalidClient, "client_assertion is required")
+            }
+            let r = try verifySPIFFEAssertion(text, endpoint: endpoint)
+            if let cid = form["client_id"], cid != r.spiffeID.description {
+                throw WardenError(.invalidClient, "client_id does not match the JWT-SVID")
+            }
+            verified = r.spiffeID.description
+            guard r.state == .active else { throw WardenError(.unauthorizedClient, "the agent is \(r.state.rawValue)") }
+            guard dpop != nil else {
+                throw WardenError(.invalidDPoPProof, "a JWT-SVID client assertion needs a DPoP proof to bind the token")
+            }
+            let proof = try authenticator.proofs.verify(proof: dpop, method: "POST", url: endpoint)
+            return (r, .dpop(jkt: proof.thumbprint))
+        }
         var record: AgentRecord?
         var key: AgentDirectory.EnrolledKey?
         if form["client_assertion"] != nil || form["client_assertion_type"] != nil || certificate == nil {
             guard form["client_assertion_type"] == ClientAssertion.type else {
                 throw WardenError(
-                    .invalidClient, "client_assertion_type must be \(ClientAssertion.type) (private_key_jwt)")
+                    .invalidClient,
+                    "client_assertion_type must be \(ClientAssertion.type) (private_key_jwt) or \(Self.spiffeAssertionType)")
             }
             guard let text = form["client_assertion"] else {
                 throw WardenError(.invalidClient, "client_assertion is required")
@@ -105,7 +124,9 @@ extension ControlPlane {
             if let cid = form["client_id"], cid != certificate.spiffeID.description {
                 throw WardenError(.invalidClient, "client_id does not match the client certificate")
             }
-            guard let r = record ?? agents.agent(certificate.spiffeID.description), r.keyThumbprint != nil else {
+            guard let r = record ?? agents.agent(certificate.spiffeID.description),
+                r.keyThumbprint != nil || r.manifest.node != nil
+            else {
                 throw WardenError(.invalidClient, "the client certificate's agent is not registered or not enrolled")
             }
             verified = r.spiffeID.description
@@ -120,6 +141,9 @@ extension ControlPlane {
             proof: dpop, method: "POST", url: endpoint, expectedThumbprint: key.thumbprint)
         return (record, .dpop(jkt: proof.thumbprint))
     }
+
+    /// The `client_assertion_type` of a JWT-SVID (draft-ietf-oauth-spiffe-client-auth).
+    public static let spiffeAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-spiffe"
 
     /// `POST /v1/token` with its form parameters (each at most once).
     public func token(

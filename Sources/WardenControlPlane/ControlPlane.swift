@@ -456,6 +456,11 @@ public final class ControlPlane: Sendable {
         _ = try authenticator.proofs.verify(
             proof: dpop, method: "POST", url: (base ?? issuer) + "/v1/enroll", expectedThumbprint: jwk.thumbprint)
         let record = try store.burnJoinToken(hash: hash, now: t)
+        if let node = record.manifest.node {
+            throw WardenError(
+                .invalidGrant,
+                "agent '\(record.name)' is attested by its node '\(node)' (warden node), not enrolled with a join token")
+        }
         guard record.state == .pending else {
             throw WardenError(
                 .invalidGrant, "agent '\(record.name)' is \(record.state.rawValue), not pending enrollment")

@@ -175,9 +175,14 @@ public final class AgentTokens: Sendable {
     /// Tokens obtained so far.
     public let issued = Atomic<Int>(0)
 
-    public init(client: AgentClient, spiffeID: String) {
+    /// How a token is obtained: a client-credentials request with the agent's key, or what `obtain` does (a JWT-SVID
+    /// from the Workload API as the client assertion, say).
+    let obtain: (@Sendable () async throws -> JSONValue)?
+
+    public init(client: AgentClient, spiffeID: String, obtain: (@Sendable () async throws -> JSONValue)? = nil) {
         self.client = client
         self.spiffeID = spiffeID
+        self.obtain = obtain
     }
 
     func usable(_ refused: Token?) -> Token? {
@@ -190,7 +195,8 @@ public final class AgentTokens: Sendable {
         if let t = usable(refused) { return t }
         return try await renewal.run {
             if let t = usable(refused) { return t }
-            let json = try await client.token(spiffeID: spiffeID)
+            let json: JSONValue
+            if let obtain { json = try await obtain() } else { json = try await client.token(spiffeID: spiffeID) }
             guard let value = json["access_token"]?.stringValue, json["token_type"]?.stringValue == "DPoP" else {
                 throw WardenClientError("the token response has no DPoP access_token")
             }

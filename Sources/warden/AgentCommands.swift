@@ -214,7 +214,10 @@ struct AgentKeyOptions: ParsableArguments {
     @Option(name: .long, help: "The Warden server URL.") var server: String
     @Option(name: .long, help: "The agent's private key (PKCS#8 PEM).") var key: String
 
-    func load() throws -> (P256.Signing.PrivateKey, String) {
+    func load() throws -> (P256.Signing.PrivateKey, String) { try Self.load(key: key) }
+
+    /// The key at `key` and the SPIFFE ID in `<key>.json`.
+    static func load(key: String) throws -> (P256.Signing.PrivateKey, String) {
         let pem = try SecureFile.readSecret(key)
         let k: P256.Signing.PrivateKey
         do { k = try P256.Signing.PrivateKey(pemRepresentation: pem) } catch {

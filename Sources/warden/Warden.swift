@@ -8,6 +8,7 @@ struct Warden: AsyncParsableCommand {
         subcommands: [
             ServeCommand.self, AgentCommand.self, TokenCommand.self, KeysCommand.self, PolicyCommand.self,
             AuditCommand.self, SecretCommand.self, MCPCommand.self, ApprovalsCommand.self, SimulateCommand.self,
+            NodeCommand.self,
         ]
     )
 }

@@ -40,6 +40,12 @@ public struct AgentManifest: Sendable, Hashable {
     public var environment: String?
     /// Free-form labels, Cedar attribute `tags`.
     public var tags: [String] = []
+    /// The node agent (`warden node`) that attests this agent's workloads and obtains its SVIDs; when set, the agent
+    /// does not enroll with a join token.
+    public var node: String?
+    /// What the node's kernel attestation must find for a process to be this agent: `unix:uid:<n>`, `unix:gid:<n>`,
+    /// `unix:sha256:<hex of the binary>`, `unix:path:<absolute path of the binary>`; all must match.
+    public var selectors: [String] = []
 
     /// The largest manifest accepted, in bytes.
     public static let maxBytes = 64 * 1024
@@ -159,15 +165,30 @@ public struct AgentManifest: Sendable, Hashable {
                 }
             case "environment": m.environment = try text(v, key, max: 64)
             case "tags": m.tags = try list(v, key)
+            case "node":
+                let n = try text(v, key)
+                guard Self.isSegment(n) else { throw fail(key, "the node is an agent name (one SPIFFE path segment)") }
+                m.node = n
+            case "selectors":
+                m.selectors = try list(v, key)
+                for (i, sel) in m.selectors.enumerated() {
+                    if let problem = Self.selectorProblem(sel) { throw fail("selectors[\(i)]", problem) }
+                }
             default:
                 throw fail(
                     key,
-                    "unknown key (known: name, owner, roles, team, model, config_digest, binary_sha256, tools, peers, routes, environment, tags)"
+                    "unknown key (known: name, owner, roles, team, model, config_digest, binary_sha256, tools, peers, routes, environment, tags, node, selectors)"
                 )
             }
         }
         guard let name else { throw WardenError(.invalidManifest, "\(file): the manifest needs a name") }
         guard let owner else { throw WardenError(.invalidManifest, "\(file): the manifest needs an owner") }
+        if (m.node == nil) != m.selectors.isEmpty {
+            throw WardenError(
+                .invalidManifest,
+                "\(file): node and selectors go together (the node attests the agent's processes by the selectors)")
+        }
+        if m.node == name { throw WardenError(.invalidManifest, "\(file): an agent cannot be its own node") }
         m.name = name
         m.owner = owner
         self = m
@@ -191,10 +212,12 @@ public struct AgentManifest: Sendable, Hashable {
             pairs.append(("model", .object(mp)))
         }
         add("name", name)
+        add("node", node)
         add("owner", owner)
         add("peers", peers)
         add("roles", roles)
         add("routes", routes)
+        add("selectors", selectors)
         add("tags", tags)
         add("team", team)
         add("tools", tools)
@@ -203,6 +226,27 @@ public struct AgentManifest: Sendable, Hashable {
 
     /// The canonical JSON text (see ``json``).
     public var canonicalJSON: String { json.serialized }
+
+    /// Why `s` is not a workload selector, or nil when it is one.
+    public static func selectorProblem(_ s: String) -> String? {
+        let parts = s.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "unix" else {
+            return "a selector is unix:uid:<n>, unix:gid:<n>, unix:sha256:<64 hex> or unix:path:<absolute path>"
+        }
+        let value = parts[2]
+        switch parts[1] {
+        case "uid", "gid":
+            guard let n = UInt32(value), String(n) == value else { return "unix:\(parts[1]) takes a decimal number" }
+        case "sha256":
+            guard isHex64(value) else { return "unix:sha256 takes the binary's SHA-256 as 64 lowercase hex digits" }
+        case "path":
+            guard value.hasPrefix("/"), value.utf8.count <= 4096, !value.utf8.contains(0) else {
+                return "unix:path takes an absolute path"
+            }
+        default: return "unknown selector type unix:\(parts[1]) (known: uid, gid, sha256, path)"
+        }
+        return nil
+    }
 
     static func isHex64(_ s: Substring) -> Bool {
         s.utf8.count == 64 && s.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
@@ -213,7 +257,8 @@ public struct AgentManifest: Sendable, Hashable {
         s.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value < 0x7F && $0 != "\"" && $0 != "\\" }
     }
 
-    static func isSegment(_ s: String) -> Bool {
+    /// Whether `s` is one SPIFFE path segment (an agent name).
+    public static func isSegment(_ s: String) -> Bool {
         !s.isEmpty && s != "." && s != ".."
             && s.utf8.allSatisfy { b in
                 (65...90).contains(b) || (97...122).contains(b) || (48...57).contains(b) || b == 46 || b == 45

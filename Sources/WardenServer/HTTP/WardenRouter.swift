@@ -157,6 +157,72 @@ public enum WardenRouter {
             }
         }
 
+        // Node agents (`warden node`): the agents they attest, and SVIDs for them.
+        router.get("/v1/node/entries") { request, context in
+            if let limited = limitedSource(cp, nil, context) { return limited }
+            return await respond(cp, style: .protected, audit: ("node.entries", request, context)) {
+                () throws(WardenError) in
+                let who = try authenticate(
+                    cp, request, base: base, certificate: try await bearerCertificate(request, context))
+                return HTTPSupport.json(.ok, cp.nodeEntries(for: who))
+            }
+        }
+        router.post("/v1/node/svid") { request, context in
+            if let limited = limitedSource(cp, nil, context) { return limited }
+            return await respond(cp, style: .protected, audit: ("svid.issue", request, context)) {
+                () throws(WardenError) in
+                let who = try authenticate(
+                    cp, request, base: base, certificate: try await bearerCertificate(request, context))
+                let json = try parseJSON(try await HTTPSupport.body(request, limit: HTTPSupport.maxJSONBytes))
+                guard let agent = json["agent"]?.stringValue, let csr = json["csr"]?.stringValue else {
+                    throw WardenError(.invalidRequest, "the body must be {\"agent\": \"<name>\", \"csr\": \"<PEM>\"}")
+                }
+                let (r, chain, bundle, expires): (AgentRecord, String, String, Int64)
+                do throws(WardenError) {
+                    (r, chain, bundle, expires) = try cp.issueNodeSVID(
+                        agent: agent, csrPEM: csr, ttl: json["ttl"]?.integerValue, by: who)
+                } catch {
+                    throw error.naming(who.agent.spiffeID.description)
+                }
+                return HTTPSupport.json(
+                    .ok,
+                    .object([
+                        ("spiffe_id", .string(r.spiffeID.description)), ("svid", .string(chain)),
+                        ("bundle", .string(bundle)), ("expires_at", .number(String(expires))),
+                    ]))
+            }
+        }
+        router.post("/v1/node/jwt-svid") { request, context in
+            if let limited = limitedSource(cp, nil, context) { return limited }
+            return await respond(cp, style: .protected, audit: ("jwt_svid.issue", request, context)) {
+                () throws(WardenError) in
+                let who = try authenticate(
+                    cp, request, base: base, certificate: try await bearerCertificate(request, context))
+                let json = try parseJSON(try await HTTPSupport.body(request, limit: HTTPSupport.maxJSONBytes))
+                guard let agent = json["agent"]?.stringValue, case .array(let items)? = json["audience"] else {
+                    throw WardenError(
+                        .invalidRequest, "the body must be {\"agent\": \"<name>\", \"audience\": [\"<aud>\", ...]}")
+                }
+                let audiences = items.compactMap(\.stringValue)
+                guard audiences.count == items.count else {
+                    throw WardenError(.invalidRequest, "audience must be a list of strings")
+                }
+                let (r, token, expires): (AgentRecord, String, Int64)
+                do throws(WardenError) {
+                    (r, token, expires) = try cp.issueJWTSVID(
+                        agent: agent, audiences: audiences, ttl: json["ttl"]?.integerValue, by: who)
+                } catch {
+                    throw error.naming(who.agent.spiffeID.description)
+                }
+                return HTTPSupport.json(
+                    .ok,
+                    .object([
+                        ("spiffe_id", .string(r.spiffeID.description)), ("svid", .string(token)),
+                        ("expires_at", .number(String(expires))),
+                    ]))
+            }
+        }
+
         // The admin API: one group, authenticated by its middleware.
         let admin = router.group("/v1/admin").add(middleware: AdminAuthentication(cp: cp))
         AdminRoutes.add(to: admin, cp)
