@@ -89,9 +89,15 @@ extension ControlPlane {
             throw WardenError(.invalidRequest, "audience must be 1 to 8 strings of 1 to 512 bytes")
         }
         let r = try attestedAgent(name, by: who)
+        let t = now()
+        let jti = UUID().uuidString
         let (token, exp) = try JWTSVID.sign(
-            subject: r.spiffeID, audiences: audiences, key: keys.current, issuedAt: now(),
-            lifetime: ttl ?? config.accessTTL)
+            subject: r.spiffeID, audiences: audiences, key: keys.current, issuedAt: t,
+            lifetime: ttl ?? config.accessTTL, jti: jti)
+        try store.record(
+            AgentEvent(
+                agentID: r.id, at: t, kind: "jwt_svid_issued", actor: "node:\(who.agent.name)",
+                reason: "jti \(jti), audience \(audiences.joined(separator: " ").prefix(512)), expires \(exp)"))
         return (r, token, exp)
     }
 

@@ -77,7 +77,8 @@ extension ControlPlane {
             guard form["client_assertion_type"] == ClientAssertion.type else {
                 throw WardenError(
                     .invalidClient,
-                    "client_assertion_type must be \(ClientAssertion.type) (private_key_jwt) or \(Self.spiffeAssertionType)")
+                    "client_assertion_type must be \(ClientAssertion.type) (private_key_jwt) or \(Self.spiffeAssertionType)"
+                )
             }
             guard let text = form["client_assertion"] else {
                 throw WardenError(.invalidClient, "client_assertion is required")

@@ -459,7 +459,8 @@ public final class ControlPlane: Sendable {
         if let node = record.manifest.node {
             throw WardenError(
                 .invalidGrant,
-                "agent '\(record.name)' is attested by its node '\(node)' (warden node), not enrolled with a join token")
+                "agent '\(record.name)' is attested by its node '\(node)' (warden node), not enrolled with a join token"
+            )
         }
         guard record.state == .pending else {
             throw WardenError(

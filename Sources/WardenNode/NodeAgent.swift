@@ -2,8 +2,8 @@ import Cedar
 import Crypto
 import Foundation
 import Logging
-import Synchronization
 import SwiftASN1
+import Synchronization
 import WardenClient
 import WardenCore
 import WardenIdentity

@@ -47,7 +47,11 @@ public struct NodeServer: Sendable {
         let server = GRPCServer(
             transport: transport, services: [WorkloadAPI(node: node, peers: peers, logger: logger)])
         try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await server.serve() }
+            group.addTask {
+                do { try await server.serve() } catch  where Task.isCancelled {
+                    // Stopping: the transport reports the cancellation as an error.
+                }
+            }
             group.addTask { await node.run() }
             _ = try await transport.listeningAddress
             chmod(path, 0o777)

@@ -44,7 +44,8 @@ public final class PeerRegistry: Sendable {
         ).map { (fd: Int32) -> Int32? in fd >= 0 ? fd : nil }.recover { _ in nil }
         return credentials.and(pidfd).map { [attestor] (cred: PeerCred, fd: Int32?) in
             let start = cred.pid > 0 ? attestor.startTime(pid: cred.pid) : nil
-            self.register(id, key, WorkloadPeer(pid: cred.pid, uid: cred.uid, gid: cred.gid, startTime: start, pidfd: fd))
+            self.register(
+                id, key, WorkloadPeer(pid: cred.pid, uid: cred.uid, gid: cred.gid, startTime: start, pidfd: fd))
         }.recover { _ in
             self.register(id, key, WorkloadPeer(pid: 0, uid: UInt32.max, gid: UInt32.max, startTime: nil, pidfd: nil))
         }.always { _ in

@@ -215,7 +215,8 @@ package struct WorkloadAPI: SpiffeWorkloadAPI.ServiceProtocol {
         case .bool(let b): return Google_Protobuf_Value(boolValue: b)
         case .number(let n): return Google_Protobuf_Value(numberValue: Double(n) ?? 0)
         case .string(let s): return Google_Protobuf_Value(stringValue: s)
-        case .array(let items): return Google_Protobuf_Value(listValue: Google_Protobuf_ListValue(values: items.map(protobufValue)))
+        case .array(let items):
+            return Google_Protobuf_Value(listValue: Google_Protobuf_ListValue(values: items.map(protobufValue)))
         case .object(let pairs):
             var fields: [String: Google_Protobuf_Value] = [:]
             for (k, v) in pairs { fields[k] = protobufValue(v) }

@@ -57,7 +57,9 @@ struct NodeCommand: AsyncParsableCommand {
             try await withTaskCancellationOnSignals {
                 try await server.run(ready: {
                     FileHandle.standardOutput.write(
-                        Data("warden node: \(id) serving the Workload API on unix://\(socket) (\(agents) agents)\n".utf8))
+                        Data(
+                            "warden node: \(id) serving the Workload API on unix://\(socket) (\(agents) agents)\n".utf8)
+                    )
                 })
             }
         }
@@ -73,7 +75,8 @@ struct NodeCommand: AsyncParsableCommand {
             throw ValidationError("\(key) does not exist: give --join-token (and --manifest) to enroll the node")
         }
         guard let manifest else { throw ValidationError("enrolling needs --manifest (the node's manifest)") }
-        let m = try AgentManifest(parsing: try SecureFile.read(manifest, maxBytes: AgentManifest.maxBytes), file: manifest)
+        let m = try AgentManifest(
+            parsing: try SecureFile.read(manifest, maxBytes: AgentManifest.maxBytes), file: manifest)
         let privateKey = P256.Signing.PrivateKey()
         try SecureFile.write(privateKey.pemRepresentation + "\n", to: key)
         let result: JSONValue
@@ -85,7 +88,9 @@ struct NodeCommand: AsyncParsableCommand {
             throw error
         }
         try SecureFile.write(result.serialized + "\n", to: key + ".json", mode: 0o644)
-        guard let id = result["spiffe_id"]?.stringValue else { throw ValidationError("enrollment returned no spiffe_id") }
+        guard let id = result["spiffe_id"]?.stringValue else {
+            throw ValidationError("enrollment returned no spiffe_id")
+        }
         return (privateKey, id)
     }
 }

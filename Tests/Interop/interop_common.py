@@ -118,6 +118,18 @@ def free_port() -> int:
         s.close()
 
 
+def terminate(proc) -> None:
+    """SIGTERM to a subprocess, SIGKILL if it has not exited after STOP_TIMEOUT seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=STOP_TIMEOUT)
+
+
 class Server:
     """`BINARY serve --data WORKDIR/data --listen 127.0.0.1:PORT [--tls-listen 127.0.0.1:TLS_PORT]`, its output
     appended to WORKDIR/warden-serve.log. With `config`: `BINARY serve --config CONFIG [--tls-listen ...]` instead,

@@ -30,6 +30,41 @@ struct ManifestTests {
         #expect(fromJSON.canonicalJSON == m.canonicalJSON)
     }
 
+    @Test("node-attested agents: node and selectors, validated, in the canonical form")
+    func nodeSelectors() throws {
+        let hash = String(repeating: "c", count: 64)
+        let m = try AgentManifest(
+            parsing: """
+                name: py-bot
+                owner: ops@example.com
+                node: node-a
+                selectors: ["unix:uid:1000", "unix:sha256:\(hash)", "unix:path:/usr/bin/python3"]
+                """, file: "bot.yaml")
+        #expect(m.node == "node-a")
+        #expect(m.selectors == ["unix:uid:1000", "unix:sha256:\(hash)", "unix:path:/usr/bin/python3"])
+        #expect(m.canonicalJSON.contains("\"node\":\"node-a\""))
+        #expect(try AgentManifest(parsing: m.canonicalJSON, file: "bot.json") == m)
+        let refused: [(String, String)] = [
+            ("node: node-a", "node and selectors go together"),
+            ("selectors: [\"unix:uid:1\"]", "node and selectors go together"),
+            ("node: node-a\nselectors: [\"unix:uid:-1\"]", "decimal number"),
+            ("node: node-a\nselectors: [\"unix:uid:01\"]", "decimal number"),
+            ("node: node-a\nselectors: [\"unix:sha256:ABC\"]", "64 lowercase hex"),
+            ("node: node-a\nselectors: [\"unix:path:relative\"]", "absolute path"),
+            ("node: node-a\nselectors: [\"k8s:ns:default\"]", "a selector is"),
+            ("node: node-a\nselectors: [\"unix:pid:1\"]", "unknown selector type"),
+            ("node: a/b\nselectors: [\"unix:uid:1\"]", "one SPIFFE path segment"),
+            ("node: bot\nselectors: [\"unix:uid:1\"]", "its own node"),
+        ]
+        for (extra, message) in refused {
+            #expect {
+                try AgentManifest(parsing: "name: bot\nowner: o\n" + extra, file: "bot.yaml")
+            } throws: { e in
+                (e as? WardenError)?.message.contains(message) == true
+            }
+        }
+    }
+
     @Test("errors name the file, line and key")
     func errors() throws {
         let cases: [(String, String)] = [

@@ -17,6 +17,8 @@ public struct CertificateAuthority: Sendable {
 
     /// The longest SVID lifetime issued, in seconds.
     public static let maxSVIDLifetime: TimeInterval = 3600
+    /// The shortest SVID lifetime issued, in seconds (short-lived SVIDs for tests and for rotation drills).
+    public static let minSVIDLifetime: TimeInterval = 10
 
     public init(
         trustDomain: String, root: Certificate, rootKey: P256.Signing.PrivateKey, intermediate: Certificate,
@@ -91,14 +93,17 @@ public struct CertificateAuthority: Sendable {
         guard P256.Signing.PublicKey(csr.publicKey) != nil else {
             throw WardenError(.invalidKey, "SVID keys must be P-256")
         }
-        let lifetime = min(max(lifetime, 60), Self.maxSVIDLifetime)
+        let lifetime = min(max(lifetime, Self.minSVIDLifetime), Self.maxSVIDLifetime)
+        // Backdated for clock skew (30 s, less for very short lifetimes), within the lifetime.
+        let backdate = min(30, lifetime / 4)
         let subject = try DistinguishedName {
             OrganizationName("SPIFFE")
         }
         return try Certificate(
             version: .v3, serialNumber: .init(), publicKey: csr.publicKey,
             // The whole validity, backdating for clock skew included, stays within the lifetime.
-            notValidBefore: now.addingTimeInterval(-30), notValidAfter: now.addingTimeInterval(lifetime - 30),
+            notValidBefore: now.addingTimeInterval(-backdate),
+            notValidAfter: now.addingTimeInterval(lifetime - backdate),
             issuer: intermediate.subject, subject: subject, signatureAlgorithm: .ecdsaWithSHA256,
             extensions: try Certificate.Extensions {
                 Critical(BasicConstraints.notCertificateAuthority)

@@ -1,0 +1,17 @@
+import Foundation
+import Testing
+import WardenTestSupport
+
+/// `warden node` driven by SPIFFE's own Python client (py-spiffe's X509Source, JwtSource and WorkloadApiClient),
+/// grpcio and h2 (`Tests/Interop/node_interop.py`): SVIDs fetched, rotated and validated, a binary matching no
+/// manifest and a connection whose process died (its pid taken by an attested binary) get nothing, quarantine stops
+/// issuance, and the JWT-SVID works as a `jwt-spiffe` client assertion with DPoP. Needs the built `warden` binary and
+/// a Python with those packages (`.ci/run` installs them into `.venv`).
+@Suite("Workload API interop with py-spiffe against a live warden node")
+struct NodeInteropTests {
+    @Test("X509Source, JwtSource, rotation, unmatched binary, pid reuse, quarantine, jwt-spiffe token")
+    func liveNode() throws {
+        try PythonInterop.live(
+            "node_interop.py", modules: "spiffe, grpc, h2, joserfc, jwt, cryptography, requests")
+    }
+}
