@@ -178,6 +178,20 @@ public struct AgentClient: Sendable {
         return try await tokenRequest(spiffeID: spiffeID, form: form)
     }
 
+    /// `POST /v1/token` (client credentials) with a JWT-SVID as the client assertion (`jwt-spiffe`,
+    /// draft-ietf-oauth-spiffe-client-auth): a token bound to this client's key, for the SVID's agent.
+    public func token(jwtSVID: String) async throws -> JSONValue {
+        let body = Self.formEncode([
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-spiffe"),
+            ("client_assertion", jwtSVID),
+        ])
+        let r = try await withProof(
+            "POST", "/v1/token", headers: [("Content-Type", "application/x-www-form-urlencoded")], body: { body })
+        guard r.status == 200, let j = r.json else { throw WardenClientError.from(r, doing: "token request") }
+        return j
+    }
+
     func tokenRequest(spiffeID: String, form: [(String, String)]) async throws -> JSONValue {
         let endpoint = issuer + "/v1/token"
         let key = self.key

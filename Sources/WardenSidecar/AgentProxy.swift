@@ -32,9 +32,12 @@ public struct AgentProxy: Sendable {
     /// Bodies up to this size are read whole so that a challenged request can be sent again.
     public static let replayableBytes = 1 << 20
 
-    public init(client: AgentClient, spiffeID: String, http: HTTPClient, logger: Logger) {
+    public init(
+        client: AgentClient, spiffeID: String, http: HTTPClient, logger: Logger,
+        obtain: (@Sendable () async throws -> JSONValue)? = nil
+    ) {
         self.server = client.http.base
-        self.tokens = AgentTokens(client: client, spiffeID: spiffeID)
+        self.tokens = AgentTokens(client: client, spiffeID: spiffeID, obtain: obtain)
         self.http = http
         self.logger = logger
     }

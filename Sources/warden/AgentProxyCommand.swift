@@ -1,5 +1,7 @@
 import ArgumentParser
 import AsyncHTTPClient
+import Cedar
+import Crypto
 import Foundation
 import Hummingbird
 import Logging
@@ -8,6 +10,7 @@ import ServiceLifecycle
 import Synchronization
 import WardenClient
 import WardenControlPlane
+import WardenNode
 import WardenSidecar
 
 struct AgentProxyCommand: AsyncParsableCommand {
@@ -17,12 +20,14 @@ struct AgentProxyCommand: AsyncParsableCommand {
         discussion: """
             The agent (or a stock MCP client) sends plain HTTP to http://LISTEN/r/<route>/... and \
             http://LISTEN/mcp[/<server>]; the proxy holds the key (--key, with the <key>.json written at enrollment), \
-            gets and renews the agent's tokens, adds a fresh DPoP proof per request, answers nonce challenges and \
+            gets and renews the agent's tokens (or, with --socket, its identity from the SPIFFE Workload API of \
+            'warden node': a JWT-SVID as the client assertion, the tokens bound to a key the proxy makes at start), \
+            adds a fresh DPoP proof per request, answers nonce challenges and \
             renews a refused token (sending a request of up to 1 MiB again once), and streams bodies both ways. It \
             listens on loopback only and serves only loopback peers. Example:
               warden agent proxy --server http://127.0.0.1:8443 --key bot.key --listen 127.0.0.1:9301
             """)
-    @OptionGroup var agentKey: AgentKeyOptions
+    @OptionGroup var agentKey: SidecarIdentityOptions
     @Option(name: .long, help: "host:port to listen on (a loopback address).") var listen = "127.0.0.1:9301"
 
     func run() async throws {
@@ -31,8 +36,8 @@ struct AgentProxyCommand: AsyncParsableCommand {
             guard Loopback.isLoopbackHost(host.contains(":") ? "[\(host)]" : host) else {
                 throw ValidationError("--listen must be a loopback address (127.0.0.1, ::1 or localhost)")
             }
-            let (client, id, http, logger) = try await Self.sidecar(agentKey, label: "warden.agent-proxy")
-            let proxy = AgentProxy(client: client, spiffeID: id, http: http, logger: logger)
+            let (client, id, http, logger, obtain) = try await Self.sidecar(agentKey, label: "warden.agent-proxy")
+            let proxy = AgentProxy(client: client, spiffeID: id, http: http, logger: logger, obtain: obtain)
             // The first token now: a wrong key or an unknown agent is an error at start, not on the first request.
             _ = try await proxy.tokens.token()
             let app = Application(
@@ -57,19 +62,37 @@ struct AgentProxyCommand: AsyncParsableCommand {
     }
 
     /// What the proxy and the bridge start with: the agent's client (its key, and the issuer its proofs name), its
-    /// SPIFFE ID, an HTTP client with connect and read timeouts, and a quiet logger.
-    static func sidecar(_ options: AgentKeyOptions, label: String) async throws -> (
-        AgentClient, String, HTTPClient, Logger
+    /// SPIFFE ID, an HTTP client with connect and read timeouts, a quiet logger, and how tokens are obtained: with the
+    /// agent's enrolled key (`--key`), or with a JWT-SVID from the Workload API (`--socket`) and a key of the
+    /// proxy's own, made at start and never written anywhere, that the tokens are bound to.
+    static func sidecar(_ options: SidecarIdentityOptions, label: String) async throws -> (
+        AgentClient, String, HTTPClient, Logger, (@Sendable () async throws -> JSONValue)?
     ) {
         try WardenHTTP(server: options.server).checkCredentialsAllowed()
-        let (key, id) = try options.load()
         let issuer = try await issuer(of: options.server)
         var logger = Logger(label: label)
         logger.logLevel = .warning
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: .seconds(10), read: .seconds(300))
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-        return (AgentClient(server: options.server, key: key, issuer: issuer), id, http, logger)
+        switch (options.key, options.socket) {
+        case (let path?, nil):
+            let (key, id) = try AgentKeyOptions.load(key: path)
+            return (AgentClient(server: options.server, key: key, issuer: issuer), id, http, logger, nil)
+        case (nil, let socket?):
+            let workloadAPI = WorkloadAPIClient(socket: socket)
+            let client = AgentClient(server: options.server, key: P256.Signing.PrivateKey(), issuer: issuer)
+            let audience = client.issuer + "/v1/token"
+            let (id, _) = try await workloadAPI.fetchJWTSVID(audiences: [audience], spiffeID: options.spiffeID)
+            let obtain: @Sendable () async throws -> JSONValue = {
+                let (_, svid) = try await workloadAPI.fetchJWTSVID(audiences: [audience], spiffeID: id)
+                return try await client.token(jwtSVID: svid)
+            }
+            return (client, id, http, logger, obtain)
+        default:
+            try? await http.shutdown()
+            throw ValidationError("give --key FILE (an enrolled key) or --socket PATH (the Workload API), not both")
+        }
     }
 
     /// The URL the server calls itself (RFC 8414 metadata, `issuer`): proofs and assertions name it. The server URL
@@ -84,6 +107,19 @@ struct AgentProxyCommand: AsyncParsableCommand {
     }
 }
 
+/// Who a sidecar (the proxy, the MCP bridge) is: an enrolled key, or the identity the Workload API gives its process.
+struct SidecarIdentityOptions: ParsableArguments {
+    @Option(name: .long, help: "The Warden server URL.") var server: String
+    @Option(name: .long, help: "The agent's private key (PKCS#8 PEM, with the <key>.json written at enrollment).")
+    var key: String?
+    @Option(
+        name: .long,
+        help: "Instead of --key: the SPIFFE Workload API socket of 'warden node' (a path or unix:// address).")
+    var socket: String?
+    @Option(name: .customLong("spiffe-id"), help: "With --socket: which of the workload's identities to use.")
+    var spiffeID: String?
+}
+
 struct AgentMCPCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mcp",
@@ -95,7 +131,7 @@ struct AgentMCPCommand: AsyncParsableCommand {
               {"command": "warden", "args": ["agent", "mcp", "--server", "http://127.0.0.1:8443", \
             "--key", "/home/me/bot.key", "--mcp", "files"]}
             """)
-    @OptionGroup var agentKey: AgentKeyOptions
+    @OptionGroup var agentKey: SidecarIdentityOptions
     @Option(name: .long, help: "The MCP server behind Warden (/mcp/<server>); all of them (/mcp) without it.")
     var mcp: String?
 
@@ -104,8 +140,9 @@ struct AgentMCPCommand: AsyncParsableCommand {
             if let mcp, mcp.isEmpty || mcp.contains("/") || mcp.count > 128 {
                 throw ValidationError("--mcp must be a server name")
             }
-            let (client, id, http, logger) = try await AgentProxyCommand.sidecar(agentKey, label: "warden.agent-mcp")
-            let tokens = AgentTokens(client: client, spiffeID: id)
+            let (client, id, http, logger, obtain) = try await AgentProxyCommand.sidecar(
+                agentKey, label: "warden.agent-mcp")
+            let tokens = AgentTokens(client: client, spiffeID: id, obtain: obtain)
             _ = try await tokens.token()
             let bridge = MCPStdioBridge(tokens: tokens, http: http, server: mcp, logger: logger)
             let stdin = StdinLines()

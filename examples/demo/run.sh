@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Warden end to end in one command (after `swift build`): a ticket service and a knowledge-base MCP server behind
-# Warden, a support bot enrolled with its own key, calling both through the sidecar (`warden agent proxy`) with no
-# credentials in the bot, one refused call of each kind, and where the evidence is. Everything runs on loopback in a
+# Warden, a node agent (`warden node`, the SPIFFE Workload API) that attests the support bot's process by the kernel,
+# the bot calling both through the sidecar (`warden agent proxy --socket`, its identity from the node) with no
+# credentials or keys in the bot, one refused call of each kind, and where the evidence is. Everything runs on loopback in a
 # temporary directory and is stopped at the end.
 #
 #   bash examples/demo/run.sh
@@ -69,15 +70,28 @@ wait_for "$S/readyz"
 printf %s 'tk-demo-upstream-key' | "$W" secret set tickets-api-key "${ADMIN[@]}" > /dev/null
 echo "   Warden on $S (demo policies), tickets-api-key stored sealed"
 
-echo "== 2. The support bot: registered from its manifest, enrolled with a key made on its side"
-JOIN=$("$W" agent register --manifest examples/demo/support-bot.yaml "${ADMIN[@]}" \
+echo "== 2. The node agent and the support bot it attests"
+printf 'name: demo-node\nowner: platform@example.com\n' > "$WORK/node.yaml"
+NODE_JOIN=$("$W" agent register --manifest "$WORK/node.yaml" "${ADMIN[@]}" \
   | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["join_token"])')
-"$W" agent enroll --server "$S" --join-token "$JOIN" --manifest examples/demo/support-bot.yaml \
-  --key-out "$WORK/bot.key" > /dev/null
-echo "   $("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["spiffe_id"])' "$WORK/bot.key.json"), key $WORK/bot.key (0600)"
+# The bot's manifest, plus the node that attests it and what its process must be: this user, running this warden
+# binary (the sidecar is the bot's process here). All selectors must match what the kernel reports.
+BIN_SHA=$(sha256sum "$W" | cut -c1-64)
+{ cat examples/demo/support-bot.yaml
+  echo "node: demo-node"
+  echo "selectors: [\"unix:uid:$(id -u)\", \"unix:sha256:$BIN_SHA\"]"; } > "$WORK/support-bot.yaml"
+BOT_ID=$("$W" agent register --manifest "$WORK/support-bot.yaml" "${ADMIN[@]}" \
+  | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["spiffe_id"])')
+SOCK=$WORK/agent.sock
+"$W" node --server "$S" --join-token "$NODE_JOIN" --manifest "$WORK/node.yaml" --key "$WORK/node.key" \
+  --socket "$SOCK" > "$WORK/node.log" 2>&1 & PIDS+=($!)
+for _ in $(seq 300); do [ -S "$SOCK" ] && break; sleep 0.1; done
+[ -S "$SOCK" ] || { cat "$WORK/node.log"; echo "demo: warden node did not start" >&2; exit 1; }
+echo "   warden node enrolled (key $WORK/node.key, 0600) and serves the SPIFFE Workload API on $SOCK"
+echo "   $BOT_ID: uid $(id -u) running warden (sha256 ${BIN_SHA:0:16}...), attested by the kernel, no key on disk"
 
-echo "== 3. The sidecar holds the key; the bot talks plain HTTP to $P"
-"$W" agent proxy --server "$S" --key "$WORK/bot.key" --listen "127.0.0.1:$PROXY_PORT" > "$WORK/proxy.log" 2>&1 & PIDS+=($!)
+echo "== 3. The sidecar takes the bot's identity from the node; the bot talks plain HTTP to $P"
+"$W" agent proxy --server "$S" --socket "$SOCK" --listen "127.0.0.1:$PROXY_PORT" > "$WORK/proxy.log" 2>&1 & PIDS+=($!)
 wait_for "$P/r/"
 TICKET=$(curl -s "$P/r/tickets/v1/tickets/42")
 echo "   GET /r/tickets/v1/tickets/42 -> $TICKET"
@@ -99,6 +113,7 @@ REFUSED=$(echo "$DENIALS" | grep -c '"decision":"deny"' || true)
 "$W" audit verify --data "$WORK/data" > "$WORK/verify.txt" 2>&1 || { cat "$WORK/verify.txt"; exit 1; }
 
 echo
-echo "demo summary: ticket 42 read and kb/search called through the sidecar with no credentials in the bot;"
+echo "demo summary: ticket 42 read and kb/search called through the sidecar with no credentials in the bot,"
+echo "  its identity attested by the node agent (SPIFFE Workload API, JWT-SVID -> DPoP-bound token);"
 echo "  $ALLOWED decisions allowed (tokens, the ticket, the MCP session and search), $REFUSED refused (billing, kb/purge),"
 echo "  every one in the signed audit log, which verifies ($W audit verify)."
