@@ -25,7 +25,7 @@ public final class PolicyEngine: Sendable {
     }
 
     /// Largest policy file, and largest total, bytes.
-    static let maxFileBytes = 4 << 20
+    public static let maxFileBytes = 4 << 20
     static let maxTotalBytes = 32 << 20
 
     public let sources: [String]
@@ -82,7 +82,13 @@ public final class PolicyEngine: Sendable {
     /// default, forbid overrides permit, an erroring permit never grants — with one stricter rule: a forbid policy
     /// that errors denies (`policy_error`), so a guard that cannot be evaluated never lets a call through.
     public func authorize(_ request: Request, entities: Entities) -> Verdict {
-        let snapshot = current.withLock { $0 }
+        Self.authorize(request, entities: entities, snapshot: current.withLock { $0 }, authorizer: authorizer)
+    }
+
+    /// ``authorize(_:entities:)`` on a given snapshot (a policy change's replay decides on two).
+    public static func authorize(
+        _ request: Request, entities: Entities, snapshot: Snapshot, authorizer: Authorizer = Authorizer()
+    ) -> Verdict {
         let r = authorizer.isAuthorized(request, policies: snapshot.policies, entities: entities)
         let failedForbids = r.errors.map(\.policyID).filter { snapshot.forbids.contains($0) }
         if !failedForbids.isEmpty {
@@ -111,7 +117,7 @@ public final class PolicyEngine: Sendable {
     }
 
     /// The `.cedar` files of `sources` (directories are read one level deep, files sorted by name).
-    static func files(_ sources: [String]) throws(WardenError) -> [String] {
+    public static func files(_ sources: [String]) throws(WardenError) -> [String] {
         var out: [String] = []
         for s in sources {
             var isDir: ObjCBool = false
@@ -132,11 +138,22 @@ public final class PolicyEngine: Sendable {
 
     static func load(_ sources: [String], now: Int64) throws(WardenError) -> Snapshot {
         let files = try files(sources)
+        var texts: [(name: String, text: String)] = []
+        for file in files { texts.append((file, try SecureFile.read(file, maxBytes: maxFileBytes))) }
+        return try load(texts: texts, now: now)
+    }
+
+    /// The snapshot of policy files given as `(file name, text)`, in order, with the checks of a reload: sizes,
+    /// syntax, unique ids (`@id` or file and position), known context keys, no templates.
+    public static func load(texts: [(name: String, text: String)], now: Int64) throws(WardenError) -> Snapshot {
+        let files = texts.map(\.name)
         var set = PolicySet()
         var h = SHA256()
         var total = 0
-        for (i, file) in files.enumerated() {
-            let text = try SecureFile.read(file, maxBytes: maxFileBytes)
+        for (i, (file, text)) in texts.enumerated() {
+            guard text.utf8.count <= maxFileBytes else {
+                throw WardenError(.invalidConfig, "\(file) is larger than \(maxFileBytes) bytes")
+            }
             total += text.utf8.count
             guard total <= maxTotalBytes else {
                 throw WardenError(.invalidConfig, "the policy files are larger than \(maxTotalBytes) bytes in all")

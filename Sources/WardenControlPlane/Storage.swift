@@ -19,6 +19,8 @@ package protocol AgentStorage: Sendable {
     func issueJoinToken(agentID: String, hash: String, expiresAt: Int64, now: Int64, actor: String)
         throws(WardenError)
     func joinTokenIsLive(hash: String, now: Int64) throws(WardenError) -> Bool
+    /// The join tokens neither used nor expired: their agents' ids and expiry times.
+    func outstandingJoinTokens(now: Int64) throws(WardenError) -> [(agentID: String, expiresAt: Int64)]
     /// Uses a join token up (single use), returning its agent.
     func burnJoinToken(hash: String, now: Int64) throws(WardenError) -> AgentRecord
     func completeEnrollment(agentID: String, keyJWK: String, thumbprint: String, attestation: String, now: Int64)

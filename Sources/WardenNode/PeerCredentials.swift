@@ -15,6 +15,8 @@ public final class PeerRegistry: Sendable {
     public static let header = "warden-peer-connection"
     /// `SO_PEERPIDFD` (Linux 6.5): a pidfd of the process that connected. Not in older C headers.
     static let soPeerPIDFD: Int32 = 77
+    /// The most connections served at once.
+    public static let maxConnections = 1024
 
     let peers = Mutex<[UInt64: WorkloadPeer]>([:])
     let byChannel = Mutex<[ObjectIdentifier: UInt64]>([:])
@@ -31,6 +33,12 @@ public final class PeerRegistry: Sendable {
     /// the pidfd) when the connection closes. A connection whose credentials cannot be read is registered with pid 0:
     /// every RPC on it is refused.
     func accepted(_ channel: any Channel) -> EventLoopFuture<Void> {
+        // Each connection holds a pidfd: a local process opening connections without end would exhaust the node's
+        // descriptors. Past the bound, new connections are closed at once.
+        guard count < Self.maxConnections else {
+            channel.close(promise: nil)
+            return channel.eventLoop.makeSucceededVoidFuture()
+        }
         let id = next.add(1, ordering: .relaxed).oldValue
         let key = ObjectIdentifier(channel)
         guard let provider = channel as? any SocketOptionProvider else {

@@ -25,6 +25,11 @@ package struct WorkloadAPI: SpiffeWorkloadAPI.ServiceProtocol {
 
     /// The caller's selectors; throws the Workload API's errors.
     func attest(_ metadata: Metadata, method: String) throws -> Set<String> {
+        try attestPeer(metadata, method: method).1
+    }
+
+    /// The caller's connection and selectors; throws the Workload API's errors.
+    func attestPeer(_ metadata: Metadata, method: String) throws -> (WorkloadPeer, Set<String>) {
         guard Array(metadata[stringValues: "workload.spiffe.io"]).contains("true") else {
             throw RPCError(code: .invalidArgument, message: "security header missing from request")
         }
@@ -33,6 +38,12 @@ package struct WorkloadAPI: SpiffeWorkloadAPI.ServiceProtocol {
         else {
             throw RPCError(code: .permissionDenied, message: "no identity issued")
         }
+        return (peer, try reattest(peer, method: method))
+    }
+
+    /// The selectors of `peer`'s process now: a stream checks again before every update, so a connection handed to
+    /// another process (its attested process gone) stops receiving SVIDs.
+    func reattest(_ peer: WorkloadPeer, method: String) throws -> Set<String> {
         switch peers.attestor.selectors(of: peer) {
         case .success(let selectors): return selectors
         case .failure(let why):
@@ -75,7 +86,7 @@ package struct WorkloadAPI: SpiffeWorkloadAPI.ServiceProtocol {
     package func fetchX509SVID(request: ServerRequest<X509SVIDRequest>, context: ServerContext) async throws
         -> StreamingServerResponse<X509SVIDResponse>
     {
-        let selectors = try attest(request.metadata, method: "FetchX509SVID")
+        let (peer, selectors) = try attestPeer(request.metadata, method: "FetchX509SVID")
         let changes = node.changes()
         let first = node.snapshot
         let entries = try entitled(selectors, first, method: "FetchX509SVID")
@@ -86,6 +97,9 @@ package struct WorkloadAPI: SpiffeWorkloadAPI.ServiceProtocol {
             try await writer.write(initial)
             var last = initial
             for await _ in changes {
+                guard try reattest(peer, method: "FetchX509SVID") == selectors else {
+                    throw RPCError(code: .permissionDenied, message: "no identity issued")
+                }
                 let s = node.snapshot
                 let now = try entitled(selectors, s, method: "FetchX509SVID")
                 guard let r = x509Response(now, s) else { continue }

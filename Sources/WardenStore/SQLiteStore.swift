@@ -419,6 +419,18 @@ public final class SQLiteStore: Sendable {
         }
     }
 
+    /// The join tokens neither used nor expired (the posture report lists them with their age).
+    public func outstandingJoinTokens(now: Int64) throws(WardenError) -> [(agentID: String, expiresAt: Int64)] {
+        try read { db in
+            try Row.fetchAll(
+                db,
+                sql:
+                    "SELECT agent_id, expires_at FROM join_tokens WHERE used_at IS NULL AND expires_at > ? ORDER BY expires_at",
+                arguments: [now]
+            ).map { (agentID: $0["agent_id"], expiresAt: $0["expires_at"]) }
+        }
+    }
+
     /// Whether a join token is known, unused and unexpired (read only: checked before costlier work, so that
     /// strangers cannot make the server do it).
     public func joinTokenIsLive(hash: String, now: Int64) throws(WardenError) -> Bool {

@@ -212,6 +212,95 @@ struct PolicyExplain: AsyncParsableCommand {
     }
 }
 
+struct PolicyDiff: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "diff",
+        abstract: "What a policy change adds, removes and changes, and which recorded calls it newly allows or denies.",
+        discussion: """
+            OLD and NEW are policy files or directories of .cedar files (as warden serve reads them). Without \
+            --replay the comparison is local: the policies added, removed and changed (by @id, or file and \
+            position; a change of layout or comments alone is none). With --replay, a running server (--server) \
+            decides the /r/ calls its audit log recorded since --since again on both sets, with its real agents and \
+            routes and each call's recorded method, path, query names, content length, time, trust, source and \
+            delegation, and lists the calls newly allowed and newly denied (counts and the first 20 of each). Calls \
+            refused before the policy, and MCP calls (their arguments are not recorded), are counted, not replayed. \
+            Example:
+              warden policy diff warden-data/policies new-policies/ --replay --since 7d --server ...
+            """)
+
+    @Argument(help: "The policy set in force (a .cedar file or a directory).") var old: String
+    @Argument(help: "The changed policy set (a .cedar file or a directory).") var new: String
+    @Flag(name: .long, help: "Replay the recorded calls against both sets (asks a running server).") var replay = false
+    @Option(name: .long, help: "With --replay: the window, 24h, 7d, 30d ... (default 7d).") var since = "7d"
+    @Flag(name: .long, help: "Print the JSON.") var json = false
+    @OptionGroup var admin: AdminOptions
+
+    static func texts(_ source: String) throws -> [(name: String, text: String)] {
+        try PolicyEngine.files([source]).map { file in
+            (
+                String(file.split(separator: "/").last ?? ""),
+                try SecureFile.read(file, maxBytes: PolicyEngine.maxFileBytes)
+            )
+        }
+    }
+
+    func run() async throws {
+        try await reporting {
+            let (oldTexts, newTexts) = (try Self.texts(old), try Self.texts(new))
+            let answer: JSONValue
+            if replay {
+                guard let client = try admin.client() else {
+                    throw ValidationError("--replay asks a running server: pass --server (and the admin token)")
+                }
+                func files(_ t: [(name: String, text: String)]) -> JSONValue {
+                    .array(t.map { .object([("name", .string($0.name)), ("text", .string($0.text))]) })
+                }
+                answer = try await client.call(
+                    "POST", "/v1/admin/policies/diff",
+                    json: .object([("old", files(oldTexts)), ("new", files(newTexts)), ("since", .string(since))]))
+            } else {
+                let now = Int64(Date().timeIntervalSince1970)
+                let changes = PolicyChanges(
+                    old: try PolicyEngine.load(texts: oldTexts, now: now),
+                    new: try PolicyEngine.load(texts: newTexts, now: now))
+                answer = .object([("policies", changes.json)])
+            }
+            if json {
+                print(answer.serialized)
+                return
+            }
+            let p = answer["policies"]
+            func ids(_ key: String) -> [String] { (p?[key]?.arrayValue ?? []).compactMap(\.stringValue) }
+            print(
+                "policies: \(ids("added").count) added, \(ids("removed").count) removed, \(ids("changed").count) changed"
+            )
+            for id in ids("added") { print("  + \(id)") }
+            for id in ids("removed") { print("  - \(id)") }
+            for id in ids("changed") { print("  ~ \(id)") }
+            guard let r = answer["replay"] else { return }
+            var skipped: [String] = []
+            if case .object(let pairs)? = r["not_replayed"] {
+                skipped = pairs.map { "\($0.1.integerValue ?? 0) \($0.0)" }
+            }
+            print(
+                "replay since \(r["since"]?.stringValue ?? "?"): \(r["replayed"]?.integerValue ?? 0) calls decided again"
+                    + (skipped.isEmpty ? "" : " (not replayed: \(skipped.joined(separator: ", ")))")
+                    + (r["truncated"] == .bool(true) ? "; the read stopped at its bound" : ""))
+            for (key, label) in [("newly_allowed", "newly allowed"), ("newly_denied", "newly denied")] {
+                print("\(label): \(r[key + "_count"]?.integerValue ?? 0)")
+                for c in r[key]?.arrayValue ?? [] {
+                    let policies = (c["new_policies"]?.arrayValue ?? []).compactMap(\.stringValue)
+                    print(
+                        "  seq \(c["seq"]?.integerValue ?? 0) \(c["time"]?.stringValue ?? "") \(c["agent"]?.stringValue ?? "") "
+                            + "\(c["method"]?.stringValue ?? "") /r/\(c["route"]?.stringValue ?? "")\(c["path"]?.stringValue ?? "")"
+                            + " (was: \(c["old_reason"]?.stringValue ?? ""); now: \(c["new_reason"]?.stringValue ?? "")"
+                            + (policies.isEmpty ? ")" : " \(policies.joined(separator: ", ")))"))
+                }
+            }
+        }
+    }
+}
+
 struct PolicyUnused: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "unused",

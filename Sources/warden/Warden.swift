@@ -8,7 +8,7 @@ struct Warden: AsyncParsableCommand {
         subcommands: [
             ServeCommand.self, AgentCommand.self, TokenCommand.self, KeysCommand.self, PolicyCommand.self,
             AuditCommand.self, SecretCommand.self, MCPCommand.self, ApprovalsCommand.self, SimulateCommand.self,
-            NodeCommand.self,
+            NodeCommand.self, PostureCommand.self,
         ]
     )
 }
@@ -20,6 +20,7 @@ struct PolicyCommand: ParsableCommand {
         subcommands: [
             PolicyTestCommand.self, PolicyAuthorizeCommand.self, PolicyExportCommand.self, PolicyImportCommand.self,
             PolicyReload.self, PolicyWhoCan.self, PolicyExplain.self, PolicyUnused.self,
+            PolicyDiff.self,
         ]
     )
 }

@@ -210,6 +210,86 @@ struct WhoCanTests {
         }
     }
 
+    @Test(
+        "diff --replay: a widened permit shows exactly the recorded calls it newly allows; a new forbid, those it denies"
+    )
+    func diffReplay() async throws {
+        try await withGateway { env in
+            let admin = try await Self.useGenerated(env)
+            let finance = try env.f.agent("diff-finance", roles: ["finance"])
+            let support = try env.f.agent("diff-support", roles: ["support"])
+            // Recorded: finance's GETs are refused (no permit), its POST allowed; support's GETs allowed but admin
+            // paths; a call outside the manifest's routes is refused before the policy.
+            #expect(try await env.call(finance, .get, "/r/tickets/v1/a?x=1").status == .forbidden)
+            #expect(try await env.call(finance, .post, "/r/tickets/v1/b", body: "{}").status == .ok)
+            #expect(try await env.call(finance, .get, "/r/tickets/admin/x").status == .forbidden)
+            #expect(try await env.call(support, .get, "/r/tickets/v1/c").status == .ok)
+            #expect(try await env.call(support, .get, "/r/tickets/v1/d").status == .ok)
+            #expect(try await env.call(support, .get, "/r/billing/v1/e").status == .forbidden)
+            let entries = try await env.callEntries()
+            let financeGet = try #require(
+                entries.first {
+                    $0["agent"]?.stringValue == finance.id && $0["details"]?["path"]?.stringValue == "/r/tickets/v1/a"
+                })
+            let supportC = try #require(
+                entries.first {
+                    $0["agent"]?.stringValue == support.id && $0["details"]?["path"]?.stringValue == "/r/tickets/v1/c"
+                })
+            // The change: finance-posts widened to every method; a new forbid on /v1/c.
+            let widened = Self.generated.replacingOccurrences(
+                of: "resource == Service::\"tickets\")\nwhen { context.method == \"POST\" };",
+                with: "resource == Service::\"tickets\");")
+            #expect(widened != Self.generated)
+            let new =
+                widened + #"""
+
+                    @id("no-v1-c") forbid (principal, action, resource == Service::"tickets") when { context.path == "/v1/c" };
+                    """#
+            func files(_ text: String) -> JSONValue {
+                .array([.object([("name", .string("generated.cedar")), ("text", .string(text))])])
+            }
+            let body = JSONValue.object([("old", files(Self.generated)), ("new", files(new)), ("since", .string("1d"))])
+            let r = try await env.client.execute(
+                uri: "/v1/admin/policies/diff", method: .post, headers: admin,
+                body: ByteBuffer(string: body.serialized))
+            #expect(r.status == .ok)
+            let j = try #require(r.json)
+            #expect(j["policies"]?["added"] == .array([.string("no-v1-c")]))
+            #expect(j["policies"]?["changed"] == .array([.string("finance-posts")]))
+            #expect(j["policies"]?["removed"] == .array([]))
+            let replay = try #require(j["replay"])
+            // Exactly finance's GET of /v1/a is newly allowed (its admin path stays forbidden by no-admin-paths).
+            #expect(replay["newly_allowed_count"] == .number("1"), "\(replay)")
+            let allowed = try #require(replay["newly_allowed"]?.arrayValue?.first)
+            #expect(allowed["seq"] == financeGet["seq"])
+            #expect(allowed["agent"]?.stringValue == "diff-finance" && allowed["method"]?.stringValue == "GET")
+            #expect(allowed["path"]?.stringValue == "/v1/a" && allowed["old"]?.stringValue == "deny")
+            #expect(allowed["new_policies"] == .array([.string("finance-posts")]))
+            // Exactly support's GET of /v1/c is newly denied.
+            #expect(replay["newly_denied_count"] == .number("1"), "\(replay)")
+            let denied = try #require(replay["newly_denied"]?.arrayValue?.first)
+            #expect(denied["seq"] == supportC["seq"] && denied["new_policies"] == .array([.string("no-v1-c")]))
+            #expect(replay["replayed"] == .number("5"), "\(replay)")
+            #expect(replay["not_replayed"]?["refused_before_policy"] == .number("1"), "\(replay)")
+            // The same set on both sides changes nothing.
+            let same = JSONValue.object([("old", files(new)), ("new", files(new)), ("since", .string("1d"))])
+            let r2 = try await env.client.execute(
+                uri: "/v1/admin/policies/diff", method: .post, headers: admin,
+                body: ByteBuffer(string: same.serialized))
+            let j2 = try #require(r2.json)
+            #expect(
+                j2["replay"]?["newly_allowed_count"] == .number("0")
+                    && j2["replay"]?["newly_denied_count"] == .number("0"))
+            // A set that does not parse is a clear 400 naming the side.
+            let bad = JSONValue.object([
+                ("old", files(Self.generated)), ("new", files("permit (")), ("since", .string("1d")),
+            ])
+            let r3 = try await env.client.execute(
+                uri: "/v1/admin/policies/diff", method: .post, headers: admin, body: ByteBuffer(string: bad.serialized))
+            #expect(r3.status == .badRequest && String(buffer: r3.body).contains("new:"))
+        }
+    }
+
     @Test("unused grants from the audit log: permits that allowed nothing, manifest scopes never used")
     func unused() async throws {
         try await withGateway { env in

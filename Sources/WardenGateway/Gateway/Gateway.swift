@@ -228,6 +228,10 @@ public final class Gateway: Sendable {
         let shown = path.map { "/r/\(routeName)" + $0 } ?? String(request.uri.path.prefix(2048))
         var details: [(String, String)] = [("method", request.method.rawValue), ("path", shown)]
         if let r = route { details.append(("route", r.config.name)) }
+        // What `context.contentLength` was (a policy change's replay decides on it again).
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }) {
+            details.append(("content_length", String(length)))
+        }
         if !query.isEmpty {
             let names = query.compactMap { if case .string(let s) = $0 { s } else { nil } }.sorted()
             details.append(("query_keys", names.joined(separator: ",")))

@@ -115,6 +115,91 @@ enum GatewayAdminRoutes {
                     ]))
             }
         }
+        // A policy change's effect: the policies added, removed and changed, and with `since`, the recorded calls
+        // the change would newly allow or newly deny (`warden policy diff OLD NEW --replay`).
+        admin.post("/policies/diff") { request, context in
+            let json: JSONValue
+            do {
+                json = try JSONValue.parse(
+                    try await HTTPSupport.body(request, limit: 40 << 20), maxDepth: 8, maxBytes: 40 << 20)
+            } catch let e as WardenError {
+                throw e
+            } catch {
+                throw WardenError(.invalidRequest, "the body is not valid JSON")
+            }
+            func set(_ key: String) throws(WardenError) -> PolicyEngine.Snapshot {
+                guard case .array(let files)? = json[key], files.count <= 1024 else {
+                    throw WardenError(
+                        .invalidRequest, "the body needs \"old\" and \"new\": lists of {\"name\", \"text\"}")
+                }
+                var texts: [(name: String, text: String)] = []
+                for f in files {
+                    guard let name = f["name"]?.stringValue, let text = f["text"]?.stringValue else {
+                        throw WardenError(.invalidRequest, "each policy file is {\"name\": ..., \"text\": ...}")
+                    }
+                    texts.append((name, text))
+                }
+                do throws(WardenError) {
+                    return try PolicyEngine.load(texts: texts, now: cp.now())
+                } catch {
+                    throw WardenError(.invalidRequest, "\(key): \(error.message)")
+                }
+            }
+            let (old, new) = (try set("old"), try set("new"))
+            var out: [(String, JSONValue)] = [("policies", PolicyChanges(old: old, new: new).json)]
+            if let text = json["since"]?.stringValue {
+                guard let seconds = WardenConfig.parseDuration(text), seconds > 0, seconds <= 366 * 86_400 else {
+                    throw WardenError(.invalidRequest, "since must be a duration such as 24h, 7d or 30d (at most 366d)")
+                }
+                let since = cp.clock.wallMicros - seconds * 1_000_000
+                guard let gateway else {
+                    throw WardenError(
+                        .notFound, "replay needs the gateway (its routes), which this server does not run")
+                }
+                let r = try gateway.replay(old: old, new: new, since: since)
+                func changes(_ list: [Gateway.ReplayChange]) -> JSONValue {
+                    .array(
+                        list.map { c in
+                            .object([
+                                ("seq", .number(String(c.seq))), ("time", .string(c.time)), ("agent", .string(c.agent)),
+                                ("route", .string(c.route)), ("method", .string(c.method)), ("path", .string(c.path)),
+                                ("old", .string(c.old.allowed ? "allow" : "deny")),
+                                ("old_reason", .string(c.old.message)),
+                                ("old_policies", .array(c.old.policies.map { .string($0) })),
+                                ("new", .string(c.new.allowed ? "allow" : "deny")),
+                                ("new_reason", .string(c.new.message)),
+                                ("new_policies", .array(c.new.policies.map { .string($0) })),
+                            ])
+                        })
+                }
+                out.append(
+                    (
+                        "replay",
+                        .object([
+                            ("since", .string(AuditEvent.rfc3339(micros: since))),
+                            ("decisions_read", .number(String(r.read))), ("truncated", .bool(r.truncated)),
+                            ("replayed", .number(String(r.replayed))),
+                            (
+                                "not_replayed",
+                                .object(
+                                    r.skipped.sorted { $0.key < $1.key }.map { ($0.key, .number(String($0.value))) })
+                            ),
+                            ("newly_allowed_count", .number(String(r.newlyAllowedCount))),
+                            ("newly_denied_count", .number(String(r.newlyDeniedCount))),
+                            ("newly_allowed", changes(r.newlyAllowed)), ("newly_denied", changes(r.newlyDenied)),
+                        ])
+                    ))
+            }
+            return HTTPSupport.json(.ok, .object(out))
+        }
+        // The posture report (`warden posture`).
+        admin.get("/posture") { request, context in
+            let text = request.uri.queryParameters["window"].map(String.init) ?? "30d"
+            guard let seconds = WardenConfig.parseDuration(text), seconds >= 86_400, seconds <= 366 * 86_400 else {
+                throw WardenError(.invalidRequest, "window must be a duration of 1d to 366d")
+            }
+            return HTTPSupport.json(.ok, try cp.posture(windowDays: seconds / 86_400))
+        }
         admin.get("/policies") { request, context in
             HTTPSupport.json(.ok, cp.policies.snapshot.json)
         }
