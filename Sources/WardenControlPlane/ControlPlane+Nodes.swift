@@ -45,6 +45,8 @@ extension ControlPlane {
         case .active: return r
         case .pending:
             return try writes.withLock { _ throws(WardenError) in
+                // Its join token can never enroll it: retired, so that no credential is left outstanding.
+                try store.retireJoinTokens(agentID: r.id, now: now())
                 let updated = try store.transition(
                     agentID: r.id, to: .active, actor: "node:\(who.agent.name)",
                     reason: "attested by node \(who.agent.name) (\(r.manifest.selectors.joined(separator: ", ")))",

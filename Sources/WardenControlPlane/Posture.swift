@@ -150,6 +150,9 @@ extension ControlPlane {
         for p in overPermissive {
             suggestions.append("\(p.id): \(p.why); scope it to the roles and resources that use it")
         }
+        for id in usage.unusedPermits {
+            suggestions.append("\(id): permitted nothing in \(windowDays) days; remove it if no agent needs it")
+        }
         for name in oldKeys { suggestions.append("\(name): its enrolled key is 90 days old or more; re-enroll it") }
         if !tokens.isEmpty {
             suggestions.append("\(tokens.count) join token(s) outstanding: use them or let them expire")
@@ -311,8 +314,13 @@ extension ControlPlane {
         var out: [(String, String)] = []
         for p in set.policies where p.effect == .permit {
             var why: [String] = []
-            if case .any = p.principal { why.append("any principal") }
-            if case .any = p.resource { why.append("any resource") }
+            // Unconstrained in its scope and not narrowed by its conditions either (they never name the variable).
+            let conditions = p.conditions.map { CedarPrinter.text($0.body) }.joined(separator: " ")
+            func named(_ variable: String) -> Bool {
+                conditions.range(of: "\\b\(variable)\\b", options: .regularExpression) != nil
+            }
+            if case .any = p.principal, !named("principal") { why.append("any principal") }
+            if case .any = p.resource, !named("resource") { why.append("any resource") }
             if p.conditions.isEmpty, !highRiskTools.isEmpty {
                 let toolAction: Bool
                 switch p.action {

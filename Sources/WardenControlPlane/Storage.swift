@@ -19,6 +19,8 @@ package protocol AgentStorage: Sendable {
     func issueJoinToken(agentID: String, hash: String, expiresAt: Int64, now: Int64, actor: String)
         throws(WardenError)
     func joinTokenIsLive(hash: String, now: Int64) throws(WardenError) -> Bool
+    /// Marks every unused join token of the agent used (a node-attested agent never enrolls with one).
+    func retireJoinTokens(agentID: String, now: Int64) throws(WardenError)
     /// The join tokens neither used nor expired: their agents' ids and expiry times.
     func outstandingJoinTokens(now: Int64) throws(WardenError) -> [(agentID: String, expiresAt: Int64)]
     /// Uses a join token up (single use), returning its agent.

@@ -419,6 +419,15 @@ public final class SQLiteStore: Sendable {
         }
     }
 
+    /// Marks every unused join token of the agent used.
+    public func retireJoinTokens(agentID: String, now: Int64) throws(WardenError) {
+        try write { db in
+            try db.execute(
+                sql: "UPDATE join_tokens SET used_at = ? WHERE agent_id = ? AND used_at IS NULL",
+                arguments: [now, agentID])
+        }
+    }
+
     /// The join tokens neither used nor expired (the posture report lists them with their age).
     public func outstandingJoinTokens(now: Int64) throws(WardenError) -> [(agentID: String, expiresAt: Int64)] {
         try read { db in

@@ -288,13 +288,16 @@ struct PolicyDiff: AsyncParsableCommand {
                     + (r["truncated"] == .bool(true) ? "; the read stopped at its bound" : ""))
             for (key, label) in [("newly_allowed", "newly allowed"), ("newly_denied", "newly denied")] {
                 print("\(label): \(r[key + "_count"]?.integerValue ?? 0)")
+                func outcome(_ c: JSONValue, _ side: String) -> String {
+                    guard c[side]?.stringValue == "allow" else { return c[side + "_reason"]?.stringValue ?? "denied" }
+                    let by = (c[side + "_policies"]?.arrayValue ?? []).compactMap(\.stringValue)
+                    return "allowed" + (by.isEmpty ? "" : " by \(by.joined(separator: ", "))")
+                }
                 for c in r[key]?.arrayValue ?? [] {
-                    let policies = (c["new_policies"]?.arrayValue ?? []).compactMap(\.stringValue)
                     print(
                         "  seq \(c["seq"]?.integerValue ?? 0) \(c["time"]?.stringValue ?? "") \(c["agent"]?.stringValue ?? "") "
                             + "\(c["method"]?.stringValue ?? "") /r/\(c["route"]?.stringValue ?? "")\(c["path"]?.stringValue ?? "")"
-                            + " (was: \(c["old_reason"]?.stringValue ?? ""); now: \(c["new_reason"]?.stringValue ?? "")"
-                            + (policies.isEmpty ? ")" : " \(policies.joined(separator: ", ")))"))
+                            + " (was: \(outcome(c, "old")); now: \(outcome(c, "new")))")
                 }
             }
         }

@@ -82,7 +82,9 @@ struct NodeCommand: AsyncParsableCommand {
         let result: JSONValue
         do {
             result = try await AgentClient(server: server, key: privateKey, issuer: issuer).enroll(
-                joinToken: joinToken, evidence: AttestationEvidence(manifestDigest: Attestation.manifestDigest(m)))
+                joinToken: joinToken,
+                evidence: AttestationEvidence(
+                    manifestDigest: Attestation.manifestDigest(m), binarySHA256: try Self.ownBinaryHash()))
         } catch {
             unlink(key)
             throw error
@@ -92,6 +94,17 @@ struct NodeCommand: AsyncParsableCommand {
             throw ValidationError("enrollment returned no spiffe_id")
         }
         return (privateKey, id)
+    }
+}
+
+extension NodeCommand {
+    /// The SHA-256 of the running `warden` binary (`/proc/self/exe`): the node's evidence at enrollment, checked when
+    /// its manifest pins `binary_sha256`.
+    static func ownBinaryHash() throws -> String {
+        guard let data = FileManager.default.contents(atPath: "/proc/self/exe") else {
+            throw ValidationError("cannot read this program's binary (/proc/self/exe) to hash it")
+        }
+        return Attestation.hex(SHA256.hash(data: data))
     }
 }
 

@@ -116,8 +116,10 @@ enum PostureRender {
         let d = r["detections"]
         h("Detections")
         out.append(
-            "\(int(d?["alerts"])) alerts (" + pairs(d?["by_severity"]).map { "\($0.0) \($0.1)" }.joined(separator: ", ")
-                + "), \(int(d?["containments"])) contained, median "
+            "\(int(d?["alerts"])) alerts"
+                + (pairs(d?["by_severity"]).isEmpty
+                    ? "" : " (" + pairs(d?["by_severity"]).map { "\($0.0) \($0.1)" }.joined(separator: ", ") + ")")
+                + ", \(int(d?["containments"])) contained, median "
                 + "\(d?["containment_ms_median"]?.numberText ?? "n/a") ms, max \(d?["containment_ms_max"]?.numberText ?? "n/a") ms"
         )
         let p = r["policies"]

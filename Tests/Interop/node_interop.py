@@ -325,10 +325,16 @@ def main() -> int:
             client.close()
 
     def no_join_token_enrollment():
-        key = new_key()
         from interop_common import enroll_request
-        r = enroll_request(w, key, st["py-bot"]["join_token"], st["py-bot"]["manifest_digest"])
-        expect(r.status_code == 400 and "node-a" in r.text, f"enrolling a node-attested agent: {describe(r)}")
+        # py-bot's join token was retired when its node first attested it.
+        r = enroll_request(w, new_key(), st["py-bot"]["join_token"], st["py-bot"]["manifest_digest"])
+        expect(r.status_code == 400 and "unknown, used or expired" in r.text, f"py-bot's join token: {describe(r)}")
+        # An agent whose node has not attested it yet: its join token is live but cannot enroll it.
+        m = {"name": "later-bot", "owner": "ops@example.com", "node": "node-z", "selectors": ["unix:uid:4242"]}
+        reg = w.admin("POST", "/v1/admin/agents", m)
+        expect(reg.status_code == 201, f"register later-bot: {describe(reg)}")
+        r = enroll_request(w, new_key(), reg.json()["join_token"], reg.json()["manifest_digest"])
+        expect(r.status_code == 400 and "node-z" in r.text, f"enrolling a node-attested agent: {describe(r)}")
 
     def jwt_spiffe_token():
         token_endpoint = server.base + "/v1/token"

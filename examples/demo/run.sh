@@ -2,7 +2,8 @@
 # Warden end to end in one command (after `swift build`): a ticket service and a knowledge-base MCP server behind
 # Warden, a node agent (`warden node`, the SPIFFE Workload API) that attests the support bot's process by the kernel,
 # the bot calling both through the sidecar (`warden agent proxy --socket`, its identity from the node) with no
-# credentials or keys in the bot, one refused call of each kind, and where the evidence is. Everything runs on loopback in a
+# credentials or keys in the bot, one refused call of each kind, where the evidence is, and the posture report.
+# WARDEN_DEMO_OUT=DIR keeps the report (posture.md, posture.html) there. Everything runs on loopback in a
 # temporary directory and is stopped at the end.
 #
 #   bash examples/demo/run.sh
@@ -71,12 +72,13 @@ printf %s 'tk-demo-upstream-key' | "$W" secret set tickets-api-key "${ADMIN[@]}"
 echo "   Warden on $S (demo policies), tickets-api-key stored sealed"
 
 echo "== 2. The node agent and the support bot it attests"
-printf 'name: demo-node\nowner: platform@example.com\n' > "$WORK/node.yaml"
+BIN_SHA=$(sha256sum "$W" | cut -c1-64)
+# The node's manifest pins its binary: the node presents its own hash when it enrolls.
+printf 'name: demo-node\nowner: platform@example.com\nbinary_sha256: %s\n' "$BIN_SHA" > "$WORK/node.yaml"
 NODE_JOIN=$("$W" agent register --manifest "$WORK/node.yaml" "${ADMIN[@]}" \
   | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["join_token"])')
 # The bot's manifest, plus the node that attests it and what its process must be: this user, running this warden
 # binary (the sidecar is the bot's process here). All selectors must match what the kernel reports.
-BIN_SHA=$(sha256sum "$W" | cut -c1-64)
 { cat examples/demo/support-bot.yaml
   echo "node: demo-node"
   echo "selectors: [\"unix:uid:$(id -u)\", \"unix:sha256:$BIN_SHA\"]"; } > "$WORK/support-bot.yaml"
@@ -112,8 +114,29 @@ ALLOWED=$("$W" audit export --format jsonl --decision allow "${ADMIN[@]}" | wc -
 REFUSED=$(echo "$DENIALS" | grep -c '"decision":"deny"' || true)
 "$W" audit verify --data "$WORK/data" > "$WORK/verify.txt" 2>&1 || { cat "$WORK/verify.txt"; exit 1; }
 
+echo "== 7. The posture of the deployment's identities (warden posture; --html for a page with charts)"
+"$W" posture --markdown "${ADMIN[@]}" > "$WORK/posture.md"
+"$W" posture --html "$WORK/posture.html" "${ADMIN[@]}" > /dev/null
+LEVEL=$(grep -m1 '^Maturity level' "$WORK/posture.md")
+echo "   $LEVEL; first suggestions:"
+sed -n '/^## Suggestions/,$p' "$WORK/posture.md" | sed -n '2,4p' | cut -c1-150 | sed 's/^/   /'
+if [ -n "${WARDEN_DEMO_OUT:-}" ]; then mkdir -p "$WARDEN_DEMO_OUT" && cp "$WORK/posture.md" "$WORK/posture.html" "$WARDEN_DEMO_OUT/"; fi
+
+echo "== 8. What a policy change would do, replayed on the recorded calls before it is made (warden policy diff)"
+mkdir -p "$WORK/proposed" && cp "$WORK"/data/policies/*.cedar "$WORK/proposed/"
+cat > "$WORK/proposed/freeze.cedar" <<'EOF'
+// A proposed change: freeze reads of ticket details.
+@id("freeze-ticket-reads")
+forbid (principal, action == Action::"call", resource == Service::"tickets")
+when { context.method == "GET" && context.path like "/v1/tickets/*" };
+EOF
+"$W" policy diff "$WORK/data/policies" "$WORK/proposed" --replay --since 1d "${ADMIN[@]}" > "$WORK/diff.txt"
+sed 's/^/   /' "$WORK/diff.txt" | cut -c1-200
+grep -q '^newly denied: 1$' "$WORK/diff.txt" || { echo "demo: the replay did not find the ticket read" >&2; exit 1; }
+
 echo
 echo "demo summary: ticket 42 read and kb/search called through the sidecar with no credentials in the bot,"
 echo "  its identity attested by the node agent (SPIFFE Workload API, JWT-SVID -> DPoP-bound token);"
 echo "  $ALLOWED decisions allowed (tokens, the ticket, the MCP session and search), $REFUSED refused (billing, kb/purge),"
-echo "  every one in the signed audit log, which verifies ($W audit verify)."
+echo "  every one in the signed audit log, which verifies ($W audit verify); posture: $LEVEL;"
+echo "  the proposed freeze-ticket-reads policy would newly deny the one ticket read recorded."
