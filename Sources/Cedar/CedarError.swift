@@ -5,7 +5,7 @@ public struct CedarError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The kind of error.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         fileprivate enum Backing: Hashable, Sendable {
-            case parse, evaluation, json, entities, request, link, policySet
+            case parse, evaluation, json, entities, request, link, policySet, schema
         }
         fileprivate let backing: Backing
 
@@ -23,6 +23,8 @@ public struct CedarError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let link = Code(backing: .link)
         /// An invalid policy set (for example duplicate ids).
         public static let policySet = Code(backing: .policySet)
+        /// A Cedar schema that does not parse or does not hold together (an undeclared type, a cycle).
+        public static let schema = Code(backing: .schema)
 
         public var description: String { String(describing: backing) }
     }

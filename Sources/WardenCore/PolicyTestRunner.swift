@@ -23,6 +23,7 @@ public struct PolicyTestRunner {
     private let root: URL
     private let authorizer = Authorizer()
     private var entityCache: [String: Entities] = [:]
+    private var schemaCache: [String: Schema] = [:]
 
     /// Paths inside test files are resolved against `root`.
     public init(root: URL) { self.root = root }
@@ -55,9 +56,16 @@ public struct PolicyTestRunner {
         }
         let policies: PolicySet
         let entities: Entities
+        var schema: Schema?
         do {
             policies = try loadPolicies(policiesPath)
-            entities = try loadEntities(entitiesPath)
+            // With a schema, entities and contexts are read by it (schema-based parsing), as the reference does.
+            var schemaPath: String?
+            if case .string(let path)? = json["schema"] {
+                schemaPath = path
+                schema = try loadSchema(path)
+            }
+            entities = try loadEntities(entitiesPath, schema: schema, schemaPath: schemaPath)
         } catch {
             // Every request of a file that cannot be loaded counts as failed.
             record(file: file, request: nil, message: "\(error)", count: max(1, requests.count))
@@ -67,7 +75,12 @@ public struct PolicyTestRunner {
             var name = "request \(i)"
             if case .string(let d)? = r["description"] { name = d }
             do {
-                let request = try CedarJSON.request(r)
+                var request = try CedarJSON.request(schema == nil ? r : Self.withoutContext(r))
+                if let schema {
+                    request = Request(
+                        principal: request.principal, action: request.action, resource: request.resource,
+                        context: try schema.context(r["context"] ?? .object([]), action: request.action))
+                }
                 let response = authorizer.isAuthorized(request, policies: policies, entities: entities)
                 if let problem = Self.compare(response, with: r) {
                     record(file: file, request: name, message: problem, count: 1)
@@ -112,12 +125,29 @@ public struct PolicyTestRunner {
         try PolicySet(text: try Self.readText(resolve(path)))
     }
 
-    private mutating func loadEntities(_ path: String) throws -> Entities {
-        if let cached = entityCache[path] { return cached }
-        let e = try CedarJSON.entities(text: try Self.readText(resolve(path)))
+    private mutating func loadEntities(_ path: String, schema: Schema?, schemaPath: String?) throws -> Entities {
+        let key = path + "\n" + (schemaPath ?? "")
+        if let cached = entityCache[key] { return cached }
+        let text = try Self.readText(resolve(path))
+        let e = try schema.map { try $0.entities(JSONValue.parse(text)) } ?? CedarJSON.entities(text: text)
         if entityCache.count >= 64 { entityCache.removeAll(keepingCapacity: true) }
-        entityCache[path] = e
+        entityCache[key] = e
         return e
+    }
+
+    private mutating func loadSchema(_ path: String) throws -> Schema {
+        if let cached = schemaCache[path] { return cached }
+        let text = try Self.readText(resolve(path))
+        let schema = path.hasSuffix(".json") ? try Schema(jsonText: text) : try Schema(text: text, file: path)
+        if schemaCache.count >= 64 { schemaCache.removeAll(keepingCapacity: true) }
+        schemaCache[path] = schema
+        return schema
+    }
+
+    /// A request without its context (read separately, by the schema).
+    static func withoutContext(_ r: JSONValue) -> JSONValue {
+        guard case .object(let pairs) = r else { return r }
+        return .object(pairs.filter { $0.0 != "context" })
     }
 
     private func resolve(_ path: String) -> String {

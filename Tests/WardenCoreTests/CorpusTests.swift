@@ -27,14 +27,7 @@ struct CorpusTests {
         print("cedar corpus: \(runner.passed) passed, \(runner.failed) failed")
     }
 
-    /// Hand-written tests whose entities give entity references and extension values without the `__entity` /
-    /// `__extn` escapes: they need schema-based entity parsing, which is left to the schema issue.
-    static let needSchema: Set<String> = [
-        "tests/example_use_cases/4d.json", "tests/example_use_cases/4e.json", "tests/example_use_cases/4f.json",
-        "tests/multi/3.json", "tests/multi/4.json",
-    ]
-
-    @Test("hand-written tests that need no schema pass")
+    @Test("every hand-written test passes (entities and contexts read by their schemas)")
     func handwritten() throws {
         guard let corpus = TestSupport.corpusDirectory else {
             print("skipping: ../shared/cedar-corpus is absent")
@@ -50,19 +43,10 @@ struct CorpusTests {
         }
         #expect(files.count >= 20)
         var runner = PolicyTestRunner(root: root)
-        var schemaRunner = PolicyTestRunner(root: root)
-        for f in files.sorted() {
-            if Self.needSchema.contains(f) {
-                schemaRunner.run(file: root.appendingPathComponent(f).path)
-            } else {
-                runner.run(file: root.appendingPathComponent(f).path)
-            }
-        }
+        for f in files.sorted() { runner.run(file: root.appendingPathComponent(f).path) }
         for f in runner.failures { Issue.record("\(f)") }
         #expect(runner.failed == 0)
-        #expect(runner.passed >= 50)
-        print(
-            "handwritten: \(runner.passed) passed, \(runner.failed) failed; "
-                + "needing a schema: \(schemaRunner.passed) passed, \(schemaRunner.failed) failed")
+        #expect(runner.passed >= 60)
+        print("handwritten: \(runner.passed) passed, \(runner.failed) failed")
     }
 }

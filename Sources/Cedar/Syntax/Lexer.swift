@@ -28,7 +28,8 @@ struct Token: Sendable {
 struct Lexer {
     static let maxTokens = 4_000_000
 
-    static func tokenize(_ source: String) throws(CedarError) -> [Token] {
+    /// `schema`: the schema language's tokens (a lone `=` and `?`) instead of the policy language's.
+    static func tokenize(_ source: String, schema: Bool = false) throws(CedarError) -> [Token] {
         let utf8 = source.utf8
         var tokens: [Token] = []
         var i = utf8.startIndex
@@ -111,7 +112,7 @@ struct Lexer {
                 tokens.append(Token(kind: .string, text: source[start..<i], position: loc))
                 continue
             }
-            if c == UInt8(ascii: "?") {
+            if c == UInt8(ascii: "?") && !schema {
                 i = utf8.index(after: i)
                 while i < utf8.endIndex && Name.isIdentifierContinue(utf8[i]) { i = utf8.index(after: i) }
                 let text = source[start..<i]
@@ -126,6 +127,10 @@ struct Lexer {
             let next: UInt8? = utf8.index(after: i) < utf8.endIndex ? utf8[utf8.index(after: i)] : nil
             var length = 1
             switch c {
+            case UInt8(ascii: "=") where schema:
+                break
+            case UInt8(ascii: "?") where schema:
+                break
             case UInt8(ascii: "="):
                 guard next == UInt8(ascii: "=") else {
                     throw CedarError(.parse, "unexpected '=': use '==' to compare", at: location(start))
