@@ -2,16 +2,17 @@ import Cedar
 
 /// The JSON shape of a decision printed by `warden policy authorize`:
 /// `{"decision": "allow"|"deny", "reasons": [ids], "errors": [ids], "diagnostics": [{"policy", "message"}]}`.
+/// A policy is named by its `@id` when it has one (`names`: position id → `@id`), else by its position id.
 public enum DecisionJSON {
-    public static func encode(_ r: Response) -> JSONValue {
-        .object([
+    public static func encode(_ r: Response, names: [String: String] = [:]) -> JSONValue {
+        func name(_ id: String) -> JSONValue { .string(names[id] ?? id) }
+        return .object([
             ("decision", .string(r.decision.rawValue)),
-            ("reasons", .array(r.reasons.map { .string($0) })),
-            ("errors", .array(r.errors.map { .string($0.policyID) })),
+            ("reasons", .array(r.reasons.map(name))),
+            ("errors", .array(r.errors.map { name($0.policyID) })),
             (
                 "diagnostics",
-                .array(
-                    r.errors.map { .object([("policy", .string($0.policyID)), ("message", .string($0.message))]) })
+                .array(r.errors.map { .object([("policy", name($0.policyID)), ("message", .string($0.message))]) })
             ),
         ])
     }

@@ -82,7 +82,7 @@ public struct PolicyTestRunner {
                         context: try schema.context(r["context"] ?? .object([]), action: request.action))
                 }
                 let response = authorizer.isAuthorized(request, policies: policies, entities: entities)
-                if let problem = Self.compare(response, with: r) {
+                if let problem = Self.compare(response, with: r, names: Self.names(policies)) {
                     record(file: file, request: name, message: problem, count: 1)
                 } else {
                     passed += 1
@@ -94,26 +94,46 @@ public struct PolicyTestRunner {
     }
 
     /// Compares a response with a test's expectation; returns a description of the difference, or nil.
-    public static func compare(_ response: Response, with expected: JSONValue) -> String? {
+    /// Each policy's `@id`, by its position id (`policy0`, ...), for the policies that have one.
+    public static func names(_ set: PolicySet) -> [String: String] {
+        var out: [String: String] = [:]
+        for p in set.policies { if let n = p.annotation("id"), !n.isEmpty { out[p.id] = n } }
+        return out
+    }
+
+    /// Compares a response with a test's expectation; returns a description of the difference, or nil. An expected
+    /// reason or erroring policy may be named by its position id (`policy0`) or by its `@id` (`names`); the
+    /// description names a policy by both.
+    public static func compare(_ response: Response, with expected: JSONValue, names: [String: String]) -> String? {
+        let byName = Dictionary(names.map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        func canonical(_ ids: [String]) -> Set<String> { Set(ids.map { byName[$0] ?? $0 }) }
+        func shown(_ ids: Set<String>) -> [String] {
+            ids.sorted().map { id in names[id].map { "\(id) (@id \($0))" } ?? id }
+        }
         guard case .string(let d)? = expected["decision"], let decision = Decision(rawValue: d.lowercased()) else {
             return "the test has no valid \"decision\""
         }
-        let reasons = Set(strings(expected["reason"]) ?? strings(expected["reasons"]) ?? [])
-        let errors = Set(strings(expected["errors"]) ?? [])
+        let reasons = canonical(strings(expected["reason"]) ?? strings(expected["reasons"]) ?? [])
+        let errors = canonical(strings(expected["errors"]) ?? [])
         var problems: [String] = []
         if response.decision != decision {
             problems.append("decision \(response.decision.rawValue), expected \(decision.rawValue)")
         }
         let gotReasons = Set(response.reasons)
         if gotReasons != reasons {
-            problems.append("reasons \(gotReasons.sorted()), expected \(reasons.sorted())")
+            problems.append("reasons \(shown(gotReasons)), expected \(shown(reasons))")
         }
         let gotErrors = Set(response.errors.map(\.policyID))
         if gotErrors != errors {
             let detail = response.errors.map { "\($0.policyID): \($0.message)" }.joined(separator: "; ")
-            problems.append("erroring policies \(gotErrors.sorted()), expected \(errors.sorted()) [\(detail)]")
+            problems.append("erroring policies \(shown(gotErrors)), expected \(shown(errors)) [\(detail)]")
         }
         return problems.isEmpty ? nil : problems.joined(separator: "; ")
+    }
+
+    /// Compares a response with a test's expectation (policies named by position id only).
+    public static func compare(_ response: Response, with expected: JSONValue) -> String? {
+        compare(response, with: expected, names: [:])
     }
 
     private static func strings(_ json: JSONValue?) -> [String]? {

@@ -58,6 +58,8 @@ struct PolicyAuthorizeCommand: ParsableCommand {
                 .filter { !$0.1.trimmingCharacters(in: .whitespaces).isEmpty }
         }
         let authorizer = Authorizer()
+        // Policies are named by their @id when they have one.
+        let names = PolicyTestRunner.names(policySet)
         let clock = ContinuousClock()
         var timings: [Duration] = []
         timings.reserveCapacity(lines.count)
@@ -82,7 +84,7 @@ struct PolicyAuthorizeCommand: ParsableCommand {
                 response = authorizer.isAuthorized(req, policies: policySet, entities: entitySet)
             }
             timings.append(elapsed)
-            out += DecisionJSON.encode(response).serialized + "\n"
+            out += DecisionJSON.encode(response, names: names).serialized + "\n"
             if out.utf8.count > 1 << 16 {
                 FileHandle.standardOutput.write(Data(out.utf8))
                 out = ""

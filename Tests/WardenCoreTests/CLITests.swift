@@ -55,6 +55,51 @@ struct CLITests {
         #expect(out.split(separator: "\n").last == "0 passed, 3 failed")
     }
 
+    @Test("policy authorize and policy test name a policy by its @id; policy test accepts either name")
+    func namedPolicies() throws {
+        guard let warden = Self.binaryOrSkip() else { return }
+        let dir = try TestSupport.temporaryDirectory("named")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try """
+        @id("admins-may") permit (principal == A::"admin", action, resource);
+        permit (principal == A::"b", action, resource);
+        """.write(to: dir.appendingPathComponent("p.cedar"), atomically: true, encoding: .utf8)
+        try "[]".write(to: dir.appendingPathComponent("e.json"), atomically: true, encoding: .utf8)
+        func request(_ who: String, _ reason: String) -> String {
+            """
+            {"principal": {"type": "A", "id": "\(who)"}, "action": {"type": "Action", "id": "x"},
+             "resource": {"type": "R", "id": "r"}, "context": {}, "decision": "allow", "reason": ["\(reason)"], "errors": []}
+            """
+        }
+        let requests = [request("admin", "admins-may"), request("admin", "policy0"), request("b", "policy1")]
+        try requests.map { $0.replacingOccurrences(of: "\n", with: " ") }.joined(separator: "\n").write(
+            to: dir.appendingPathComponent("r.jsonl"), atomically: true, encoding: .utf8)
+        let (status, out) = try TestSupport.run(
+            warden,
+            [
+                "policy", "authorize", "--policies", dir.path + "/p.cedar", "--entities", dir.path + "/e.json",
+                "--requests", dir.path + "/r.jsonl",
+            ])
+        #expect(status == 0)
+        let lines = try out.split(separator: "\n").map { try JSONValue.parse(String($0)) }
+        #expect(
+            lines.map { $0["reasons"] } == [
+                .array([.string("admins-may")]), .array([.string("admins-may")]), .array([.string("policy1")]),
+            ])
+        try "{\"policies\": \"p.cedar\", \"entities\": \"e.json\", \"requests\": [\(requests.joined(separator: ","))]}"
+            .write(
+                to: dir.appendingPathComponent("t.json"), atomically: true, encoding: .utf8)
+        let (s2, test) = try TestSupport.run(warden, ["policy", "test", "--root", dir.path, dir.path + "/t.json"])
+        #expect(s2 == 0, "\(test)")
+        #expect(test.split(separator: "\n").last == "3 passed, 0 failed")
+        // A wrong expectation names the policy both ways.
+        try "{\"policies\": \"p.cedar\", \"entities\": \"e.json\", \"requests\": [\(request("admin", "policy1"))]}"
+            .write(
+                to: dir.appendingPathComponent("w.json"), atomically: true, encoding: .utf8)
+        let (s3, wrong) = try TestSupport.run(warden, ["policy", "test", "--root", dir.path, dir.path + "/w.json"])
+        #expect(s3 != 0 && wrong.contains("reasons [\"policy0 (@id admins-may)\"], expected [\"policy1\"]"), "\(wrong)")
+    }
+
     @Test("policy authorize prints one JSON decision per request; export and import round-trip")
     func authorizeAndFormats() throws {
         guard let warden = Self.binaryOrSkip() else { return }
@@ -70,8 +115,8 @@ struct CLITests {
         let lines = try out.split(separator: "\n").map { try JSONValue.parse(String($0)) }
         #expect(lines.count == 9)
         #expect(lines.first?["decision"] == .string("allow"))
-        #expect(lines.first?["reasons"] == .array([.string("policy0")]))
-        #expect(lines.last?["errors"] == .array([.string("policy1")]))
+        #expect(lines.first?["reasons"] == .array([.string("support-tickets")]))  // its @id
+        #expect(lines.last?["errors"] == .array([.string("finance-billing")]))
 
         let dir = try TestSupport.temporaryDirectory("formats")
         defer { try? FileManager.default.removeItem(at: dir) }
