@@ -180,23 +180,30 @@ struct PolicyExplain: AsyncParsableCommand {
             closest and why they did not apply (the scope part that did not match, or the clause that was false). \
             Example:
               warden policy explain --agent support-bot --route billing --method POST --path /v1/invoices --server ...
+              warden policy explain --agent support-bot --tool files/delete --arguments '{"path": "/etc"}' --server ...
             """)
 
     @OptionGroup var admin: AdminOptions
     @Option(name: .long, help: "The agent (name, id or SPIFFE ID).") var agent: String
-    @Option(name: .long, help: "The route's name.") var route: String
+    @Option(name: .long, help: "The route's name.") var route: String?
     @Option(name: .long, help: "The HTTP method (default GET).") var method = "GET"
     @Option(name: .long, help: "The path after /r/<route> (default /).") var path = "/"
+    @Option(name: .long, help: "Instead of --route: an MCP tool, <server>/<tool>.") var tool: String?
+    @Option(name: .long, help: "With --tool: the call's arguments, a JSON object (default {}).") var arguments = "{}"
     @Flag(name: .long, help: "Print the server's JSON.") var json = false
 
     func run() async throws {
         try await reporting {
             let e = WardenHTTP.percentEncode
+            let query: String
+            switch (route, tool) {
+            case (let route?, nil): query = "route=\(e(route))&method=\(e(method))&path=\(e(path))"
+            case (nil, let tool?): query = "tool=\(e(tool))&arguments=\(e(arguments))"
+            default: throw ValidationError("give --route R (with --method, --path) or --tool SERVER/TOOL")
+            }
             guard
                 let answer = try await admin.ask(
-                    "explain",
-                    "/v1/admin/policies/explain?agent=\(e(agent))&route=\(e(route))&method=\(e(method))&path=\(e(path))",
-                    json: json)
+                    "explain", "/v1/admin/policies/explain?agent=\(e(agent))&" + query, json: json)
             else { return }
             print("decision: \(answer["decision"]?.stringValue ?? "?")")
             if let r = answer["refused_before_policy"]?.stringValue { print("refused before the policy: \(r)") }

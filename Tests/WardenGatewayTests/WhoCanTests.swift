@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Testing
+import WardenClient
 import WardenCore
 import WardenTestSupport
 
@@ -146,6 +147,27 @@ struct WhoCanTests {
             let item = try #require(try await env.heldApproval())
             #expect(env.mcp.approvals.decide(item.id, approve: false, actor: "admin:test") != nil)
             #expect(try await held.value["error"]?["code"] == .number("-32010"))
+            // explain --tool agrees: the reader is refused before the policy, the admin bot's call is held by the
+            // @approval forbid (it determines the deny), and a read is allowed.
+            func explain(_ agent: String, _ tool: String, _ arguments: String = "{}") async throws -> JSONValue {
+                let q = "agent=\(agent)&tool=\(tool)&arguments=" + WardenHTTP.percentEncode(arguments)
+                let r = try await env.client.execute(
+                    uri: "/v1/admin/policies/explain?" + q, method: .get, headers: headers, body: nil)
+                #expect(r.status == .ok)
+                return try #require(r.json)
+            }
+            let readerDelete = try await explain("reader-bot", "files/delete")
+            #expect(readerDelete["refused_before_policy"]?.stringValue?.contains("tool:files/delete") == true)
+            let adminDelete = try await explain("admin-bot", "files/delete", #"{"path": "/x"}"#)
+            #expect(adminDelete["policy_decision"]?.stringValue == "deny")
+            #expect(adminDelete["determining"]?.arrayValue?.contains(.string("high-risk-needs-approval")) == true)
+            let adminRead = try await explain("admin-bot", "files/read", #"{"path": "/x"}"#)
+            #expect(adminRead["decision"]?.stringValue == "allow", "\(adminRead)")
+            #expect(
+                try await env.client.execute(
+                    uri: "/v1/admin/policies/explain?agent=admin-bot&tool=files/read&arguments=%5B1%5D", method: .get,
+                    headers: headers, body: nil
+                ).status == .badRequest)
             // Unknown server, malformed tool: clear errors.
             for (uri, status) in [
                 ("/v1/admin/policies/who-can?tool=nope/x", HTTPResponse.Status.notFound),

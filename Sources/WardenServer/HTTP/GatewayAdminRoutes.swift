@@ -66,8 +66,27 @@ enum GatewayAdminRoutes {
             // Why an agent would be allowed or refused a call now: the layers, the decision, every policy's trace.
             admin.get("/policies/explain") { request, context in
                 let q = request.uri.queryParameters
+                if let agentRef = q["agent"].map(String.init), let tool = q["tool"].map(String.init),
+                    q["route"] == nil, let slash = tool.firstIndex(of: "/")
+                {
+                    guard let mcp else { throw WardenError(.notFound, "no MCP servers are configured") }
+                    let arguments: JSONValue
+                    do {
+                        arguments = try JSONValue.parse(
+                            q["arguments"].map(String.init) ?? "{}", maxDepth: 16, maxBytes: 64 * 1024)
+                    } catch {
+                        throw WardenError(.invalidRequest, "arguments must be a JSON object")
+                    }
+                    let (refused, e) = try mcp.explain(
+                        agent: try cp.agent(agentRef), server: String(tool[..<slash]),
+                        tool: String(tool[tool.index(after: slash)...]), arguments: arguments)
+                    return HTTPSupport.json(.ok, Self.explanation(refused, e))
+                }
                 guard let agentRef = q["agent"].map(String.init), let route = q["route"].map(String.init) else {
-                    throw WardenError(.invalidRequest, "explain needs ?agent=<name>&route=<name>[&method=&path=]")
+                    throw WardenError(
+                        .invalidRequest,
+                        "explain needs ?agent=<name>&route=<name>[&method=&path=] or ?agent=<name>&tool=<server>/<tool>[&arguments=<json>]"
+                    )
                 }
                 let agent = try cp.agent(agentRef)
                 let (refused, e) = try gateway.explain(
