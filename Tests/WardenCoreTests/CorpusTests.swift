@@ -1,3 +1,4 @@
+import Cedar
 import Foundation
 import Testing
 import WardenCore
@@ -25,6 +26,50 @@ struct CorpusTests {
         #expect(runner.failed == 0)
         #expect(runner.passed > 50_000)
         print("cedar corpus: \(runner.passed) passed, \(runner.failed) failed")
+    }
+
+    /// The strict validator against the corpus's `shouldValidate`, file by file.
+    @Test("the strict validator agrees with shouldValidate on every corpus test file")
+    func validation() throws {
+        guard let corpus = TestSupport.corpusDirectory else {
+            print("skipping: ../shared/cedar-corpus is absent")
+            return
+        }
+        let dir = try TestSupport.temporaryDirectory("validation")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (status, _) = try TestSupport.run(
+            "/usr/bin/env", ["tar", "xzf", corpus.appendingPathComponent("corpus-tests.tar.gz").path, "-C", dir.path])
+        try #require(status == 0)
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("corpus-tests").path)
+            .filter { $0.hasSuffix(".json") && !$0.hasSuffix(".entities.json") }.sorted()
+        var agree = 0
+        var disagreements: [String] = []
+        var kinds: [String: Int] = [:]
+        for f in files {
+            let test = try JSONValue.parse(
+                String(contentsOf: dir.appendingPathComponent("corpus-tests/\(f)"), encoding: .utf8))
+            guard case .string(let policies)? = test["policies"], case .string(let schemaPath)? = test["schema"],
+                case .bool(let expected)? = test["shouldValidate"]
+            else { continue }
+            let schema = try Schema(
+                text: String(contentsOf: dir.appendingPathComponent(schemaPath), encoding: .utf8), file: schemaPath)
+            let set = try PolicySet(text: String(contentsOf: dir.appendingPathComponent(policies), encoding: .utf8))
+            let issues = Validator(schema: schema).validate(set)
+            if let first = issues.first { kinds[first.kind, default: 0] += 1 }
+            if issues.isEmpty == expected {
+                agree += 1
+            } else {
+                disagreements.append(
+                    "\(f): expected \(expected ? "valid" : "invalid"), got \(issues.isEmpty ? "valid" : issues.map(\.description).joined(separator: "; "))"
+                )
+            }
+        }
+        print(
+            "validation: \(agree) of \(files.count) agree; first errors of the invalid ones: "
+                + kinds.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        #expect(kinds.values.reduce(0, +) > 1000)  // the corpus's invalid files are found invalid, for their reasons
+        for d in disagreements.prefix(30) { print("DISAGREE " + d) }
+        #expect(disagreements.isEmpty, "\(disagreements.count) disagreements")
     }
 
     @Test("every hand-written test passes (entities and contexts read by their schemas)")
