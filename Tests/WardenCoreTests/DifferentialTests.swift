@@ -45,6 +45,54 @@ struct DifferentialTests {
         try checkEntityErrors(dir)
     }
 
+    @Test("random schemas and policies validate exactly as the Rust validator: valid or not, and the error kinds")
+    func validation() throws {
+        guard let python = TestSupport.python else {
+            print("skipping: no Python with cedarpy (set WARDEN_PYTHON or run .ci/run to create .venv)")
+            return
+        }
+        guard try TestSupport.run(python, ["-c", "import cedarpy"]).0 == 0 else {
+            print("skipping: \(python) cannot import cedarpy")
+            return
+        }
+        let cases = TestSupport.scale("CEDAR_VALIDATION_CASES", default: 2000)
+        let seed = TestSupport.scale("CEDAR_DIFF_SEED", default: 20_261_122)
+        let dir = try TestSupport.temporaryDirectory("validation-differential")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("cases.jsonl")
+        let script = TestSupport.packageRoot.appendingPathComponent("Tests/Differential/gen_validation.py").path
+        let (status, _) = try TestSupport.run(
+            python, [script, "--seed", String(seed), "--count", String(cases), "--out", out.path])
+        try #require(status == 0, "gen_validation.py failed")
+        var agree = 0
+        var valid = 0
+        var failures: [String] = []
+        for item in try lines(out) {
+            guard case .string(let schemaText)? = item["schema"], case .string(let policies)? = item["policies"],
+                case .bool(let expected)? = item["valid"], case .array(let kindValues)? = item["kinds"]
+            else { continue }
+            let expectedKinds = Set(kindValues.compactMap { if case .string(let k) = $0 { k } else { nil } })
+            do {
+                let issues = Validator(schema: try Schema(text: schemaText)).validate(try PolicySet(text: policies))
+                let kinds = Set(issues.map(\.kind))
+                if issues.isEmpty == expected && kinds == expectedKinds {
+                    agree += 1
+                    if expected { valid += 1 }
+                } else {
+                    failures.append(
+                        "expected \(expected ? "valid" : expectedKinds.sorted().description), got \(kinds.sorted()) "
+                            + "[\(issues.map(\.message).joined(separator: "; "))]\n\(policies)\n\(schemaText)")
+                }
+            } catch {
+                failures.append("did not load: \(error)\n\(policies)\n\(schemaText)")
+            }
+        }
+        for f in failures.prefix(10) { Issue.record("\(f)") }
+        #expect(failures.isEmpty)
+        #expect(agree >= cases * 9 / 10 && valid > cases / 10)
+        print("validation differential (seed \(seed)): \(agree) of \(agree + failures.count) agree, \(valid) valid")
+    }
+
     private func lines(_ url: URL) throws -> [JSONValue] {
         guard FileManager.default.fileExists(atPath: url.path) else { return [] }
         return try String(contentsOf: url, encoding: .utf8).split(separator: "\n").map {

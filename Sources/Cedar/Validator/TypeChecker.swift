@@ -203,12 +203,17 @@ struct TypeChecker {
 
         case .ifThenElse(let c, let a, let b):
             let ca = expect(c, [.bool(.any)], caps: caps)
-            if ca.ok, case .bool(.tt)? = ca.type {
+            // A singleton guard (even one that failed with that type) leaves the other branch unchecked.
+            if case .bool(.tt)? = ca.type {
                 var x = check(a, caps: caps.union(ca.caps))
                 x.caps.formUnion(ca.caps)
                 return x
             }
-            if ca.ok, case .bool(.ff)? = ca.type { return check(b, caps: caps) }
+            if case .bool(.ff)? = ca.type {
+                var y = check(b, caps: caps)
+                if !ca.ok { y.ok = false }
+                return y
+            }
             let x = check(a, caps: caps.union(ca.caps))
             let y = check(b, caps: caps)
             guard let tx = x.type, let ty = y.type else { return .fail() }
@@ -218,12 +223,13 @@ struct TypeChecker {
 
         case .not(let a):
             let x = expect(a, [.bool(.any)], caps: caps)
-            guard x.ok, case .bool(let k)? = x.type else { return .fail(.bool(.any)) }
-            return .success(.bool(k == .tt ? .ff : k == .ff ? .tt : .any))
+            guard case .bool(let k)? = x.type else { return .fail(.bool(.any)) }
+            return Answer(type: .bool(k == .tt ? .ff : k == .ff ? .tt : .any), caps: [], ok: x.ok)
 
         case .and(let l, let r):
             let x = expect(l, [.bool(.any)], caps: caps)
-            if x.ok, case .bool(.ff)? = x.type { return .success(.bool(.ff)) }
+            // `false && r`: r is not checked (also when l failed with the type False).
+            if case .bool(.ff)? = x.type { return Answer(type: .bool(.ff), caps: [], ok: x.ok) }
             let y = expect(r, [.bool(.any)], caps: caps.union(x.caps))
             let ok = x.ok && y.ok
             func done(_ t: VType, _ c: Set<Capability>) -> Answer { Answer(type: t, caps: c, ok: ok) }
@@ -237,7 +243,7 @@ struct TypeChecker {
 
         case .or(let l, let r):
             let x = expect(l, [.bool(.any)], caps: caps)
-            if x.ok, case .bool(.tt)? = x.type { return .success(.bool(.tt), x.caps) }
+            if case .bool(.tt)? = x.type { return Answer(type: .bool(.tt), caps: x.caps, ok: x.ok) }
             let y = expect(r, [.bool(.any)], caps: caps)
             let ok = x.ok && y.ok
             guard ok else { return .fail(.bool(.any)) }
@@ -354,12 +360,16 @@ struct TypeChecker {
         case .eq, .notEq:
             let x = check(a, caps: caps)
             let y = check(b, caps: caps)
-            guard x.ok && y.ok, let ta = x.type, let tb = y.type else { return .fail(.bool(.any)) }
             var t: VType.BoolKind = .any
-            if let ea = ta.isEntityTyped, let eb = tb.isEntityTyped, ea != eb {
+            if let ea = x.type?.isEntityTyped, let eb = y.type?.isEntityTyped, ea != eb {
                 t = .ff
             } else if case .literal(let va) = actionLiteral(a), case .literal(let vb) = actionLiteral(b) {
+                // Two literals: decided now, whether or not they type-checked (an unknown literal fails silently).
                 t = va == vb ? .tt : .ff
+            }
+            guard x.ok && y.ok, let ta = x.type, let tb = y.type else {
+                let k: VType.BoolKind = op == .notEq ? (t == .tt ? .ff : t == .ff ? .tt : .any) : t
+                return .fail(.bool(k))
             }
             if t == .any {
                 guard lub([ta, tb], "both operands to a `==` expression") != nil else { return .fail(.bool(.any)) }
