@@ -277,7 +277,9 @@ let package = Package(
             name: "WardenInspectTests", dependencies: ["WardenInspect", "WardenCore", "Cedar"],
             swiftSettings: swiftSettings),
         .testTarget(name: "WardenRiskTests", dependencies: ["WardenRisk", "WardenCore"], swiftSettings: swiftSettings),
-        .testTarget(name: "WardenCoreTests", dependencies: ["WardenCore", "Cedar"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "WardenCoreTests", dependencies: ["WardenCore", "Cedar", "WardenControlPlane"],
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "WardenIdentityTests",
             dependencies: [

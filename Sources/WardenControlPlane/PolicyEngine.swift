@@ -150,6 +150,7 @@ public final class PolicyEngine: Sendable {
         var set = PolicySet()
         var h = SHA256()
         var total = 0
+        let validator = Validator(schema: WardenSchema.schema)
         for (i, (file, text)) in texts.enumerated() {
             guard text.utf8.count <= maxFileBytes else {
                 throw WardenError(.invalidConfig, "\(file) is larger than \(maxFileBytes) bytes")
@@ -187,6 +188,24 @@ public final class PolicyEngine: Sendable {
             }
             guard parsed.templates.isEmpty else {
                 throw WardenError(.invalidConfig, "\(file): templates are not supported in policy files")
+            }
+            // Cedar's strict validator against Warden's own entity model: a policy that cannot type-check (an
+            // attribute no entity has, an optional one read without `has`, a wrong type) is refused now, with
+            // every error, rather than erring or never matching when calls come.
+            let issues = validator.validate(parsed)
+            if !issues.isEmpty {
+                let lines = issues.prefix(20).map { issue -> String in
+                    let name =
+                        parsed.policies.first { $0.id == issue.policyID }?.annotation("id").map {
+                            "@id(\"\($0)\")"
+                        } ?? "policy \(issue.policyID)"
+                    let at = issue.location.map { "\(file):\($0.line):\($0.column)" } ?? file
+                    return "\(at): \(name): \(issue.message)"
+                }
+                throw WardenError(
+                    .invalidConfig,
+                    "the policies do not validate against Warden's schema (warden policy schema): "
+                        + lines.joined(separator: "; ") + (issues.count > 20 ? "; and \(issues.count - 20) more" : ""))
             }
         }
         return Snapshot(

@@ -47,16 +47,22 @@ struct PolicyValidateCommand: ParsableCommand {
             (the policy named by its @id when it has one). Exit status: 0 valid, 1 invalid, 2 unreadable input.
             """)
 
-    @Option(name: .long, help: "The schema (.cedarschema or .json).") var schema: String
+    @Option(name: .long, help: "The schema (.cedarschema or .json); Warden's own entity model without it.")
+    var schema: String?
     @Argument(help: "Policy files, or directories of .cedar files.") var policies: [String]
 
     func run() throws {
         let validator: Validator
         var sets: [(file: String, set: PolicySet)] = []
         do {
-            let text = try readText(schema)
-            let parsed = schema.hasSuffix(".json") ? try Schema(jsonText: text) : try Schema(text: text, file: schema)
-            validator = Validator(schema: parsed)
+            if let schema {
+                let text = try readText(schema)
+                validator = Validator(
+                    schema: schema.hasSuffix(".json")
+                        ? try Schema(jsonText: text) : try Schema(text: text, file: schema))
+            } else {
+                validator = Validator(schema: WardenSchema.schema)
+            }
             for file in try PolicyEngine.files(policies) {
                 do {
                     sets.append((file, try PolicySet(text: try readText(file))))
@@ -65,8 +71,9 @@ struct PolicyValidateCommand: ParsableCommand {
                 }
             }
         } catch let e as CedarError {
+            let name = schema ?? "schema"
             FileHandle.standardError.write(
-                Data("warden: \(e.location.map { "\(schema):\($0)" } ?? schema): \(e.message)\n".utf8))
+                Data("warden: \(e.location.map { "\(name):\($0)" } ?? name): \(e.message)\n".utf8))
             throw ExitCode(2)
         } catch let e as WardenError {
             FileHandle.standardError.write(Data("warden: \(e.message)\n".utf8))
@@ -89,4 +96,18 @@ struct PolicyValidateCommand: ParsableCommand {
         print("\(policiesChecked) policies, \(count) errors")
         if count > 0 { throw ExitCode(1) }
     }
+}
+
+struct PolicySchemaCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "schema",
+        abstract: "Print Warden's entity model as a Cedar schema (what the server validates its policies against).",
+        discussion: """
+            The entity types and attributes the gateway builds (Agent, Role, Team, Service, Segment, Tool, \
+            ToolServer, Resource, Prompt) and each action's context. A tool call's context.arguments is any JSON \
+            object, which a Cedar schema cannot describe: Warden's validator types it as any value. Use it with other \
+            Cedar tools, or with 'warden policy validate --schema'.
+            """)
+
+    func run() throws { print(WardenSchema.text) }
 }

@@ -20,7 +20,7 @@ struct PolicyCommand: ParsableCommand {
         subcommands: [
             PolicyTestCommand.self, PolicyAuthorizeCommand.self, PolicyExportCommand.self, PolicyImportCommand.self,
             PolicyReload.self, PolicyWhoCan.self, PolicyExplain.self, PolicyUnused.self,
-            PolicyDiff.self, PolicyValidateCommand.self,
+            PolicyDiff.self, PolicyValidateCommand.self, PolicySchemaCommand.self,
         ]
     )
 }

@@ -1,6 +1,7 @@
 import Cedar
 import Foundation
 import Testing
+import WardenControlPlane
 import WardenCore
 
 /// Differential tests against the Rust reference engine (cedarpy 4.12.2): `Tests/Differential/gen_cases.py` generates
@@ -91,6 +92,20 @@ struct DifferentialTests {
         #expect(failures.isEmpty)
         #expect(agree >= cases * 9 / 10 && valid > cases / 10)
         print("validation differential (seed \(seed)): \(agree) of \(agree + failures.count) agree, \(valid) valid")
+        // The reference accepts Warden's schema, and the demo policy set validates against it there too.
+        let schemaFile = dir.appendingPathComponent("warden.cedarschema")
+        let demoFile = dir.appendingPathComponent("demo.cedar")
+        try WardenSchema.text.write(to: schemaFile, atomically: true, encoding: .utf8)
+        try PolicyEngine.demoPolicies.write(to: demoFile, atomically: true, encoding: .utf8)
+        let (demoStatus, demoOut) = try TestSupport.run(
+            python,
+            [
+                "-c",
+                "import cedarpy,sys; r = cedarpy.validate_policies(open(sys.argv[1]).read(), open(sys.argv[2]).read()); "
+                    + "print('valid' if r.validation_passed else [str(e) for e in r.errors])",
+                demoFile.path, schemaFile.path,
+            ])
+        #expect(demoStatus == 0 && demoOut.contains("valid") && !demoOut.contains("["), "\(demoOut)")
     }
 
     private func lines(_ url: URL) throws -> [JSONValue] {

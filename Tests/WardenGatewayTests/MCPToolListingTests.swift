@@ -68,7 +68,7 @@ struct MCPToolListingTests {
                 unless { false };
                 @id("broken-guard")
                 forbid (principal, action == Action::"mcp:tools/call", resource == Tool::"files/delete")
-                when { principal.noSuchAttribute == 1 };
+                when { 9223372036854775807 + 1 > 0 };
                 """)
             let a = try env.f.agent("wide-bot", tools: ["files/*"])
             let s = try await env.session(a)

@@ -376,6 +376,77 @@ struct WhoCanTests {
         }
     }
 
+    @Test(
+        "reload validates against Warden's schema: type errors refused with every error, tool arguments are any value")
+    func schemaValidation() async throws {
+        try await withGateway { env in
+            let admin: HTTPFields = [.authorization: "Bearer \(try adminToken(env.f))"]
+            let a = try env.f.agent("schema-bot")
+            let file = env.f.dir + "/policies/zz-schema.cedar"
+            func reload(_ text: String) async throws -> (HTTPResponse.Status, String) {
+                try text.write(toFile: file, atomically: true, encoding: .utf8)
+                let r = try await env.client.execute(
+                    uri: "/v1/admin/policies/reload", method: .post, headers: admin, body: nil)
+                return (r.status, String(buffer: r.body))
+            }
+            let refused: [(String, String)] = [
+                // No such attribute on an agent; a route's Service has no risk.
+                (
+                    #"@id("no-attr") forbid (principal, action == Action::"call", resource) when { principal.clearance > 3 };"#,
+                    "clearance"
+                ),
+                (
+                    #"@id("svc-risk") forbid (principal, action == Action::"call", resource) when { resource.risk == "high" };"#,
+                    "risk"
+                ),
+                // An optional attribute (an agent's team, the source address) read without `has`.
+                (
+                    #"@id("no-has") permit (principal, action == Action::"call", resource) when { principal.team == "ops" };"#,
+                    "team"
+                ),
+                (
+                    #"@id("src") forbid (principal, action == Action::"call", resource) when { !context.source.isInRange(ip("10.0.0.0/8")) };"#,
+                    "source"
+                ),
+                // Wrong types.
+                (
+                    #"@id("types") forbid (principal, action == Action::"call", resource) when { context.trust == "high" };"#,
+                    "compatible"
+                ),
+                (
+                    #"@id("bad-ip") forbid (principal, action == Action::"call", resource) when { ip("10.0.0.300") == ip("10.0.0.1") };"#,
+                    "failed to parse"
+                ),
+            ]
+            for (text, word) in refused {
+                let (status, body) = try await reload(text)
+                #expect(status != .ok, "\(text)")
+                let id = try #require(text.split(separator: "\"").dropFirst().first)
+                #expect(
+                    body.contains("\(id)") && body.contains(word) && body.contains("zz-schema.cedar:1:1"), "\(body)")
+                #expect(try await env.call(a, .get, "/r/tickets/v1/ok").status == .ok)  // the last good set stays
+            }
+            let accepted = [
+                #"@id("guarded") forbid (principal, action == Action::"call", resource) when { context has source && !context.source.isInRange(ip("10.0.0.0/8")) };"#,
+                #"@id("args") forbid (principal, action == Action::"mcp:tools/call", resource) when { context.arguments.path like "/etc/*" && resource.risk == "high" };"#,
+                #"@id("team") permit (principal, action == Action::"call", resource) when { principal has team && principal.team == "ops" && context.risk.volumeRatio.lessThan(decimal("2.0")) };"#,
+            ]
+            for text in accepted {
+                let (status, body) = try await reload(text)
+                #expect(status == .ok, "\(text): \(body)")
+            }
+        }
+    }
+
+    @Test("the demo policy set and Warden's schema: the demo validates, the schema parses in the human syntax")
+    func demoValidates() throws {
+        let snapshot = try PolicyEngine.load(texts: [("demo.cedar", PolicyEngine.demoPolicies)], now: 0)
+        #expect(Validator(schema: WardenSchema.schema).validate(snapshot.policies).isEmpty)
+        let plain = try Schema(text: WardenSchema.text)
+        #expect(plain.actions.count == 5 && plain.entityTypes.count == 9)
+        #expect(WardenSchema.schema.actions[EntityUID("Action", "mcp:tools/call")]?.context["arguments"] != nil)
+    }
+
     @Test("the one list of context keys is what the request builder and the front ends really put in the context")
     func contextKeysMatchTheBuilders() async throws {
         try await withGateway { env in

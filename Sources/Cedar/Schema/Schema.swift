@@ -16,6 +16,9 @@ public struct Schema: Sendable {
         case entity(EntityType)
         /// An extension type: `ipaddr`, `decimal`, `datetime` or `duration`.
         case ext(String)
+        /// Any value, not checked (what a schema cannot describe, such as an MCP tool call's arguments; set only by
+        /// code, never by schema text).
+        case dynamic
 
         public var description: String {
             switch self {
@@ -29,6 +32,7 @@ public struct Schema: Sendable {
                     .joined(separator: ", ") + "}"
             case .entity(let t): t.description
             case .ext(let name): name
+            case .dynamic: "__warden::Any"
             }
         }
     }

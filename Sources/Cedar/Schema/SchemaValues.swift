@@ -10,6 +10,12 @@ extension Schema {
             CedarError(.entities, "\(path): expected \(type), got \(json.kindName)")
         }
         switch type {
+        case .dynamic:
+            do throws(CedarError) {
+                return try CedarJSON.value(json)
+            } catch {
+                throw CedarError(.entities, "\(path): \(error.message)")
+            }
         case .bool:
             guard case .bool(let b) = json else { throw mismatch() }
             return .bool(b)

@@ -49,6 +49,8 @@ indirect enum VType: Hashable, CustomStringConvertible {
             self = .record(attrs.mapValues { Field(type: VType($0.type), required: $0.required) }, open: false)
         case .entity(let e): self = .entity(e)
         case .ext(let n): self = .ext(n)
+        // Any value: the bottom type, compatible with every use (the value is checked when the call comes).
+        case .dynamic: self = .never
         }
     }
 
@@ -291,6 +293,7 @@ struct TypeChecker {
         case .getAttr(let a, let name):
             let x = expect(a, [.anyEntity, .anyRecord], caps: caps)
             guard x.ok, let t = x.type else { return .fail() }
+            if case .never = t { return .success(.never) }  // inside a value of any shape: checked when it comes
             guard case .known(let fields) = attributes(of: t), let f = fields[name] else {
                 error("unsafe_attribute_access", "attribute `\(name)` not found")
                 return .fail()
@@ -344,7 +347,7 @@ struct TypeChecker {
     func attributes(of t: VType) -> Attributes {
         switch t {
         case .record(let f, let open): return open && f.isEmpty ? .unknown : .known(f)
-        case .entity(nil): return .unknown
+        case .entity(nil), .never: return .unknown
         case .entity(let et?):
             if et.isAction { return .known([:]) }
             guard let info = schema.entityTypes[et] else { return .known([:]) }
