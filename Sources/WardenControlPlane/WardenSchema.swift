@@ -38,30 +38,14 @@ public enum WardenSchema {
                 source?: ipaddr,
             },
         };
-        action "mcp:tools/list", "mcp:tools/call" appliesTo {
-            principal: Agent, resource: Tool,
-            context: {
-                server: String, approved: Bool, protocolVersion: String,
-                risk: Risk, time: datetime, trust: Long, delegation: Set<String>, delegated: Bool, subject: String,
-                source?: ipaddr,
-            },
+        type MCPContext = {
+            server: String, approved: Bool, protocolVersion: String,
+            risk: Risk, time: datetime, trust: Long, delegation: Set<String>, delegated: Bool, subject: String,
+            source?: ipaddr,
         };
-        action "mcp:resources/read" appliesTo {
-            principal: Agent, resource: Resource,
-            context: {
-                server: String, approved: Bool, protocolVersion: String,
-                risk: Risk, time: datetime, trust: Long, delegation: Set<String>, delegated: Bool, subject: String,
-                source?: ipaddr,
-            },
-        };
-        action "mcp:prompts/get" appliesTo {
-            principal: Agent, resource: Prompt,
-            context: {
-                server: String, approved: Bool, protocolVersion: String,
-                risk: Risk, time: datetime, trust: Long, delegation: Set<String>, delegated: Bool, subject: String,
-                source?: ipaddr,
-            },
-        };
+        action "mcp:tools/list", "mcp:tools/call" appliesTo { principal: Agent, resource: Tool, context: MCPContext };
+        action "mcp:resources/read" appliesTo { principal: Agent, resource: Resource, context: MCPContext };
+        action "mcp:prompts/get" appliesTo { principal: Agent, resource: Prompt, context: MCPContext };
         """
 
     /// The schema the server validates with: ``text`` with `arguments` added (present on every tool call, on a

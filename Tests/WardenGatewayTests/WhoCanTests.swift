@@ -26,6 +26,15 @@ struct WhoCanTests {
         when { context.path like "*admin*" } unless { principal in Role::"ops" };
         """#
 
+    /// Writes `text` to the policy file `file` and reloads: the status and the body.
+    static func reload(_ env: GatewayEnv, _ admin: HTTPFields, file: String, _ text: String) async throws -> (
+        HTTPResponse.Status, String
+    ) {
+        try text.write(toFile: env.f.dir + "/policies/" + file, atomically: true, encoding: .utf8)
+        let r = try await env.client.execute(uri: "/v1/admin/policies/reload", method: .post, headers: admin, body: nil)
+        return (r.status, String(buffer: r.body))
+    }
+
     /// Replaces the demo set with ``generated`` and reloads it; the admin headers.
     static func useGenerated(_ env: GatewayEnv) async throws -> HTTPFields {
         try FileManager.default.removeItem(atPath: env.f.dir + "/policies/demo.cedar")
@@ -346,12 +355,8 @@ struct WhoCanTests {
         try await withGateway { env in
             let admin: HTTPFields = [.authorization: "Bearer \(try adminToken(env.f))"]
             let a = try env.f.agent("typo-bot")
-            let file = env.f.dir + "/policies/zz-typo.cedar"
             func reload(_ text: String) async throws -> (HTTPResponse.Status, String) {
-                try text.write(toFile: file, atomically: true, encoding: .utf8)
-                let r = try await env.client.execute(
-                    uri: "/v1/admin/policies/reload", method: .post, headers: admin, body: nil)
-                return (r.status, String(buffer: r.body))
+                try await Self.reload(env, admin, file: "zz-typo.cedar", text)
             }
             let refused = [
                 #"@id("typo") forbid (principal, action == Action::"call", resource) when { context.metod == "DELETE" };"#,
@@ -382,12 +387,8 @@ struct WhoCanTests {
         try await withGateway { env in
             let admin: HTTPFields = [.authorization: "Bearer \(try adminToken(env.f))"]
             let a = try env.f.agent("schema-bot")
-            let file = env.f.dir + "/policies/zz-schema.cedar"
             func reload(_ text: String) async throws -> (HTTPResponse.Status, String) {
-                try text.write(toFile: file, atomically: true, encoding: .utf8)
-                let r = try await env.client.execute(
-                    uri: "/v1/admin/policies/reload", method: .post, headers: admin, body: nil)
-                return (r.status, String(buffer: r.body))
+                try await Self.reload(env, admin, file: "zz-schema.cedar", text)
             }
             let refused: [(String, String)] = [
                 // No such attribute on an agent; a route's Service has no risk.
