@@ -21,6 +21,7 @@ struct PolicyCommand: ParsableCommand {
             PolicyTestCommand.self, PolicyAuthorizeCommand.self, PolicyExportCommand.self, PolicyImportCommand.self,
             PolicyReload.self, PolicyWhoCan.self, PolicyExplain.self, PolicyUnused.self,
             PolicyDiff.self, PolicyValidateCommand.self, PolicySchemaCommand.self,
+            PolicyFmtCommand.self,
         ]
     )
 }
