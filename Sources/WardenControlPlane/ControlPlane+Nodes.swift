@@ -1,4 +1,5 @@
 import Cedar
+import Crypto
 import Foundation
 import WardenCore
 import WardenIdentity
@@ -106,10 +107,12 @@ extension ControlPlane {
     /// Verifies a JWT-SVID presented as an OAuth client assertion (`jwt-spiffe`, draft-ietf-oauth-spiffe-client-auth)
     /// at `endpoint`: signed by this trust domain's keys, for this server, not yet expired, naming a node-attested
     /// agent. Returns the agent.
-    func verifySPIFFEAssertion(_ text: String, endpoint: String) throws(WardenError) -> AgentRecord {
+    func verifySPIFFEAssertion(_ text: String, endpoint: String) throws(WardenError) -> (
+        AgentRecord, jti: String, expiresAt: Int64
+    ) {
         let t = now()
         var verified: JWTSVID.Verified?
-        for audience in [endpoint, tokenEndpoint, issuer] {
+        for audience in [endpoint, tokenEndpoint] {
             if let v = try? JWTSVID.verify(
                 text, audience: audience, now: t, skew: config.clockSkew, trustDomain: config.trustDomain,
                 code: .invalidClient, key: { kid in keys.publicKey(kid: kid) })
@@ -125,13 +128,40 @@ extension ControlPlane {
                 code: .invalidClient, key: { kid in keys.publicKey(kid: kid) })
             throw WardenError(.invalidClient, "the JWT-SVID does not verify")
         }
-        guard verified.expiresAt - (verified.claims["iat"]?.integerValue ?? verified.expiresAt) <= JWTSVID.maxLifetime
+        // As a client assertion it must be short (the limit of private_key_jwt assertions) and is used once.
+        guard let iat = verified.claims["iat"]?.integerValue, verified.expiresAt - iat <= Self.maxSPIFFEAssertionLife
         else {
-            throw WardenError(.invalidClient, "the JWT-SVID lives longer than an hour")
+            throw WardenError(
+                .invalidClient,
+                "a JWT-SVID client assertion needs iat and at most \(Self.maxSPIFFEAssertionLife) s of life")
         }
-        guard let r = agents.agent(verified.subject.description), r.manifest.node != nil else {
+        guard let jti = verified.claims["jti"]?.stringValue, !jti.isEmpty, jti.utf8.count <= 256 else {
+            throw WardenError(.invalidClient, "a JWT-SVID client assertion needs a jti")
+        }
+        guard let r = agents.agent(verified.subject.description), let nodeName = r.manifest.node else {
             throw WardenError(.invalidClient, "the JWT-SVID's agent is not registered as attested by a node")
         }
-        return r
+        // Its node must still be served: a quarantined or revoked node's JWT-SVIDs stop working at once.
+        guard let node = try? SPIFFEID.agent(nodeName, trustDomain: config.trustDomain),
+            agents.agent(node.description)?.state == .active
+        else {
+            throw WardenError(.invalidClient, "the agent's node is not active")
+        }
+        return (r, jti, verified.expiresAt)
+    }
+
+    /// The longest life of a JWT-SVID used as a client assertion, in seconds.
+    static let maxSPIFFEAssertionLife: Int64 = 300
+
+    /// Uses a JWT-SVID client assertion's `jti` up (kept in the store until the assertion expires).
+    func useSPIFFEAssertion(agent: AgentRecord, jti: String, expiresAt: Int64) throws(WardenError) {
+        var h = SHA256()
+        h.update(data: Array("jwt-spiffe\n\(agent.spiffeID.description)\n\(jti)".utf8))
+        guard
+            try store.useAssertion(
+                key: Attestation.hex(h.finalize()), until: expiresAt + config.clockSkew + 1, now: now())
+        else {
+            throw WardenError(.invalidClient, "the JWT-SVID was already used as a client assertion (jti replay)")
+        }
     }
 }

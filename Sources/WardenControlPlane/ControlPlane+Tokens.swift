@@ -59,7 +59,7 @@ extension ControlPlane {
             guard let text = form["client_assertion"] else {
                 throw WardenError(.invalidClient, "client_assertion is required")
             }
-            let r = try verifySPIFFEAssertion(text, endpoint: endpoint)
+            let (r, jti, expiresAt) = try verifySPIFFEAssertion(text, endpoint: endpoint)
             if let cid = form["client_id"], cid != r.spiffeID.description {
                 throw WardenError(.invalidClient, "client_id does not match the JWT-SVID")
             }
@@ -69,6 +69,8 @@ extension ControlPlane {
                 throw WardenError(.invalidDPoPProof, "a JWT-SVID client assertion needs a DPoP proof to bind the token")
             }
             let proof = try authenticator.proofs.verify(proof: dpop, method: "POST", url: endpoint)
+            // Used once, and only once the proof verified: a nonce challenge does not spend it.
+            try useSPIFFEAssertion(agent: r, jti: jti, expiresAt: expiresAt)
             return (r, .dpop(jkt: proof.thumbprint))
         }
         var record: AgentRecord?

@@ -288,6 +288,7 @@ extension ControlPlane {
     /// enrolled`.
     static func attestationStrength(_ r: AgentRecord) -> String {
         if r.manifest.node != nil {
+            // Manifests require a uid selector; the binary's hash on top is the stronger pin.
             return r.manifest.selectors.contains { $0.hasPrefix("unix:sha256:") }
                 ? "kernel+binary" : "kernel (uid only)"
         }

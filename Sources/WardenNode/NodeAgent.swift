@@ -243,9 +243,12 @@ public final class NodeAgent: Sendable {
         guard let token = j["svid"]?.stringValue, let exp = j["expires_at"]?.integerValue,
             j["spiffe_id"]?.stringValue == entry.spiffeID
         else { throw WardenClientError("/v1/node/jwt-svid: unexpected response") }
-        jwtCache.withLock { c in
-            if c.count >= 4096 { c.removeAll() }
-            c[key] = (token, now, exp)
+        // A JWT-SVID for Warden's own token endpoint is a single-use client assertion: never handed out twice.
+        if !audiences.contains(client.issuer + "/v1/token") {
+            jwtCache.withLock { c in
+                if c.count >= 4096 { c.removeAll() }
+                c[key] = (token, now, exp)
+            }
         }
         return token
     }

@@ -40,6 +40,8 @@ public struct NodeServer: Sendable {
         try Self.clear(path)
         var config = HTTP2ServerTransport.Posix.Config.defaults
         config.rpc.maxRequestPayloadSize = 64 * 1024
+        // A workload needs a handful of streams (X.509, bundles, JWT); more would only hold the node's memory.
+        config.http2.maxConcurrentStreams = 16
         config.channelDebuggingCallbacks.onAcceptTCPConnection = { [peers] channel in peers.accepted(channel) }
         config.channelDebuggingCallbacks.onAcceptHTTP2Stream = { [peers] channel in peers.stream(channel) }
         let transport = HTTP2ServerTransport.Posix(

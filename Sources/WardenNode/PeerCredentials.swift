@@ -45,15 +45,26 @@ public final class PeerRegistry: Sendable {
             register(id, key, WorkloadPeer(pid: 0, uid: UInt32.max, gid: UInt32.max, startTime: nil, pidfd: nil))
             return channel.eventLoop.makeSucceededVoidFuture()
         }
-        let credentials: EventLoopFuture<PeerCred> = provider.unsafeGetSocketOption(
-            level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
         let pidfd: EventLoopFuture<Int32?> = provider.unsafeGetSocketOption(
             level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(Self.soPeerPIDFD)
-        ).map { (fd: Int32) -> Int32? in fd >= 0 ? fd : nil }.recover { _ in nil }
-        return credentials.and(pidfd).map { [attestor] (cred: PeerCred, fd: Int32?) in
+        ).map { (fd: Int32) -> Int32? in
+            guard fd >= 0 else { return nil }
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)  // never inherited by a process the node starts
+            return fd
+        }.recover { _ in nil }
+        return pidfd.flatMap { fd in
+            provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+                .map { (cred: PeerCred) in (cred, fd) }
+                .flatMapErrorThrowing { error in
+                    if let fd { close(fd) }
+                    throw error
+                }
+        }.map { [attestor] (cred: PeerCred, fd: Int32?) in
             let start = cred.pid > 0 ? attestor.startTime(pid: cred.pid) : nil
+            let binary = cred.pid > 0 ? attestor.binaryID(pid: cred.pid) : nil
             self.register(
-                id, key, WorkloadPeer(pid: cred.pid, uid: cred.uid, gid: cred.gid, startTime: start, pidfd: fd))
+                id, key,
+                WorkloadPeer(pid: cred.pid, uid: cred.uid, gid: cred.gid, startTime: start, pidfd: fd, binary: binary))
         }.recover { _ in
             self.register(id, key, WorkloadPeer(pid: 0, uid: UInt32.max, gid: UInt32.max, startTime: nil, pidfd: nil))
         }.always { _ in

@@ -115,7 +115,7 @@ package struct WorkloadAPI: SpiffeWorkloadAPI.ServiceProtocol {
     package func fetchX509Bundles(request: ServerRequest<X509BundlesRequest>, context: ServerContext) async throws
         -> StreamingServerResponse<X509BundlesResponse>
     {
-        let selectors = try attest(request.metadata, method: "FetchX509Bundles")
+        let (peer, selectors) = try attestPeer(request.metadata, method: "FetchX509Bundles")
         let changes = node.changes()
         _ = try entitled(selectors, node.snapshot, method: "FetchX509Bundles")
         @Sendable func response() -> X509BundlesResponse {
@@ -128,6 +128,9 @@ package struct WorkloadAPI: SpiffeWorkloadAPI.ServiceProtocol {
             var last = response()
             try await writer.write(last)
             for await _ in changes {
+                guard try reattest(peer, method: "FetchX509Bundles") == selectors else {
+                    throw RPCError(code: .permissionDenied, message: "no identity issued")
+                }
                 _ = try entitled(selectors, node.snapshot, method: "FetchX509Bundles")
                 let r = response()
                 if r != last {
@@ -175,7 +178,7 @@ package struct WorkloadAPI: SpiffeWorkloadAPI.ServiceProtocol {
     package func fetchJWTBundles(request: ServerRequest<JWTBundlesRequest>, context: ServerContext) async throws
         -> StreamingServerResponse<JWTBundlesResponse>
     {
-        let selectors = try attest(request.metadata, method: "FetchJWTBundles")
+        let (peer, selectors) = try attestPeer(request.metadata, method: "FetchJWTBundles")
         let changes = node.changes()
         _ = try entitled(selectors, node.snapshot, method: "FetchJWTBundles")
         @Sendable func response() -> JWTBundlesResponse {
@@ -188,6 +191,9 @@ package struct WorkloadAPI: SpiffeWorkloadAPI.ServiceProtocol {
             var last = response()
             try await writer.write(last)
             for await _ in changes {
+                guard try reattest(peer, method: "FetchJWTBundles") == selectors else {
+                    throw RPCError(code: .permissionDenied, message: "no identity issued")
+                }
                 _ = try entitled(selectors, node.snapshot, method: "FetchJWTBundles")
                 let r = response()
                 if r != last {

@@ -19,13 +19,28 @@ public struct WorkloadPeer: Sendable, Hashable {
     public let startTime: UInt64?
     /// The pidfd, owned by the registry of the connection; nil on kernels without `SO_PEERPIDFD`.
     public let pidfd: Int32?
+    /// Device and inode of the binary the process ran at accept time: a process that exec's another binary after
+    /// connecting (handing the connection to a child) is not the workload that connected.
+    public let binary: BinaryID?
 
-    public init(pid: Int32, uid: UInt32, gid: UInt32, startTime: UInt64?, pidfd: Int32?) {
+    public init(pid: Int32, uid: UInt32, gid: UInt32, startTime: UInt64?, pidfd: Int32?, binary: BinaryID? = nil) {
         self.pid = pid
         self.uid = uid
         self.gid = gid
         self.startTime = startTime
         self.pidfd = pidfd
+        self.binary = binary
+    }
+}
+
+/// A file's device and inode.
+public struct BinaryID: Sendable, Hashable {
+    public let device: UInt64
+    public let inode: UInt64
+
+    public init(device: UInt64, inode: UInt64) {
+        self.device = device
+        self.inode = inode
     }
 }
 
@@ -70,6 +85,13 @@ public final class WorkloadAttestor: Sendable {
         return UInt64(fields[19])
     }
 
+    /// Device and inode of the binary `pid` runs now.
+    public func binaryID(pid: Int32) -> BinaryID? {
+        var st = stat()
+        guard stat("\(proc)/\(pid)/exe", &st) == 0 else { return nil }
+        return BinaryID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+    }
+
     /// Whether the process behind `pidfd` has exited (its pidfd is readable then).
     static func hasExited(pidfd: Int32) -> Bool {
         var p = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
@@ -91,7 +113,7 @@ public final class WorkloadAttestor: Sendable {
         }
         let path = (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(proc)/\(peer.pid)/exe")) ?? ""
         let hash: String
-        switch sha256(ofExecutableOf: peer.pid) {
+        switch sha256(ofExecutableOf: peer.pid, expected: peer.binary) {
         case .success(let h): hash = h
         case .failure(let f): return .failure(f)
         }
@@ -109,7 +131,7 @@ public final class WorkloadAttestor: Sendable {
     }
 
     /// SHA-256 (hex) of the file `/proc/<pid>/exe` refers to, read through the open file itself.
-    func sha256(ofExecutableOf pid: Int32) -> Result<String, AttestationFailure> {
+    func sha256(ofExecutableOf pid: Int32, expected: BinaryID? = nil) -> Result<String, AttestationFailure> {
         let fd = open("\(proc)/\(pid)/exe", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return .failure(AttestationFailure("the binary of pid \(pid) cannot be read")) }
         defer { close(fd) }
@@ -120,7 +142,12 @@ public final class WorkloadAttestor: Sendable {
         guard st.st_size <= maxBinaryBytes else {
             return .failure(AttestationFailure("the binary of pid \(pid) is larger than \(maxBinaryBytes) bytes"))
         }
-        let cacheKey = "\(st.st_dev):\(st.st_ino):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
+        if let expected, expected != BinaryID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)) {
+            return .failure(AttestationFailure("pid \(pid) runs another binary than when it connected"))
+        }
+        // ctime too: a user can set a file's mtime back after rewriting it, not its ctime.
+        let cacheKey =
+            "\(st.st_dev):\(st.st_ino):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec):\(st.st_ctim.tv_sec).\(st.st_ctim.tv_nsec)"
         if let h = hashes.withLock({ $0[cacheKey] }) { return .success(h) }
         var hasher = SHA256()
         var buffer = [UInt8](repeating: 0, count: 1 << 16)

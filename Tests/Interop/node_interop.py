@@ -126,12 +126,16 @@ def main() -> int:
             "py-bot": {"name": "py-bot", "owner": "ops@example.com", "node": "node-a",
                        "selectors": [f"unix:uid:{os.getuid()}", f"unix:sha256:{python_hash}"]},
             "sleeper": {"name": "sleeper", "owner": "ops@example.com", "node": "node-a",
-                        "selectors": [f"unix:sha256:{sha256_file(sleeper)}"]},
+                        "selectors": [f"unix:uid:{os.getuid()}", f"unix:sha256:{sha256_file(sleeper)}"]},
         }
         for name, m in manifests.items():
             r = w.admin("POST", "/v1/admin/agents", m)
             expect(r.status_code == 201, f"register {name}: {describe(r)}")
             st[name] = r.json()
+        # A binary hash alone can be faked by any local user (exec after connect, injected code): refused.
+        r = w.admin("POST", "/v1/admin/agents", {"name": "hash-only", "owner": "ops@example.com", "node": "node-a",
+                                                  "selectors": [f"unix:sha256:{python_hash}"]})
+        expect(r.status_code == 400 and "unix:uid" in r.text, f"a node-attested agent without a uid: {describe(r)}")
         with open(os.path.join(workdir, "node.yaml"), "w") as f:
             f.write("name: node-a\nowner: ops@example.com\n")
         node = subprocess.Popen(
@@ -349,6 +353,9 @@ def main() -> int:
         body = r.json()
         expect(body.get("token_type") == "DPoP", f"token_type {body.get('token_type')}")
         access = body["access_token"]
+        # The JWT-SVID is a single-use client assertion: the same one again, with a fresh proof, is refused.
+        r = w.post("/v1/token", data=form, headers={"DPoP": dpop_proof(new_key(), "POST", token_endpoint)})
+        expect(r.status_code in (400, 401) and "replay" in r.text, f"a replayed JWT-SVID: {describe(r)}")
         r = w.get("/v1/whoami", headers={"Authorization": "DPoP " + access,
                                          "DPoP": dpop_proof(key, "GET", server.base + "/v1/whoami", access)})
         expect(r.status_code == 200 and r.json().get("spiffe_id") == st["py-bot"]["spiffe_id"],

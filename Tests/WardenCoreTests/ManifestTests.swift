@@ -55,6 +55,7 @@ struct ManifestTests {
             ("node: node-a\nselectors: [\"unix:pid:1\"]", "unknown selector type"),
             ("node: a/b\nselectors: [\"unix:uid:1\"]", "one SPIFFE path segment"),
             ("node: bot\nselectors: [\"unix:uid:1\"]", "its own node"),
+            ("node: node-a\nselectors: [\"unix:sha256:\(hash)\"]", "needs a unix:uid selector"),
         ]
         for (extra, message) in refused {
             #expect {

@@ -48,6 +48,18 @@ struct WorkloadAttestorTests {
         #expect((try? attestor.selectors(of: unknown).get()) == nil)
         let none = WorkloadPeer(pid: 0, uid: 0, gid: 0, startTime: 1, pidfd: nil)
         #expect((try? attestor.selectors(of: none).get()) == nil)
+        // The process runs another binary than the one it connected with (exec after connect): nothing.
+        let binary = try #require(attestor.binaryID(pid: pid))
+        let same = WorkloadPeer(pid: pid, uid: getuid(), gid: getgid(), startTime: start, pidfd: nil, binary: binary)
+        #expect((try? attestor.selectors(of: same).get()) != nil)
+        let other = WorkloadPeer(
+            pid: pid, uid: getuid(), gid: getgid(), startTime: start, pidfd: nil,
+            binary: BinaryID(device: binary.device, inode: binary.inode &+ 1))
+        guard case .failure(let exec) = attestor.selectors(of: other) else {
+            Issue.record("a process running another binary than at connect was attested")
+            return
+        }
+        #expect(exec.description.contains("another binary"))
     }
 
     @Test("a process that exited (its pidfd readable) gets nothing")

@@ -189,6 +189,14 @@ public struct AgentManifest: Sendable, Hashable {
                 "\(file): node and selectors go together (the node attests the agent's processes by the selectors)")
         }
         if m.node == name { throw WardenError(.invalidManifest, "\(file): an agent cannot be its own node") }
+        // The uid is the one selector no local user can fake (what a process runs can be exec'd, injected or
+        // bind-mounted): a node-attested agent always names it.
+        if m.node != nil && !m.selectors.contains(where: { $0.hasPrefix("unix:uid:") }) {
+            throw WardenError(
+                .invalidManifest,
+                "\(file): a node-attested agent needs a unix:uid selector (binary, path and gid selectors alone can be faked by any local user)"
+            )
+        }
         m.name = name
         m.owner = owner
         self = m
