@@ -137,10 +137,14 @@ public final class PolicyEngine: Sendable {
     }
 
     static func load(_ sources: [String], now: Int64) throws(WardenError) -> Snapshot {
-        let files = try files(sources)
+        try load(texts: try texts(sources), now: now)
+    }
+
+    /// The `.cedar` files of `sources` and their texts, in load order.
+    public static func texts(_ sources: [String]) throws(WardenError) -> [(name: String, text: String)] {
         var texts: [(name: String, text: String)] = []
-        for file in files { texts.append((file, try SecureFile.read(file, maxBytes: maxFileBytes))) }
-        return try load(texts: texts, now: now)
+        for file in try files(sources) { texts.append((file, try SecureFile.read(file, maxBytes: maxFileBytes))) }
+        return texts
     }
 
     /// The snapshot of policy files given as `(file name, text)`, in order, with the checks of a reload: sizes,

@@ -83,62 +83,49 @@ package struct WorkloadAPI: SpiffeWorkloadAPI.ServiceProtocol {
         return r.svids.isEmpty ? nil : r
     }
 
-    package func fetchX509SVID(request: ServerRequest<X509SVIDRequest>, context: ServerContext) async throws
-        -> StreamingServerResponse<X509SVIDResponse>
-    {
-        let (peer, selectors) = try attestPeer(request.metadata, method: "FetchX509SVID")
+    /// A Workload API stream: the caller attested, then the message `make` builds from the snapshot and the
+    /// entries the caller is entitled to, sent at once and again whenever it changes. Before every update the caller
+    /// is attested again and must still be entitled; otherwise the stream ends with `PermissionDenied`. `make`
+    /// returning nil skips an update (an SVID not issued yet); the first message must exist (`Unavailable`).
+    func stream<M: Equatable & Sendable>(
+        _ metadata: Metadata, method: String,
+        _ make: @escaping @Sendable (NodeAgent.Snapshot, [NodeAgent.Entry]) -> M?
+    ) throws -> StreamingServerResponse<M> {
+        let (peer, selectors) = try attestPeer(metadata, method: method)
         let changes = node.changes()
         let first = node.snapshot
-        let entries = try entitled(selectors, first, method: "FetchX509SVID")
-        guard let initial = x509Response(entries, first) else {
+        guard let initial = make(first, try entitled(selectors, first, method: method)) else {
             throw RPCError(code: .unavailable, message: "the SVID is not available yet")
         }
         return StreamingServerResponse { writer in
             try await writer.write(initial)
             var last = initial
             for await _ in changes {
-                guard try reattest(peer, method: "FetchX509SVID") == selectors else {
+                guard try reattest(peer, method: method) == selectors else {
                     throw RPCError(code: .permissionDenied, message: "no identity issued")
                 }
                 let s = node.snapshot
-                let now = try entitled(selectors, s, method: "FetchX509SVID")
-                guard let r = x509Response(now, s) else { continue }
-                if r != last {
-                    try await writer.write(r)
-                    last = r
-                }
+                guard let r = make(s, try entitled(selectors, s, method: method)), r != last else { continue }
+                try await writer.write(r)
+                last = r
             }
             return [:]
         }
     }
 
+    package func fetchX509SVID(request: ServerRequest<X509SVIDRequest>, context: ServerContext) async throws
+        -> StreamingServerResponse<X509SVIDResponse>
+    {
+        try stream(request.metadata, method: "FetchX509SVID") { s, entries in x509Response(entries, s) }
+    }
+
     package func fetchX509Bundles(request: ServerRequest<X509BundlesRequest>, context: ServerContext) async throws
         -> StreamingServerResponse<X509BundlesResponse>
     {
-        let (peer, selectors) = try attestPeer(request.metadata, method: "FetchX509Bundles")
-        let changes = node.changes()
-        _ = try entitled(selectors, node.snapshot, method: "FetchX509Bundles")
-        @Sendable func response() -> X509BundlesResponse {
-            let s = node.snapshot
+        try stream(request.metadata, method: "FetchX509Bundles") { s, _ in
             var r = X509BundlesResponse()
             r.bundles = [s.trustDomainID: Data(s.bundleDER)]
             return r
-        }
-        return StreamingServerResponse { writer in
-            var last = response()
-            try await writer.write(last)
-            for await _ in changes {
-                guard try reattest(peer, method: "FetchX509Bundles") == selectors else {
-                    throw RPCError(code: .permissionDenied, message: "no identity issued")
-                }
-                _ = try entitled(selectors, node.snapshot, method: "FetchX509Bundles")
-                let r = response()
-                if r != last {
-                    try await writer.write(r)
-                    last = r
-                }
-            }
-            return [:]
         }
     }
 
@@ -178,30 +165,10 @@ package struct WorkloadAPI: SpiffeWorkloadAPI.ServiceProtocol {
     package func fetchJWTBundles(request: ServerRequest<JWTBundlesRequest>, context: ServerContext) async throws
         -> StreamingServerResponse<JWTBundlesResponse>
     {
-        let (peer, selectors) = try attestPeer(request.metadata, method: "FetchJWTBundles")
-        let changes = node.changes()
-        _ = try entitled(selectors, node.snapshot, method: "FetchJWTBundles")
-        @Sendable func response() -> JWTBundlesResponse {
-            let s = node.snapshot
+        try stream(request.metadata, method: "FetchJWTBundles") { s, _ in
             var r = JWTBundlesResponse()
             r.bundles = [s.trustDomainID: Data(s.jwksJSON)]
             return r
-        }
-        return StreamingServerResponse { writer in
-            var last = response()
-            try await writer.write(last)
-            for await _ in changes {
-                guard try reattest(peer, method: "FetchJWTBundles") == selectors else {
-                    throw RPCError(code: .permissionDenied, message: "no identity issued")
-                }
-                _ = try entitled(selectors, node.snapshot, method: "FetchJWTBundles")
-                let r = response()
-                if r != last {
-                    try await writer.write(r)
-                    last = r
-                }
-            }
-            return [:]
         }
     }
 

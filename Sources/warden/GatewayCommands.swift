@@ -242,18 +242,9 @@ struct PolicyDiff: AsyncParsableCommand {
     @Flag(name: .long, help: "Print the JSON.") var json = false
     @OptionGroup var admin: AdminOptions
 
-    static func texts(_ source: String) throws -> [(name: String, text: String)] {
-        try PolicyEngine.files([source]).map { file in
-            (
-                String(file.split(separator: "/").last ?? ""),
-                try SecureFile.read(file, maxBytes: PolicyEngine.maxFileBytes)
-            )
-        }
-    }
-
     func run() async throws {
         try await reporting {
-            let (oldTexts, newTexts) = (try Self.texts(old), try Self.texts(new))
+            let (oldTexts, newTexts) = (try PolicyEngine.texts([old]), try PolicyEngine.texts([new]))
             let answer: JSONValue
             if replay {
                 guard let client = try admin.client() else {

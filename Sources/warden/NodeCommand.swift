@@ -3,6 +3,7 @@ import Cedar
 import Crypto
 import Foundation
 import Logging
+import ServiceLifecycle
 import WardenClient
 import WardenCore
 import WardenIdentity
@@ -54,14 +55,15 @@ struct NodeCommand: AsyncParsableCommand {
             let server = NodeServer(path: socket, node: node, logger: logger)
             let socket = self.socket
             let agents = node.snapshot.entries.count
-            try await withTaskCancellationOnSignals {
-                try await server.run(ready: {
-                    FileHandle.standardOutput.write(
-                        Data(
-                            "warden node: \(id) serving the Workload API on unix://\(socket) (\(agents) agents)\n".utf8)
-                    )
-                })
+            let service = NodeService(server: server) {
+                FileHandle.standardOutput.write(
+                    Data("warden node: \(id) serving the Workload API on unix://\(socket) (\(agents) agents)\n".utf8))
             }
+            // SIGTERM and SIGINT cancel the server (it removes its socket), as the other long-running verbs stop.
+            try await ServiceGroup(
+                configuration: .init(
+                    services: [.init(service: service)], cancellationSignals: [.sigterm, .sigint], logger: logger)
+            ).run()
         }
     }
 
@@ -108,17 +110,9 @@ extension NodeCommand {
     }
 }
 
-/// Runs `body` until it ends or SIGINT/SIGTERM arrives (then cancels it).
-func withTaskCancellationOnSignals(_ body: @escaping @Sendable () async throws -> Void) async throws {
-    signal(SIGINT, SIG_IGN)
-    signal(SIGTERM, SIG_IGN)
-    let task = Task { try await body() }
-    let sources = [SIGINT, SIGTERM].map { sig in
-        let s = DispatchSource.makeSignalSource(signal: sig)
-        s.setEventHandler { task.cancel() }
-        s.resume()
-        return s
-    }
-    defer { sources.forEach { $0.cancel() } }
-    try await task.value
+/// `warden node`'s server as a service of a `ServiceGroup`.
+struct NodeService: Service {
+    let server: NodeServer
+    let ready: @Sendable () -> Void
+    func run() async throws { try await server.run(ready: ready) }
 }

@@ -12,11 +12,8 @@ struct CorpusTests {
             print("skipping: ../shared/cedar-corpus is absent")
             return
         }
-        let dir = try TestSupport.temporaryDirectory("corpus")
+        let dir = try Self.unpack(corpus, "corpus")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let (status, _) = try TestSupport.run(
-            "/usr/bin/env", ["tar", "xzf", corpus.appendingPathComponent("corpus-tests.tar.gz").path, "-C", dir.path])
-        try #require(status == 0)
         let files = try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("corpus-tests").path)
             .filter { $0.hasSuffix(".json") && !$0.hasSuffix(".entities.json") }.sorted()
         #expect(files.count > 6000)
@@ -28,6 +25,15 @@ struct CorpusTests {
         print("cedar corpus: \(runner.passed) passed, \(runner.failed) failed")
     }
 
+    /// The generated corpus unpacked into a new temporary directory (the caller removes it).
+    static func unpack(_ corpus: URL, _ name: String) throws -> URL {
+        let dir = try TestSupport.temporaryDirectory(name)
+        let (status, _) = try TestSupport.run(
+            "/usr/bin/env", ["tar", "xzf", corpus.appendingPathComponent("corpus-tests.tar.gz").path, "-C", dir.path])
+        try #require(status == 0)
+        return dir
+    }
+
     /// The strict validator against the corpus's `shouldValidate`, file by file.
     @Test("the strict validator agrees with shouldValidate on every corpus test file")
     func validation() throws {
@@ -35,11 +41,8 @@ struct CorpusTests {
             print("skipping: ../shared/cedar-corpus is absent")
             return
         }
-        let dir = try TestSupport.temporaryDirectory("validation")
+        let dir = try Self.unpack(corpus, "validation")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let (status, _) = try TestSupport.run(
-            "/usr/bin/env", ["tar", "xzf", corpus.appendingPathComponent("corpus-tests.tar.gz").path, "-C", dir.path])
-        try #require(status == 0)
         let files = try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("corpus-tests").path)
             .filter { $0.hasSuffix(".json") && !$0.hasSuffix(".entities.json") }.sorted()
         var agree = 0

@@ -172,32 +172,24 @@ public struct Validator: Sendable {
 
     /// `t` and the declared types that can be its descendants (their `memberOf` reaches `t`).
     func typesIn(_ t: EntityType) -> Set<EntityType> {
-        var out: Set<EntityType> = [t]
-        var changed = true
-        while changed {
-            changed = false
-            for (name, info) in schema.entityTypes where !out.contains(name) {
-                if info.memberOf.contains(where: out.contains) {
-                    out.insert(name)
-                    changed = true
-                }
-            }
-        }
-        return out
+        Self.descendants(of: t, schema.entityTypes.mapValues(\.memberOf))
     }
 
     /// The declared actions that are `a` or in it, transitively; nil when `a` is not declared.
     func actionsIn(_ a: EntityUID) -> Set<EntityUID>? {
         guard schema.actions[a] != nil else { return nil }
-        var out: Set<EntityUID> = [a]
+        return Self.descendants(of: a, schema.actions.mapValues(\.memberOf))
+    }
+
+    /// `root` and everything whose parents (`parents`) reach it.
+    static func descendants<T: Hashable>(of root: T, _ parents: [T: [T]]) -> Set<T> {
+        var out: Set<T> = [root]
         var changed = true
         while changed {
             changed = false
-            for (uid, info) in schema.actions where !out.contains(uid) {
-                if info.memberOf.contains(where: out.contains) {
-                    out.insert(uid)
-                    changed = true
-                }
+            for (node, ps) in parents where !out.contains(node) && ps.contains(where: out.contains) {
+                out.insert(node)
+                changed = true
             }
         }
         return out

@@ -1,3 +1,5 @@
+// Generated code (protoc with the swift-protobuf and grpc-swift-protobuf plugins; see ../../README.md): one file
+// per proto as the generator writes it, not split by hand, and not formatted or linted.
 /// The SPIFFE Workload API (https://github.com/spiffe/spiffe/blob/main/standards/SPIFFE_Workload_API.md), the
 /// X.509-SVID and JWT-SVID profiles: the messages and service as the SPIFFE project defines them (go-spiffe's
 /// proto/spiffe/workload/workload.proto), so that py-spiffe, go-spiffe and java-spiffe clients speak to `warden node`

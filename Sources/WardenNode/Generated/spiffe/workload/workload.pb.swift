@@ -1,3 +1,5 @@
+// Generated code (protoc with the swift-protobuf and grpc-swift-protobuf plugins; see ../../README.md): one file
+// per proto as the generator writes it, not split by hand, and not formatted or linted.
 // DO NOT EDIT.
 // swift-format-ignore-file
 // swiftlint:disable all
