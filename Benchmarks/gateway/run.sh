@@ -11,9 +11,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; }
-swift build -c release --product warden
-swift build -c release --product GatewayBenchmark
-BIN=.build/release
+# BIN=DIR: binaries built elsewhere (a before/after comparison of two commits); otherwise a release build here.
+if [ -z "${BIN:-}" ]; then
+    swift build -c release --product warden
+    swift build -c release --product GatewayBenchmark
+    BIN=.build/release
+fi
 WORK=$(mktemp -d /tmp/warden-gwbench.XXXXXX)
 echo "work directory: $WORK"
 pids=()

@@ -265,7 +265,9 @@ public final class AuditLog: AuditJournal {
         _ = try mutate(tx) { tip in try appendEntry(event, tx, &tip) }
     }
 
-    func appendEntry(_ event: AuditEvent, _ tx: any AuditTransaction, _ tip: inout Tip) throws -> Int64 {
+    func appendEntry(
+        _ event: AuditEvent, _ tx: any AuditTransaction, _ tip: inout Tip, ticketAtCommit: Bool = true
+    ) throws -> Int64 {
         let seq = tip.size + 1
         let time = max(clock(), tip.lastTime)
         var entry = event.entryJSON(seq: seq, time: time)
@@ -282,7 +284,7 @@ public final class AuditLog: AuditJournal {
         tip.chain = chain
         tip.lastTime = time
         // Told the number once the entry is durable: a batch that rolls back gives its numbers to other entries.
-        if let ticket = event.ticket { tx.afterCommit({ ticket.set(seq) }, onRollback: {}) }
+        if ticketAtCommit, let ticket = event.ticket { tx.afterCommit({ ticket.set(seq) }, onRollback: {}) }
         return seq
     }
 
@@ -394,7 +396,7 @@ public final class AuditLog: AuditJournal {
                     seqs.reserveCapacity(batch.count)
                     for item in batch {
                         if let e = item.event {
-                            seqs.append(try appendEntry(e, tx, &tip))
+                            seqs.append(try appendEntry(e, tx, &tip, ticketAtCommit: false))
                         } else {
                             seqs.append(tip.size)
                         }
@@ -414,7 +416,11 @@ public final class AuditLog: AuditJournal {
             // Signed in its own transaction (a signing problem never fails the events just written), before the
             // callers hear back, so that a due checkpoint covers what they were told is stored.
             if events > 0 { checkpointIfDue() }
-            for (item, seq) in zip(batch, seqs) { item.continuation?.resume(returning: seq) }
+            // The batch committed: each entry's number is final (one pass here, not a commit hook per entry).
+            for (item, seq) in zip(batch, seqs) {
+                item.event?.ticket?.set(seq)
+                item.continuation?.resume(returning: seq)
+            }
         } catch {
             let reason = error.message
             let lost = queuedOnly

@@ -105,13 +105,6 @@ public enum RequestTarget {
         }
     }
 
-    /// The path and query an HTTP client derives from `url` the way AsyncHTTPClient does (through `URLComponents`),
-    /// so the gateway can assert that what goes out is what it built.
-    package static func clientView(of url: URL) -> (path: String, query: String?)? {
-        guard let c = URLComponents(url: url, resolvingAgainstBaseURL: true) else { return nil }
-        return (c.percentEncodedPath, c.percentEncodedQuery)
-    }
-
     /// Unreserved characters, sub-delimiters, `:` and `@` (RFC 3986 `pchar` without `%`).
     static func isPathChar(_ c: UInt8) -> Bool {
         isUnreserved(c) || c == UInt8(ascii: ":") || c == UInt8(ascii: "@") || c == UInt8(ascii: "!")

@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Cedar
 import Crypto
 import Foundation
@@ -21,6 +20,8 @@ final class Route: Sendable {
     /// `scheme://host:port` and the path prefix of the upstream.
     let base: String
     let prefix: String
+    /// Where `base` is.
+    let endpoint: UpstreamEndpoint
     /// The Cedar resource (`Service::"…"` in `Segment::"…"`) of a service route; nil for an agent route.
     let service: Entity?
     /// The Cedar resource: the service, or the exposed agent (`Agent::"<SPIFFE ID>"`).
@@ -47,6 +48,10 @@ final class Route: Sendable {
         }
         base = b
         prefix = p
+        guard let e = UpstreamEndpoint(base: b) else {
+            throw WardenError(.invalidConfig, "routes.\(c.name).upstream has no usable host and port")
+        }
+        endpoint = e
         if let agent = c.agent {
             resource = EntityUID("Agent", try SPIFFEID.agent(agent, trustDomain: trustDomain).description)
             service = nil
@@ -76,7 +81,8 @@ public final class Gateway: Sendable {
     public let metricsBackend: MetricsBackend
     /// The stages every front end shares.
     package let pipeline: Pipeline
-    let http: HTTPClient
+    /// The data path's upstream connections (`/r/` routes and MCP servers over HTTP).
+    package let upstreams: UpstreamClient
     let logger: Logger
 
     public init(
@@ -90,17 +96,8 @@ public final class Gateway: Sendable {
         self.metrics = GatewayMetrics(routes: routes.keys, backend: metricsBackend)
         self.limiter = limiter
         self.pipeline = Pipeline(cp: cp, limiter: limiter)
-        var config = HTTPClient.Configuration(
-            redirectConfiguration: .disallow,
-            timeout: .init(connect: .seconds(5)),
-            connectionPool: .init(
-                idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: cp.config.limits.maxConnections),
-            decompression: .disabled)
-        config.httpVersion = .http1Only
-        // No tracing span per forwarded request (the bootstrapped default is a no-op tracer, whose span and request
-        // attributes were still built on every call).
-        config.tracing.tracer = nil
-        self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+        // No redirects followed, no decompression, HTTP/1.1 keep-alive: what the agent asked, as Cedar decided it.
+        self.upstreams = UpstreamClient(maxIdlePerEndpoint: min(cp.config.limits.maxConnections, 1024))
         var logger = Logger(label: "warden.gateway")
         logger.logLevel = .info
         self.logger = logger
@@ -108,7 +105,7 @@ public final class Gateway: Sendable {
 
     /// Closes the upstream connection pool.
     public func shutdown() async {
-        try? await http.shutdown()
+        await upstreams.shutdown()
     }
 
     // MARK: Handling
@@ -298,13 +295,11 @@ public final class Gateway: Sendable {
                 .serviceUnavailable, "upstream_busy", "too many requests in flight on this route")
         }
         // The request target is Warden's own: the route's prefix, then the canonical path Cedar decided on, then the
-        // checked query. It is handed over only when the HTTP client will send exactly that (it re-derives the target
-        // through URLComponents and would fall back to a decoded path for one it cannot parse).
-        let target = route.prefix + path
+        // checked query, written to the upstream byte for byte as decided (no URL type re-derives it).
         let query = request.uri.query.flatMap { $0.isEmpty ? nil : $0 }
-        guard target.hasPrefix(route.prefix + "/"),
-            let url = URL(string: route.base + target + (query.map { "?" + $0 } ?? "")),
-            !url.path.isEmpty, let view = RequestTarget.clientView(of: url), view.path == target, view.query == query
+        let target = route.prefix + path + (query.map { "?" + $0 } ?? "")
+        guard target.utf8.starts(with: (route.prefix + "/").utf8),
+            target.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F })
         else {
             route.inFlight.subtract(1, ordering: .relaxed)
             metrics.upstreamError(route: route.config.name, kind: "target")
@@ -312,96 +307,87 @@ public final class Gateway: Sendable {
             return HTTPSupport.upstreamFailure(
                 .badRequest, "invalid_path", "the request target cannot be forwarded exactly as it was decided on")
         }
-        var up = HTTPClientRequest(url: url.absoluteString)
-        up.method = HTTPMethod(rawValue: request.method.rawValue)
+        var head = HTTPRequestHead(
+            version: .http1_1, method: HTTPMethod(rawValue: request.method.rawValue), uri: target)
         for (name, value) in Self.passedHeaders(request.headers, injected: credential?.0) {
-            up.headers.add(name: name, value: value)
+            head.headers.add(name: name, value: value)
         }
-        if let (name, value) = credential { up.headers.replaceOrAdd(name: name.rawName, value: value) }
+        if let (name, value) = credential { head.headers.replaceOrAdd(name: name.rawName, value: value) }
         // The host the agent reached Warden at is Warden's own public authority (its proofs are checked against it),
         // never the Host header the agent sent.
         if let source {
             let forFor = source.utf8.contains(UInt8(ascii: ":")) ? "\"[\(source)]\"" : source
-            up.headers.add(
+            head.headers.add(
                 name: "Forwarded",
                 value: "for=\(forFor);proto=\(proto)" + (host.isEmpty ? "" : ";host=\"\(host)\""))
-            up.headers.add(name: "X-Forwarded-For", value: source)
+            head.headers.add(name: "X-Forwarded-For", value: source)
         }
-        up.headers.add(name: "X-Forwarded-Proto", value: proto)
-        if !host.isEmpty { up.headers.add(name: "X-Forwarded-Host", value: host) }
-        up.headers.add(name: "X-Warden-Agent", value: who.agent.spiffeID.description)
-        if !who.claims.actors.isEmpty { up.headers.add(name: "X-Warden-Subject", value: who.claims.subject) }
-        let chunked = request.headers[.transferEncoding] != nil
-        let upload = BodyUpload()
-        if let length, length > 0 {
-            up.body = .stream(
-                LimitedBody(base: request.body, limit: route.config.maxBodyBytes, expected: length, upload: upload),
-                length: .known(Int64(length)))
-        } else if chunked {
-            up.body = .stream(
-                LimitedBody(base: request.body, limit: route.config.maxBodyBytes, expected: nil, upload: upload),
-                length: .unknown)
+        head.headers.add(name: "X-Forwarded-Proto", value: proto)
+        if !host.isEmpty { head.headers.add(name: "X-Forwarded-Host", value: host) }
+        head.headers.add(name: "X-Warden-Agent", value: who.agent.spiffeID.description)
+        if !who.claims.actors.isEmpty { head.headers.add(name: "X-Warden-Subject", value: who.claims.subject) }
+        // The body as the agent framed it: its announced length, or chunked.
+        let sent = LimitedBody<RequestBody>.Counter()
+        var stream: (any AsyncSequence<ByteBuffer, any Error> & Sendable)?
+        if let length {
+            head.headers.add(name: "Content-Length", value: String(length))
+            if length > 0 {
+                stream = LimitedBody(base: request.body, limit: route.config.maxBodyBytes, expected: length, sent: sent)
+            }
+        } else if request.headers[.transferEncoding] != nil {
+            head.headers.add(name: "Transfer-Encoding", value: "chunked")
+            stream = LimitedBody(base: request.body, limit: route.config.maxBodyBytes, expected: nil, sent: sent)
         }
-        let response: HTTPClientResponse
+        // A small body of known length is read whole (as nginx's proxy buffering does): one hand-over instead of a
+        // streamed sequence; larger or unknown-length bodies stream with backpressure. The upload is over (sent or
+        // abandoned) when `execute` returns: Hummingbird drains what is left of the agent's body itself.
+        let response: UpstreamResponse
         do {
-            response = try await http.execute(up, timeout: .seconds(route.config.timeout))
+            response = try await upstreams.execute(
+                route.endpoint, head: head, stream: stream, timeout: .seconds(route.config.timeout),
+                bufferUpTo: Self.bufferedResponseBytes)
         } catch {
-            await upload.finished(within: .seconds(route.config.timeout))
             route.inFlight.subtract(1, ordering: .relaxed)
-            exchanged(upload.bytes.load(ordering: .relaxed), 0, true)
+            exchanged(sent.value, 0, true)
             return upstreamError(error, route: route, who: who, request: request)
         }
-        // The agent's body must be read to its end (or abandoned) by the upload before this handler returns:
-        // Hummingbird drains what is left of it for the next request on the connection, and two readers of one body
-        // stream trap. An upstream answering before the whole body arrived is the case this waits for.
-        await upload.finished(within: .seconds(route.config.timeout))
         var headers = HTTPFields()
         var responseConnection = Set<String>()
-        for v in response.headers["connection"] {
+        for v in response.head.headers["connection"] {
             for t in v.split(separator: ",") {
                 responseConnection.insert(t.trimmingCharacters(in: .whitespaces).lowercased())
             }
         }
         var contentLength: Int?
-        for (name, value) in response.headers {
+        for (name, value) in response.head.headers {
             let lower = name.lowercased()
             if lower == "content-length" { contentLength = Int(value) }
             if Self.hopByHop.contains(lower) || responseConnection.contains(lower) { continue }
             if let n = HTTPField.Name(name) { headers.append(HTTPField(name: n, value: value)) }
         }
         if let contentLength { headers[.contentLength] = String(contentLength) }
-        let status = HTTPResponse.Status(code: Int(response.status.code), reasonPhrase: response.status.reasonPhrase)
-        // A small body of known length is read in one go (as nginx's proxy buffering does): one hand-over instead
-        // of a streamed sequence; larger or unknown-length bodies stream.
-        if let contentLength, contentLength <= Self.bufferedResponseBytes {
-            defer { route.inFlight.subtract(1, ordering: .relaxed) }
-            do {
-                let buffer = try await response.body.collect(upTo: contentLength)
-                exchanged(upload.bytes.load(ordering: .relaxed), Int64(buffer.readableBytes), true)
-                return Response(status: status, headers: headers, body: .init(byteBuffer: buffer))
-            } catch {
-                exchanged(upload.bytes.load(ordering: .relaxed), 0, true)
-                return upstreamError(error, route: route, who: who, request: request)
-            }
+        let status = HTTPResponse.Status(
+            code: Int(response.head.status.code), reasonPhrase: response.head.status.reasonPhrase)
+        switch response.body {
+        case .buffered(let buffer):
+            route.inFlight.subtract(1, ordering: .relaxed)
+            exchanged(sent.value, Int64(buffer.readableBytes), true)
+            return Response(status: status, headers: headers, body: .init(byteBuffer: buffer))
+        case .streamed(let stream):
+            let body = ReleasingBody(
+                base: stream,
+                release: ReleasingBody.Release(onProgress: { exchanged(0, $0, false) }) { bytesOut in
+                    route.inFlight.subtract(1, ordering: .relaxed)
+                    exchanged(sent.value, bytesOut, true)
+                })
+            return Response(status: status, headers: headers, body: ResponseBody(asyncSequence: body))
         }
-        let body = ReleasingBody(
-            base: response.body,
-            release: ReleasingBody.Release(onProgress: { exchanged(0, $0, false) }) { [upload] bytesOut in
-                route.inFlight.subtract(1, ordering: .relaxed)
-                exchanged(upload.bytes.load(ordering: .relaxed), bytesOut, true)
-            })
-        return Response(status: status, headers: headers, body: ResponseBody(asyncSequence: body))
     }
 
     /// 502 (unreachable, refused, reset) or 504 (deadline) with nothing of the upstream's address or error text;
     /// counted by kind and recorded.
-    func upstreamError(_ error: any Error, route: Route, who: AuthenticatedAgent, request: Request) -> Response {
-        let timedOut: Bool
-        if let e = error as? HTTPClientError, e == .deadlineExceeded || e == .readTimeout || e == .connectTimeout {
-            timedOut = true
-        } else {
-            timedOut = false
-        }
+    func upstreamError(_ error: UpstreamError, route: Route, who: AuthenticatedAgent, request: Request) -> Response {
+        let timedOut = error.timedOut
         let kind = timedOut ? "timeout" : "unavailable"
         metrics.upstreamError(route: route.config.name, kind: kind)
         try? cp.audit.submit(

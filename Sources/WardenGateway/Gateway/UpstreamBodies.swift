@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Cedar
 import Crypto
 import Foundation
@@ -14,104 +13,42 @@ import WardenCore
 import WardenIdentity
 import WardenRisk
 
-/// Tracks the upload of the agent's body: started when the upstream client begins reading it, finished when that
-/// reading ends (end of body, error, or the iterator dropped).
-final class BodyUpload: Sendable {
-    struct State {
-        var started = false
-        var done = false
-        var waiter: CheckedContinuation<Void, Never>?
-    }
-
-    let state = Mutex(State())
-    /// Bytes of the agent's body handed to the upstream so far.
-    let bytes = Atomic<Int64>(0)
-
-    func start() { state.withLock { $0.started = true } }
-
-    func finish() {
-        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
-            s.done = true
-            defer { s.waiter = nil }
-            return s.waiter
-        }
-        waiter?.resume()
-    }
-
-    /// Waits until the upload finished, when one started (at most `limit`).
-    func finished(within limit: Duration) async {
-        guard state.withLock({ $0.started && !$0.done }) else { return }
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                    let resumeNow = self.state.withLock { s -> Bool in
-                        if s.done { return true }
-                        s.waiter = c
-                        return false
-                    }
-                    if resumeNow { c.resume() }
-                }
-            }
-            group.addTask { try? await Task.sleep(for: limit) }
-            _ = await group.next()
-            // Whichever came first; a waiter left behind is resumed so its task ends.
-            self.finish()
-            group.cancelAll()
-        }
-    }
-}
-
 /// A request body that fails once more than `limit` bytes have passed (a chunked body that grows too large is cut,
 /// and the upstream sees an aborted request). With a known length it ends after that many bytes without asking the
-/// agent's stream again, and it reports the end of the upload to `upload`.
+/// agent's stream again. The bytes that passed are counted in `sent`.
 struct LimitedBody<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable where Base.Element == ByteBuffer {
     typealias Element = ByteBuffer
     let base: Base
     let limit: Int
     let expected: Int?
-    let upload: BodyUpload
+    let sent: Counter
+
+    /// Bytes of the agent's body handed to the upstream so far.
+    final class Counter: Sendable {
+        let bytes = Atomic<Int64>(0)
+        var value: Int64 { bytes.load(ordering: .relaxed) }
+    }
 
     struct TooLarge: Error {}
-
-    /// Reports the end of the upload when the iterator goes away, whatever the reason.
-    final class Ending: Sendable {
-        let upload: BodyUpload
-        init(_ upload: BodyUpload) {
-            self.upload = upload
-            upload.start()
-        }
-        deinit { upload.finish() }
-    }
 
     struct AsyncIterator: AsyncIteratorProtocol {
         var base: Base.AsyncIterator
         let limit: Int
         let expected: Int?
-        let ending: Ending
+        let sent: Counter
         var seen = 0
         mutating func next() async throws -> ByteBuffer? {
-            if let expected, seen >= expected {
-                ending.upload.finish()
-                return nil
-            }
-            do {
-                guard let b = try await base.next() else {
-                    ending.upload.finish()
-                    return nil
-                }
-                seen += b.readableBytes
-                if seen > limit { throw TooLarge() }
-                ending.upload.bytes.add(Int64(b.readableBytes), ordering: .relaxed)
-                return b
-            } catch {
-                ending.upload.finish()
-                throw error
-            }
+            if let expected, seen >= expected { return nil }
+            guard let b = try await base.next() else { return nil }
+            seen += b.readableBytes
+            if seen > limit { throw TooLarge() }
+            sent.bytes.add(Int64(b.readableBytes), ordering: .relaxed)
+            return b
         }
     }
 
     func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(base: base.makeAsyncIterator(), limit: limit, expected: expected, ending: Ending(upload))
+        AsyncIterator(base: base.makeAsyncIterator(), limit: limit, expected: expected, sent: sent)
     }
 }
 

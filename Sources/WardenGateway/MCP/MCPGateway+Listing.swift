@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Cedar
 import Crypto
 import Foundation

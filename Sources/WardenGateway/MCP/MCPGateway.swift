@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Cedar
 import Crypto
 import Foundation
@@ -112,7 +111,7 @@ public final class MCPGateway: Sendable {
             switch c.transport {
             case .http(let url):
                 upstream = HTTPUpstream(
-                    url: url, http: gateway.http, timeout: c.timeout, maxBytes: c.maxMessageBytes,
+                    url: url, http: gateway.upstreams, timeout: c.timeout, maxBytes: c.maxMessageBytes,
                     credential: credential)
             case .stdio(let command, let cwd):
                 upstream = StdioUpstream(

@@ -1,6 +1,5 @@
 // Why this file is long: both upstream transports (streamable HTTP and supervised stdio) share the session numbering
-// and framing here; the data-path issue replaces the HTTP one.
-import AsyncHTTPClient
+// and framing here.
 import Cedar
 import Foundation
 import Logging
@@ -51,8 +50,8 @@ extension UpstreamFailure {
     static let sessionChanged = UpstreamFailure("session_changed", "a new upstream session was opened")
 }
 
-/// Runs `body` with a deadline that covers all of it (AsyncHTTPClient's own deadline ends at the response head; a
-/// server that streams keep-alive comments without ever answering must not hold a call forever).
+/// Runs `body` with a deadline that covers all of it: opening a session is several exchanges, each with its own
+/// deadline, and is bounded as a whole too.
 func withDeadline<T: Sendable>(
     seconds: Int64, _ body: @escaping @Sendable () async throws(UpstreamFailure) -> T
 ) async throws(UpstreamFailure) -> T {
@@ -103,7 +102,10 @@ func unwrap(_ response: JSONValue) -> Result<JSONValue, JSONRPC.RPCError> {
 /// session), then one POST per request with `Mcp-Session-Id`, answered with JSON or an SSE stream.
 final class HTTPUpstream: MCPUpstream {
     let url: String
-    let http: HTTPClient
+    let endpoint: UpstreamEndpoint?
+    /// The request target (path and query) on `endpoint`.
+    let target: String
+    let http: UpstreamClient
     let timeout: Int64
     let maxBytes: Int
     /// The brokered credential header and value, read at each request (a rotated secret applies at once).
@@ -121,10 +123,13 @@ final class HTTPUpstream: MCPUpstream {
     }
 
     init(
-        url: String, http: HTTPClient, timeout: Int64, maxBytes: Int,
+        url: String, http: UpstreamClient, timeout: Int64, maxBytes: Int,
         credential: @escaping @Sendable () -> (String, String)?
     ) {
         self.url = url
+        let split = UpstreamEndpoint.split(url)
+        self.endpoint = split?.0
+        self.target = split?.path ?? "/"
         self.http = http
         self.timeout = timeout
         self.maxBytes = maxBytes
@@ -132,19 +137,18 @@ final class HTTPUpstream: MCPUpstream {
     }
 
     func shutdown() async {
-        guard let id = session.withLock({ $0?.id }) else { return }
-        var req = HTTPClientRequest(url: url)
-        req.method = .DELETE
-        req.headers.add(name: "Mcp-Session-Id", value: id)
-        req.headers.add(name: "MCP-Protocol-Version", value: upstreamProtocolVersion)
-        if let (n, v) = credential() { req.headers.replaceOrAdd(name: n, value: v) }
-        _ = try? await http.execute(req, timeout: .seconds(2))
+        guard let id = session.withLock({ $0?.id }), let endpoint else { return }
+        var head = HTTPRequestHead(version: .http1_1, method: .DELETE, uri: target)
+        head.headers.add(name: "Mcp-Session-Id", value: id)
+        head.headers.add(name: "MCP-Protocol-Version", value: upstreamProtocolVersion)
+        if let (n, v) = credential() { head.headers.replaceOrAdd(name: n, value: v) }
+        _ = try? await http.execute(endpoint, head: head, timeout: .seconds(2), bufferUpTo: 64 * 1024)
     }
 
+    /// Each exchange is bounded by the server's timeout, its body included (a server that streams keep-alive
+    /// comments without ever answering does not hold a call); a session opened again on the way adds its own.
     func request(_ method: String, params: JSONValue?, session: Int?) async throws(UpstreamFailure) -> JSONValue {
-        try await withDeadline(seconds: timeout) { () async throws(UpstreamFailure) -> JSONValue in
-            try await self.exchangeInSession(method, params: params, expected: session)
-        }
+        try await exchangeInSession(method, params: params, expected: session)
     }
 
     var currentSession: Int? { session.withLock { $0?.number } }
@@ -216,47 +220,47 @@ final class HTTPUpstream: MCPUpstream {
     /// One POST: the response message matching the request's id (nil for a notification), and the session id the
     /// server returned.
     func post(_ message: JSONValue, session: String?) async throws(UpstreamFailure) -> (JSONValue?, String?) {
-        var req = HTTPClientRequest(url: url)
-        req.method = .POST
-        req.headers.add(name: "Content-Type", value: "application/json")
-        req.headers.add(name: "Accept", value: "application/json, text/event-stream")
+        guard let endpoint else { throw UpstreamFailure("unavailable", "the server's URL is not a plain http(s) URL") }
+        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: target)
+        head.headers.add(name: "Content-Type", value: "application/json")
+        head.headers.add(name: "Accept", value: "application/json, text/event-stream")
         if let session {
             // After initialize: the negotiated version on every request, and the session id when the server gave one.
-            if !session.isEmpty { req.headers.add(name: "Mcp-Session-Id", value: session) }
-            req.headers.add(name: "MCP-Protocol-Version", value: upstreamProtocolVersion)
+            if !session.isEmpty { head.headers.add(name: "Mcp-Session-Id", value: session) }
+            head.headers.add(name: "MCP-Protocol-Version", value: upstreamProtocolVersion)
         }
-        if let (n, v) = credential() { req.headers.replaceOrAdd(name: n, value: v) }
-        req.body = .bytes(ByteBuffer(string: message.serialized))
+        if let (n, v) = credential() { head.headers.replaceOrAdd(name: n, value: v) }
+        let body = ByteBuffer(string: message.serialized)
+        head.headers.add(name: "Content-Length", value: String(body.readableBytes))
         let expected = message["id"]
-        let response: HTTPClientResponse
+        let response: UpstreamResponse
         do {
-            response = try await http.execute(req, timeout: .seconds(timeout))
+            response = try await http.execute(
+                endpoint, head: head, bytes: body, timeout: .seconds(timeout), bufferUpTo: maxBytes,
+                timeoutCoversBody: true)
         } catch {
-            if let e = error as? HTTPClientError, e == .deadlineExceeded || e == .readTimeout {
-                throw UpstreamFailure("timeout", "no answer in time")
-            }
-            throw UpstreamFailure("unavailable", String(describing: error))
+            throw UpstreamFailure(error.timedOut ? "timeout" : "unavailable", error.description)
         }
-        let newSession = response.headers.first(name: "mcp-session-id")
+        let newSession = response.head.headers.first(name: "mcp-session-id")
         if newSession.map({ $0.utf8.count > 256 || !$0.utf8.allSatisfy { $0 >= 0x21 && $0 <= 0x7E } }) == true {
             throw UpstreamFailure("protocol", "invalid session id")
         }
-        let status = response.status.code
+        let status = response.head.status.code
         if status == 404, session != nil { throw UpstreamFailure("session_expired", "session not found") }
         if expected == nil {
             guard status == 202 || status == 200 else {
                 throw UpstreamFailure("protocol", "notification answered with \(status)")
             }
-            _ = try? await response.body.collect(upTo: maxBytes)
+            _ = try? await response.collect(upTo: maxBytes)
             return (nil, newSession)
         }
-        let contentType = (response.headers.first(name: "content-type") ?? "").lowercased()
+        let contentType = (response.head.headers.first(name: "content-type") ?? "").lowercased()
         do {
             if contentType.hasPrefix("text/event-stream") {
                 // Read events until the response to this request (server requests and notifications are dropped:
                 // Warden does not relay sampling or elicitation from upstream servers).
                 var parser = SSEParser(maxBytes: maxBytes)
-                for try await chunk in response.body {
+                for try await chunk in response.parts {
                     for data in try parser.feed(chunk) {
                         guard let v = try? JSONValue.parse(data, maxDepth: JSONRPC.maxDepth, maxBytes: maxBytes),
                             v["id"] == expected, v["method"] == nil
@@ -266,7 +270,7 @@ final class HTTPUpstream: MCPUpstream {
                 }
                 throw UpstreamFailure("protocol", "the event stream ended without a response")
             }
-            let body = try await response.body.collect(upTo: maxBytes)
+            let body = try await response.collect(upTo: maxBytes)
             guard (200..<300).contains(status) || contentType.hasPrefix("application/json") else {
                 throw UpstreamFailure("protocol", "status \(status)")
             }
@@ -278,9 +282,7 @@ final class HTTPUpstream: MCPUpstream {
         } catch let e as UpstreamFailure {
             throw e
         } catch {
-            if let e = error as? HTTPClientError, e == .deadlineExceeded || e == .readTimeout {
-                throw UpstreamFailure("timeout", "no answer in time")
-            }
+            if let e = error as? UpstreamError, e.timedOut { throw UpstreamFailure("timeout", "no answer in time") }
             throw UpstreamFailure("protocol", "unreadable response: \(String(describing: error).prefix(200))")
         }
     }

@@ -23,6 +23,8 @@ public struct DPoPVerifier: Sendable {
     public let replayCache: ReplayCache
     /// Proof keys already decoded (an agent signs every proof with the same key).
     let keys = ProofKeyCache()
+    /// Proof headers already checked, by their base64url text.
+    let headers = ProofHeaderCache()
     /// The current time, in seconds since the Unix epoch (injected so tests control it).
     public let clock: any WardenClock
 
@@ -75,15 +77,31 @@ public struct DPoPVerifier: Sendable {
             throw WardenError(code, "server misconfiguration: the replay cache TTL is shorter than the proof window")
         }
         guard let proof else { throw WardenError(code, "the request has no DPoP proof") }
-        let jws = try CompactJWS(proof, what: "DPoP proof", code: code)
-        guard jws.header["typ"]?.stringValue == "dpop+jwt" else {
-            throw WardenError(code, "the DPoP proof header typ must be dpop+jwt")
+        let what = "DPoP proof"
+        let (h64, p64, s64) = try CompactJWS.segments(proof, what: what, code: code)
+        // An agent's proofs share one header (its key, typ and alg): checked once, then found by its bytes.
+        let (key, publicKey, thumbprint) = try headers.resolve(h64) { () throws(WardenError) in
+            guard let bytes = Base64URL.decode(h64) else {
+                throw WardenError(code, "the \(what) is not valid base64url")
+            }
+            let header = try CompactJWS.object(bytes, "header", what: what, code: code)
+            try CompactJWS.checkCritical(header, what: what, code: code)
+            guard header["typ"]?.stringValue == "dpop+jwt" else {
+                throw WardenError(code, "the DPoP proof header typ must be dpop+jwt")
+            }
+            guard let jwkJSON = header["jwk"] else { throw WardenError(code, "the DPoP proof header has no jwk") }
+            let resolved = try keys.resolve(jwkJSON, code: code)
+            guard header["alg"]?.stringValue == "ES256" else {
+                throw WardenError(code, "the \(what) must be signed with ES256")
+            }
+            return resolved
         }
-        guard let jwkJSON = jws.header["jwk"] else { throw WardenError(code, "the DPoP proof header has no jwk") }
-        let (key, publicKey, thumbprint) = try keys.resolve(jwkJSON, code: code)
-        try jws.verifyES256(with: publicKey, code: code, what: "DPoP proof")
-
-        let claims = jws.payload
+        guard let payload = Base64URL.decode(p64), let signature = Base64URL.decode(s64) else {
+            throw WardenError(code, "the \(what) is not valid base64url")
+        }
+        try CompactJWS.verifyES256(
+            signature, over: Array(proof.utf8[h64.startIndex..<p64.endIndex]), with: publicKey, code: code, what: what)
+        let claims = try CompactJWS.object(payload, "payload", what: what, code: code)
         guard let jti = claims["jti"]?.stringValue, !jti.isEmpty, jti.utf8.count <= maxJTILength else {
             throw WardenError(code, "the DPoP proof needs a jti of 1 to \(maxJTILength) bytes")
         }
@@ -206,5 +224,32 @@ final class ProofKeyCache: Sendable {
         } catch {
             throw WardenError(code, "the DPoP proof key is unusable: \(error.message)")
         }
+    }
+}
+
+/// Proof headers that passed every header check (`crit`, `typ`, `jwk`, `alg`), by their exact base64url text, with
+/// the key they carry: the same bytes always decode to the same header, so a header seen before is not parsed again.
+/// Bounded (emptied when full).
+final class ProofHeaderCache: Sendable {
+    private let entries = Mutex<[Substring: (ECPublicJWK, P256.Signing.PublicKey, String)]>([:])
+    static let capacity = 10_000
+    /// The longest header text kept (a proof header with a P-256 JWK is about 250 bytes).
+    static let maxKeyLength = 1024
+
+    func resolve(
+        _ text: Substring,
+        check: () throws(WardenError) -> (ECPublicJWK, P256.Signing.PublicKey, String)
+    ) throws(WardenError) -> (ECPublicJWK, P256.Signing.PublicKey, String) {
+        if let hit = entries.withLock({ $0[text] }) { return hit }
+        let resolved = try check()
+        if text.utf8.count <= Self.maxKeyLength {
+            // Its own storage, not a slice holding the whole proof.
+            let key = Substring(String(text))
+            entries.withLock { e in
+                if e.count >= Self.capacity { e.removeAll(keepingCapacity: true) }
+                e[key] = resolved
+            }
+        }
+        return resolved
     }
 }

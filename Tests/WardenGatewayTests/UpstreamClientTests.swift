@@ -1,0 +1,275 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+import Testing
+
+@testable import WardenGateway
+
+/// A raw HTTP/1.1 upstream on loopback whose answers are scripted, to see what the data path's client does with
+/// keep-alive, closes, silence, malformed answers and large bodies.
+final class ScriptedUpstream: Sendable {
+    enum Behaviour: Sendable {
+        /// `Content-Length` answer, keep-alive.
+        case reply(String)
+        /// The same, then the connection is closed without saying so.
+        case replyThenClose(String)
+        /// `Connection: close`, then closed.
+        case replyConnectionClose(String)
+        /// Never answers.
+        case silent
+        /// Not HTTP.
+        case garbage
+        /// A chunked body of `chunks` x 64 KiB, written only as fast as the client reads.
+        case chunked(chunks: Int)
+    }
+
+    let behaviour: Behaviour
+    let connections = Atomic<Int>(0)
+    let closed = Atomic<Int>(0)
+    let bytesWritten = Atomic<Int>(0)
+    let requestHeads = Mutex<[String]>([])
+    private let channel = Mutex<(any Channel)?>(nil)
+
+    init(_ behaviour: Behaviour) { self.behaviour = behaviour }
+
+    var port: Int { channel.withLock { $0?.localAddress?.port ?? 0 } }
+    var endpoint: UpstreamEndpoint { UpstreamEndpoint(base: "http://127.0.0.1:\(port)")! }
+
+    func start() async throws {
+        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { [self] channel in
+                self.connections.add(1, ordering: .relaxed)
+                channel.closeFuture.whenComplete { _ in self.closed.add(1, ordering: .relaxed) }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(Handler(upstream: self))
+                }
+            }
+        let c = try await bootstrap.bind(host: "127.0.0.1", port: 0).get()
+        channel.withLock { $0 = c }
+    }
+
+    func stop() async {
+        try? await channel.withLock({ $0 })?.close()
+    }
+
+    final class Handler: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let upstream: ScriptedUpstream
+        var pending = ""
+
+        init(upstream: ScriptedUpstream) { self.upstream = upstream }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            pending += String(buffer: unwrapInboundIn(data))
+            // Requests here have no body: each head ends at the blank line.
+            while let end = pending.range(of: "\r\n\r\n") {
+                let head = String(pending[..<end.lowerBound])
+                pending = String(pending[end.upperBound...])
+                upstream.requestHeads.withLock { $0.append(head) }
+                answer(context)
+            }
+        }
+
+        func send(_ context: ChannelHandlerContext, _ text: String) -> EventLoopFuture<Void> {
+            upstream.bytesWritten.add(text.utf8.count, ordering: .relaxed)
+            return context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: text)))
+        }
+
+        func answer(_ context: ChannelHandlerContext) {
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            switch upstream.behaviour {
+            case .reply(let body):
+                _ = send(context, "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+            case .replyThenClose(let body):
+                send(context, "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)").whenComplete {
+                    _ in bound.value.close(promise: nil)
+                }
+            case .replyConnectionClose(let body):
+                send(
+                    context, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+                ).whenComplete { _ in bound.value.close(promise: nil) }
+            case .silent:
+                break
+            case .garbage:
+                _ = send(context, "this is not HTTP at all\r\n\r\n")
+            case .chunked(let chunks):
+                let chunk = String(repeating: "z", count: 64 * 1024)
+                let frame = String(chunk.utf8.count, radix: 16) + "\r\n" + chunk + "\r\n"
+                func next(_ left: Int) {
+                    guard left > 0 else {
+                        _ = send(bound.value, "0\r\n\r\n")
+                        return
+                    }
+                    // The next chunk only once this one is in the socket: a client that stops reading stops this.
+                    send(bound.value, frame).whenSuccess { next(left - 1) }
+                }
+                send(context, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").whenSuccess { next(chunks) }
+            }
+        }
+    }
+}
+
+/// Waits until `value` stops changing for a while (at most `limit`), and returns it.
+func settled(_ value: () -> Int, limit: Duration = .seconds(10)) async throws -> Int {
+    let clock = ContinuousClock()
+    let end = clock.now + limit
+    var last = value()
+    var stableSince = clock.now
+    while clock.now < end {
+        try await Task.sleep(for: .milliseconds(20))
+        let v = value()
+        if v != last {
+            last = v
+            stableSince = clock.now
+        } else if clock.now - stableSince >= .milliseconds(300) {
+            break
+        }
+    }
+    return last
+}
+
+@Suite("The data path's upstream client (a scripted upstream on loopback)")
+struct UpstreamClientTests {
+    func withUpstream(_ b: ScriptedUpstream.Behaviour, _ body: (ScriptedUpstream, UpstreamClient) async throws -> Void)
+        async throws
+    {
+        let upstream = ScriptedUpstream(b)
+        try await upstream.start()
+        let client = UpstreamClient()
+        do {
+            try await body(upstream, client)
+        } catch {
+            await client.shutdown()
+            await upstream.stop()
+            throw error
+        }
+        await client.shutdown()
+        await upstream.stop()
+    }
+
+    func get(_ uri: String) -> HTTPRequestHead { HTTPRequestHead(version: .http1_1, method: .GET, uri: uri) }
+
+    func text(_ r: UpstreamResponse) async throws -> String { String(buffer: try await r.collect(upTo: 1 << 20)) }
+
+    @Test("keep-alive: exchanges share one connection; the target goes out byte for byte with the upstream's Host")
+    func keepAlive() async throws {
+        try await withUpstream(.reply("ok")) { upstream, client in
+            let target = "/v1/a%2Fb/..%2E;x=1/%7E?q=%41&r"
+            for _ in 0..<5 {
+                let r = try await client.execute(
+                    upstream.endpoint, head: get(target), timeout: .seconds(5), bufferUpTo: 1024)
+                #expect(r.head.status == .ok)
+                #expect(try await text(r) == "ok")
+            }
+            #expect(upstream.connections.load(ordering: .relaxed) == 1)
+            let heads = upstream.requestHeads.withLock { $0 }
+            #expect(heads.count == 5)
+            let lines = heads.first?.components(separatedBy: "\r\n") ?? []
+            #expect(lines.first == "GET \(target) HTTP/1.1")
+            #expect(lines.contains("Host: 127.0.0.1:\(upstream.port)"))
+        }
+    }
+
+    @Test("an upstream that closes after answering, or says Connection: close, gets a new connection next time")
+    func closes() async throws {
+        for behaviour in [ScriptedUpstream.Behaviour.replyThenClose("ok"), .replyConnectionClose("ok")] {
+            try await withUpstream(behaviour) { upstream, client in
+                for _ in 0..<3 {
+                    let r = try await client.execute(
+                        upstream.endpoint, head: get("/x"), timeout: .seconds(5), bufferUpTo: 1024)
+                    #expect(try await text(r) == "ok")
+                }
+                #expect(upstream.connections.load(ordering: .relaxed) == 3)
+            }
+        }
+    }
+
+    @Test("silence fails the exchange at its deadline, and that connection is closed, not reused")
+    func silence() async throws {
+        try await withUpstream(.silent) { upstream, client in
+            let start = ContinuousClock.now
+            do throws(UpstreamError) {
+                _ = try await client.execute(
+                    upstream.endpoint, head: get("/x"), timeout: .milliseconds(200), bufferUpTo: 1024)
+                Issue.record("a silent upstream answered")
+            } catch {
+                #expect(error.kind == .timeout)
+            }
+            #expect(ContinuousClock.now - start < .seconds(5))
+            let closed = try await settled { upstream.closed.load(ordering: .relaxed) }
+            #expect(closed == 1)
+        }
+    }
+
+    @Test("an answer that is not HTTP fails the exchange")
+    func garbage() async throws {
+        try await withUpstream(.garbage) { upstream, client in
+            await #expect(throws: UpstreamError.self) {
+                _ = try await client.execute(upstream.endpoint, head: get("/x"), timeout: .seconds(5), bufferUpTo: 1024)
+            }
+        }
+    }
+
+    @Test("no upstream listening: a connect error, quickly")
+    func refused() async throws {
+        let client = UpstreamClient()
+        defer { Task { await client.shutdown() } }
+        do {
+            _ = try await client.execute(
+                UpstreamEndpoint(base: "http://127.0.0.1:1")!, head: get("/x"), timeout: .seconds(5), bufferUpTo: 1024)
+            Issue.record("port 1 answered")
+        } catch {
+            #expect(error.kind == .connect)
+        }
+    }
+
+    @Test("a large chunked body streams whole; a reader that stops holds the upstream back; dropping it closes")
+    func backpressure() async throws {
+        try await withUpstream(.chunked(chunks: 256)) { upstream, client in
+            // Read whole: 16 MiB arrive intact.
+            let r = try await client.execute(
+                upstream.endpoint, head: get("/all"), timeout: .seconds(5), bufferUpTo: 1024)
+            guard case .streamed = r.body else {
+                Issue.record("a chunked body was buffered")
+                return
+            }
+            #expect(try await r.collect(upTo: 32 << 20).readableBytes == 256 * 64 * 1024)
+            // A reader that takes one part and stops: the upstream can write no more than the sockets and the
+            // client's small window hold, far from the 16 MiB it has.
+            let before = upstream.bytesWritten.load(ordering: .relaxed)
+            let slow = try await client.execute(
+                upstream.endpoint, head: get("/slow"), timeout: .seconds(5), bufferUpTo: 1024)
+            guard case .streamed(let body) = slow.body else {
+                Issue.record("a chunked body was buffered")
+                return
+            }
+            var iterator: UpstreamResponseBody.AsyncIterator? = body.makeAsyncIterator()
+            #expect(try await iterator?.next() != nil)
+            let written = try await settled { upstream.bytesWritten.load(ordering: .relaxed) } - before
+            #expect(written < 12 << 20, "the upstream wrote \(written) bytes for a reader that stopped")
+            // Dropping the body closes that connection (it cannot be reused half read).
+            let closedBefore = upstream.closed.load(ordering: .relaxed)
+            iterator = nil
+            _ = iterator
+            let closedAfter = try await settled { upstream.closed.load(ordering: .relaxed) }
+            #expect(closedAfter == closedBefore + 1)
+        }
+    }
+
+    @Test("endpoints: default ports, IPv6 brackets, and what is not a plain http(s) URL")
+    func endpoints() {
+        let a = UpstreamEndpoint.split("https://api.example.com/v1/mcp?x=1#f")
+        #expect(a?.0.authority == "api.example.com" && a?.0.port == 443 && a?.0.tls == true)
+        #expect(a?.path == "/v1/mcp?x=1")
+        let b = UpstreamEndpoint(base: "http://[::1]:8080")
+        #expect(b?.host == "::1" && b?.port == 8080 && b?.authority == "[::1]:8080")
+        #expect(UpstreamEndpoint(base: "http://h:80")?.authority == "h")
+        for bad in ["ftp://h", "http://", "http://u@h", "http://h:0", "http://h:99999", "http://[::1", "h:80"] {
+            #expect(UpstreamEndpoint.split(bad) == nil, "\(bad)")
+        }
+    }
+}
