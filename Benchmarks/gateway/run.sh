@@ -56,4 +56,13 @@ pids+=($!)
 # /readyz: proofs made in the first seconds after a start need the server's nonce (the restart replay guard).
 for _ in $(seq 1 200); do curl -fsS http://127.0.0.1:18443/readyz >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fsS http://127.0.0.1:18080/hello >/dev/null && curl -fsS http://127.0.0.1:18081/hello >/dev/null
+cpu_ticks() { awk '{print $14 + $15}' "/proc/${pids[0]}/stat"; }
+gateway_requests() {
+    curl -fsS http://127.0.0.1:18443/metrics | awk '/^warden_gateway_requests_total/ {n += $NF} END {printf "%d", n}'
+}
+ticks0=$(cpu_ticks); requests0=$(gateway_requests)
 $BIN/GatewayBenchmark run --dir "$WORK" "$@"
+# The server's user+system CPU over the run per gateway request it counted (steadier than throughput on a shared VM).
+ticks1=$(cpu_ticks); requests1=$(gateway_requests)
+awk -v t=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" -v n=$((requests1 - requests0)) \
+    'BEGIN { if (n > 0) printf "server CPU per gateway request: %.0f µs (%d requests, %.2f s of CPU)\n", t / hz / n * 1e6, n, t / hz }'

@@ -38,12 +38,7 @@ extension Gateway {
     /// The agent's request headers that go upstream: not hop-by-hop ones (nor those its `Connection` names), not its
     /// credentials or forwarding claims, not the header the brokered credential goes in.
     public static func passedHeaders(_ headers: HTTPFields, injected: HTTPField.Name?) -> [(String, String)] {
-        var connectionTokens = Set<String>()
-        for v in headers[values: .connection] {
-            for t in v.split(separator: ",") {
-                connectionTokens.insert(t.trimmingCharacters(in: .whitespaces).lowercased())
-            }
-        }
+        let connectionTokens = Self.connectionTokens(headers[values: .connection])
         let injected = injected?.canonicalName
         var out: [(String, String)] = []
         for field in headers {
@@ -59,6 +54,20 @@ extension Gateway {
             out.append((field.name.rawName, field.value))
         }
         return out
+    }
+
+    /// The lower-cased tokens that `Connection` header values name (RFC 9110 §7.6.1): those headers are hop-by-hop too.
+    static func connectionTokens(_ values: some Sequence<String>) -> Set<String> {
+        var tokens = Set<String>()
+        for v in values {
+            for t in v.utf8.split(separator: UInt8(ascii: ",")) {
+                let isSpace = { (c: UInt8) in c == UInt8(ascii: " ") || c == UInt8(ascii: "\t") }
+                guard let start = t.firstIndex(where: { !isSpace($0) }), let end = t.lastIndex(where: { !isSpace($0) })
+                else { continue }
+                tokens.insert(String(Substring(t[start...end])).lowercased())
+            }
+        }
+        return tokens
     }
 
     /// The authority of a base URL (`https://warden.example:8443/x` → `warden.example:8443`), when it is plain.

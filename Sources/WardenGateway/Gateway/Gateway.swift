@@ -352,12 +352,7 @@ public final class Gateway: Sendable {
             return upstreamError(error, route: route, who: who, request: request)
         }
         var headers = HTTPFields()
-        var responseConnection = Set<String>()
-        for v in response.head.headers["connection"] {
-            for t in v.split(separator: ",") {
-                responseConnection.insert(t.trimmingCharacters(in: .whitespaces).lowercased())
-            }
-        }
+        let responseConnection = Self.connectionTokens(response.head.headers["connection"])
         var contentLength: Int?
         for (name, value) in response.head.headers {
             let lower = name.lowercased()
