@@ -250,6 +250,7 @@ let package = Package(
             name: "GatewayBenchmark",
             dependencies: [
                 "WardenControlPlane", "WardenGateway", "WardenServer", "WardenIdentity", "WardenCore", "Cedar",
+                "WardenClient",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),

@@ -10,6 +10,9 @@
 //       connection count and target, 1 s of warm-up then S seconds measured; prints throughput and the median and
 //       p99 latency, and what each proxy adds over direct. DPoP proofs are signed before each run (not timed).
 //       Also measures one P-256 signature verification (the DPoP target's budget is nginx's figure + 1.5x that).
+//   GatewayBenchmark soak --dir DIR --server-pid PID [--seconds 600] [--connections 16] [--round 20]
+//       DPoP for ten minutes in rounds (proofs signed before each round, tokens renewed at the token endpoint every
+//       200 s), printing the server's resident memory after each round and its spread once the replay window filled.
 //   GatewayBenchmark run --dir DIR --rates 1000,3000 [--seconds S] [--targets ...]
 //       Open loop instead (the way agentgateway publishes its figures): requests are due at a fixed rate whatever the
 //       answers do, sent on the first idle one of 64 connections (queued when none is idle), and each latency runs
@@ -24,6 +27,7 @@ import NIOPosix
 import NIOSSL
 import SwiftASN1
 import Synchronization
+import WardenClient
 import WardenControlPlane
 import WardenCore
 import WardenGateway
@@ -98,7 +102,7 @@ func setup(agents: Int) throws {
         )
         try key.pemRepresentation.write(toFile: dir + "/agents/\(i).key", atomically: true, encoding: .utf8)
         var entry: [(String, JSONValue)] = [
-            ("key", .string(dir + "/agents/\(i).key")), ("token", .string(token.accessToken)),
+            ("key", .string(dir + "/agents/\(i).key")), ("token", .string(token.accessToken)), ("id", .string(id)),
         ]
         if i == 0 {
             // The mutual-TLS client: an SVID and a token bound to it.
@@ -631,10 +635,102 @@ enum ShotSourceBuilder {
     }
 }
 
+/// The long run: DPoP at `--connections` for `--seconds`, in rounds of `--round` seconds (proofs for a round are signed
+/// before it; tokens are renewed at the token endpoint every 200 s, as an agent would), with the server's resident
+/// memory after every round. Ends with the spread of the resident memory once the replay cache's window has filled.
+func soak() throws {
+    let total = Double(option("--seconds") ?? "600") ?? 600
+    let round = Double(option("--round") ?? "20") ?? 20
+    let connections = Int(option("--connections") ?? "16") ?? 16
+    guard let pid = option("--server-pid") else { throw WardenError(.invalidRequest, "--server-pid is required") }
+    let tokens = try JSONValue.parse(try String(contentsOfFile: dir + "/tokens.json", encoding: .utf8))
+    guard case .array(var agents) = tokens, !agents.isEmpty else { throw WardenError(.invalidConfig, "no tokens") }
+    let keys = try agents.map { a in
+        try P256.Signing.PrivateKey(
+            pemRepresentation: try String(contentsOfFile: a["key"]!.stringValue!, encoding: .utf8))
+    }
+    func residentMiB() -> Double {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
+    }
+    /// New access tokens for every agent from the token endpoint (client assertion and DPoP, like any agent).
+    func renew() throws {
+        let server = "http://127.0.0.1:\(wardenPort)"
+        let renewed = Mutex<[Int: String]>([:])
+        let done = DispatchSemaphore(value: 0)
+        let failure = Mutex<String?>(nil)
+        let ids = agents.map { $0["id"]!.stringValue! }
+        Task {
+            for (i, key) in keys.enumerated() {
+                do {
+                    let t = try await AgentClient(server: server, key: key).token(spiffeID: ids[i])
+                    guard let access = t["access_token"]?.stringValue else { throw WardenClientError("no token") }
+                    renewed.withLock { $0[i] = access }
+                } catch {
+                    failure.withLock { $0 = "agent \(i): \(error)" }
+                }
+            }
+            done.signal()
+        }
+        done.wait()
+        if let f = failure.withLock({ $0 }) { throw WardenError(.invalidRequest, "token renewal failed: \(f)") }
+        let fresh = renewed.withLock { $0 }
+        agents = agents.enumerated().map { i, a in
+            guard case .object(var pairs) = a, let t = fresh[i] else { return a }
+            pairs.removeAll { $0.0 == "token" }
+            pairs.append(("token", .string(t)))
+            return .object(pairs)
+        }
+    }
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let path = "/r/bench/hello"
+    let url = "http://127.0.0.1:\(wardenPort)" + path
+    let clock = ContinuousClock()
+    let start = clock.now
+    var renewedAt = clock.now
+    try renew()
+    var figures: [(seconds: Double, rps: Double, mib: Double, errors: Int)] = []
+    print("round  elapsed s   req/s  errors  server RSS MiB")
+    while clock.now - start < .seconds(total) {
+        if clock.now - renewedAt > .seconds(200) {
+            try renew()
+            renewedAt = clock.now
+        }
+        let shots = ShotSourceBuilder.dpop(
+            agents: agents, keys: keys, url: url, path: path, count: Int((round + 1.5) * 12_000))
+        let r = try measure(
+            group: group, port: wardenPort, tls: nil, connections: connections, seconds: round,
+            source: ShotSource(shots, cycle: false))
+        let elapsed = Double((clock.now - start).components.seconds)
+        figures.append((elapsed, r.rps, residentMiB(), r.errors))
+        print(
+            String(
+                format: "%5d  %9.0f  %6.0f  %6d  %14.1f", figures.count, elapsed, r.rps, r.errors, figures.last!.mib))
+        fflush(nil)
+    }
+    try group.syncShutdownGracefully()
+    // After the proof window (66 s) and a margin the replay cache holds what it will hold: from 120 s on, memory
+    // should be flat.
+    let settled = figures.filter { $0.seconds >= 120 }
+    guard let first = settled.first, let low = settled.map(\.mib).min(), let high = settled.map(\.mib).max() else {
+        print("too short to judge (needs rounds after 120 s)")
+        return
+    }
+    let requests = figures.reduce(0.0) { $0 + $1.rps * round }
+    print(
+        String(
+            format:
+                "from 120 s to the end: resident %.1f to %.1f MiB (first %.1f, last %.1f; spread %.1f%% of the first); about %.0f requests, %d errors",
+            low, high, first.mib, settled.last!.mib, (high - low) / first.mib * 100, requests,
+            figures.reduce(0) { $0 + $1.errors }))
+}
+
 do {
     switch args[1] {
     case "setup": try setup(agents: Int(option("--agents") ?? "16") ?? 16)
     case "run": try run()
+    case "soak": try soak()
     default:
         print("usage: GatewayBenchmark setup|run --dir DIR")
         exit(2)

@@ -8,6 +8,7 @@
 # Needs: nginx (apt-get install nginx-light, or nginx). Not part of CI (a release build and a minute of load).
 # Usage: bash Benchmarks/gateway/run.sh [--seconds 5] [--connections 1,16,64] [--targets direct,nginx,dpop,mtls]
 #        bash Benchmarks/gateway/run.sh --rates 1000,3000   (open loop: fixed request rates, latency from when each was due)
+#        bash Benchmarks/gateway/run.sh soak [--seconds 600] (DPoP at 16 connections; the server's resident memory over time)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; }
@@ -61,7 +62,13 @@ gateway_requests() {
     curl -fsS http://127.0.0.1:18443/metrics | awk '/^warden_gateway_requests_total/ {n += $NF} END {printf "%d", n}'
 }
 ticks0=$(cpu_ticks); requests0=$(gateway_requests)
-$BIN/GatewayBenchmark run --dir "$WORK" "$@"
+if [ "${1:-}" = soak ]; then
+    # bash Benchmarks/gateway/run.sh soak [--seconds 600] [--connections 16]: resident memory over a long DPoP run.
+    shift
+    $BIN/GatewayBenchmark soak --dir "$WORK" --server-pid "${pids[0]}" "$@"
+else
+    $BIN/GatewayBenchmark run --dir "$WORK" "$@"
+fi
 # The server's user+system CPU over the run per gateway request it counted (steadier than throughput on a shared VM).
 ticks1=$(cpu_ticks); requests1=$(gateway_requests)
 awk -v t=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" -v n=$((requests1 - requests0)) \
