@@ -441,14 +441,28 @@ public enum Simulation {
         await cp.risk.settle(engine)
     }
 
+    /// A loopback port nobody listens on, for a server whose address must be written into its configuration before
+    /// it starts. Drawn at random below Linux's ephemeral range (32768 and up), where the many listeners that bind
+    /// port 0 (tests running in parallel, outgoing connections) never land between this check and the server's own
+    /// bind; the kernel's choice when none of 64 draws is free.
     public static func freePort() throws -> Int {
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<64 {
+            let candidate = Int.random(in: 20_000..<32_768, using: &rng)
+            if (try? bindLoopback(port: candidate)) != nil { return candidate }
+        }
+        return try bindLoopback(port: 0)
+    }
+
+    /// Binds a TCP socket to 127.0.0.1:`port` (0: the kernel's choice), closes it, and returns the port it had.
+    private static func bindLoopback(port: Int) throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw WardenError(.io, "no socket") }
         defer { close(fd) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
+        addr.sin_port = UInt16(port).bigEndian
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {

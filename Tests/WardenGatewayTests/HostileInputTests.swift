@@ -152,6 +152,28 @@ struct HostileInputTests {
         }
     }
 
+    @Test("a body on GET or HEAD is refused before it can reach the upstream (an upstream ignoring it desyncs: CL.0)")
+    func bodyOnGet() async throws {
+        try await withGateway { env in
+            let a = try env.f.agent("support-bot")
+            // The body is a second request: an upstream that ignores Content-Length on GET would run it, undecided.
+            let smuggled = "GET /api/admin/export HTTP/1.1\r\nHost: upstream\r\n\r\n"
+            for method in [HTTPRequest.Method.get, .head] {
+                let r = try await env.call(a, method, "/r/tickets/v1", body: smuggled)
+                #expect(r.status == .badRequest, "\(method)")
+                if method == .get { #expect(r.json?["reason"]?.stringValue == "body_not_allowed") }
+            }
+            #expect(env.upstream.requests.isEmpty)
+            // Without a body, and with bodies where they have a meaning, calls go through.
+            var r = try await env.call(a, .get, "/r/tickets/v1")
+            #expect(r.status == .ok)
+            r = try await env.call(a, .post, "/r/tickets/v1", body: "{}")
+            #expect(r.status == .ok)
+            #expect(env.upstream.requests.map(\.method) == ["GET", "POST"])
+            #expect(env.upstream.requests.last?.bodyBytes == 2)
+        }
+    }
+
     @Test("garbage tokens: refusals naming no agent are summarised and limited per source, and all counted")
     func refusalFlood() async throws {
         try await withGateway { env in

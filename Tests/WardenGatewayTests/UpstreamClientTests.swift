@@ -205,6 +205,32 @@ struct UpstreamClientTests {
         }
     }
 
+    @Test("a cancelled caller ends its exchange at once (not at the deadline), and that connection is closed")
+    func cancellation() async throws {
+        try await withUpstream(.silent) { upstream, client in
+            let start = ContinuousClock.now
+            let call = Task { () async throws(UpstreamError) -> UpstreamResponse in
+                try await client.execute(
+                    upstream.endpoint, head: get("/x"), timeout: .seconds(60), bufferUpTo: 1024)
+            }
+            // Cancelled once the upstream has the request (bounded wait).
+            let deadline = ContinuousClock.now + .seconds(10)
+            while upstream.requestHeads.withLock({ $0.isEmpty }), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            call.cancel()
+            let result = await call.result
+            guard case .failure(let error) = result else {
+                Issue.record("a silent upstream answered")
+                return
+            }
+            #expect((error as? UpstreamError)?.kind == .closed)
+            #expect(ContinuousClock.now - start < .seconds(10))
+            let closed = try await settled { upstream.closed.load(ordering: .relaxed) }
+            #expect(closed == 1)
+        }
+    }
+
     @Test("an answer that is not HTTP fails the exchange")
     func garbage() async throws {
         try await withUpstream(.garbage) { upstream, client in

@@ -164,6 +164,15 @@ public final class Gateway: Sendable {
                     .contentTooLarge, .invalidRequest, .bodyTooLarge,
                     "the request body is larger than \(route.config.maxBodyBytes) bytes")
             }
+            // A body on GET or HEAD has no meaning upstreams agree on: some ignore its framing and read the body as
+            // a second request on the same connection (the "CL.0" desync), one Cedar never decided on.
+            if request.method == .get || request.method == .head,
+                (length ?? 0) > 0 || request.headers[.transferEncoding] != nil
+            {
+                throw Refusal(
+                    .badRequest, .invalidRequest, .bodyNotAllowed,
+                    "a \(request.method.rawValue) request carries no body")
+            }
             let verdict = try decide(
                 caller, call: call, route: route, request: request, path: canonical, query: query, length: length)
             guard verdict.allowed else { throw Decide.refusal(verdict) }

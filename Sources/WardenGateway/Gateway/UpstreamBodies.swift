@@ -15,7 +15,8 @@ import WardenRisk
 
 /// A request body that fails once more than `limit` bytes have passed (a chunked body that grows too large is cut,
 /// and the upstream sees an aborted request). With a known length it ends after that many bytes without asking the
-/// agent's stream again. The bytes that passed are counted in `sent`.
+/// agent's stream again, and fails when the agent's stream ends short of it (the upstream must never be left
+/// waiting for bytes a later request would supply). The bytes that passed are counted in `sent`.
 struct LimitedBody<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable where Base.Element == ByteBuffer {
     typealias Element = ByteBuffer
     let base: Base
@@ -30,6 +31,7 @@ struct LimitedBody<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable wher
     }
 
     struct TooLarge: Error {}
+    struct CutShort: Error {}
 
     struct AsyncIterator: AsyncIteratorProtocol {
         var base: Base.AsyncIterator
@@ -39,9 +41,12 @@ struct LimitedBody<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable wher
         var seen = 0
         mutating func next() async throws -> ByteBuffer? {
             if let expected, seen >= expected { return nil }
-            guard let b = try await base.next() else { return nil }
+            guard let b = try await base.next() else {
+                if let expected, seen < expected { throw CutShort() }
+                return nil
+            }
             seen += b.readableBytes
-            if seen > limit { throw TooLarge() }
+            if seen > limit || expected.map({ seen > $0 }) == true { throw TooLarge() }
             sent.bytes.add(Int64(b.readableBytes), ordering: .relaxed)
             return b
         }

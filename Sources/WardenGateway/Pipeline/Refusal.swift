@@ -22,6 +22,7 @@ package struct Reason: Hashable, Sendable, CustomStringConvertible {
     package static let invalidPath = Reason("invalid_path")
     package static let methodOverride = Reason("method_override")
     package static let bodyTooLarge = Reason("body_too_large")
+    package static let bodyNotAllowed = Reason("body_not_allowed")
     package static let targetUnavailable = Reason("target_unavailable")
 }
 

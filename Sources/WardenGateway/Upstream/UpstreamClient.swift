@@ -95,11 +95,15 @@ package struct UpstreamError: Error, Sendable, CustomStringConvertible {
     package let message: String
     /// Whether any of the upstream's answer had arrived (a request on a stale keep-alive connection gets nothing).
     package let answered: Bool
+    /// Whether nothing of the request was written (the connection was found closed before the exchange began), so
+    /// that it can be sent again elsewhere whatever its method, its body not read yet.
+    package let unsent: Bool
 
-    package init(_ kind: Kind, _ message: String, answered: Bool = false) {
+    package init(_ kind: Kind, _ message: String, answered: Bool = false, unsent: Bool = false) {
         self.kind = kind
         self.message = message
         self.answered = answered
+        self.unsent = unsent
     }
 
     package var timedOut: Bool { kind == .timeout }
@@ -240,7 +244,8 @@ package final class UpstreamClient: Sendable {
     /// One exchange: `head` (its target sent exactly as given; `Host` is set here from the endpoint) and the body,
     /// none, `bytes`, or `stream` (read one part at a time, each written before the next is asked for). A request
     /// that found its reused keep-alive connection closed before any answer is sent once more on a new connection
-    /// when it has no body and a safe method (the upstream never saw it).
+    /// when it has no body and a safe method (the upstream never saw it), and so is any request whose connection
+    /// was found closed before anything of it was written (its body not read yet).
     package func execute(
         _ endpoint: UpstreamEndpoint, head: HTTPRequestHead, bytes: ByteBuffer? = nil,
         stream: (any AsyncSequence<ByteBuffer, any Error> & Sendable)? = nil, timeout: TimeAmount, bufferUpTo: Int,
@@ -258,7 +263,8 @@ package final class UpstreamClient: Sendable {
                     on: connection, head: head, bytes: bytes, stream: stream, timeout: timeout, bufferUpTo: bufferUpTo,
                     wholeBody: timeoutCoversBody)
             } catch {
-                guard reused, retryable, attempt == 0, error.kind == .closed, !error.answered else { throw error }
+                guard attempt == 0, error.kind == .closed, !error.answered, error.unsent || (reused && retryable)
+                else { throw error }
                 attempt += 1
             }
         }
@@ -272,14 +278,21 @@ package final class UpstreamClient: Sendable {
         let channel = connection.channel
         let promise = channel.eventLoop.makePromise(of: UpstreamResponse.self)
         let handler = connection.handler
-        let streaming = stream != nil
+        // Streaming: the agent's body is read only once the head is written (a connection found closed first leaves
+        // it unread, and the request can go elsewhere).
+        let started = stream == nil ? nil : channel.eventLoop.makePromise(of: Void.self)
         // Head, and a body given whole, in one hand-over to the event loop.
         channel.eventLoop.execute {
             handler.value.start(
-                promise, head: head, bytes: bytes, endsRequest: !streaming, timeout: timeout, bufferUpTo: bufferUpTo,
+                promise, started: started, head: head, bytes: bytes, timeout: timeout, bufferUpTo: bufferUpTo,
                 wholeBody: wholeBody)
         }
-        if let stream {
+        if let stream, let started {
+            do {
+                try await started.futureResult.get()
+            } catch {
+                throw UpstreamError(.closed, "the connection closed", unsent: true)
+            }
             do {
                 for try await part in stream where part.readableBytes > 0 {
                     try await channel.writeAndFlush(HTTPClientRequestPart.body(.byteBuffer(part))).get()
@@ -292,7 +305,16 @@ package final class UpstreamClient: Sendable {
             }
         }
         do {
-            return try await promise.futureResult.get()
+            // A cancelled caller ends its exchange (and the connection) rather than wait for the deadline.
+            return try await withTaskCancellationHandler {
+                try await promise.futureResult.get()
+            } onCancel: {
+                channel.eventLoop.execute {
+                    let h = handler.value
+                    guard let current = h.promise, current.futureResult === promise.futureResult else { return }
+                    h.fail(UpstreamError(.closed, "the exchange was cancelled", answered: h.answered))
+                }
+            }
         } catch let e as UpstreamError {
             throw e
         } catch {
@@ -304,7 +326,7 @@ package final class UpstreamClient: Sendable {
     private func acquire(_ endpoint: UpstreamEndpoint) async throws(UpstreamError) -> (UpstreamConnection, Bool) {
         guard !closed.load(ordering: .relaxed) else { throw UpstreamError(.shutdown, "the client is shut down") }
         while let c = idle.withLock({ $0[endpoint]?.popLast() }) {
-            if c.channel.isActive { return (c, true) }
+            if c.usable.load(ordering: .relaxed), c.channel.isActive { return (c, true) }
         }
         return (try await connect(endpoint), false)
     }
@@ -342,8 +364,18 @@ package final class UpstreamClient: Sendable {
             let handler = try await bound.futureResult.get()
             let connection = UpstreamConnection(
                 channel: channel, handler: handler, endpoint: endpoint, idleTimeout: idleTimeout)
-            // Before the first exchange's start (the loop runs its tasks in order).
-            channel.eventLoop.execute { handler.value.connection = connection }
+            // Before the first exchange's start (the loop runs its tasks in order); not on a connection that already
+            // closed (its handler would keep it alive).
+            channel.eventLoop.execute {
+                let h = handler.value
+                if case .closed = h.phase {
+                    connection.usable.store(false, ordering: .relaxed)
+                } else if h.context?.channel.isActive == true {
+                    h.connection = connection
+                } else {
+                    connection.usable.store(false, ordering: .relaxed)
+                }
+            }
             return connection
         } catch {
             bound.fail(UpstreamError(.connect, "no connection"))
@@ -357,7 +389,8 @@ package final class UpstreamClient: Sendable {
     /// A connection whose exchange ended cleanly goes back to the idle list (on its event loop).
     private func release(_ connection: UpstreamConnection) {
         let kept = idle.withLock { i -> Bool in
-            guard !closed.load(ordering: .relaxed), i[connection.endpoint, default: []].count < maxIdlePerEndpoint
+            guard !closed.load(ordering: .relaxed), connection.usable.load(ordering: .relaxed),
+                i[connection.endpoint, default: []].count < maxIdlePerEndpoint
             else { return false }
             i[connection.endpoint, default: []].append(connection)
             return true
@@ -377,6 +410,9 @@ final class UpstreamConnection: Sendable {
     let handler: NIOLoopBound<UpstreamHandler>
     let endpoint: UpstreamEndpoint
     let idleTimeout: TimeAmount
+    /// False once its handler has begun to close it (a TLS close waits for the peer's close_notify, and the channel
+    /// stays active meanwhile): the pool hands it out no more.
+    let usable = Atomic<Bool>(true)
 
     init(
         channel: any Channel, handler: NIOLoopBound<UpstreamHandler>, endpoint: UpstreamEndpoint,
@@ -412,7 +448,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     let released: (UpstreamConnection) -> Void
     let closed: (any Channel) -> Void
-    var phase = Phase.idle
+    var phase = Phase.idle {
+        didSet { if case .closed = phase { connection?.usable.store(false, ordering: .relaxed) } }
+    }
     var context: ChannelHandlerContext?
     var connection: UpstreamConnection?
     /// The current exchange's number (a late signal from an earlier body is ignored).
@@ -443,15 +481,19 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
-    /// Starts an exchange: the head (and a whole body, and the end when `endsRequest`) is written at once.
+    /// Starts an exchange: the head (and a whole body, and the end unless a body streams after it: `started`) is
+    /// written at once; `started` succeeds once it is.
     func start(
-        _ promise: EventLoopPromise<UpstreamResponse>, head: HTTPRequestHead, bytes: ByteBuffer?, endsRequest: Bool,
-        timeout: TimeAmount, bufferUpTo: Int, wholeBody: Bool
+        _ promise: EventLoopPromise<UpstreamResponse>, started: EventLoopPromise<Void>?, head: HTTPRequestHead,
+        bytes: ByteBuffer?, timeout: TimeAmount, bufferUpTo: Int, wholeBody: Bool
     ) {
         guard case .idle = phase, let context, context.channel.isActive else {
-            promise.fail(UpstreamError(.closed, "the connection closed"))
+            let error = UpstreamError(.closed, "the connection closed", unsent: true)
+            started?.fail(error)
+            promise.fail(error)
             return
         }
+        let endsRequest = started == nil
         idleTimer?.cancel()
         idleTimer = nil
         exchange &+= 1
@@ -485,6 +527,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             requestEnded = true
         }
         context.flush()
+        started?.succeed(())
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
