@@ -188,30 +188,35 @@ struct UpstreamClientTests {
         }
     }
 
-    @Test("silence fails the exchange at its deadline, and that connection is closed, not reused")
+    // No wall-clock bound on the call: with the whole suite in parallel on two cores a continuation can wait long
+    // for a thread. The outcome says which way it ended (only the exchange's deadline gives this error; without it
+    // the call would never end, which the time limit catches).
+    @Test(
+        "silence fails the exchange at its deadline, and that connection is closed, not reused",
+        .timeLimit(.minutes(3)))
     func silence() async throws {
         try await withUpstream(.silent) { upstream, client in
-            let start = ContinuousClock.now
             do throws(UpstreamError) {
                 _ = try await client.execute(
                     upstream.endpoint, head: get("/x"), timeout: .milliseconds(200), bufferUpTo: 1024)
                 Issue.record("a silent upstream answered")
             } catch {
-                #expect(error.kind == .timeout)
+                #expect(error.kind == .timeout && error.message == "no answer in time")
             }
-            #expect(ContinuousClock.now - start < .seconds(5))
             let closed = try await settled { upstream.closed.load(ordering: .relaxed) }
             #expect(closed == 1)
         }
     }
 
-    @Test("a cancelled caller ends its exchange at once (not at the deadline), and that connection is closed")
+    @Test(
+        "a cancelled caller ends its exchange at once (not at the deadline), and that connection is closed",
+        .timeLimit(.minutes(3)))
     func cancellation() async throws {
         try await withUpstream(.silent) { upstream, client in
-            let start = ContinuousClock.now
             let call = Task { () async throws(UpstreamError) -> UpstreamResponse in
+                // A deadline past the test's time limit: only the cancellation can end this in time.
                 try await client.execute(
-                    upstream.endpoint, head: get("/x"), timeout: .seconds(60), bufferUpTo: 1024)
+                    upstream.endpoint, head: get("/x"), timeout: .seconds(3_600), bufferUpTo: 1024)
             }
             // Cancelled once the upstream has the request (bounded wait).
             let deadline = ContinuousClock.now + .seconds(10)
@@ -225,7 +230,7 @@ struct UpstreamClientTests {
                 return
             }
             #expect((error as? UpstreamError)?.kind == .closed)
-            #expect(ContinuousClock.now - start < .seconds(10))
+            #expect((error as? UpstreamError)?.message == "the exchange was cancelled")
             let closed = try await settled { upstream.closed.load(ordering: .relaxed) }
             #expect(closed == 1)
         }
