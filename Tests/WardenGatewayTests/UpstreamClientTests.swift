@@ -1,9 +1,13 @@
+import Crypto
 import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Synchronization
 import Testing
+import WardenIdentity
+import X509
 
 @testable import WardenGateway
 
@@ -26,16 +30,21 @@ final class ScriptedUpstream: Sendable {
     }
 
     let behaviour: Behaviour
+    /// TLS in front of the script (an upstream reached over https).
+    let tls: NIOSSLContext?
     let connections = Atomic<Int>(0)
     let closed = Atomic<Int>(0)
     let bytesWritten = Atomic<Int>(0)
     let requestHeads = Mutex<[String]>([])
     private let channel = Mutex<(any Channel)?>(nil)
 
-    init(_ behaviour: Behaviour) { self.behaviour = behaviour }
+    init(_ behaviour: Behaviour, tls: NIOSSLContext? = nil) {
+        self.behaviour = behaviour
+        self.tls = tls
+    }
 
     var port: Int { channel.withLock { $0?.localAddress?.port ?? 0 } }
-    var endpoint: UpstreamEndpoint { UpstreamEndpoint(base: "http://127.0.0.1:\(port)")! }
+    var endpoint: UpstreamEndpoint { UpstreamEndpoint(base: "\(tls == nil ? "http" : "https")://127.0.0.1:\(port)")! }
 
     func start() async throws {
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -44,6 +53,9 @@ final class ScriptedUpstream: Sendable {
                 self.connections.add(1, ordering: .relaxed)
                 channel.closeFuture.whenComplete { _ in self.closed.add(1, ordering: .relaxed) }
                 return channel.eventLoop.makeCompletedFuture {
+                    if let tls = self.tls {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                    }
                     try channel.pipeline.syncOperations.addHandler(Handler(upstream: self))
                 }
             }
@@ -288,6 +300,47 @@ struct UpstreamClientTests {
             _ = iterator
             let closedAfter = try await settled { upstream.closed.load(ordering: .relaxed) }
             #expect(closedAfter == closedBefore + 1)
+        }
+    }
+
+    @Test("https to an upstream named by its IP address: verified against the certificate's IP SAN, refused without")
+    func tlsByAddress() async throws {
+        let ca = try CertificateAuthority.generate(trustDomain: "upstream.test")
+        func nio(_ c: Certificate) throws -> NIOSSLCertificate {
+            try NIOSSLCertificate(bytes: Array(try c.serializeAsPEM().pemString.utf8), format: .pem)
+        }
+        var client = TLSConfiguration.makeClientConfiguration()
+        client.trustRoots = .certificates([try nio(ca.root)])
+        // The first certificate names 127.0.0.1 (an IP SAN); the second only a DNS name.
+        for (hosts, accepted) in [(["127.0.0.1"], true), (["upstream.test"], false)] {
+            let key = P256.Signing.PrivateKey()
+            let cert = try ca.issueServerCertificate(key: key, hosts: hosts)
+            let server = try NIOSSLContext(
+                configuration: .makeServerConfiguration(
+                    certificateChain: [.certificate(try nio(cert)), .certificate(try nio(ca.intermediate))],
+                    privateKey: .privateKey(
+                        try NIOSSLPrivateKey(bytes: Array(key.pemRepresentation.utf8), format: .pem))))
+            let upstream = ScriptedUpstream(.reply("over tls"), tls: server)
+            try await upstream.start()
+            let pool = UpstreamClient(tls: client)
+            let outcome: Result<UpstreamResponse, UpstreamError>
+            do throws(UpstreamError) {
+                outcome = .success(
+                    try await pool.execute(upstream.endpoint, head: get("/x"), timeout: .seconds(10), bufferUpTo: 1024))
+            } catch {
+                outcome = .failure(error)
+            }
+            switch outcome {
+            case .success(let r):
+                #expect(accepted, "a certificate without the address was accepted")
+                #expect(try await text(r) == "over tls")
+            case .failure(let error):
+                #expect(!accepted, "\(error)")
+                #expect(error.kind == .connect)
+                #expect(upstream.requestHeads.withLock { $0.isEmpty })
+            }
+            await pool.shutdown()
+            await upstream.stop()
         }
     }
 

@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import NIOTLS
 import Synchronization
 
 /// Where an upstream is: scheme, host and port, parsed once per route or MCP server.
@@ -220,15 +221,16 @@ package final class UpstreamClient: Sendable {
 
     package init(
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, connectTimeout: TimeAmount = .seconds(5),
-        idleTimeout: TimeAmount = .seconds(60), maxIdlePerEndpoint: Int = 256
+        idleTimeout: TimeAmount = .seconds(60), maxIdlePerEndpoint: Int = 256,
+        tls: TLSConfiguration = .makeClientConfiguration()
     ) {
         self.group = group
         self.connectTimeout = connectTimeout
         self.idleTimeout = idleTimeout
         self.maxIdlePerEndpoint = maxIdlePerEndpoint
-        // Upstream TLS: the system's roots, the host name verified (a route names its upstream by the name its
-        // certificate carries).
-        self.tlsContext = try? NIOSSLContext(configuration: .makeClientConfiguration())
+        // Upstream TLS: by default the system's roots, the upstream's name verified against its certificate (a DNS
+        // name, or an IP address against an IP SAN).
+        self.tlsContext = try? NIOSSLContext(configuration: tls)
     }
 
     /// Closes every idle connection; exchanges started later fail.
@@ -338,6 +340,8 @@ package final class UpstreamClient: Sendable {
         if endpoint.tls, tls == nil {
             throw UpstreamError(.connect, "TLS to upstreams is unavailable (no client context)")
         }
+        // TLS: the connection is made when the handshake is (the certificate verified), within the connect timeout.
+        let handshake = tls == nil ? nil : loop.makePromise(of: Void.self)
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -345,7 +349,11 @@ package final class UpstreamClient: Sendable {
                 do {
                     let sync = channel.pipeline.syncOperations
                     if let tls {
-                        try sync.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: endpoint.host))
+                        // SNI carries host names only: an upstream named by its address is sent none, and NIOSSL
+                        // then verifies the certificate against the address it connected to (an IP SAN).
+                        let name = (try? SocketAddress(ipAddress: endpoint.host, port: 0)) == nil ? endpoint.host : nil
+                        try sync.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: name))
+                        if let handshake { try sync.addHandler(HandshakeWaiter(handshake)) }
                     }
                     try sync.addHTTPClientHandlers()
                     let handler = UpstreamHandler(
@@ -361,6 +369,21 @@ package final class UpstreamClient: Sendable {
             }
         do {
             let channel = try await bootstrap.connect(host: endpoint.host, port: endpoint.port).get()
+            if let handshake {
+                let limit = channel.eventLoop.scheduleTask(in: connectTimeout) {
+                    handshake.fail(UpstreamError(.timeout, "the TLS handshake with the upstream timed out"))
+                }
+                do {
+                    try await handshake.futureResult.get()
+                    limit.cancel()
+                } catch {
+                    limit.cancel()
+                    channel.close(promise: nil)
+                    throw (error as? UpstreamError)
+                        ?? UpstreamError(
+                            .connect, "the TLS handshake with the upstream failed (its certificate was not accepted)")
+                }
+            }
             let handler = try await bound.futureResult.get()
             let connection = UpstreamConnection(
                 channel: channel, handler: handler, endpoint: endpoint, idleTimeout: idleTimeout)
@@ -379,6 +402,8 @@ package final class UpstreamClient: Sendable {
             return connection
         } catch {
             bound.fail(UpstreamError(.connect, "no connection"))
+            handshake?.fail(UpstreamError(.connect, "no connection"))
+            if let error = error as? UpstreamError { throw error }
             if case ChannelError.connectTimeout = error {
                 throw UpstreamError(.timeout, "the connection to the upstream timed out")
             }
@@ -401,6 +426,30 @@ package final class UpstreamClient: Sendable {
     /// Removes a connection that closed from the idle list.
     private func forget(_ channel: any Channel, endpoint: UpstreamEndpoint) {
         idle.withLock { i in i[endpoint]?.removeAll { $0.channel === channel } }
+    }
+}
+
+/// Fulfils `promise` when the TLS handshake completes, fails it when the connection errs or closes first; then
+/// passes everything on.
+final class HandshakeWaiter: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    let promise: EventLoopPromise<Void>
+
+    init(_ promise: EventLoopPromise<Void>) { self.promise = promise }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event { promise.succeed(()) }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        promise.fail(error)
+        context.fireErrorCaught(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        promise.fail(UpstreamError(.connect, "the upstream closed the connection during the TLS handshake"))
+        context.fireChannelInactive()
     }
 }
 
