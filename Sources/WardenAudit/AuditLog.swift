@@ -267,12 +267,13 @@ public final class AuditLog: AuditJournal {
     /// Appends `event` inside the caller's write transaction (``AuditAppender``). Must not be called inside a
     /// savepoint that may roll back on its own.
     package func append(_ event: AuditEvent, in tx: any AuditTransaction) throws {
-        _ = try mutate(tx) { tip in try appendEntry(event, tx, &tip) }
+        let seq = try mutate(tx) { tip in try appendEntry(event, tx, &tip) }
+        // Told the number once the entry is durable: a transaction that rolls back gives its number to another entry.
+        if let ticket = event.ticket { tx.afterCommit({ ticket.set(seq) }, onRollback: {}) }
     }
 
-    func appendEntry(
-        _ event: AuditEvent, _ tx: any AuditTransaction, _ tip: inout Tip, ticketAtCommit: Bool = true
-    ) throws -> Int64 {
+    /// Appends one entry at the tip (its ticket, if any, is the caller's to set once the transaction commits).
+    func appendEntry(_ event: AuditEvent, _ tx: any AuditTransaction, _ tip: inout Tip) throws -> Int64 {
         let seq = tip.size + 1
         let time = max(clock(), tip.lastTime)
         var entry = event.entryJSON(seq: seq, time: time)
@@ -288,8 +289,6 @@ public final class AuditLog: AuditJournal {
         }
         tip.chain = chain
         tip.lastTime = time
-        // Told the number once the entry is durable: a batch that rolls back gives its numbers to other entries.
-        if ticketAtCommit, let ticket = event.ticket { tx.afterCommit({ ticket.set(seq) }, onRollback: {}) }
         return seq
     }
 
@@ -402,7 +401,7 @@ public final class AuditLog: AuditJournal {
                     seqs.reserveCapacity(batch.count)
                     for item in batch {
                         if let e = item.event {
-                            seqs.append(try appendEntry(e, tx, &tip, ticketAtCommit: false))
+                            seqs.append(try appendEntry(e, tx, &tip))
                         } else {
                             seqs.append(tip.size)
                         }

@@ -3,7 +3,8 @@ import Crypto
 import Synchronization
 import Testing
 import WardenCore
-import WardenIdentity
+
+@testable import WardenIdentity
 
 /// A settable clock for tests (seconds since the epoch).
 final class TestClock: WardenClock {
@@ -111,6 +112,30 @@ struct DPoPTests {
         #expect(throws: WardenError(.invalidDPoPProof, "")) {
             try verifier.verify(proof: mixed, method: "GET", url: url, accessToken: token)
         }
+    }
+
+    @Test("a known header (found again by its bytes) still needs its key's signature; refused proofs add no header")
+    func headerCache() throws {
+        let v = verifier
+        let accepted = try proof(jti: "h1", ath: ath)
+        let header = accepted.split(separator: ".")[0]
+        _ = try v.verify(proof: accepted, method: "GET", url: url, accessToken: token)
+        #expect(v.headers.lookup(header) != nil)
+        // The same header text over another key's signature: verified with the cached header's key, refused.
+        let forged = try proof(key: P256.Signing.PrivateKey(), jti: "h2", ath: ath).split(separator: ".")
+        #expect(throws: WardenError(.invalidDPoPProof, "")) {
+            try v.verify(proof: "\(header).\(forged[1]).\(forged[2])", method: "GET", url: url, accessToken: token)
+        }
+        // A proof refused after its signature verified (another method) leaves its header unknown.
+        let other = P256.Signing.PrivateKey()
+        let refused = try proof(key: other, htm: "POST", jti: "h3", ath: ath)
+        #expect(throws: WardenError(.invalidDPoPProof, "")) {
+            try v.verify(proof: refused, method: "GET", url: url, accessToken: token)
+        }
+        #expect(v.headers.lookup(refused.split(separator: ".")[0]) == nil)
+        // Its first accepted proof adds it.
+        _ = try v.verify(proof: try proof(key: other, jti: "h4", ath: ath), method: "GET", url: url, accessToken: token)
+        #expect(v.headers.lookup(refused.split(separator: ".")[0]) != nil)
     }
 
     @Test("a replay cache shorter than the proof window is refused (fail closed)")

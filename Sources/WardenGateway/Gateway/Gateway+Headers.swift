@@ -58,10 +58,10 @@ extension Gateway {
 
     /// The lower-cased tokens that `Connection` header values name (RFC 9110 §7.6.1): those headers are hop-by-hop too.
     static func connectionTokens(_ values: some Sequence<String>) -> Set<String> {
+        func isSpace(_ c: UInt8) -> Bool { c == UInt8(ascii: " ") || c == UInt8(ascii: "\t") }
         var tokens = Set<String>()
         for v in values {
             for t in v.utf8.split(separator: UInt8(ascii: ",")) {
-                let isSpace = { (c: UInt8) in c == UInt8(ascii: " ") || c == UInt8(ascii: "\t") }
                 guard let start = t.firstIndex(where: { !isSpace($0) }), let end = t.lastIndex(where: { !isSpace($0) })
                 else { continue }
                 tokens.insert(String(Substring(t[start...end])).lowercased())

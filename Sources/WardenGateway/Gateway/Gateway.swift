@@ -307,9 +307,7 @@ public final class Gateway: Sendable {
         // checked query, written to the upstream byte for byte as decided (no URL type re-derives it).
         let query = request.uri.query.flatMap { $0.isEmpty ? nil : $0 }
         let target = route.prefix + path + (query.map { "?" + $0 } ?? "")
-        guard target.utf8.starts(with: (route.prefix + "/").utf8),
-            target.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F })
-        else {
+        guard path.utf8.first == UInt8(ascii: "/"), target.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
             route.inFlight.subtract(1, ordering: .relaxed)
             metrics.upstreamError(route: route.config.name, kind: "target")
             exchanged(0, 0, true)

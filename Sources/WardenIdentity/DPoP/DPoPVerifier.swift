@@ -21,9 +21,7 @@ public struct DPoPVerifier: Sendable {
     public var maxJTILength = 256
     /// The replay cache (its TTL should cover `maxAge + skew`).
     public let replayCache: ReplayCache
-    /// Proof keys already decoded (an agent signs every proof with the same key).
-    let keys = ProofKeyCache()
-    /// Proof headers already checked, by their base64url text.
+    /// Headers of accepted proofs, by their base64url text (an agent signs every proof with the same header).
     let headers = ProofHeaderCache()
     /// The current time, in seconds since the Unix epoch (injected so tests control it).
     public let clock: any WardenClock
@@ -79,23 +77,12 @@ public struct DPoPVerifier: Sendable {
         guard let proof else { throw WardenError(code, "the request has no DPoP proof") }
         let what = "DPoP proof"
         let (h64, p64, s64) = try CompactJWS.segments(proof, what: what, code: code)
-        // An agent's proofs share one header (its key, typ and alg): checked once, then found by its bytes.
-        let (key, publicKey, thumbprint) = try headers.resolve(h64) { () throws(WardenError) in
-            guard let bytes = Base64URL.decode(h64) else {
-                throw WardenError(code, "the \(what) is not valid base64url")
-            }
-            let header = try CompactJWS.object(bytes, "header", what: what, code: code)
-            try CompactJWS.checkCritical(header, what: what, code: code)
-            guard header["typ"]?.stringValue == "dpop+jwt" else {
-                throw WardenError(code, "the DPoP proof header typ must be dpop+jwt")
-            }
-            guard let jwkJSON = header["jwk"] else { throw WardenError(code, "the DPoP proof header has no jwk") }
-            let resolved = try keys.resolve(jwkJSON, code: code)
-            guard header["alg"]?.stringValue == "ES256" else {
-                throw WardenError(code, "the \(what) must be signed with ES256")
-            }
-            return resolved
-        }
+        // An agent's proofs share one header (its key, typ and alg): the header of an accepted proof is found again
+        // by its bytes; any other is checked and its key decoded.
+        let known = headers.lookup(h64)
+        let entry: ProofHeaderCache.Entry
+        if let known { entry = known } else { entry = try Self.header(h64, what: what, code: code) }
+        let (key, publicKey, thumbprint) = entry
         guard let payload = Base64URL.decode(p64), let signature = Base64URL.decode(s64) else {
             throw WardenError(code, "the \(what) is not valid base64url")
         }
@@ -147,7 +134,35 @@ public struct DPoPVerifier: Sendable {
         case .replayed: throw WardenError(code, "the DPoP proof was already used (jti replay)")
         case .full: throw WardenError(code, "too many recent DPoP proofs from this key; retry shortly")
         }
+        // Only a proof accepted in every way adds its header (refused ones cannot churn the cache).
+        if known == nil { headers.remember(h64, (key, publicKey, thumbprint)) }
         return Verified(key: key, thumbprint: thumbprint, jti: jti)
+    }
+
+    /// A proof header's checks (`crit`, `typ`, `jwk`, `alg`) and its key: decoded and validated, with its RFC 7638
+    /// thumbprint.
+    static func header(_ h64: Substring, what: String, code: WardenError.Code) throws(WardenError)
+        -> ProofHeaderCache
+        .Entry
+    {
+        guard let bytes = Base64URL.decode(h64) else { throw WardenError(code, "the \(what) is not valid base64url") }
+        let header = try CompactJWS.object(bytes, "header", what: what, code: code)
+        try CompactJWS.checkCritical(header, what: what, code: code)
+        guard header["typ"]?.stringValue == "dpop+jwt" else {
+            throw WardenError(code, "the DPoP proof header typ must be dpop+jwt")
+        }
+        guard let jwk = header["jwk"] else { throw WardenError(code, "the DPoP proof header has no jwk") }
+        let resolved: ProofHeaderCache.Entry
+        do {
+            let key = try ECPublicJWK(json: jwk)
+            resolved = (key, try key.publicKey(), key.thumbprint)
+        } catch {
+            throw WardenError(code, "the DPoP proof key is unusable: \(error.message)")
+        }
+        guard header["alg"]?.stringValue == "ES256" else {
+            throw WardenError(code, "the \(what) must be signed with ES256")
+        }
+        return resolved
     }
 
     /// RFC 9449 §4.3 step 9 / RFC 3986 §6.2.2-6.2.3: lowercase scheme and host, default port removed, empty path as
@@ -193,63 +208,25 @@ public struct DPoPVerifier: Sendable {
     }
 }
 
-/// Decoded proof keys by their coordinates: the point's validation and the RFC 7638 thumbprint are computed once per
-/// key, not per proof. The JWK's structural rules (EC, P-256, no private member) are checked on every proof. Bounded.
-final class ProofKeyCache: Sendable {
-    private let entries = Mutex<[String: (ECPublicJWK, P256.Signing.PublicKey, String)]>([:])
-    static let capacity = 10_000
-
-    func resolve(_ jwk: JSONValue, code: WardenError.Code) throws(WardenError) -> (
-        ECPublicJWK, P256.Signing.PublicKey, String
-    ) {
-        guard case .string(let x)? = jwk["x"], case .string(let y)? = jwk["y"], jwk["d"] == nil,
-            case .string("EC")? = jwk["kty"], case .string("P-256")? = jwk["crv"]
-        else { return try decode(jwk, code: code) }
-        let id = x + "." + y
-        if let hit = entries.withLock({ $0[id] }) { return hit }
-        let resolved = try decode(jwk, code: code)
-        entries.withLock { e in
-            if e.count >= Self.capacity { e.removeAll(keepingCapacity: true) }
-            e[id] = resolved
-        }
-        return resolved
-    }
-
-    private func decode(_ jwk: JSONValue, code: WardenError.Code) throws(WardenError) -> (
-        ECPublicJWK, P256.Signing.PublicKey, String
-    ) {
-        do {
-            let key = try ECPublicJWK(json: jwk)
-            return (key, try key.publicKey(), key.thumbprint)
-        } catch {
-            throw WardenError(code, "the DPoP proof key is unusable: \(error.message)")
-        }
-    }
-}
-
-/// Proof headers that passed every header check (`crit`, `typ`, `jwk`, `alg`), by their exact base64url text, with
-/// the key they carry: the same bytes always decode to the same header, so a header seen before is not parsed again.
-/// Bounded (emptied when full).
+/// The headers of accepted proofs (every header check passed, the signature verified, the proof fresh), by their exact
+/// base64url text, with the key they carry: the same bytes always decode to the same header, so a header seen before
+/// is neither parsed nor its key decoded again. Bounded (emptied when full).
 final class ProofHeaderCache: Sendable {
-    private let entries = Mutex<[Substring: (ECPublicJWK, P256.Signing.PublicKey, String)]>([:])
+    typealias Entry = (key: ECPublicJWK, publicKey: P256.Signing.PublicKey, thumbprint: String)
+    private let entries = Mutex<[Substring: Entry]>([:])
     static let capacity = 10_000
     /// The longest header text kept (a proof header with a P-256 JWK is about 250 bytes).
     static let maxKeyLength = 1024
 
-    func resolve(
-        _ text: Substring,
-        check: () throws(WardenError) -> (ECPublicJWK, P256.Signing.PublicKey, String)
-    ) throws(WardenError) -> (ECPublicJWK, P256.Signing.PublicKey, String) {
-        if let hit = entries.withLock({ $0[text] }) { return hit }
-        let resolved = try check()
-        if text.utf8.count <= Self.maxKeyLength {
-            // Its own storage, not a slice holding the whole proof.
-            let key = Substring(String(text))
-            entries.withLock { e in
-                if e.count >= Self.capacity { e.removeAll(keepingCapacity: true) }
-                e[key] = resolved
-            }
+    func lookup(_ text: Substring) -> Entry? { entries.withLock { $0[text] } }
+
+    func remember(_ text: Substring, _ entry: Entry) {
+        guard text.utf8.count <= Self.maxKeyLength else { return }
+        // Its own storage, not a slice holding the whole proof.
+        let key = Substring(String(text))
+        entries.withLock { e in
+            if e.count >= Self.capacity { e.removeAll(keepingCapacity: true) }
+            e[key] = entry
         }
-        return resolved
     }
 }
