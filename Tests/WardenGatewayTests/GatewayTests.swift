@@ -216,6 +216,50 @@ struct GatewayTests {
         }
     }
 
+    // Before: the gateway handed the answer over only once the agent's whole body had gone upstream, so an exchange
+    // where the agent sends its next part after it has read the echo of the last one never ended.
+    @Test(
+        "full duplex through a route: the upstream's answer reaches the agent while its body still uploads",
+        .timeLimit(.minutes(3)))
+    func fullDuplex() async throws {
+        let echo = ScriptedUpstream(.echo)
+        try await echo.start()
+        let port = echo.port
+        try await withGateway({ c in
+            c.routes["duplex"] = RouteConfig(name: "duplex", upstream: "http://127.0.0.1:\(port)", segment: "support")
+        }) { env in
+            let a = try env.f.agent("support-bot", routes: ["duplex"])
+            let token = try env.token(a)
+            let proof = try DPoPProofSigner(key: a.key).proof(
+                method: "POST", url: env.f.cp.url(path: "/r/duplex/talk"), accessToken: token, now: env.f.clock.now)
+            let agent = try RawSocket(from: "127.0.0.1", to: try #require(env.client.port))
+            agent.send(
+                "POST /r/duplex/talk HTTP/1.1\r\nHost: warden\r\nAuthorization: DPoP \(token)\r\nDPoP: \(proof)\r\n"
+                    + "Transfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+            // What the agent has read so far (bounded waits). The upstream echoes the bytes it reads (the agent's chunk
+            // framing included) in one chunk of its own, which the gateway passes on as one of its own.
+            var seen = ""
+            func read(until part: String) async {
+                for _ in 0..<100 where !seen.contains(part) {
+                    guard let more = await agent.reaction(within: 0.2), !more.isEmpty || seen.isEmpty else { continue }
+                    seen += more
+                }
+            }
+            await read(until: "first")
+            #expect(seen.hasPrefix("HTTP/1.1 200"), "\(seen)")
+            #expect(seen.contains("first"), "the answer did not stream before the body ended: \(seen)")
+            agent.send("6\r\nsecond\r\n")
+            await read(until: "second")
+            #expect(seen.contains("second"))
+            agent.send("0\r\n\r\n")
+            // The agent's last chunk reached the upstream, which then ended its answer (and the gateway its own).
+            await read(until: "0\r\n\r\n\r\n0\r\n\r\n")
+            #expect(seen.hasSuffix("0\r\n\r\n\r\n0\r\n\r\n"), "\(seen)")
+            #expect(echo.received.withLock { $0 } == "5\r\nfirst\r\n6\r\nsecond\r\n0\r\n\r\n")
+        }
+        await echo.stop()
+    }
+
     @Test("policies reload through the admin API; a broken set is refused and the last good one stays")
     func hotReload() async throws {
         try await withGateway { env in

@@ -27,6 +27,12 @@ final class ScriptedUpstream: Sendable {
         case garbage
         /// A chunked body of `chunks` x 64 KiB, written only as fast as the client reads.
         case chunked(chunks: Int)
+        /// Full duplex: a chunked answer begun at the request's head, each piece of the request's body (its raw
+        /// chunked framing) sent back as one chunk as it arrives, the answer ended at the request's last chunk.
+        case echo
+        /// At the request's head, before reading its body: a complete answer (status 413 and this body), the connection
+        /// left open; the body's bytes are kept (``received``) and never answered.
+        case refuseEarly(String)
     }
 
     let behaviour: Behaviour
@@ -36,6 +42,8 @@ final class ScriptedUpstream: Sendable {
     let closed = Atomic<Int>(0)
     let bytesWritten = Atomic<Int>(0)
     let requestHeads = Mutex<[String]>([])
+    /// What followed the first request's head (``Behaviour/echo`` and ``Behaviour/refuseEarly(_:)``).
+    let received = Mutex<String>("")
     private let channel = Mutex<(any Channel)?>(nil)
 
     init(_ behaviour: Behaviour, tls: NIOSSLContext? = nil) {
@@ -72,18 +80,44 @@ final class ScriptedUpstream: Sendable {
         typealias OutboundOut = ByteBuffer
         let upstream: ScriptedUpstream
         var pending = ""
+        /// After the head, for behaviours that read a body: everything else is body.
+        var inBody = false
 
         init(upstream: ScriptedUpstream) { self.upstream = upstream }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            pending += String(buffer: unwrapInboundIn(data))
-            // Requests here have no body: each head ends at the blank line.
+            let text = String(buffer: unwrapInboundIn(data))
+            if inBody {
+                body(context, text)
+                return
+            }
+            pending += text
+            // Requests here have no body (but for `echo` and `refuseEarly`): each head ends at the blank line.
             while let end = pending.range(of: "\r\n\r\n") {
                 let head = String(pending[..<end.lowerBound])
                 pending = String(pending[end.upperBound...])
                 upstream.requestHeads.withLock { $0.append(head) }
                 answer(context)
+                switch upstream.behaviour {
+                case .echo, .refuseEarly:
+                    inBody = true
+                    let rest = pending
+                    pending = ""
+                    if !rest.isEmpty { body(context, rest) }
+                    return
+                default: break
+                }
             }
+        }
+
+        func body(_ context: ChannelHandlerContext, _ text: String) {
+            let all = upstream.received.withLock { r in
+                r += text
+                return r
+            }
+            guard case .echo = upstream.behaviour else { return }
+            _ = send(context, String(text.utf8.count, radix: 16) + "\r\n" + text + "\r\n")
+            if all.hasSuffix("\r\n0\r\n\r\n") { _ = send(context, "0\r\n\r\n") }
         }
 
         func send(_ context: ChannelHandlerContext, _ text: String) -> EventLoopFuture<Void> {
@@ -120,6 +154,10 @@ final class ScriptedUpstream: Sendable {
                     send(bound.value, frame).whenSuccess { next(left - 1) }
                 }
                 send(context, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").whenSuccess { next(chunks) }
+            case .echo:
+                _ = send(context, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            case .refuseEarly(let body):
+                _ = send(context, "HTTP/1.1 413 Content Too Large\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
             }
         }
     }
@@ -300,6 +338,73 @@ struct UpstreamClientTests {
             _ = iterator
             let closedAfter = try await settled { upstream.closed.load(ordering: .relaxed) }
             #expect(closedAfter == closedBefore + 1)
+        }
+    }
+
+    func post(_ uri: String) -> HTTPRequestHead {
+        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: uri)
+        head.headers.add(name: "Transfer-Encoding", value: "chunked")
+        return head
+    }
+
+    // Before: the answer was handed over only once the upload had ended, so a full-duplex exchange (each part sent
+    // once the echo of the one before is back) never ended.
+    @Test(
+        "full duplex: the answer streams while the body uploads; the body ends whole, then the answer",
+        .timeLimit(.minutes(3)))
+    func fullDuplex() async throws {
+        try await withUpstream(.echo) { upstream, client in
+            let (agent, body) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
+            body.yield(ByteBuffer(string: "first"))
+            let r = try await client.execute(
+                upstream.endpoint, head: post("/duplex"), stream: agent, timeout: .seconds(60), bufferUpTo: 0)
+            guard case .streamed(let answer) = r.body else {
+                Issue.record("a chunked answer was buffered")
+                return
+            }
+            var echo = ""
+            var iterator = answer.makeAsyncIterator()
+            for (part, next) in [("first", "second"), ("second", "third")] {
+                while !echo.contains(part), let b = try await iterator.next() { echo += String(buffer: b) }
+                #expect(echo.contains(part))
+                body.yield(ByteBuffer(string: next))
+            }
+            body.finish()
+            while let b = try await iterator.next() { echo += String(buffer: b) }
+            // The upload ended with its last chunk (the upstream saw it, and then ended its answer), in order.
+            #expect(echo == "5\r\nfirst\r\n6\r\nsecond\r\n5\r\nthird\r\n0\r\n\r\n")
+            #expect(upstream.received.withLock { $0 } == echo)
+        }
+    }
+
+    // Before: the answer waited for the agent's whole body; an agent that stopped sending held it forever.
+    @Test(
+        "an answer before the body is read is handed over at once; the upload stops, unended, and the connection closes",
+        .timeLimit(.minutes(3)))
+    func earlyAnswer() async throws {
+        try await withUpstream(.refuseEarly("too large")) { upstream, client in
+            let (agent, body) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
+            body.yield(ByteBuffer(string: "part one"))
+            // The agent sends nothing more and never ends its body.
+            let r = try await client.execute(
+                upstream.endpoint, head: post("/upload"), stream: agent, timeout: .seconds(3_600), bufferUpTo: 1024)
+            #expect(r.head.status.code == 413)
+            #expect(try await text(r) == "too large")
+            // The upload was over when the answer was handed over: what the agent sends next is read by nobody...
+            // (its stream was cancelled, or what is yielded now stays in it, unread).
+            let after = body.yield(ByteBuffer(string: "part two"))
+            body.finish()
+            var left = ""
+            for try await b in agent { left += String(buffer: b) }
+            if case .terminated = after {
+            } else {
+                #expect(left.hasSuffix("part two"))
+            }
+            // ...and the upstream never saw the request end (no last chunk): the connection closed instead.
+            let closed = try await settled { upstream.closed.load(ordering: .relaxed) }
+            #expect(closed == 1)
+            let seen = upstream.received.withLock { $0 }
+            #expect(!seen.contains("0\r\n\r\n"), "the upstream was told a cut-off body had ended: \(seen)")
         }
     }
 

@@ -345,9 +345,9 @@ public final class Gateway: Sendable {
             head.headers.add(name: "Transfer-Encoding", value: "chunked")
             stream = LimitedBody(base: request.body, limit: route.config.maxBodyBytes, expected: nil, sent: sent)
         }
-        // A small body of known length is read whole (as nginx's proxy buffering does): one hand-over instead of a
-        // streamed sequence; larger or unknown-length bodies stream with backpressure. The upload is over (sent or
-        // abandoned) when `execute` returns: Hummingbird drains what is left of the agent's body itself.
+        // The body streams with backpressure, each part written upstream before the next is read. The upload is over
+        // (sent or abandoned) when `execute` returns, or, when the upstream's answer streams before it has read the whole body,
+        // when that answer's body ends: nothing reads the agent's body after that (Hummingbird drains what is left).
         let response: UpstreamResponse
         do {
             response = try await upstreams.execute(

@@ -92,26 +92,22 @@ package final class UpstreamClient: Sendable {
                 promise, started: started, head: head, bytes: bytes, timeout: timeout, bufferUpTo: bufferUpTo,
                 wholeBody: wholeBody)
         }
+        var upload: Upload?
         if let stream, let started {
             do {
                 try await started.futureResult.get()
             } catch {
                 throw UpstreamError(.closed, "the connection closed", unsent: true)
             }
-            do {
-                for try await part in stream where part.readableBytes > 0 {
-                    try await channel.writeAndFlush(HTTPClientRequestPart.body(.byteBuffer(part))).get()
-                }
-                try await channel.writeAndFlush(HTTPClientRequestPart.end(nil)).get()
-            } catch {
-                // The agent's body failed (too large, cut off) or the connection did: the upstream must not take a
-                // truncated request for a whole one, so the connection goes.
-                channel.close(promise: nil)
-            }
+            // The upload runs beside the wait for the answer: an upstream may answer before it has read the whole
+            // body (an early refusal, or a full-duplex stream that answers as it reads), and its answer is not held
+            // back until the agent has sent everything.
+            upload = Upload(channel: channel, stream: stream)
         }
+        let response: UpstreamResponse
         do {
             // A cancelled caller ends its exchange (and the connection) rather than wait for the deadline.
-            return try await withTaskCancellationHandler {
+            response = try await withTaskCancellationHandler {
                 try await promise.futureResult.get()
             } onCancel: {
                 channel.eventLoop.execute {
@@ -120,10 +116,19 @@ package final class UpstreamClient: Sendable {
                     h.fail(UpstreamError(.closed, "the exchange was cancelled", answered: h.answered))
                 }
             }
-        } catch let e as UpstreamError {
-            throw e
         } catch {
-            throw UpstreamError(.closed, "the upstream connection failed")
+            await upload?.end()
+            throw (error as? UpstreamError) ?? UpstreamError(.closed, "the upstream connection failed")
+        }
+        guard let upload else { return response }
+        switch response.body {
+        case .buffered:
+            // The whole answer is in: what is left of the upload goes (the connection closes unless the request ended).
+            await upload.end()
+            return response
+        case .streamed(let body):
+            // The upload may go on while the answer streams; it is over when the answer's body ends.
+            return UpstreamResponse(head: response.head, body: .streamed(body.ending(upload)))
         }
     }
 
@@ -275,4 +280,48 @@ final class UpstreamConnection: Sendable {
         self.endpoint = endpoint
         self.idleTimeout = idleTimeout
     }
+}
+
+/// A request body streaming to the upstream in its own task, beside the wait for the answer. Each part is written
+/// before the next is read. A body that fails (too large, cut off), a connection that fails, or an upload stopped
+/// before the body's end (``end()``, once the answer is over) closes the connection instead of ending the request:
+/// the upstream must never take a truncated request for a whole one.
+final class Upload: Sendable {
+    let task: Task<Void, Never>
+    /// 0 while the body is read; 1 once it was read to its end; 2 once stopped before that.
+    private let state: Progress
+
+    final class Progress: Sendable {
+        let value = Atomic<Int>(0)
+        /// From reading to `to`; false when the other side's change came first.
+        func leave(to: Int) -> Bool { value.compareExchange(expected: 0, desired: to, ordering: .relaxed).exchanged }
+    }
+
+    init(channel: any Channel, stream: any AsyncSequence<ByteBuffer, any Error> & Sendable) {
+        let state = Progress()
+        self.state = state
+        task = Task {
+            do {
+                for try await part in stream where part.readableBytes > 0 {
+                    try await channel.writeAndFlush(HTTPClientRequestPart.body(.byteBuffer(part))).get()
+                }
+                // Some sequences end quietly when their reader is cancelled: a body whose reading was stopped first
+                // did not end, whatever its sequence says.
+                guard state.leave(to: 1) else { throw CancellationError() }
+                try await channel.writeAndFlush(HTTPClientRequestPart.end(nil)).get()
+            } catch {
+                channel.close(promise: nil)
+            }
+        }
+    }
+
+    /// Stops the upload if its body is still being read (it is read no further) and returns once the upload is over,
+    /// so that nothing reads the agent's body after the exchange. A body already read to its end is left to end.
+    func end() async {
+        if state.leave(to: 2) { task.cancel() }
+        await task.value
+    }
+
+    /// An answer's body dropped unread stops the upload too.
+    deinit { if state.leave(to: 2) { task.cancel() } }
 }

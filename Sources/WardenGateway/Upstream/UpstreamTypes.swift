@@ -148,13 +148,41 @@ package struct UpstreamResponseBody: AsyncSequence, Sendable {
         ByteBuffer, any Error, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, UpstreamBodyDelegate
     >
     let producer: Producer
+    /// The request's upload when it may still run while the answer streams: ended (and waited for) when the body
+    /// ends or fails.
+    var upload: Upload?
+
+    /// The same body, ending `upload` when it ends.
+    func ending(_ upload: Upload) -> UpstreamResponseBody {
+        var b = self
+        b.upload = upload
+        return b
+    }
 
     package struct AsyncIterator: AsyncIteratorProtocol {
         var base: Producer.AsyncIterator
-        package mutating func next() async throws -> ByteBuffer? { try await base.next() }
+        var upload: Upload?
+        package mutating func next() async throws -> ByteBuffer? {
+            do {
+                if let part = try await base.next() { return part }
+            } catch {
+                await finishUpload()
+                throw error
+            }
+            await finishUpload()
+            return nil
+        }
+
+        mutating func finishUpload() async {
+            guard let u = upload else { return }
+            upload = nil
+            await u.end()
+        }
     }
 
-    package func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: producer.makeAsyncIterator()) }
+    package func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: producer.makeAsyncIterator(), upload: upload)
+    }
 
     /// A response body of either kind as a sequence of parts.
     package struct Parts: AsyncSequence, Sendable {
