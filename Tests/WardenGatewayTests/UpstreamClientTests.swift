@@ -462,3 +462,37 @@ struct UpstreamClientTests {
         }
     }
 }
+
+@Suite("Opening an MCP server's session over HTTP (a scripted upstream on loopback)")
+struct MCPSessionOpeningTests {
+    // Before: a caller waited for the shared initialization whatever happened to it, so a session opening whose
+    // deadline passed during `initialize` still waited for `notifications/initialized` too (up to twice the timeout).
+    @Test(
+        "a caller that gives up stops waiting for the shared initialization at once; the initialization goes on",
+        .timeLimit(.minutes(3)))
+    func cancelledWaiter() async throws {
+        let scripted = ScriptedUpstream(.silent)
+        try await scripted.start()
+        let client = UpstreamClient()
+        // Each exchange's own deadline is past the test's time limit: only the caller's cancellation can end its wait.
+        let server = HTTPUpstream(
+            url: "http://127.0.0.1:\(scripted.port)/mcp", http: client, timeout: 3_600, maxBytes: 1 << 20,
+            credential: { nil })
+        let waiter = Task { () async throws(UpstreamFailure) -> HTTPUpstream.Session in try await server.establish() }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while scripted.requestHeads.withLock({ $0.isEmpty }), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(scripted.requestHeads.withLock { $0.count } == 1)
+        waiter.cancel()
+        switch await waiter.result {
+        case .success: Issue.record("a silent server opened a session")
+        case .failure(let e): #expect((e as? UpstreamFailure)?.kind == "unavailable")
+        }
+        // The initialization itself still runs for other callers: its request is still open at the server.
+        #expect(server.starting.withLock { $0 != nil })
+        #expect(scripted.closed.load(ordering: .relaxed) == 0)
+        await scripted.stop()
+        await client.shutdown()
+    }
+}

@@ -73,6 +73,51 @@ func withDeadline<T: Sendable>(
     }
 }
 
+/// The value of a task shared by several callers, or `CancellationError` as soon as this caller is cancelled (a task's
+/// `value` waits for the task whatever happens to its caller; the task itself goes on).
+func value<T: Sendable>(of task: Task<T, any Error>) async throws -> T {
+    let waiter = Waiter<T>()
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, any Error>) in
+            guard waiter.register(c) else {
+                c.resume(throwing: CancellationError())
+                return
+            }
+            Task { waiter.resume(with: await task.result) }
+        }
+    } onCancel: {
+        waiter.resume(with: .failure(CancellationError()))
+    }
+}
+
+/// One caller's continuation, resumed once: by the task's result or by the caller's cancellation, whichever is first.
+final class Waiter<T: Sendable>: Sendable {
+    enum State {
+        case waiting
+        case registered(CheckedContinuation<T, any Error>)
+        case done
+    }
+    let state = Mutex<State>(.waiting)
+
+    /// False when the caller was cancelled before it could wait.
+    func register(_ c: CheckedContinuation<T, any Error>) -> Bool {
+        state.withLock { s in
+            guard case .waiting = s else { return false }
+            s = .registered(c)
+            return true
+        }
+    }
+
+    func resume(with result: Result<T, any Error>) {
+        let c = state.withLock { s -> CheckedContinuation<T, any Error>? in
+            defer { s = .done }
+            if case .registered(let c) = s { return c }
+            return nil
+        }
+        c?.resume(with: result)
+    }
+}
+
 /// The protocol version Warden speaks to upstream servers.
 let upstreamProtocolVersion = "2025-11-25"
 
@@ -201,8 +246,9 @@ final class HTTPUpstream: MCPUpstream {
             return n
         }
         do {
-            let id = try await task.value
-            return id
+            // A caller that gives up (its deadline, or it was cancelled) stops waiting at once; the initialization
+            // goes on for the others, bounded by its own exchanges' deadlines.
+            return try await value(of: task)
         } catch let e as UpstreamFailure {
             throw e
         } catch {
