@@ -62,6 +62,13 @@ gateway_requests() {
     curl -fsS http://127.0.0.1:18443/metrics | awk '/^warden_gateway_requests_total/ {n += $NF} END {printf "%d", n}'
 }
 ticks0=$(cpu_ticks); requests0=$(gateway_requests)
+# Where the two cores go over the run: each process's CPU time divided by the wall time (cores in use on average).
+proc_ticks() { awk '{t += $14 + $15} END {print t + 0}' $(for p in "$@"; do echo "/proc/$p/stat"; done) 2>/dev/null; }
+workers() { pgrep -P "$(cat "$WORK/$1.pid")" | tr '\n' ' '; }
+# (`times` in this shell, not in a command substitution's subshell: its second line is what this shell's children used.)
+child_seconds() { awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$1"; }
+up_workers=$(workers upstream); proxy_workers=$(workers proxy)
+up0=$(proc_ticks $up_workers); proxy0=$(proc_ticks $proxy_workers); times > "$WORK/times0"; client0=$(child_seconds "$WORK/times0"); wall0=$(date +%s.%N)
 if [ "${1:-}" = soak ]; then
     # bash Benchmarks/gateway/run.sh soak [--seconds 600] [--connections 16]: resident memory over a long DPoP run.
     shift
@@ -73,3 +80,8 @@ fi
 ticks1=$(cpu_ticks); requests1=$(gateway_requests)
 awk -v t=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" -v n=$((requests1 - requests0)) \
     'BEGIN { if (n > 0) printf "server CPU per gateway request: %.0f µs (%d requests, %.2f s of CPU)\n", t / hz / n * 1e6, n, t / hz }'
+up1=$(proc_ticks $up_workers); proxy1=$(proc_ticks $proxy_workers); times > "$WORK/times1"; client1=$(child_seconds "$WORK/times1"); wall1=$(date +%s.%N)
+awk -v hz="$(getconf CLK_TCK)" -v t0="$wall0" -v t1="$wall1" -v cores="$(nproc)" \
+    -v w=$((ticks1 - ticks0)) -v u=$((up1 - up0)) -v p=$((proxy1 - proxy0)) -v c="$client0" -v c1="$client1" \
+    'BEGIN { wall = t1 - t0; printf "cores in use over the run (of %d): warden %.2f, benchmark client %.2f, upstream nginx %.2f, proxy nginx %.2f\n",
+             cores, w / hz / wall, (c1 - c) / wall, u / hz / wall, p / hz / wall }'
