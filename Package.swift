@@ -296,7 +296,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WardenStoreTests",
-            dependencies: ["WardenStore", "WardenCore", "Cedar"],
+            dependencies: ["WardenStore", "WardenCore", "Cedar", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -128,6 +128,10 @@ public final class SQLiteStore: Sendable {
         }
         do {
             db = try DatabasePool(path: path, configuration: config)
+            // Again on the writer: GRDB sets up WAL mode after `prepareDatabase`, and with it `synchronous = NORMAL`
+            // (commits then reach the disk only at checkpoints: a power loss could take back a committed revocation
+            // or acknowledged audit entries).
+            try db.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             try Self.migrator.migrate(db)
         } catch {
             throw WardenError(.storage, "cannot open the database \(path): \(Self.describe(error))")

@@ -1,7 +1,9 @@
 import Foundation
+import GRDB
 import Testing
 import WardenCore
-import WardenStore
+
+@testable import WardenStore
 
 @Suite("SQLite store")
 struct StoreTests {
@@ -115,6 +117,17 @@ struct StoreTests {
             ])
         #expect(try again.events(agentID: r.id).map(\.kind) == ["registered", "token_revoked"])
         #expect(again.ping())
+    }
+
+    // Before: GRDB's WAL set-up after the connection's own preparation left the writer at `synchronous = NORMAL`,
+    // so commits (a revocation, a batch of audit entries) were synced only at checkpoints.
+    @Test("the connection that writes commits with synchronous=FULL (each commit synced), also after reopening")
+    func durableCommits() throws {
+        let (s, path) = try store()
+        #expect(try s.db.write { try Int.fetchOne($0, sql: "PRAGMA synchronous") } == 2)
+        #expect(try s.db.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") } == "wal")
+        let again = try SQLiteStore(path: path)
+        #expect(try again.db.write { try Int.fetchOne($0, sql: "PRAGMA synchronous") } == 2)
     }
 
     @Test("a file that is not a database is a clear storage error")
