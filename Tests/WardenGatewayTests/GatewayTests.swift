@@ -216,48 +216,93 @@ struct GatewayTests {
         }
     }
 
+    /// A raw agent socket that has sent `POST /r/<route>/<path>` through a gateway with one more route, to a
+    /// scripted upstream, with its DPoP credentials and the head of a chunked body, then `firstChunk`; what it reads
+    /// accumulates in ``seen``.
+    final class RawUpload: @unchecked Sendable {
+        let socket: RawSocket
+        var seen = ""
+
+        init(socket: RawSocket) { self.socket = socket }
+
+        /// Reads until `part` has arrived, the gateway closed the connection, or 20 s passed (bounded waits).
+        func read(until part: String) async {
+            for _ in 0..<100 where !seen.contains(part) {
+                guard let more = await socket.reaction(within: 0.2) else { continue }
+                if more.isEmpty { return }
+                seen += more
+            }
+        }
+    }
+
+    func withRawUpload(
+        to behaviour: ScriptedUpstream.Behaviour, route: String, firstChunk: String,
+        _ body: @escaping @Sendable (GatewayEnv, TestAgent, ScriptedUpstream, RawUpload) async throws -> Void
+    ) async throws {
+        let upstream = ScriptedUpstream(behaviour)
+        try await upstream.start()
+        let port = upstream.port
+        try await withGateway({ c in
+            c.routes[route] = RouteConfig(name: route, upstream: "http://127.0.0.1:\(port)", segment: "support")
+        }) { env in
+            let a = try env.f.agent("support-bot", routes: [route])
+            let token = try env.token(a)
+            let path = "/r/\(route)/upload"
+            let proof = try DPoPProofSigner(key: a.key).proof(
+                method: "POST", url: env.f.cp.url(path: path), accessToken: token, now: env.f.clock.now)
+            let agent = RawUpload(socket: try RawSocket(from: "127.0.0.1", to: try #require(env.client.port)))
+            agent.socket.send(
+                "POST \(path) HTTP/1.1\r\nHost: warden\r\nAuthorization: DPoP \(token)\r\nDPoP: \(proof)\r\n"
+                    + "Transfer-Encoding: chunked\r\n\r\n\(String(firstChunk.utf8.count, radix: 16))\r\n\(firstChunk)\r\n"
+            )
+            try await body(env, a, upstream, agent)
+        }
+        await upstream.stop()
+    }
+
     // Before: the gateway handed the answer over only once the agent's whole body had gone upstream, so an exchange
     // where the agent sends its next part after it has read the echo of the last one never ended.
     @Test(
         "full duplex through a route: the upstream's answer reaches the agent while its body still uploads",
         .timeLimit(.minutes(3)))
     func fullDuplex() async throws {
-        let echo = ScriptedUpstream(.echo)
-        try await echo.start()
-        let port = echo.port
-        try await withGateway({ c in
-            c.routes["duplex"] = RouteConfig(name: "duplex", upstream: "http://127.0.0.1:\(port)", segment: "support")
-        }) { env in
-            let a = try env.f.agent("support-bot", routes: ["duplex"])
-            let token = try env.token(a)
-            let proof = try DPoPProofSigner(key: a.key).proof(
-                method: "POST", url: env.f.cp.url(path: "/r/duplex/talk"), accessToken: token, now: env.f.clock.now)
-            let agent = try RawSocket(from: "127.0.0.1", to: try #require(env.client.port))
-            agent.send(
-                "POST /r/duplex/talk HTTP/1.1\r\nHost: warden\r\nAuthorization: DPoP \(token)\r\nDPoP: \(proof)\r\n"
-                    + "Transfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
-            // What the agent has read so far (bounded waits). The upstream echoes the bytes it reads (the agent's chunk
-            // framing included) in one chunk of its own, which the gateway passes on as one of its own.
-            var seen = ""
-            func read(until part: String) async {
-                for _ in 0..<100 where !seen.contains(part) {
-                    guard let more = await agent.reaction(within: 0.2), !more.isEmpty || seen.isEmpty else { continue }
-                    seen += more
-                }
-            }
-            await read(until: "first")
-            #expect(seen.hasPrefix("HTTP/1.1 200"), "\(seen)")
-            #expect(seen.contains("first"), "the answer did not stream before the body ended: \(seen)")
-            agent.send("6\r\nsecond\r\n")
-            await read(until: "second")
-            #expect(seen.contains("second"))
-            agent.send("0\r\n\r\n")
+        // The upstream echoes the bytes it reads (the agent's chunk framing included) in one chunk of its own, which
+        // the gateway passes on as one of its own.
+        try await withRawUpload(to: .echo, route: "duplex", firstChunk: "first") { _, _, echo, agent in
+            await agent.read(until: "first")
+            #expect(agent.seen.hasPrefix("HTTP/1.1 200"), "\(agent.seen)")
+            #expect(agent.seen.contains("first"), "the answer did not stream before the body ended: \(agent.seen)")
+            agent.socket.send("6\r\nsecond\r\n")
+            await agent.read(until: "second")
+            #expect(agent.seen.contains("second"))
+            agent.socket.send("0\r\n\r\n")
             // The agent's last chunk reached the upstream, which then ended its answer (and the gateway its own).
-            await read(until: "0\r\n\r\n\r\n0\r\n\r\n")
-            #expect(seen.hasSuffix("0\r\n\r\n\r\n0\r\n\r\n"), "\(seen)")
+            await agent.read(until: "0\r\n\r\n\r\n0\r\n\r\n")
+            #expect(agent.seen.hasSuffix("0\r\n\r\n\r\n0\r\n\r\n"), "\(agent.seen)")
             #expect(echo.received.withLock { $0 } == "5\r\nfirst\r\n6\r\nsecond\r\n0\r\n\r\n")
         }
-        await echo.stop()
+    }
+
+    // Before: the answer waited for the agent's whole body, which a stalled agent never sends.
+    @Test(
+        "an upstream's early answer reaches an agent whose upload stalls, and the upstream never sees the body end",
+        .timeLimit(.minutes(3)))
+    func earlyAnswer() async throws {
+        // One chunk, then nothing: the agent stalls mid-body.
+        try await withRawUpload(to: .refuseEarly("too large"), route: "early", firstChunk: "part one") {
+            env, a, refusing, agent in
+            await agent.read(until: "too large")
+            #expect(agent.seen.hasPrefix("HTTP/1.1 413"), "\(agent.seen)")
+            #expect(agent.seen.contains("too large"))
+            // What is left of the agent's body is not forwarded: the upload stopped with the answer. (The agent's
+            // connection is then closed, or drained of the rest of the body until `body_timeout`, as Hummingbird does
+            // after a response, depending on whether the upload was waiting for the agent when it stopped.)
+            // The upstream was never told that the cut-off body ended.
+            #expect(!refusing.received.withLock { $0 }.contains("0\r\n\r\n"))
+            // The gateway still serves (this upstream refuses everything at once).
+            let again = try await env.call(a, .get, "/r/early/again")
+            #expect(again.status.code == 413)
+        }
     }
 
     @Test("policies reload through the admin API; a broken set is refused and the last good one stays")
