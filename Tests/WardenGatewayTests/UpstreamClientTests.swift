@@ -33,6 +33,8 @@ final class ScriptedUpstream: Sendable {
         /// At the request's head, before reading its body: a complete answer (status 413 and this body), the connection
         /// left open; the body's bytes are kept (``received``) and never answered.
         case refuseEarly(String)
+        /// Reads a chunked request body to its last chunk, then answers with this body.
+        case replyAfterBody(String)
     }
 
     let behaviour: Behaviour
@@ -99,7 +101,7 @@ final class ScriptedUpstream: Sendable {
                 upstream.requestHeads.withLock { $0.append(head) }
                 answer(context)
                 switch upstream.behaviour {
-                case .echo, .refuseEarly:
+                case .echo, .refuseEarly, .replyAfterBody:
                     inBody = true
                     let rest = pending
                     pending = ""
@@ -115,9 +117,14 @@ final class ScriptedUpstream: Sendable {
                 r += text
                 return r
             }
-            guard case .echo = upstream.behaviour else { return }
-            _ = send(context, String(text.utf8.count, radix: 16) + "\r\n" + text + "\r\n")
-            if all.hasSuffix("\r\n0\r\n\r\n") { _ = send(context, "0\r\n\r\n") }
+            switch upstream.behaviour {
+            case .echo:
+                _ = send(context, String(text.utf8.count, radix: 16) + "\r\n" + text + "\r\n")
+                if all.hasSuffix("\r\n0\r\n\r\n") { _ = send(context, "0\r\n\r\n") }
+            case .replyAfterBody(let body) where all.hasSuffix("\r\n0\r\n\r\n"):
+                _ = send(context, "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+            default: break
+            }
         }
 
         func send(_ context: ChannelHandlerContext, _ text: String) -> EventLoopFuture<Void> {
@@ -158,6 +165,8 @@ final class ScriptedUpstream: Sendable {
                 _ = send(context, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
             case .refuseEarly(let body):
                 _ = send(context, "HTTP/1.1 413 Content Too Large\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+            case .replyAfterBody:
+                break
             }
         }
     }
@@ -405,6 +414,53 @@ struct UpstreamClientTests {
             #expect(closed == 1)
             let seen = upstream.received.withLock { $0 }
             #expect(!seen.contains("0\r\n\r\n"), "the upstream was told a cut-off body had ended: \(seen)")
+        }
+    }
+
+    // Before: the deadline ran from the exchange's start, so an upload that took longer than it failed (504) however
+    // steadily it moved.
+    @Test(
+        "an upload that moves may take longer than the deadline; the deadline runs from the request's end",
+        .timeLimit(.minutes(3)))
+    func slowUpload() async throws {
+        try await withUpstream(.replyAfterBody("stored")) { upstream, client in
+            let (agent, body) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
+            // Five parts 1.5 s apart: 6 s in all, against a 4 s deadline (each pause well within it).
+            let sender = Task {
+                for i in 0..<5 {
+                    if i > 0 { try await Task.sleep(for: .milliseconds(1_500)) }
+                    body.yield(ByteBuffer(string: "part \(i);"))
+                }
+                body.finish()
+            }
+            let r = try await client.execute(
+                upstream.endpoint, head: post("/store"), stream: agent, timeout: .seconds(4), bufferUpTo: 1024)
+            #expect(r.head.status == .ok)
+            #expect(try await text(r) == "stored")
+            try await sender.value
+            #expect(upstream.received.withLock { $0 }.hasSuffix("7\r\npart 4;\r\n0\r\n\r\n"))
+        }
+    }
+
+    @Test(
+        "an upload that stops moving fails at its stall limit, and that connection is closed", .timeLimit(.minutes(3)))
+    func stalledUpload() async throws {
+        try await withUpstream(.replyAfterBody("stored")) { upstream, client in
+            let (agent, body) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
+            body.yield(ByteBuffer(string: "part one"))
+            // Nothing more, and no end: only the upload's stall limit can end this.
+            do throws(UpstreamError) {
+                _ = try await client.execute(
+                    upstream.endpoint, head: post("/store"), stream: agent, timeout: .milliseconds(300),
+                    bufferUpTo: 1024)
+                Issue.record("a stalled upload was answered")
+            } catch {
+                #expect(error.kind == .timeout && error.message == "the upload stalled")
+            }
+            body.finish()
+            let closed = try await settled { upstream.closed.load(ordering: .relaxed) }
+            #expect(closed == 1)
+            #expect(!upstream.received.withLock { $0 }.contains("0\r\n\r\n"))
         }
     }
 

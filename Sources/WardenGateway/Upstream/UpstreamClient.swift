@@ -10,9 +10,10 @@ import Synchronization
 /// than through a general client's per-request state machines. Request bodies stream from the agent with
 /// backpressure (each part is written before the next is read); response bodies stream with backpressure too.
 ///
-/// Bounded everywhere: connect timeout, a deadline per exchange (until the head of a streamed answer, until the end of
-/// a buffered one), a stall limit on streamed bodies, at most `maxIdlePerEndpoint` idle connections kept per
-/// upstream, each closed after `idleTimeout`.
+/// Bounded everywhere: connect timeout, a deadline per exchange from the request's end (until the head of a streamed
+/// answer, until the end of a buffered one), a stall limit on streamed bodies both ways (an upload may take longer
+/// than the deadline while it moves), at most `maxIdlePerEndpoint` idle connections kept per upstream, each closed
+/// after `idleTimeout`.
 package final class UpstreamClient: Sendable {
     let group: any EventLoopGroup
     let connectTimeout: TimeAmount

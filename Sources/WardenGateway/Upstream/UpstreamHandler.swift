@@ -43,9 +43,13 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     var demand = true
     var heldRead = false
     var lastRead = NIODeadline.now()
-    /// The exchange's deadline (until the request is written and the answer's head, or whole buffered answer, read;
-    /// with `wholeBody`, until the answer's end).
+    /// When the last part of a streamed request body was handed to the connection (the one before it was written).
+    var lastUpload = NIODeadline.now()
+    /// The exchange's deadline, from the request's end: until the answer's head, or the whole buffered answer (with
+    /// `wholeBody`, until the answer's end).
     var timer: Scheduled<Void>?
+    /// While a request body streams: the stall limit of the upload (no part for the exchange's timeout).
+    var uploadTimer: Scheduled<Void>?
     /// The stall limit of a streamed body.
     var stallTimer: Scheduled<Void>?
     var idleTimer: Scheduled<Void>?
@@ -83,16 +87,13 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         heldRead = false
         self.wholeBody = wholeBody
         phase = .awaitingHead
-        let number = exchange
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
-            guard let self, self.exchange == number else { return }
-            switch self.phase {
-            case .awaitingHead, .buffering:
-                self.fail(UpstreamError(.timeout, "no answer in time", answered: self.answered))
-            case .streaming where !self.requestEnded || self.wholeBody:
-                self.fail(UpstreamError(.timeout, "no complete answer in time", answered: true))
-            default: break
-            }
+        // A request given whole is over once written: the answer's deadline starts now. A streamed body is bounded by
+        // progress instead (an upload may rightly take longer than the deadline), and the deadline starts at its end.
+        if endsRequest {
+            armDeadline()
+        } else {
+            lastUpload = .now()
+            armUploadTimer()
         }
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         if let bytes, bytes.readableBytes > 0 {
@@ -107,15 +108,59 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) {
+        switch unwrapOutboundIn(data) {
+        case .body:
+            lastUpload = .now()
+        case .end:
             requestEnded = true
-            if case .streaming = phase, !wholeBody {
-                // The head arrived during the upload: the deadline's work is done.
-                timer?.cancel()
-                timer = nil
+            uploadTimer?.cancel()
+            uploadTimer = nil
+            switch phase {
+            case .awaitingHead, .buffering: armDeadline()
+            case .streaming where wholeBody: armDeadline()
+            default: break  // The answer streams already (it came during the upload): its stall limit covers it.
             }
+        case .head:
+            break
         }
         context.write(data, promise: promise)
+    }
+
+    /// The answer's deadline, from now (the request's end).
+    func armDeadline() {
+        guard let context else { return }
+        let number = exchange
+        timer?.cancel()
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
+            guard let self, self.exchange == number else { return }
+            switch self.phase {
+            case .awaitingHead, .buffering:
+                self.fail(UpstreamError(.timeout, "no answer in time", answered: self.answered))
+            case .streaming where self.wholeBody:
+                self.fail(UpstreamError(.timeout, "no complete answer in time", answered: true))
+            default: break
+            }
+        }
+    }
+
+    /// While the request's body streams: a pause of the exchange's timeout with no part handed over (an upstream that
+    /// takes no more, or an agent that sends no more) fails the exchange.
+    func armUploadTimer() {
+        guard let context else { return }
+        let number = exchange
+        uploadTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: lastUpload + timeout) {
+            [weak self] in
+            guard let self, self.exchange == number, !self.requestEnded else { return }
+            switch self.phase {
+            case .idle, .closed, .answered: return
+            default: break
+            }
+            if NIODeadline.now() - self.lastUpload >= self.timeout {
+                self.fail(UpstreamError(.timeout, "the upload stalled", answered: self.answered))
+            } else {
+                self.armUploadTimer()
+            }
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -132,7 +177,8 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 phase = .buffering(head, context.channel.allocator.buffer(capacity: length))
                 return
             }
-            if requestEnded, !wholeBody {
+            if !wholeBody {
+                // The head is in: the deadline's work is done (the body has its stall limit).
                 timer?.cancel()
                 timer = nil
             }
@@ -185,6 +231,8 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         timer = nil
         stallTimer?.cancel()
         stallTimer = nil
+        uploadTimer?.cancel()
+        uploadTimer = nil
         guard keepAlive, requestEnded else {
             phase = .closed
             context.close(promise: nil)
@@ -228,6 +276,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         phase = .closed
         timer?.cancel()
         stallTimer?.cancel()
+        uploadTimer?.cancel()
         context?.close(promise: nil)
     }
 
@@ -254,6 +303,8 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         timer = nil
         stallTimer?.cancel()
         stallTimer = nil
+        uploadTimer?.cancel()
+        uploadTimer = nil
         idleTimer?.cancel()
         idleTimer = nil
         switch previous {
