@@ -346,8 +346,9 @@ public final class Gateway: Sendable {
             stream = LimitedBody(base: request.body, limit: route.config.maxBodyBytes, expected: nil, sent: sent)
         }
         // The body streams with backpressure, each part written upstream before the next is read. The upload is over
-        // (sent or abandoned) when `execute` returns, or, when the upstream's answer streams before it has read the whole body,
-        // when that answer's body ends: nothing reads the agent's body after that (Hummingbird drains what is left).
+        // (sent or abandoned) when `execute` returns, or, when the upstream's answer streams before it has read the
+        // whole body, when that answer's body ends: nothing reads the agent's body after that (Hummingbird drains what
+        // is left).
         let response: UpstreamResponse
         do {
             response = try await upstreams.execute(
