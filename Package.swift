@@ -18,6 +18,7 @@ let testDependencies: [Target.Dependency] = [
     .product(name: "SwiftASN1", package: "swift-asn1"),
     .product(name: "NIOCore", package: "swift-nio"),
     .product(name: "NIOPosix", package: "swift-nio"),
+    .product(name: "NIOEmbedded", package: "swift-nio"),
     .product(name: "NIOHTTP1", package: "swift-nio"),
     .product(name: "NIOSSL", package: "swift-nio-ssl"),
 ]

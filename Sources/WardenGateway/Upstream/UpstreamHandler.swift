@@ -45,6 +45,12 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     var lastRead = NIODeadline.now()
     /// When the last part of a streamed request body was handed to the connection (the one before it was written).
     var lastUpload = NIODeadline.now()
+    /// When the streamed request body began, and how many of its bytes were handed over since.
+    var uploadStart = NIODeadline.now()
+    var uploaded: Int64 = 0
+    /// The slowest average rate a streamed request body may keep once older than twice the timeout (bytes per
+    /// second): a trickle that never quite stalls cannot hold a connection and a route's slot for ever.
+    static let minimumUploadRate: Int64 = 1_024
     /// The exchange's deadline, from the request's end: until the answer's head, or the whole buffered answer (with
     /// `wholeBody`, until the answer's end).
     var timer: Scheduled<Void>?
@@ -60,6 +66,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    /// The event loop's clock (a test's loop can advance it).
+    var now: NIODeadline { context?.eventLoop.now ?? .now() }
 
     /// Starts an exchange: the head (and a whole body, and the end unless a body streams after it: `started`) is
     /// written at once; `started` succeeds once it is.
@@ -92,7 +101,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if endsRequest {
             armDeadline()
         } else {
-            lastUpload = .now()
+            lastUpload = now
+            uploadStart = lastUpload
+            uploaded = 0
             armUploadTimer()
         }
         context.write(wrapOutboundOut(.head(head)), promise: nil)
@@ -109,8 +120,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
-        case .body:
-            lastUpload = .now()
+        case .body(let part):
+            lastUpload = now
+            uploaded += Int64(part.readableBytes)
         case .end:
             requestEnded = true
             uploadTimer?.cancel()
@@ -144,7 +156,8 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// While the request's body streams: a pause of the exchange's timeout with no part handed over (an upstream that
-    /// takes no more, or an agent that sends no more) fails the exchange.
+    /// takes no more, or an agent that sends no more) fails the exchange, and so does an average rate below
+    /// ``minimumUploadRate`` once the upload is older than twice the timeout.
     func armUploadTimer() {
         guard let context else { return }
         let number = exchange
@@ -155,8 +168,14 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             case .idle, .closed, .answered: return
             default: break
             }
-            if NIODeadline.now() - self.lastUpload >= self.timeout {
+            let now = self.now
+            let elapsed = now - self.uploadStart
+            if now - self.lastUpload >= self.timeout {
                 self.fail(UpstreamError(.timeout, "the upload stalled", answered: self.answered))
+            } else if elapsed > self.timeout * 2,
+                Double(self.uploaded) < Double(Self.minimumUploadRate) * Double(elapsed.nanoseconds) / 1e9
+            {
+                self.fail(UpstreamError(.timeout, "the upload is too slow", answered: self.answered))
             } else {
                 self.armUploadTimer()
             }
@@ -187,7 +206,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 delegate: UpstreamBodyDelegate(
                     handler: NIOLoopBound(self, eventLoop: context.eventLoop), exchange: exchange))
             phase = .streaming(made.source)
-            lastRead = .now()
+            lastRead = now
             armStallTimer()
             let p = promise
             promise = nil
@@ -201,7 +220,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             phase = .buffering(head, buffer)
         case (.body(let part), .streaming(let source)):
-            lastRead = .now()
+            lastRead = now
             switch source.yield(part) {
             case .produceMore: break
             case .stopProducing: demand = false
@@ -259,7 +278,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func produceMore(_ number: Int) {
         guard number == exchange, case .streaming = phase else { return }
         demand = true
-        lastRead = .now()
+        lastRead = now
         if heldRead, let context {
             heldRead = false
             context.read()
@@ -286,10 +305,10 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let number = exchange
         stallTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: lastRead + timeout) { [weak self] in
             guard let self, self.exchange == number, case .streaming = self.phase else { return }
-            if self.demand, NIODeadline.now() - self.lastRead >= self.timeout {
+            if self.demand, self.now - self.lastRead >= self.timeout {
                 self.fail(UpstreamError(.timeout, "the upstream's body stalled", answered: true))
             } else {
-                if !self.demand { self.lastRead = .now() }
+                if !self.demand { self.lastRead = self.now }
                 self.armStallTimer()
             }
         }
