@@ -246,12 +246,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// upstream that answered before the request's body ended gets no more of it).
     func finishExchange() {
         guard case .answered = phase, let context else { return }
-        timer?.cancel()
-        timer = nil
-        stallTimer?.cancel()
-        stallTimer = nil
-        uploadTimer?.cancel()
-        uploadTimer = nil
+        cancelExchangeTimers()
         guard keepAlive, requestEnded else {
             phase = .closed
             context.close(promise: nil)
@@ -293,10 +288,18 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func abandon() {
         phase = .closed
-        timer?.cancel()
-        stallTimer?.cancel()
-        uploadTimer?.cancel()
+        cancelExchangeTimers()
         context?.close(promise: nil)
+    }
+
+    /// The exchange is over: its deadline and stall limits go.
+    func cancelExchangeTimers() {
+        timer?.cancel()
+        timer = nil
+        stallTimer?.cancel()
+        stallTimer = nil
+        uploadTimer?.cancel()
+        uploadTimer = nil
     }
 
     /// While a body streams, a stall (no bytes for the exchange's timeout while the reader waits) fails it.
@@ -318,12 +321,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func fail(_ error: UpstreamError) {
         let previous = phase
         phase = .closed
-        timer?.cancel()
-        timer = nil
-        stallTimer?.cancel()
-        stallTimer = nil
-        uploadTimer?.cancel()
-        uploadTimer = nil
+        cancelExchangeTimers()
         idleTimer?.cancel()
         idleTimer = nil
         switch previous {

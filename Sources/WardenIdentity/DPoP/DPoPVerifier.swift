@@ -80,7 +80,7 @@ public struct DPoPVerifier: Sendable {
         // An agent's proofs share one header (its key, typ and alg): the header of an accepted proof is found again
         // by its bytes; any other is checked and its key decoded.
         let known = headers.lookup(h64)
-        let entry: ProofHeaderCache.Entry
+        let entry: ProofKey
         if let known { entry = known } else { entry = try Self.header(h64, what: what, code: code) }
         let (key, publicKey, thumbprint) = entry
         guard let payload = Base64URL.decode(p64), let signature = Base64URL.decode(s64) else {
@@ -141,10 +141,7 @@ public struct DPoPVerifier: Sendable {
 
     /// A proof header's checks (`crit`, `typ`, `jwk`, `alg`) and its key: decoded and validated, with its RFC 7638
     /// thumbprint.
-    static func header(_ h64: Substring, what: String, code: WardenError.Code) throws(WardenError)
-        -> ProofHeaderCache
-        .Entry
-    {
+    static func header(_ h64: Substring, what: String, code: WardenError.Code) throws(WardenError) -> ProofKey {
         guard let bytes = Base64URL.decode(h64) else { throw WardenError(code, "the \(what) is not valid base64url") }
         let header = try CompactJWS.object(bytes, "header", what: what, code: code)
         try CompactJWS.checkCritical(header, what: what, code: code)
@@ -152,7 +149,7 @@ public struct DPoPVerifier: Sendable {
             throw WardenError(code, "the DPoP proof header typ must be dpop+jwt")
         }
         guard let jwk = header["jwk"] else { throw WardenError(code, "the DPoP proof header has no jwk") }
-        let resolved: ProofHeaderCache.Entry
+        let resolved: ProofKey
         do {
             let key = try ECPublicJWK(json: jwk)
             resolved = (key, try key.publicKey(), key.thumbprint)
@@ -208,19 +205,21 @@ public struct DPoPVerifier: Sendable {
     }
 }
 
+/// A proof header's key: the JWK, the point, and its RFC 7638 thumbprint.
+typealias ProofKey = (key: ECPublicJWK, publicKey: P256.Signing.PublicKey, thumbprint: String)
+
 /// The headers of accepted proofs (every header check passed, the signature verified, the proof fresh), by their exact
 /// base64url text, with the key they carry: the same bytes always decode to the same header, so a header seen before
 /// is neither parsed nor its key decoded again. Bounded (emptied when full).
 final class ProofHeaderCache: Sendable {
-    typealias Entry = (key: ECPublicJWK, publicKey: P256.Signing.PublicKey, thumbprint: String)
-    private let entries = Mutex<[Substring: Entry]>([:])
+    private let entries = Mutex<[Substring: ProofKey]>([:])
     static let capacity = 10_000
     /// The longest header text kept (a proof header with a P-256 JWK is about 250 bytes).
     static let maxKeyLength = 1024
 
-    func lookup(_ text: Substring) -> Entry? { entries.withLock { $0[text] } }
+    func lookup(_ text: Substring) -> ProofKey? { entries.withLock { $0[text] } }
 
-    func remember(_ text: Substring, _ entry: Entry) {
+    func remember(_ text: Substring, _ entry: ProofKey) {
         guard text.utf8.count <= Self.maxKeyLength else { return }
         // Its own storage, not a slice holding the whole proof.
         let key = Substring(String(text))
